@@ -1,0 +1,214 @@
+//! The object index: a fixed-capacity open-addressing table of `Slot`s keyed by object id.
+//!
+//! Lookups are lock-free: read the state, copy the id, re-read the state; a changed
+//! generation means the slot was reused under us, so look again. Insertions (`reserve`)
+//! happen only under the store's allocator lock, so two creators never race for one id.
+//! Deleted slots become tombstones, which later insertions reuse; `empty` ends a probe.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const status = @import("status.zig");
+
+const Index = @This();
+const State = layout.State;
+const Tag = layout.Tag;
+const ObjectId = layout.ObjectId;
+
+slots: []layout.Slot,
+extras: []layout.SlotExtra,
+
+pub const Found = struct { slot_index: u32, state: State };
+
+fn home(self: *const Index, id: *const ObjectId) usize {
+    return @intCast(std.hash.Wyhash.hash(0x6f626a73, id) & (self.slots.len - 1));
+}
+
+pub fn readId(self: *const Index, slot_index: u32, out: *ObjectId) void {
+    for (&self.slots[slot_index].id_words, 0..) |*src, k| {
+        std.mem.writeInt(u32, out[k * 4 ..][0..4], src.load(.monotonic), .little);
+    }
+}
+
+fn idEquals(self: *const Index, slot_index: u32, id: *const ObjectId) bool {
+    var stored: ObjectId = undefined;
+    self.readId(slot_index, &stored);
+    return std.mem.eql(u8, &stored, id);
+}
+
+/// The slot holding `id` in any live state, or null. Lock-free.
+pub fn find(self: *const Index, id: *const ObjectId) ?Found {
+    const mask = self.slots.len - 1;
+    var i = self.home(id);
+    var probes: usize = 0;
+    var retries: u32 = 0;
+    while (probes < self.slots.len) {
+        const slot = &self.slots[i];
+        const before = State.of(slot.state.load(.acquire));
+        switch (before.tag) {
+            .empty => return null,
+            .tombstone, .reserved => {},
+            else => {
+                const same_id = self.idEquals(@intCast(i), id);
+                const after = State.of(slot.state.load(.acquire));
+                if (after.generation != before.generation and retries < 1000) {
+                    retries += 1;
+                    continue; // reused while we read its id: read it again
+                }
+                if (same_id and after.tag != .tombstone and after.tag != .reserved) {
+                    return .{ .slot_index = @intCast(i), .state = after };
+                }
+            },
+        }
+        probes += 1;
+        i = (i + 1) & mask;
+    }
+    return null;
+}
+
+/// Claims a slot for a new `id`; caller holds the allocator lock. The slot stays `reserved`
+/// (invisible to lookups) until `publish`.
+pub fn reserve(self: *Index, id: *const ObjectId, actor: u32) status.Error!u32 {
+    const mask = self.slots.len - 1;
+    var i = self.home(id);
+    var candidate: ?usize = null;
+    var probes: usize = 0;
+    while (probes < self.slots.len) : (probes += 1) {
+        const s = State.of(self.slots[i].state.load(.acquire));
+        switch (s.tag) {
+            .empty => {
+                if (candidate == null) candidate = i;
+                break;
+            },
+            .tombstone => if (candidate == null) {
+                candidate = i;
+            },
+            .reserved => unreachable, // reserved slots exist only under the lock we hold
+            else => if (self.idEquals(@intCast(i), id)) {
+                status.setDetail("an object with this id already exists", .{});
+                return error.Exists;
+            },
+        }
+        i = (i + 1) & mask;
+    }
+    const chosen = candidate orelse {
+        status.setDetail("the object index is full ({d} slots); create the store with more slots", .{self.slots.len});
+        return error.IndexFull;
+    };
+    const slot = &self.slots[chosen];
+    const old = State.of(slot.state.load(.acquire));
+    const next = State{ .nested = 0, .generation = old.generation +% 1, .tag = .reserved };
+    slot.state.store(next.toWord(), .seq_cst);
+    for (&slot.id_words, 0..) |*dst, k| dst.store(std.mem.readInt(u32, id[k * 4 ..][0..4], .little), .monotonic);
+    slot.actor.store(actor, .release);
+    return @intCast(chosen);
+}
+
+/// Makes a reserved slot visible in `tag` (writing).
+pub fn publish(self: *Index, slot_index: u32, tag: Tag) void {
+    const slot = &self.slots[slot_index];
+    const s = State.of(slot.state.load(.acquire));
+    assert(s.tag == .reserved);
+    slot.state.store(s.with(tag).toWord(), .seq_cst);
+}
+
+/// Returns a reserved slot unused (allocation failed).
+pub fn release(self: *Index, slot_index: u32) void {
+    const slot = &self.slots[slot_index];
+    const s = State.of(slot.state.load(.acquire));
+    assert(s.tag == .reserved);
+    slot.actor.store(0, .release);
+    slot.state.store(s.with(.tombstone).toWord(), .seq_cst);
+}
+
+/// Counts one more containing object for `id`; false if the object is gone.
+pub fn addNested(self: *Index, id: *const ObjectId) bool {
+    var attempt: u32 = 0;
+    while (attempt < 1000) : (attempt += 1) {
+        const found = self.find(id) orelse return false;
+        const s = found.state;
+        switch (s.tag) {
+            .writing, .sealed, .spilling, .spilled, .restoring => {},
+            else => return false,
+        }
+        assert(s.nested < std.math.maxInt(u32));
+        const next = State{ .nested = s.nested + 1, .generation = s.generation, .tag = s.tag };
+        if (self.slots[found.slot_index].state.cmpxchgWeak(s.toWord(), next.toWord(), .seq_cst, .monotonic) == null) return true;
+    }
+    return false;
+}
+
+/// Counts one fewer containing object; returns the new state, or null if not found.
+pub fn dropNested(self: *Index, id: *const ObjectId) ?Found {
+    var attempt: u32 = 0;
+    while (attempt < 1000) : (attempt += 1) {
+        const found = self.find(id) orelse return null;
+        const s = found.state;
+        if (s.nested == 0) return null;
+        const next = State{ .nested = s.nested - 1, .generation = s.generation, .tag = s.tag };
+        if (self.slots[found.slot_index].state.cmpxchgWeak(s.toWord(), next.toWord(), .seq_cst, .monotonic) == null) {
+            return .{ .slot_index = found.slot_index, .state = next };
+        }
+    }
+    return null;
+}
+
+fn testIndex(comptime n: usize, slots: *[n]layout.Slot, extras: *[n]layout.SlotExtra) Index {
+    @memset(std.mem.sliceAsBytes(slots), 0);
+    @memset(std.mem.sliceAsBytes(extras), 0);
+    return .{ .slots = slots, .extras = extras };
+}
+
+fn testId(k: u32) ObjectId {
+    var id: ObjectId = @splat(0);
+    std.mem.writeInt(u32, id[0..4], k, .little);
+    return id;
+}
+
+test "reserve, publish, find, tombstone reuse and duplicates" {
+    var slots: [64]layout.Slot = undefined;
+    var extras: [64]layout.SlotExtra = undefined;
+    var index = testIndex(64, &slots, &extras);
+    const a = testId(1);
+    const b = testId(2);
+    try std.testing.expect(index.find(&a) == null);
+    const ia = try index.reserve(&a, 1);
+    try std.testing.expect(index.find(&a) == null); // reserved is invisible
+    index.publish(ia, .writing);
+    try std.testing.expectEqual(ia, index.find(&a).?.slot_index);
+    try std.testing.expectError(error.Exists, index.reserve(&a, 1));
+    const ib = try index.reserve(&b, 1);
+    index.publish(ib, .sealed);
+    // Delete a; b stays findable past the tombstone; a new object reuses the tombstone.
+    const sa = State.of(slots[ia].state.load(.monotonic));
+    slots[ia].state.store(sa.with(.tombstone).toWord(), .monotonic);
+    try std.testing.expect(index.find(&a) == null);
+    try std.testing.expect(index.find(&b) != null);
+    const ia2 = try index.reserve(&a, 1);
+    try std.testing.expect(State.of(slots[ia2].state.load(.monotonic)).generation != sa.generation or ia2 != ia);
+}
+
+test "a full index is an error, not a hang" {
+    var slots: [64]layout.Slot = undefined;
+    var extras: [64]layout.SlotExtra = undefined;
+    var index = testIndex(64, &slots, &extras);
+    var k: u32 = 0;
+    while (k < 64) : (k += 1) index.publish(try index.reserve(&testId(k), 1), .sealed);
+    try std.testing.expectError(error.IndexFull, index.reserve(&testId(999), 1));
+    try std.testing.expect(index.find(&testId(999)) == null);
+    try std.testing.expect(index.find(&testId(63)) != null);
+}
+
+test "nested counts go up and down and stop at gone objects" {
+    var slots: [64]layout.Slot = undefined;
+    var extras: [64]layout.SlotExtra = undefined;
+    var index = testIndex(64, &slots, &extras);
+    const a = testId(7);
+    index.publish(try index.reserve(&a, 1), .sealed);
+    try std.testing.expect(index.addNested(&a));
+    try std.testing.expect(index.addNested(&a));
+    try std.testing.expectEqual(@as(u32, 1), index.dropNested(&a).?.state.nested);
+    try std.testing.expectEqual(@as(u32, 0), index.dropNested(&a).?.state.nested);
+    try std.testing.expect(index.dropNested(&a) == null);
+    try std.testing.expect(!index.addNested(&testId(8)));
+}

@@ -1,0 +1,369 @@
+//! Spilling: moves cold sealed objects from the arena into fused files on disk and back.
+//!
+//! The order is approximate LRU: each `get` stamps a slot with the store's clock, and a spill
+//! takes the oldest stamps among sealed, unpinned objects. An object moves
+//! sealed → spilling (this process is its actor) → written and fsynced → spilled, and only
+//! then is its memory freed, so a crash at any point loses nothing: the janitor turns a dead
+//! actor's `spilling` back into `sealed`. Objects that contain refs are never spilled (their
+//! child list lives in their extent).
+
+const std = @import("std");
+const assert = std.debug.assert;
+const linux = std.os.linux;
+const layout = @import("layout.zig");
+const status = @import("status.zig");
+const sys = @import("sys.zig");
+const spill_io = @import("spill_io.zig");
+const Store = @import("Store.zig");
+
+const Spiller = @This();
+const State = layout.State;
+const ObjectId = layout.ObjectId;
+const Error = status.Error;
+
+/// Bounds one spill call: objects per fused file, and how many candidates are sorted.
+const batch_objects_max = 1024;
+const batch_bytes_max: u64 = 1 << 30;
+const candidates_max = 8192;
+
+store: *Store,
+writer: ?spill_io.Writer = null,
+
+const Candidate = struct { slot_index: u32, tick: u32 };
+
+pub fn init(store: *Store) Spiller {
+    return .{ .store = store };
+}
+
+pub fn deinit(self: *Spiller) void {
+    if (self.writer) |*w| w.deinit();
+    self.writer = null;
+}
+
+fn ioWriter(self: *Spiller) *spill_io.Writer {
+    if (self.writer == null) {
+        const forced = if (std.c.getenv("OBJSTORE_IO")) |v| std.mem.eql(u8, std.mem.span(v), "pwritev") else false;
+        self.writer = spill_io.Writer.init(forced);
+    }
+    return &self.writer.?;
+}
+
+pub fn backend(self: *Spiller) spill_io.Backend {
+    return self.ioWriter().backend;
+}
+
+/// Sets the shared spill directory (created 0700 if missing) after checking it is writable.
+pub fn configure(self: *Spiller, dir: []const u8) Error!void {
+    const h = self.store.header;
+    if (dir.len == 0) {
+        h.spill_disabled = 1;
+        return;
+    }
+    if (dir.len >= layout.spill_dir_size_max - 64 or dir[0] != '/') {
+        status.setDetail("spill directory must be an absolute path shorter than {d} bytes: '{s}'", .{ layout.spill_dir_size_max - 64, dir });
+        return error.InvalidArgument;
+    }
+    try ensureWritableDir(dir);
+    self.store.lock();
+    defer self.store.unlock();
+    const current = h.spill_dir[0..h.spill_dir_size_bytes];
+    if (current.len > 0 and !std.mem.eql(u8, current, dir)) {
+        status.setDetail("store '{s}' already spills to '{s}', not '{s}'", .{ self.store.storeName(), current, dir });
+        return error.InvalidArgument;
+    }
+    @memcpy(h.spill_dir[0..dir.len], dir);
+    h.spill_dir_size_bytes = @intCast(dir.len);
+    h.spill_disabled = 0;
+}
+
+fn ensureWritableDir(dir: []const u8) Error!void {
+    var buffer: [layout.spill_dir_size_max + 32]u8 = undefined;
+    const dir_z = std.mem.printSentinel(&buffer, "{s}", .{dir}, 0) catch unreachable;
+    const rc = linux.mkdir(dir_z, 0o700);
+    switch (linux.errno(rc)) {
+        .SUCCESS, .EXIST => {},
+        .ACCES, .PERM, .ROFS => return spillDirError(dir, "cannot be created (permission denied)", error.PermissionDenied),
+        .NOENT => return spillDirError(dir, "cannot be created: its parent does not exist", error.InvalidArgument),
+        .NOSPC => return spillDirError(dir, "cannot be created: the disk is full", error.NoSpace),
+        else => return spillDirError(dir, "cannot be created", error.System),
+    }
+    const probe = std.mem.printSentinel(&buffer, "{s}/.objstore-probe-{d}", .{ dir, sys.getpid() }, 0) catch unreachable;
+    const fd = sys.open(probe, .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true }, 0o600) catch |err| {
+        return switch (err) {
+            error.PermissionDenied => spillDirError(dir, "is not writable", error.PermissionDenied),
+            error.NoSpace => spillDirError(dir, "is on a full disk", error.NoSpace),
+            error.NotFound => spillDirError(dir, "is not a directory", error.InvalidArgument),
+            else => spillDirError(dir, "cannot be written", error.System),
+        };
+    };
+    sys.close(fd);
+    sys.unlink(probe) catch {};
+}
+
+fn spillDirError(dir: []const u8, why: []const u8, err: Error) Error {
+    status.setDetail("spill directory '{s}' {s}", .{ dir, why });
+    return err;
+}
+
+fn filePath(self: *Spiller, buffer: []u8, serial: u64) [:0]const u8 {
+    const h = self.store.header;
+    return std.mem.printSentinel(buffer, "{s}/objstore-{s}-{d}.spill", .{ h.spill_dir[0..h.spill_dir_size_bytes], self.store.storeName(), serial }, 0) catch unreachable;
+}
+
+fn checkEnabled(self: *Spiller) Error!void {
+    const h = self.store.header;
+    if (h.spill_disabled != 0 or h.spill_dir_size_bytes == 0) {
+        status.setDetail("store '{s}' has no spill directory (spilling is off)", .{self.store.storeName()});
+        return error.SpillDisabled;
+    }
+}
+
+pub const Outcome = struct { objects: u64, bytes: u64 };
+
+/// Spills the least recently used unpinned objects until `target_bytes` are freed.
+pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
+    try self.checkEnabled();
+    var candidates: [candidates_max]Candidate = undefined;
+    const found = self.collectCandidates(&candidates);
+    std.sort.pdq(Candidate, found, {}, olderFirst);
+    var outcome = Outcome{ .objects = 0, .bytes = 0 };
+    var next: usize = 0;
+    while (outcome.bytes < target_bytes and next < found.len) {
+        var batch: [batch_objects_max]u32 = undefined;
+        var batch_len: usize = 0;
+        var batch_bytes: u64 = 0;
+        while (next < found.len and batch_len < batch.len and batch_bytes < batch_bytes_max and outcome.bytes + batch_bytes < target_bytes) : (next += 1) {
+            if (!self.beginSpill(found[next].slot_index)) continue;
+            batch[batch_len] = found[next].slot_index;
+            batch_len += 1;
+            batch_bytes += self.store.index.extras[found[next].slot_index].extent_size_bytes;
+        }
+        if (batch_len == 0) break;
+        outcome.bytes += try self.writeBatch(batch[0..batch_len]);
+        outcome.objects += batch_len;
+    }
+    return outcome;
+}
+
+fn olderFirst(_: void, a: Candidate, b: Candidate) bool {
+    // Ticks wrap at 2^32; compare by signed distance.
+    return @as(i32, @bitCast(a.tick -% b.tick)) < 0;
+}
+
+fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidate {
+    var n: usize = 0;
+    for (self.store.index.slots, self.store.index.extras, 0..) |*slot, *extra, i| {
+        if (n == out.len) break;
+        const s = State.of(slot.state.load(.acquire));
+        if (s.tag != .sealed or slot.pin_holders.load(.monotonic) != 0) continue;
+        if (extra.child_count != 0) continue;
+        out[n] = .{ .slot_index = @intCast(i), .tick = extra.lru_tick.load(.monotonic) };
+        n += 1;
+    }
+    return out[0..n];
+}
+
+/// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquireBit).
+fn beginSpill(self: *Spiller, slot_index: u32) bool {
+    const slot = &self.store.index.slots[slot_index];
+    const s = State.of(slot.state.load(.seq_cst));
+    if (s.tag != .sealed or self.store.index.extras[slot_index].child_count != 0) return false;
+    if (slot.state.cmpxchgStrong(s.toWord(), s.with(.spilling).toWord(), .seq_cst, .monotonic) != null) return false;
+    slot.actor.store(self.store.client_index + 1, .release);
+    if (slot.pin_holders.load(.seq_cst) != 0) {
+        self.endSpill(slot_index, .sealed);
+        return false;
+    }
+    return true;
+}
+
+fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    const slot = &self.store.index.slots[slot_index];
+    slot.actor.store(0, .release);
+    // Nested counts may change while spilling, so swap the tag with a CAS loop.
+    var attempt: u32 = 0;
+    while (attempt < 1_000_000) : (attempt += 1) {
+        const s = State.of(slot.state.load(.seq_cst));
+        assert(s.tag == .spilling);
+        if (slot.state.cmpxchgWeak(s.toWord(), s.with(tag).toWord(), .seq_cst, .monotonic) == null) return;
+    }
+    unreachable;
+}
+
+pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
+    try self.checkEnabled();
+    const found = self.store.index.find(id) orelse return error.Absent;
+    if (!self.beginSpill(found.slot_index)) {
+        status.setDetail("only a sealed, unpinned object without nested refs can be spilled", .{});
+        return error.Busy;
+    }
+    var batch = [1]u32{found.slot_index};
+    _ = try self.writeBatch(&batch);
+}
+
+fn claimFileEntry(self: *Spiller) Error!u32 {
+    for (self.store.spill_files, 0..) |*file, i| {
+        if (file.state.cmpxchgStrong(0, 1, .acq_rel, .monotonic) == null) {
+            file.live_objects.store(0, .release);
+            file.serial = self.store.header.spill_file_next.fetchAdd(1, .monotonic);
+            return @intCast(i);
+        }
+    }
+    status.setDetail("all {d} spill file entries are in use", .{layout.spill_file_count_max});
+    return error.Busy;
+}
+
+/// Writes the objects (all in `spilling`, this process their actor) into one new file,
+/// then frees their memory. On failure every object goes back to `sealed`.
+fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
+    assert(slot_indexes.len > 0 and slot_indexes.len <= batch_objects_max);
+    var records: [batch_objects_max]spill_io.Record = undefined;
+    for (slot_indexes, 0..) |slot_index, i| {
+        const extra = &self.store.index.extras[slot_index];
+        var id: ObjectId = undefined;
+        self.store.index.readId(slot_index, &id);
+        const data = self.store.base + self.store.header.data_offset + extra.extent_offset_bytes;
+        records[i] = .{ .id = id, .data = data[0..@intCast(extra.data_size_bytes)] };
+    }
+    const file_index = self.claimFileEntry() catch |err| {
+        for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
+        return err;
+    };
+    const file = &self.store.spill_files[file_index];
+    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
+    const file_path = self.filePath(&path_buffer, file.serial);
+    const written = self.ioWriter().writeFile(file_path, records[0..slot_indexes.len]) catch |err| {
+        for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
+        file.state.store(0, .release);
+        return ioError(err, file_path);
+    };
+    file.size_bytes = written;
+    file.live_objects.store(@intCast(slot_indexes.len), .release);
+    file.state.store(2, .release);
+    return self.finishBatch(slot_indexes, records[0..slot_indexes.len], file_index);
+}
+
+fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill_io.Record, file_index: u32) u64 {
+    var freed_bytes: u64 = 0;
+    const h = self.store.header;
+    self.store.lock();
+    for (slot_indexes, records) |slot_index, record| {
+        const extra = &self.store.index.extras[slot_index];
+        self.store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
+        _ = h.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
+        freed_bytes += extra.extent_size_bytes;
+        extra.extent_size_bytes = 0;
+        extra.spill_file = file_index + 1;
+        extra.spill_offset_bytes = record.file_offset;
+        _ = h.spilled_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
+        _ = h.spilled_objects.fetchAdd(1, .monotonic);
+        self.endSpill(slot_index, .spilled);
+    }
+    self.store.unlock();
+    return freed_bytes;
+}
+
+fn ioError(err: spill_io.Error, file_path: []const u8) Error {
+    status.setDetail("spill file '{s}': {s}", .{ file_path, @errorName(err) });
+    return switch (err) {
+        error.NoSpace => error.NoSpace,
+        error.PermissionDenied => error.PermissionDenied,
+        error.Corrupt => error.Corrupt,
+        error.Missing => error.SpillMissing,
+        else => error.System,
+    };
+}
+
+const restore_wait_ns = 30 * std.time.ns_per_s;
+
+/// Brings a spilled object back. One process restores; the others wait for it.
+pub fn restore(self: *Spiller, id: *const ObjectId) Error!void {
+    const deadline_ns = sys.nowNs() + restore_wait_ns;
+    while (sys.nowNs() < deadline_ns) {
+        const sequence = self.store.header.seal_sequence.load(.seq_cst);
+        const found = self.store.index.find(id) orelse return error.Absent;
+        switch (found.state.tag) {
+            .sealed => return,
+            .spilled => {
+                const slot = &self.store.index.slots[found.slot_index];
+                if (slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.restoring).toWord(), .seq_cst, .monotonic) == null) {
+                    slot.actor.store(self.store.client_index + 1, .release);
+                    return self.restoreClaimed(found.slot_index);
+                }
+            },
+            .restoring, .spilling, .deleting => {
+                _ = self.store.maintain(); // a dead restorer's claim is undone here
+                sys.futexWait(&self.store.header.seal_sequence, sequence, 10 * std.time.ns_per_ms);
+            },
+            else => return error.Absent,
+        }
+    }
+    return error.Timeout;
+}
+
+fn restoreClaimed(self: *Spiller, slot_index: u32) Error!void {
+    const store = self.store;
+    const extra = &store.index.extras[slot_index];
+    const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
+    store.lock();
+    const block = store.bitmap.alloc(extent_size_bytes / layout.block_size_bytes);
+    if (block) |b| {
+        extra.extent_offset_bytes = b * layout.block_size_bytes;
+        extra.extent_size_bytes = extent_size_bytes;
+        _ = store.header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
+    }
+    store.unlock();
+    if (block == null) {
+        self.endRestore(slot_index, .spilled);
+        status.setDetail("no room to restore an object of {d} bytes: {d} of {d} bytes in use", .{ extra.data_size_bytes, store.header.used_bytes.load(.monotonic), store.header.capacity_bytes });
+        return error.StoreFull;
+    }
+    var id: ObjectId = undefined;
+    store.index.readId(slot_index, &id);
+    const file = &store.spill_files[extra.spill_file - 1];
+    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
+    const file_path = self.filePath(&path_buffer, file.serial);
+    const dest = (store.base + store.header.data_offset + extra.extent_offset_bytes)[0..@intCast(extra.data_size_bytes)];
+    spill_io.readRecord(file_path, extra.spill_offset_bytes, id, dest) catch |err| {
+        store.lock();
+        store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extent_size_bytes / layout.block_size_bytes);
+        _ = store.header.used_bytes.fetchSub(extent_size_bytes, .monotonic);
+        extra.extent_size_bytes = 0;
+        store.unlock();
+        self.endRestore(slot_index, .spilled);
+        return ioError(err, file_path);
+    };
+    _ = store.header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
+    store.dropSpillCopy(extra);
+    self.endRestore(slot_index, .sealed);
+}
+
+fn endRestore(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    const slot = &self.store.index.slots[slot_index];
+    slot.actor.store(0, .release);
+    var attempt: u32 = 0;
+    while (attempt < 1_000_000) : (attempt += 1) {
+        const s = State.of(slot.state.load(.seq_cst));
+        assert(s.tag == .restoring);
+        if (slot.state.cmpxchgWeak(s.toWord(), s.with(tag).toWord(), .seq_cst, .monotonic) == null) break;
+    }
+    _ = self.store.header.seal_sequence.fetchAdd(1, .seq_cst);
+    sys.futexWakeAll(&self.store.header.seal_sequence);
+}
+
+/// Deletes one spill file (its last object was freed or restored).
+pub fn removeFile(store: *Store, file_index: u32) void {
+    const file = &store.spill_files[file_index];
+    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
+    var spiller = Spiller.init(store);
+    sys.unlink(spiller.filePath(&path_buffer, file.serial)) catch {};
+    file.state.store(0, .release);
+}
+
+/// Deletes every spill file of the store, finished or not (the last process is leaving).
+pub fn removeAllFiles(store: *Store) void {
+    if (store.header.spill_dir_size_bytes == 0) return;
+    for (store.spill_files, 0..) |*file, i| {
+        if (file.state.load(.acquire) != 0) removeFile(store, @intCast(i));
+    }
+}

@@ -1,0 +1,826 @@
+//! One process's attachment to a named store: the shared segment, its client entry, and the
+//! private per-slot counts of the references and pins this process holds.
+//!
+//! Objects: `create` → write → `seal` → `get` (pin) / `release` → last holder gone → deleted.
+//! Lookups and pins are lock-free (CAS on `Slot.state`); only allocation, freeing and
+//! crash recovery take the allocator lock, whose holder is recorded so a death is detected.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const sys = @import("sys.zig");
+const status = @import("status.zig");
+const BlockBitmap = @import("BlockBitmap.zig");
+const Index = @import("Index.zig");
+const Spiller = @import("Spiller.zig");
+
+const Store = @This();
+const Error = status.Error;
+const Tag = layout.Tag;
+const State = layout.State;
+const ObjectId = layout.ObjectId;
+
+pub const OpenOptions = struct {
+    create: bool = true,
+    /// With `create`: fail if the store exists instead of attaching.
+    exclusive: bool = false,
+    capacity_bytes: u64 = 0,
+    /// 0 = derived from the capacity.
+    slot_count: u32 = 0,
+    /// Fault the arena's pages in from a background thread so puts copy at warm speed.
+    prefault: bool = true,
+};
+
+/// This process's holdings of one slot; only this process reads or writes it.
+const Count = struct { refs: u32 = 0, pins: u32 = 0 };
+
+fd: i32,
+base: [*]align(layout.page_size_bytes) u8,
+segment_size_bytes: usize,
+header: *layout.Header,
+clients: []layout.Client,
+index: Index,
+spill_files: []layout.SpillFile,
+bitmap: BlockBitmap,
+client_index: u32,
+counts: []Count,
+path_buffer: [layout.name_size_max + 32]u8,
+path_size_bytes: usize,
+prefault_thread: ?std.Thread = null,
+prefault_stop: std.atomic.Value(bool) = .init(false),
+
+pub const shm_dir = "/dev/shm/";
+pub const shm_prefix = "objstore-";
+const attach_wait_ns = 2 * std.time.ns_per_s;
+
+pub fn validateName(name: []const u8) Error!void {
+    if (name.len == 0 or name.len > layout.name_size_max) {
+        status.setDetail("store name must be 1 to {d} bytes, got {d}", .{ layout.name_size_max, name.len });
+        return error.InvalidArgument;
+    }
+    for (name) |c| {
+        const ok = std.ascii.isAlphanumeric(c) or c == '-' or c == '_' or c == '.';
+        if (!ok or (name[0] == '.')) {
+            status.setDetail("store name '{s}' may only hold letters, digits, '-', '_' and '.' (not first)", .{name});
+            return error.InvalidArgument;
+        }
+    }
+}
+
+pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
+    try validateName(name);
+    const self = std.heap.page_allocator.create(Store) catch return error.System;
+    errdefer std.heap.page_allocator.destroy(self);
+    self.* = undefined;
+    self.prefault_thread = null;
+    self.prefault_stop = .init(false);
+    const shm_path = self.setPath(name);
+
+    var created = false;
+    if (options.create) {
+        if (createSegment(self, shm_path, name, options)) |_| {
+            created = true;
+        } else |err| switch (err) {
+            error.StoreExists => if (options.exclusive) {
+                status.setDetail("store '{s}' already exists", .{name});
+                return err;
+            },
+            else => return err,
+        }
+    }
+    if (!created) try attachSegment(self, shm_path, name);
+    errdefer self.unmapAndClose(true);
+
+    self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch return error.System;
+    @memset(self.counts, .{});
+    errdefer std.heap.page_allocator.free(self.counts);
+    try self.register();
+    if (created and options.prefault) self.startPrefault();
+    return self;
+}
+
+fn setPath(self: *Store, name: []const u8) [:0]const u8 {
+    const shm_path = std.mem.printSentinel(&self.path_buffer, shm_dir ++ shm_prefix ++ "{s}", .{name}, 0) catch unreachable;
+    self.path_size_bytes = shm_path.len;
+    return shm_path;
+}
+
+pub fn shmPath(self: *const Store) [:0]const u8 {
+    return self.path_buffer[0..self.path_size_bytes :0];
+}
+
+fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options: OpenOptions) Error!void {
+    if (options.capacity_bytes < layout.page_size_bytes) {
+        status.setDetail("objectStoreMemory must be at least {d} bytes, got {d}", .{ layout.page_size_bytes, options.capacity_bytes });
+        return error.InvalidArgument;
+    }
+    const capacity_bytes = std.mem.alignForward(u64, options.capacity_bytes, layout.page_size_bytes);
+    const slot_count = if (options.slot_count == 0) layout.defaultSlotCount(capacity_bytes) else options.slot_count;
+    if (!std.math.isPowerOfTwo(slot_count) or slot_count < 64 or slot_count > layout.slot_count_max) {
+        status.setDetail("slot count must be a power of two in 64..{d}, got {d}", .{ layout.slot_count_max, slot_count });
+        return error.InvalidArgument;
+    }
+    const sections = layout.sections(capacity_bytes, slot_count);
+    const fd = sys.open(shm_path, .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true }, 0o600) catch |err| switch (err) {
+        error.Exists => return error.StoreExists,
+        error.PermissionDenied => return error.PermissionDenied,
+        else => return error.System,
+    };
+    errdefer {
+        sys.close(fd);
+        sys.unlink(shm_path) catch {};
+    }
+    // Attachers take a shared lock for their whole attach; holding it exclusively until the
+    // header is ready keeps them from reading a half-made segment.
+    _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
+    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    sys.ftruncate(fd, sections.segment_size_bytes) catch |err| {
+        status.setDetail("cannot size /dev/shm segment to {d} bytes ({s}); is /dev/shm large enough?", .{ sections.segment_size_bytes, @errorName(err) });
+        return if (err == error.NoSpace) error.StoreFull else error.System;
+    };
+    // Reserve the tmpfs pages now so a too-small /dev/shm fails here, not as SIGBUS later.
+    const reserve_rc = std.os.linux.fallocate(fd, 0, 0, @intCast(sections.segment_size_bytes));
+    if (std.os.linux.errno(reserve_rc) == .NOSPC) {
+        status.setDetail("/dev/shm has less than {d} bytes free for store '{s}'", .{ sections.segment_size_bytes, name });
+        return error.StoreFull;
+    }
+    const base = sys.mapShared(fd, sections.segment_size_bytes) catch return error.System;
+    self.fd = fd;
+    self.base = base;
+    self.segment_size_bytes = sections.segment_size_bytes;
+    self.initHeader(sections, capacity_bytes, slot_count, name);
+    self.bindSections();
+    self.bitmap.reset();
+    self.header.ready.store(1, .release);
+}
+
+fn initHeader(self: *Store, sections: layout.Sections, capacity_bytes: u64, slot_count: u32, name: []const u8) void {
+    const h: *layout.Header = @ptrCast(self.base);
+    h.* = std.mem.zeroes(layout.Header);
+    h.magic = layout.magic;
+    h.abi_version = layout.abi_version;
+    h.layout_hash = layout.layout_hash;
+    h.capacity_bytes = capacity_bytes;
+    h.segment_size_bytes = sections.segment_size_bytes;
+    h.slot_count = slot_count;
+    h.client_count = layout.client_count_max;
+    h.clients_offset = sections.clients_offset;
+    h.slots_offset = sections.slots_offset;
+    h.extras_offset = sections.extras_offset;
+    h.spill_files_offset = sections.spill_files_offset;
+    h.bitmap_offset = sections.bitmap_offset;
+    h.bitmap_words = sections.bitmap_words;
+    h.data_offset = sections.data_offset;
+    h.creator_uid = sys.getuid();
+    h.spill_file_next = .init(1);
+    h.name_size_bytes = @intCast(name.len);
+    @memcpy(h.name[0..name.len], name);
+    self.header = h;
+}
+
+fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!void {
+    const fd = sys.open(shm_path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0) catch |err| switch (err) {
+        error.NotFound => {
+            status.setDetail("no store named '{s}' ({s} does not exist)", .{ name, shm_path });
+            return error.StoreNotFound;
+        },
+        error.PermissionDenied => {
+            status.setDetail("cannot open {s}: permission denied (stores are private to their user)", .{shm_path});
+            return error.PermissionDenied;
+        },
+        else => return error.System,
+    };
+    errdefer sys.close(fd);
+    _ = std.os.linux.flock(fd, std.posix.LOCK.SH);
+    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    const size_bytes = sys.fileSize(fd) catch return error.System;
+    if (size_bytes < layout.page_size_bytes) return badStore(shm_path, "it is smaller than a header");
+    const base = sys.mapShared(fd, @intCast(size_bytes)) catch return error.System;
+    errdefer sys.unmap(base, @intCast(size_bytes));
+    const h: *layout.Header = @ptrCast(base);
+    if (h.magic != layout.magic) return badStore(shm_path, "its magic number is wrong");
+    if (h.abi_version != layout.abi_version or h.layout_hash != layout.layout_hash) {
+        status.setDetail("store '{s}' has ABI {d} (layout {x}); this library has ABI {d} (layout {x})", .{ name, h.abi_version, h.layout_hash, layout.abi_version, layout.layout_hash });
+        return error.AbiMismatch;
+    }
+    if (h.segment_size_bytes != size_bytes) return badStore(shm_path, "its size does not match its header");
+    if (h.ready.load(.acquire) != 1) return badStore(shm_path, "its creator died before finishing it");
+    const expected = layout.sections(h.capacity_bytes, h.slot_count);
+    if (expected.data_offset != h.data_offset or expected.bitmap_offset != h.bitmap_offset) {
+        return badStore(shm_path, "its section offsets are inconsistent");
+    }
+    self.fd = fd;
+    self.base = base;
+    self.segment_size_bytes = @intCast(size_bytes);
+    self.header = h;
+    self.bindSections();
+}
+
+fn badStore(shm_path: []const u8, why: []const u8) Error {
+    status.setDetail("{s} is not a usable objstore segment: {s}; remove it with `objstore destroy` if no process uses it", .{ shm_path, why });
+    return error.BadStore;
+}
+
+fn bindSections(self: *Store) void {
+    const h = self.header;
+    self.clients = self.sectionSlice(layout.Client, h.clients_offset, layout.client_count_max);
+    self.index = .{
+        .slots = self.sectionSlice(layout.Slot, h.slots_offset, h.slot_count),
+        .extras = self.sectionSlice(layout.SlotExtra, h.extras_offset, h.slot_count),
+    };
+    self.spill_files = self.sectionSlice(layout.SpillFile, h.spill_files_offset, layout.spill_file_count_max);
+    const words = self.sectionSlice(u64, h.bitmap_offset, h.bitmap_words);
+    self.bitmap = BlockBitmap.init(words, h.capacity_bytes / layout.block_size_bytes, &h.alloc_cursor_block);
+}
+
+fn sectionSlice(self: *Store, comptime T: type, offset_bytes: u64, count: u64) []T {
+    assert(offset_bytes + count * @sizeOf(T) <= self.segment_size_bytes);
+    const first: [*]T = @ptrCast(@alignCast(self.base + offset_bytes));
+    return first[0..@intCast(count)];
+}
+
+/// Pointer to the first byte of the data region; object offsets count from `base`.
+pub fn dataOffset(self: *const Store) u64 {
+    return self.header.data_offset;
+}
+
+// ---------------------------------------------------------------- clients
+
+fn register(self: *Store) Error!void {
+    const pid = sys.getpid();
+    const start_time = sys.processStartTime(pid);
+    var attempt: u32 = 0;
+    while (attempt < 2) : (attempt += 1) {
+        for (self.clients, 0..) |*client, i| {
+            if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.free), @intFromEnum(layout.ClientState.reclaiming), .acquire, .monotonic) == null) {
+                client.pid = pid;
+                client.start_time = start_time;
+                client.reclaimer.store(0, .monotonic);
+                client.state.store(@intFromEnum(layout.ClientState.alive), .release);
+                self.client_index = @intCast(i);
+                return;
+            }
+        }
+        _ = self.maintain(); // frees the entries of dead processes
+    }
+    status.setDetail("store '{s}' already has {d} attached processes", .{ self.storeName(), layout.client_count_max });
+    return error.ClientsFull;
+}
+
+pub fn storeName(self: *const Store) []const u8 {
+    return self.header.name[0..self.header.name_size_bytes];
+}
+
+fn clientAlive(self: *Store, client: u32) bool {
+    const entry = &self.clients[client];
+    const state: layout.ClientState = @enumFromInt(entry.state.load(.acquire));
+    if (state == .free) return false;
+    return sys.isAlive(entry.pid, entry.start_time);
+}
+
+/// Reclaims every dead process's references, pins and unfinished objects; returns how many
+/// processes were reclaimed. Cheap when nobody died: one /proc read per attached process.
+pub fn maintain(self: *Store) u32 {
+    var reclaimed: u32 = 0;
+    for (self.clients, 0..) |*entry, i| {
+        const client: u32 = @intCast(i);
+        if (client == self.client_index and entry.state.load(.acquire) == @intFromEnum(layout.ClientState.alive)) continue;
+        const state: layout.ClientState = @enumFromInt(entry.state.load(.acquire));
+        switch (state) {
+            .free => continue,
+            .alive => {
+                if (sys.isAlive(entry.pid, entry.start_time)) continue;
+                const me = self.client_index + 1;
+                if (entry.state.cmpxchgStrong(@intFromEnum(layout.ClientState.alive), @intFromEnum(layout.ClientState.reclaiming), .acq_rel, .monotonic) != null) continue;
+                entry.reclaimer.store(me, .release);
+            },
+            .reclaiming => {
+                const reclaimer = entry.reclaimer.load(.acquire);
+                if (reclaimer == 0 or reclaimer - 1 == self.client_index) continue;
+                if (self.clientAlive(reclaimer - 1)) continue;
+                entry.reclaimer.store(self.client_index + 1, .release);
+            },
+        }
+        self.lock();
+        self.reclaimClientLocked(client);
+        self.unlock();
+        entry.state.store(@intFromEnum(layout.ClientState.free), .release);
+        reclaimed += 1;
+    }
+    if (reclaimed > 0) self.sweepOrphans();
+    return reclaimed;
+}
+
+/// Drops a dead client's holdings and finishes or undoes its transitions, then rebuilds the
+/// bitmap from the index, since the dead process may have been inside the allocator.
+fn reclaimClientLocked(self: *Store, client: u32) void {
+    assert(self.header.alloc_lock.load(.monotonic) == self.client_index + 1);
+    assert(client != self.client_index);
+    const bit = @as(u64, 1) << @intCast(client);
+    for (self.index.slots, 0..) |*slot, i| {
+        const slot_index: u32 = @intCast(i);
+        if (slot.ref_holders.load(.monotonic) & bit != 0) _ = slot.ref_holders.fetchAnd(~bit, .seq_cst);
+        if (slot.pin_holders.load(.monotonic) & bit != 0) {
+            const before = slot.pin_holders.fetchAnd(~bit, .seq_cst);
+            if (before == bit) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
+        }
+        if (slot.actor.load(.acquire) == client + 1) self.undoTransitionLocked(slot_index);
+    }
+    self.rebuildBitmapLocked();
+}
+
+fn undoTransitionLocked(self: *Store, slot_index: u32) void {
+    const slot = &self.index.slots[slot_index];
+    const extra = &self.index.extras[slot_index];
+    const s = State.of(slot.state.load(.acquire));
+    switch (s.tag) {
+        .reserved, .writing, .deleting => {
+            // Children of an unfinished object may keep one nested count too many: a leak
+            // that the orphan sweep cannot see, chosen over freeing a child too early.
+            if (s.tag != .reserved) _ = self.header.object_count.fetchSub(1, .monotonic);
+            extra.extent_size_bytes = 0;
+            slot.state.store(s.with(.tombstone).toWord(), .release);
+        },
+        .spilling => slot.state.store(s.with(.sealed).toWord(), .release),
+        .restoring => {
+            extra.extent_size_bytes = 0;
+            slot.state.store(s.with(.spilled).toWord(), .release);
+        },
+        else => {},
+    }
+    slot.actor.store(0, .release);
+    self.bumpSealSequence();
+}
+
+fn rebuildBitmapLocked(self: *Store) void {
+    self.bitmap.reset();
+    for (self.index.slots, self.index.extras) |*slot, *extra| {
+        const tag = State.of(slot.state.load(.acquire)).tag;
+        const holds_extent = switch (tag) {
+            .writing, .sealed, .spilling, .restoring, .deleting => true,
+            else => false,
+        };
+        if (holds_extent and extra.extent_size_bytes > 0) {
+            self.bitmap.markUsed(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
+        }
+    }
+    self.header.used_bytes.store(self.bitmap.usedBlocks() * layout.block_size_bytes, .monotonic);
+}
+
+/// Deletes objects nobody holds: left behind when a holder died.
+fn sweepOrphans(self: *Store) void {
+    for (self.index.slots, 0..) |*slot, i| {
+        const s = State.of(slot.state.load(.acquire));
+        if (s.tag != .sealed and s.tag != .spilled) continue;
+        self.tryDelete(@intCast(i), s.generation, 0);
+    }
+}
+
+// ---------------------------------------------------------------- allocator lock
+
+pub fn lock(self: *Store) void {
+    const me = self.client_index + 1;
+    const word = &self.header.alloc_lock;
+    var spins: u32 = 0;
+    while (true) : (spins += 1) {
+        if (word.cmpxchgWeak(0, me, .acquire, .monotonic) == null) return;
+        if (spins < 200) {
+            std.atomic.spinLoopHint();
+            continue;
+        }
+        const holder = word.load(.monotonic);
+        if (holder == 0) continue;
+        assert(holder != me); // the lock is not re-entrant
+        if (spins % 16 == 0 and !self.clientAlive(holder - 1)) {
+            if (word.cmpxchgStrong(holder, me, .acquire, .monotonic) == null) {
+                self.reclaimClientLocked(holder - 1);
+                return;
+            }
+            continue;
+        }
+        _ = self.header.alloc_lock_waiters.fetchAdd(1, .seq_cst);
+        sys.futexWait(word, holder, std.time.ns_per_ms);
+        _ = self.header.alloc_lock_waiters.fetchSub(1, .seq_cst);
+    }
+}
+
+pub fn unlock(self: *Store) void {
+    const word = &self.header.alloc_lock;
+    assert(word.load(.monotonic) == self.client_index + 1);
+    word.store(0, .seq_cst);
+    if (self.header.alloc_lock_waiters.load(.seq_cst) > 0) sys.futexWakeAll(word);
+}
+
+fn bumpSealSequence(self: *Store) void {
+    _ = self.header.seal_sequence.fetchAdd(1, .seq_cst);
+    if (self.header.seal_waiters.load(.seq_cst) > 0) sys.futexWakeAll(&self.header.seal_sequence);
+}
+
+// ---------------------------------------------------------------- objects
+
+pub const Region = struct { offset_bytes: u64, size_bytes: u64 };
+
+fn clientBit(self: *const Store) u64 {
+    return @as(u64, 1) << @intCast(self.client_index);
+}
+
+/// Creates an unsealed object of `size_bytes` that holds `children` alive until it is
+/// deleted; returns where to write its data. This process holds one reference to it.
+pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []const ObjectId) Error!Region {
+    const children_size_bytes = std.mem.alignForward(u64, children.len * layout.id_size_bytes, layout.block_size_bytes);
+    const extent_size_bytes = @max(layout.block_size_bytes, children_size_bytes + std.mem.alignForward(u64, size_bytes, layout.block_size_bytes));
+    if (extent_size_bytes > self.header.capacity_bytes) {
+        status.setDetail("object of {d} bytes is larger than the store's capacity of {d} bytes", .{ size_bytes, self.header.capacity_bytes });
+        return error.StoreFull;
+    }
+    try self.addNested(children);
+    errdefer self.dropNested(children, 0);
+
+    self.lock();
+    defer self.unlock();
+    const slot_index = try self.index.reserve(id, self.client_index + 1);
+    const block = self.bitmap.alloc(extent_size_bytes / layout.block_size_bytes) orelse {
+        self.index.release(slot_index);
+        status.setDetail("no room for an object of {d} bytes: {d} of {d} bytes in use", .{ size_bytes, self.header.used_bytes.load(.monotonic), self.header.capacity_bytes });
+        return error.StoreFull;
+    };
+    const extra = &self.index.extras[slot_index];
+    extra.* = std.mem.zeroes(layout.SlotExtra);
+    extra.extent_offset_bytes = block * layout.block_size_bytes;
+    extra.extent_size_bytes = extent_size_bytes;
+    extra.data_size_bytes = size_bytes;
+    extra.child_count = @intCast(children.len);
+    extra.lru_tick.store(self.header.lru_clock.fetchAdd(1, .monotonic), .monotonic);
+    const children_at: [*]u8 = self.base + self.header.data_offset + extra.extent_offset_bytes;
+    @memcpy(children_at[0 .. children.len * layout.id_size_bytes], std.mem.sliceAsBytes(children));
+
+    const slot = &self.index.slots[slot_index];
+    slot.ref_holders.store(self.clientBit(), .seq_cst);
+    slot.pin_holders.store(0, .seq_cst);
+    self.counts[slot_index] = .{ .refs = 1, .pins = 0 };
+    self.index.publish(slot_index, .writing);
+    _ = self.header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
+    _ = self.header.object_count.fetchAdd(1, .monotonic);
+    return .{ .offset_bytes = self.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = size_bytes };
+}
+
+fn addNested(self: *Store, children: []const ObjectId) Error!void {
+    for (children, 0..) |*child, i| {
+        if (!self.index.addNested(child)) {
+            self.dropNested(children[0..i], 0);
+            status.setDetail("a contained object is not in the store", .{});
+            return error.Absent;
+        }
+    }
+}
+
+fn dropNested(self: *Store, children: []const ObjectId, depth: u32) void {
+    for (children) |*child| {
+        const found = self.index.dropNested(child) orelse continue;
+        if (found.state.nested == 0) self.tryDelete(found.slot_index, found.state.generation, depth + 1);
+    }
+}
+
+fn ownWriting(self: *Store, id: *const ObjectId) Error!Index.Found {
+    const found = self.index.find(id) orelse return error.Absent;
+    if (found.state.tag != .writing or self.index.slots[found.slot_index].actor.load(.acquire) != self.client_index + 1) {
+        status.setDetail("the object is not being written by this process", .{});
+        return error.InvalidArgument;
+    }
+    return found;
+}
+
+pub fn seal(self: *Store, id: *const ObjectId) Error!void {
+    const found = try self.ownWriting(id);
+    const slot = &self.index.slots[found.slot_index];
+    slot.actor.store(0, .release);
+    const swapped = slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.sealed).toWord(), .seq_cst, .monotonic);
+    assert(swapped == null); // only the writer moves a writing slot, and nested counts only grow on sealed children.
+    self.bumpSealSequence();
+}
+
+/// Discards an unsealed object of this process.
+pub fn abort(self: *Store, id: *const ObjectId) Error!void {
+    const found = try self.ownWriting(id);
+    const slot = &self.index.slots[found.slot_index];
+    const s = State.of(slot.state.load(.acquire));
+    if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) return error.Busy;
+    const cleared = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+    _ = cleared;
+    self.counts[found.slot_index] = .{};
+    self.finishDelete(found.slot_index, s.with(.deleting), 0);
+}
+
+/// Pins a sealed object for reading and returns where its data lies.
+pub fn get(self: *Store, id: *const ObjectId) Error!Region {
+    const found = self.index.find(id) orelse return error.Absent;
+    const i = found.slot_index;
+    switch (found.state.tag) {
+        .sealed => {},
+        .writing, .reserved => return error.NotSealed,
+        .spilled, .spilling, .restoring => return error.Spilled,
+        else => return error.Absent,
+    }
+    if (self.counts[i].pins == 0) {
+        try self.acquireBit(i, found.state, .pin);
+    }
+    self.counts[i].pins += 1;
+    const extra = &self.index.extras[i];
+    extra.lru_tick.store(self.header.lru_clock.fetchAdd(1, .monotonic), .monotonic);
+    const children_size_bytes = std.mem.alignForward(u64, @as(u64, extra.child_count) * layout.id_size_bytes, layout.block_size_bytes);
+    return .{ .offset_bytes = self.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = extra.data_size_bytes };
+}
+
+const Holding = enum { ref, pin };
+
+/// Sets this client's bit, then re-checks the state: a deleter or spiller that moved the
+/// state first will see the bit and back off, or we see its state and back off (Dekker).
+fn acquireBit(self: *Store, slot_index: u32, seen: State, kind: Holding) Error!void {
+    const slot = &self.index.slots[slot_index];
+    const holders = if (kind == .pin) &slot.pin_holders else &slot.ref_holders;
+    var attempt: u32 = 0;
+    while (attempt < 100_000) : (attempt += 1) {
+        const before = holders.fetchOr(self.clientBit(), .seq_cst);
+        const now = State.of(slot.state.load(.seq_cst));
+        const usable = now.generation == seen.generation and switch (now.tag) {
+            .sealed => true,
+            .writing, .spilled => kind == .ref,
+            else => false,
+        };
+        if (usable) {
+            if (kind == .pin and before == 0) _ = self.header.pinned_bytes.fetchAdd(self.index.extras[slot_index].data_size_bytes, .monotonic);
+            return;
+        }
+        _ = holders.fetchAnd(~self.clientBit(), .seq_cst);
+        if (now.generation != seen.generation or now.tag == .tombstone or now.tag == .empty) return error.Absent;
+        if (now.tag == .spilled or now.tag == .restoring) return error.Spilled;
+        // deleting or spilling: transient; the actor backs off when it sees a bit.
+        std.atomic.spinLoopHint();
+        if (attempt % 1000 == 999) _ = self.maintain();
+    }
+    return error.Busy;
+}
+
+pub fn release(self: *Store, id: *const ObjectId) Error!void {
+    const found = self.index.find(id) orelse return error.Absent;
+    const i = found.slot_index;
+    if (self.counts[i].pins == 0) {
+        status.setDetail("release without a matching get", .{});
+        return error.InvalidArgument;
+    }
+    self.counts[i].pins -= 1;
+    if (self.counts[i].pins > 0) return;
+    const slot = &self.index.slots[i];
+    const before = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
+    assert(before & self.clientBit() != 0);
+    if (before == self.clientBit()) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
+    self.tryDelete(i, found.state.generation, 0);
+}
+
+pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
+    const found = self.index.find(id) orelse return error.Absent;
+    const i = found.slot_index;
+    switch (found.state.tag) {
+        .writing, .sealed, .spilled, .spilling, .restoring => {},
+        else => return error.Absent,
+    }
+    if (self.counts[i].refs == 0) {
+        self.acquireBit(i, found.state, .ref) catch |err| switch (err) {
+            error.Spilled => try self.acquireBitSpilled(i, found.state),
+            else => return err,
+        };
+    }
+    self.counts[i].refs += 1;
+}
+
+/// A reference to a spilled or restoring object is as valid as to a sealed one; wait out the
+/// transient states.
+fn acquireBitSpilled(self: *Store, slot_index: u32, seen: State) Error!void {
+    const slot = &self.index.slots[slot_index];
+    var attempt: u32 = 0;
+    while (attempt < 100_000) : (attempt += 1) {
+        _ = slot.ref_holders.fetchOr(self.clientBit(), .seq_cst);
+        const now = State.of(slot.state.load(.seq_cst));
+        if (now.generation != seen.generation or now.tag == .tombstone) {
+            _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+            return error.Absent;
+        }
+        if (now.tag != .deleting) return;
+        _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+        std.atomic.spinLoopHint();
+    }
+    return error.Busy;
+}
+
+pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
+    const found = self.index.find(id) orelse return error.Absent;
+    const i = found.slot_index;
+    if (self.counts[i].refs == 0) {
+        status.setDetail("this process holds no reference to the object", .{});
+        return error.InvalidArgument;
+    }
+    self.counts[i].refs -= 1;
+    if (self.counts[i].refs > 0) return;
+    _ = self.index.slots[i].ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+    self.tryDelete(i, found.state.generation, 0);
+}
+
+/// Deletes the object if nobody holds it: CAS to deleting, then re-check the holders and
+/// back off if a holder appeared meanwhile (its own check will then see `deleting` and retry).
+fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) void {
+    const slot = &self.index.slots[slot_index];
+    var attempt: u32 = 0;
+    while (attempt < 64) : (attempt += 1) {
+        const s = State.of(slot.state.load(.seq_cst));
+        if (s.generation != generation or s.nested != 0) return;
+        if (s.tag != .sealed and s.tag != .spilled) return;
+        if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) return;
+        if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) continue;
+        slot.actor.store(self.client_index + 1, .release);
+        if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) {
+            slot.actor.store(0, .release);
+            slot.state.store(s.toWord(), .seq_cst);
+            return;
+        }
+        self.finishDelete(slot_index, s.with(.deleting), depth);
+        return;
+    }
+}
+
+const nested_depth_max = 32;
+
+fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
+    assert(s.tag == .deleting);
+    const extra = &self.index.extras[slot_index];
+    if (extra.child_count > 0 and extra.extent_size_bytes > 0 and depth < nested_depth_max) {
+        const at: [*]const ObjectId = @ptrCast(self.base + self.header.data_offset + extra.extent_offset_bytes);
+        self.dropNested(at[0..extra.child_count], depth);
+    }
+    const was_spilled = extra.extent_size_bytes == 0;
+    self.lock();
+    if (!was_spilled) {
+        self.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
+        _ = self.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
+        extra.extent_size_bytes = 0;
+    }
+    self.index.slots[slot_index].actor.store(0, .release);
+    self.index.slots[slot_index].state.store(s.with(.tombstone).toWord(), .seq_cst);
+    self.unlock();
+    if (was_spilled) self.dropSpillCopy(extra);
+    _ = self.header.object_count.fetchSub(1, .monotonic);
+    self.bumpSealSequence();
+}
+
+/// Forgets the spill-file copy of an object (deleted or restored); the last one deletes the file.
+pub fn dropSpillCopy(self: *Store, extra: *layout.SlotExtra) void {
+    if (extra.spill_file == 0) return;
+    const file_index = extra.spill_file - 1;
+    const file = &self.spill_files[file_index];
+    _ = self.header.spilled_bytes.fetchSub(extra.data_size_bytes, .monotonic);
+    _ = self.header.spilled_objects.fetchSub(1, .monotonic);
+    extra.spill_file = 0;
+    if (file.live_objects.fetchSub(1, .acq_rel) == 1) Spiller.removeFile(self, file_index);
+}
+
+/// Waits until the object is sealed (or spilled), up to `timeout_ns`.
+pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void {
+    const deadline_ns = sys.nowNs() + timeout_ns;
+    while (true) {
+        const sequence = self.header.seal_sequence.load(.seq_cst);
+        if (self.index.find(id)) |found| switch (found.state.tag) {
+            .sealed, .spilled, .spilling, .restoring => return,
+            else => {},
+        };
+        const now_ns = sys.nowNs();
+        if (now_ns >= deadline_ns) return error.Timeout;
+        _ = self.header.seal_waiters.fetchAdd(1, .seq_cst);
+        // Short slices: a seal by a process that then died must not strand us.
+        sys.futexWait(&self.header.seal_sequence, sequence, @min(deadline_ns - now_ns, 50 * std.time.ns_per_ms));
+        _ = self.header.seal_waiters.fetchSub(1, .seq_cst);
+    }
+}
+
+pub const ObjectState = enum(i32) { absent = 0, writing = 1, sealed = 2, spilled = 3 };
+
+pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
+    const found = self.index.find(id) orelse return .absent;
+    return switch (found.state.tag) {
+        .reserved, .writing => .writing,
+        .sealed, .spilling => .sealed,
+        .spilled, .restoring => .spilled,
+        else => .absent,
+    };
+}
+
+// ---------------------------------------------------------------- close
+
+/// Drops everything this process holds, unregisters, and detaches. With `remove_if_last`,
+/// the last process to leave removes the segment (and the caller its spill files).
+/// Returns true if the segment was removed.
+pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
+    self.stopPrefault();
+    self.dropAllHoldings();
+    self.clients[self.client_index].state.store(@intFromEnum(layout.ClientState.free), .release);
+    var removed = false;
+    if (remove_if_last) {
+        _ = std.os.linux.flock(self.fd, std.posix.LOCK.EX);
+        _ = self.maintain();
+        if (self.attachedCount() == 0) {
+            Spiller.removeAllFiles(self);
+            sys.unlink(self.shmPath()) catch {};
+            removed = true;
+        }
+        _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+    }
+    std.heap.page_allocator.free(self.counts);
+    self.unmapAndClose(unmap);
+    std.heap.page_allocator.destroy(self);
+    return removed;
+}
+
+fn dropAllHoldings(self: *Store) void {
+    for (self.counts, 0..) |*count, i| {
+        if (count.refs == 0 and count.pins == 0) continue;
+        const slot = &self.index.slots[i];
+        const s = State.of(slot.state.load(.acquire));
+        if (s.tag == .writing and slot.actor.load(.acquire) == self.client_index + 1) {
+            var id: ObjectId = undefined;
+            self.index.readId(@intCast(i), &id);
+            self.abort(&id) catch {};
+            continue;
+        }
+        if (count.pins > 0) {
+            const before = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
+            if (before == self.clientBit()) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
+        }
+        if (count.refs > 0) _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+        count.* = .{};
+        self.tryDelete(@intCast(i), s.generation, 0);
+    }
+}
+
+pub fn attachedCount(self: *Store) u32 {
+    var count: u32 = 0;
+    for (self.clients) |*entry| {
+        if (entry.state.load(.acquire) != @intFromEnum(layout.ClientState.free)) count += 1;
+    }
+    return count;
+}
+
+fn unmapAndClose(self: *Store, unmap: bool) void {
+    if (unmap) sys.unmap(self.base, self.segment_size_bytes) else sys.neuter(self.base, self.segment_size_bytes);
+    sys.close(self.fd);
+}
+
+// ---------------------------------------------------------------- prefault
+
+fn startPrefault(self: *Store) void {
+    self.prefault_thread = std.Thread.spawn(.{}, prefaultRun, .{self}) catch null;
+}
+
+fn stopPrefault(self: *Store) void {
+    const thread = self.prefault_thread orelse return;
+    self.prefault_stop.store(true, .release);
+    thread.join();
+    self.prefault_thread = null;
+}
+
+/// Faults the data region in, low addresses first (where next-fit allocates first), in
+/// steps small enough to stop promptly at close.
+fn prefaultRun(self: *Store) void {
+    const step_bytes: u64 = 32 * 1024 * 1024;
+    const data = self.base + self.header.data_offset;
+    var done_bytes: u64 = 0;
+    while (done_bytes < self.header.capacity_bytes) : (done_bytes += step_bytes) {
+        if (self.prefault_stop.load(.acquire)) return;
+        const size_bytes = @min(step_bytes, self.header.capacity_bytes - done_bytes);
+        if (!sys.populateWrite(data + done_bytes, @intCast(size_bytes))) return;
+    }
+}
+
+// ---------------------------------------------------------------- stats
+
+pub const Stats = struct {
+    capacity_bytes: u64,
+    used_bytes: u64,
+    pinned_bytes: u64,
+    object_count: u64,
+    spilled_bytes: u64,
+    spilled_objects: u64,
+    restored_bytes: u64,
+    attached_processes: u64,
+};
+
+pub fn stats(self: *Store) Stats {
+    const h = self.header;
+    return .{
+        .capacity_bytes = h.capacity_bytes,
+        .used_bytes = h.used_bytes.load(.monotonic),
+        .pinned_bytes = h.pinned_bytes.load(.monotonic),
+        .object_count = h.object_count.load(.monotonic),
+        .spilled_bytes = h.spilled_bytes.load(.monotonic),
+        .spilled_objects = h.spilled_objects.load(.monotonic),
+        .restored_bytes = h.restored_bytes.load(.monotonic),
+        .attached_processes = self.attachedCount(),
+    };
+}

@@ -1,0 +1,226 @@
+//! The shared segment's layout: every structure that lives in shared memory, and where.
+//!
+//!   | header (4 KiB) | clients | slots | slot extras | spill files | bitmap | (pad) | data |
+//!
+//! Every section starts at an offset computed from (capacity, slot count) alone, so each process
+//! derives the same layout from the header and nothing in shared memory holds a pointer.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const Atomic = std.atomic.Value;
+
+pub const magic: u64 = 0x31_45_52_4f_54_53_4a_4f; // "OJSTORE1", little-endian
+pub const abi_version: u32 = 1;
+pub const id_size_bytes = 28;
+pub const block_size_bytes = 64;
+pub const page_size_bytes = 4096;
+/// Holders of an object are tracked as one bit per client, so crash cleanup is exact.
+pub const client_count_max = 64;
+pub const spill_file_count_max = 4096;
+pub const spill_dir_size_max = 1024;
+pub const name_size_max = 200;
+pub const slot_count_min = 1024;
+pub const slot_count_max = 1 << 24;
+
+pub const ObjectId = [id_size_bytes]u8;
+
+/// Slot states. Transitions (all by CAS on `Slot.state`):
+///   empty/tombstone → reserved → writing → sealed ⇄ spilling → spilled ⇄ restoring → sealed
+///   writing → tombstone (abort);  sealed/spilled → deleting → tombstone (or back to sealed/spilled)
+pub const Tag = enum(u4) {
+    empty = 0,
+    reserved = 1,
+    writing = 2,
+    sealed = 3,
+    spilling = 4,
+    spilled = 5,
+    restoring = 6,
+    deleting = 7,
+    tombstone = 8,
+};
+
+/// `Slot.state` packs tag, generation and nested-reference count into one word so that a
+/// single CAS moves the state and proves no one re-used the slot (the generation) and no
+/// containing object still needs it (the nested count).
+pub const State = packed struct(u64) {
+    nested: u32,
+    generation: u28,
+    tag: Tag,
+
+    pub fn of(word: u64) State {
+        return @bitCast(word);
+    }
+    pub fn toWord(self: State) u64 {
+        return @bitCast(self);
+    }
+    pub fn with(self: State, tag: Tag) State {
+        return .{ .nested = self.nested, .generation = self.generation, .tag = tag };
+    }
+};
+
+/// The index entry of one object; 64 bytes, one cache line.
+pub const Slot = extern struct {
+    state: Atomic(u64),
+    /// Bit c set: client c holds at least one reference.
+    ref_holders: Atomic(u64),
+    /// Bit c set: client c holds at least one pin (a live read-only view).
+    pin_holders: Atomic(u64),
+    /// The id as seven words so that lock-free readers copy it without torn bytes.
+    id_words: [7]Atomic(u32),
+    /// The client doing the current transient transition (reserved, writing, deleting,
+    /// spilling, restoring); a janitor finishes or undoes it if that client died.
+    actor: Atomic(u32),
+    reserved: [8]u8,
+};
+
+/// Cold per-object fields, parallel to `Slot`, written only by the slot's current actor.
+pub const SlotExtra = extern struct {
+    extent_offset_bytes: u64,
+    extent_size_bytes: u64,
+    data_size_bytes: u64,
+    spill_offset_bytes: u64,
+    spill_file: u32,
+    child_count: u32,
+    lru_tick: Atomic(u32),
+    reserved: [20]u8,
+};
+
+pub const ClientState = enum(u32) { free = 0, alive = 1, reclaiming = 2 };
+
+pub const Client = extern struct {
+    state: Atomic(u32),
+    pid: u32,
+    start_time: u64,
+    /// Client index + 1 of the process reclaiming this entry, for a reclaimer that dies.
+    reclaimer: Atomic(u32),
+    reserved: [44]u8,
+};
+
+/// One fused spill file; deleted when its last object is freed or restored.
+pub const SpillFile = extern struct {
+    live_objects: Atomic(u32),
+    state: Atomic(u32), // 0 free, 1 being written, 2 written
+    size_bytes: u64,
+    /// Names the file: `<spill dir>/objstore-<store>-<serial>.spill`.
+    serial: u64,
+    reserved: [8]u8,
+};
+
+pub const Header = extern struct {
+    magic: u64,
+    abi_version: u32,
+    layout_hash: u32,
+    capacity_bytes: u64,
+    segment_size_bytes: u64,
+    slot_count: u32,
+    client_count: u32,
+    clients_offset: u64,
+    slots_offset: u64,
+    extras_offset: u64,
+    spill_files_offset: u64,
+    bitmap_offset: u64,
+    bitmap_words: u64,
+    data_offset: u64,
+    creator_uid: u32,
+    /// 1 once the creator finished initialising the segment; attachers wait for it.
+    ready: Atomic(u32),
+    /// Client index + 1 holding the allocator lock, 0 when free.
+    alloc_lock: Atomic(u32),
+    alloc_lock_waiters: Atomic(u32),
+    /// Bumped on every seal, abort and delete; a futex that readers waiting for an object
+    /// sleep on.
+    seal_sequence: Atomic(u32),
+    seal_waiters: Atomic(u32),
+    lru_clock: Atomic(u32),
+    spill_file_next: Atomic(u32),
+    used_bytes: Atomic(u64),
+    pinned_bytes: Atomic(u64),
+    object_count: Atomic(u64),
+    spilled_bytes: Atomic(u64),
+    spilled_objects: Atomic(u64),
+    restored_bytes: Atomic(u64),
+    alloc_cursor_block: u64,
+    spill_dir_size_bytes: u32,
+    /// 1 = spilling disabled for this store.
+    spill_disabled: u32,
+    spill_dir: [spill_dir_size_max]u8,
+    name_size_bytes: u32,
+    name: [name_size_max]u8,
+};
+
+comptime {
+    assert(@sizeOf(Slot) == 64);
+    assert(@sizeOf(SlotExtra) == 64);
+    assert(@sizeOf(Client) == 64);
+    assert(@sizeOf(SpillFile) == 32);
+    assert(@sizeOf(Header) <= page_size_bytes);
+}
+
+/// A hash of the shapes above, so a process built from other sources refuses to attach.
+pub const layout_hash: u32 = blk: {
+    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}", .{
+        @sizeOf(Slot),   @sizeOf(SlotExtra), @sizeOf(Client),
+        @sizeOf(Header), @offsetOf(Header, "spill_dir"), client_count_max,
+    });
+    break :blk @truncate(std.hash.Wyhash.hash(0, shape));
+};
+
+pub const Sections = struct {
+    clients_offset: u64,
+    slots_offset: u64,
+    extras_offset: u64,
+    spill_files_offset: u64,
+    bitmap_offset: u64,
+    bitmap_words: u64,
+    data_offset: u64,
+    segment_size_bytes: u64,
+};
+
+/// Section offsets for a store of `capacity_bytes` with `slot_count` index slots.
+pub fn sections(capacity_bytes: u64, slot_count: u32) Sections {
+    assert(capacity_bytes % page_size_bytes == 0);
+    assert(std.math.isPowerOfTwo(slot_count));
+    const blocks = capacity_bytes / block_size_bytes;
+    const bitmap_words = std.mem.alignForward(u64, blocks, 64) / 64;
+    var s: Sections = undefined;
+    s.clients_offset = page_size_bytes;
+    s.slots_offset = s.clients_offset + client_count_max * @sizeOf(Client);
+    s.extras_offset = s.slots_offset + @as(u64, slot_count) * @sizeOf(Slot);
+    s.spill_files_offset = s.extras_offset + @as(u64, slot_count) * @sizeOf(SlotExtra);
+    s.bitmap_offset = s.spill_files_offset + spill_file_count_max * @sizeOf(SpillFile);
+    s.bitmap_words = bitmap_words;
+    s.data_offset = std.mem.alignForward(u64, s.bitmap_offset + bitmap_words * 8, page_size_bytes);
+    s.segment_size_bytes = s.data_offset + capacity_bytes;
+    assert(s.data_offset % page_size_bytes == 0);
+    return s;
+}
+
+/// Index slots for a store: about one per 4 KiB of capacity at load ≤ 0.5, bounded.
+pub fn defaultSlotCount(capacity_bytes: u64) u32 {
+    const wanted = std.math.clamp(capacity_bytes / 2048, slot_count_min, slot_count_max);
+    return @intCast(std.math.ceilPowerOfTwoAssert(u64, wanted));
+}
+
+test "sections are ordered, aligned and sized" {
+    const s = sections(64 * 1024 * 1024, 4096);
+    try std.testing.expect(s.clients_offset < s.slots_offset);
+    try std.testing.expect(s.slots_offset < s.extras_offset);
+    try std.testing.expect(s.extras_offset < s.spill_files_offset);
+    try std.testing.expect(s.spill_files_offset < s.bitmap_offset);
+    try std.testing.expect(s.bitmap_offset + s.bitmap_words * 8 <= s.data_offset);
+    try std.testing.expectEqual(s.data_offset + 64 * 1024 * 1024, s.segment_size_bytes);
+    try std.testing.expectEqual(@as(u64, 64 * 1024 * 1024 / 64 / 64), s.bitmap_words);
+}
+
+test "State packs tag above generation above nested" {
+    const st = State{ .nested = 7, .generation = 3, .tag = .sealed };
+    try std.testing.expectEqual(st, State.of(st.toWord()));
+    try std.testing.expectEqual(@as(u64, 7), st.toWord() & 0xffff_ffff);
+    try std.testing.expectEqual(Tag.sealed, State.of(st.toWord()).tag);
+}
+
+test "defaultSlotCount is a bounded power of two" {
+    try std.testing.expectEqual(@as(u32, slot_count_min), defaultSlotCount(1 << 20));
+    try std.testing.expectEqual(@as(u32, 1 << 19), defaultSlotCount(1 << 30));
+    try std.testing.expectEqual(@as(u32, slot_count_max), defaultSlotCount(1 << 50));
+}

@@ -1,0 +1,313 @@
+//! The C ABI of libobjstore (declared in `zig/include/objstore.h`). Thin: each export checks
+//! its arguments, calls the store, and turns errors into status codes. Sizes cross the ABI
+//! as doubles (exact to 2^53) and everything else as 32-bit values, which keeps every call
+//! on the fast path of Deno's, Bun's and koffi's FFI.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const status = @import("status.zig");
+const sys = @import("sys.zig");
+const Store = @import("Store.zig");
+const Spiller = @import("Spiller.zig");
+
+const Status = status.Status;
+const ObjectId = layout.ObjectId;
+
+/// What a caller holds: the store attachment, a result area the FFI shims map once, and
+/// this process's spill writer.
+const Handle = struct {
+    /// Out-values of the last call: [0] offset, [1] size, [2] count or cursor, [3] bytes.
+    result: [8]f64 align(64) = @splat(0),
+    store: *Store,
+    spiller: Spiller,
+};
+
+threadlocal var last_status: Status = .ok;
+
+fn fail(err: status.Error) i32 {
+    const code = status.fromError(err);
+    last_status = code;
+    return @intFromEnum(code);
+}
+
+fn succeed() i32 {
+    last_status = .ok;
+    return 0;
+}
+
+fn handleOf(h: ?*anyopaque) *Handle {
+    return @ptrCast(@alignCast(h.?));
+}
+
+fn idOf(id: [*]const u8) *const ObjectId {
+    return @ptrCast(id);
+}
+
+/// A byte count from a double: a non-negative integer no larger than 2^53.
+fn sizeOf(value: f64) status.Error!u64 {
+    if (!(value >= 0) or value > 9007199254740992.0 or @floor(value) != value) {
+        status.setDetail("a size must be a whole number of bytes from 0 to 2^53, got {d}", .{value});
+        return error.InvalidArgument;
+    }
+    return @intFromFloat(value);
+}
+
+export fn objstore_abi_version() u32 {
+    return layout.abi_version;
+}
+
+export fn objstore_last_status() i32 {
+    return @intFromEnum(last_status);
+}
+
+/// Writes "<message>: <detail>" for the last failure into `buffer`; returns its length.
+export fn objstore_last_error(buffer: [*]u8, buffer_size_bytes: u32) u32 {
+    const text = std.fmt.bufPrint(buffer[0..buffer_size_bytes], "{s}{s}{s}", .{
+        status.message(last_status),
+        if (status.detail().len > 0) ": " else "",
+        status.detail(),
+    }) catch return 0;
+    return @intCast(text.len);
+}
+
+export fn objstore_status_message(code: i32, buffer: [*]u8, buffer_size_bytes: u32) u32 {
+    const known = std.enums.fromInt(Status, code) orelse return 0;
+    const text = status.message(known);
+    const n = @min(text.len, buffer_size_bytes);
+    @memcpy(buffer[0..n], text[0..n]);
+    return @intCast(n);
+}
+
+pub const open_create: u32 = 1;
+pub const open_exclusive: u32 = 2;
+pub const open_prefault: u32 = 4;
+
+export fn objstore_open(name: [*]const u8, name_size_bytes: u32, flags: u32, capacity_bytes: f64, slot_count: u32) ?*anyopaque {
+    status.clearDetail();
+    const capacity = sizeOf(capacity_bytes) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    const store = Store.open(name[0..name_size_bytes], .{
+        .create = flags & open_create != 0,
+        .exclusive = flags & open_exclusive != 0,
+        .capacity_bytes = capacity,
+        .slot_count = slot_count,
+        .prefault = flags & open_prefault != 0,
+    }) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    const handle = std.heap.page_allocator.create(Handle) catch {
+        _ = store.close(false, true);
+        _ = fail(error.System);
+        return null;
+    };
+    handle.* = .{ .store = store, .spiller = Spiller.init(store) };
+    last_status = .ok;
+    return handle;
+}
+
+pub const close_remove_if_last: u32 = 1;
+pub const close_unmap: u32 = 2;
+
+/// Returns 1 if this was the last process and the store (and its spill files) was removed.
+export fn objstore_close(h: ?*anyopaque, flags: u32) i32 {
+    const handle = handleOf(h);
+    handle.spiller.deinit();
+    const removed = handle.store.close(flags & close_remove_if_last != 0, flags & close_unmap != 0);
+    std.heap.page_allocator.destroy(handle);
+    return @intFromBool(removed);
+}
+
+/// Removes a store that no living process uses (after crashes); refuses one still in use.
+export fn objstore_destroy(name: [*]const u8, name_size_bytes: u32) i32 {
+    status.clearDetail();
+    const store = Store.open(name[0..name_size_bytes], .{ .create = false }) catch |err| return fail(err);
+    _ = store.maintain();
+    const others = store.attachedCount() - 1;
+    if (others > 0) {
+        status.setDetail("store '{s}' is still used by {d} other processes", .{ name[0..name_size_bytes], others });
+        _ = store.close(false, true);
+        return fail(error.Busy);
+    }
+    _ = store.close(true, true);
+    return succeed();
+}
+
+export fn objstore_result(h: ?*anyopaque) [*]f64 {
+    return &handleOf(h).result;
+}
+
+export fn objstore_segment_base(h: ?*anyopaque) [*]u8 {
+    return handleOf(h).store.base;
+}
+
+export fn objstore_segment_size(h: ?*anyopaque) f64 {
+    return @floatFromInt(handleOf(h).store.segment_size_bytes);
+}
+
+/// Byte offset, in the segment, of the u32 bumped on every seal, abort and delete.
+export fn objstore_seal_sequence_offset() u32 {
+    return @offsetOf(layout.Header, "seal_sequence");
+}
+
+export fn objstore_create(h: ?*anyopaque, id: [*]const u8, size_bytes: f64, children: [*]const u8, child_count: u32) i32 {
+    const handle = handleOf(h);
+    const size = sizeOf(size_bytes) catch |err| return fail(err);
+    const child_ids: [*]const ObjectId = @ptrCast(children);
+    const region = handle.store.create(idOf(id), size, child_ids[0..child_count]) catch |err| return fail(err);
+    handle.result[0] = @floatFromInt(region.offset_bytes);
+    handle.result[1] = @floatFromInt(region.size_bytes);
+    return succeed();
+}
+
+export fn objstore_seal(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).store.seal(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+export fn objstore_abort(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).store.abort(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+export fn objstore_get(h: ?*anyopaque, id: [*]const u8) i32 {
+    const handle = handleOf(h);
+    const region = handle.store.get(idOf(id)) catch |err| return fail(err);
+    handle.result[0] = @floatFromInt(region.offset_bytes);
+    handle.result[1] = @floatFromInt(region.size_bytes);
+    return succeed();
+}
+
+export fn objstore_release(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).store.release(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+export fn objstore_ref_add(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).store.addRef(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+export fn objstore_ref_drop(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).store.dropRef(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+/// 0 absent, 1 being written, 2 sealed in memory, 3 spilled.
+export fn objstore_contains(h: ?*anyopaque, id: [*]const u8) i32 {
+    return @intFromEnum(handleOf(h).store.contains(idOf(id)));
+}
+
+export fn objstore_wait_sealed(h: ?*anyopaque, id: [*]const u8, timeout_ms: u32) i32 {
+    handleOf(h).store.waitSealed(idOf(id), @as(u64, timeout_ms) * std.time.ns_per_ms) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Reclaims dead processes' holdings; returns how many processes were reclaimed.
+export fn objstore_maintain(h: ?*anyopaque) i32 {
+    return @intCast(handleOf(h).store.maintain());
+}
+
+/// Fills `out` with 8 doubles: capacity, used, pinned, objects, spilled bytes, spilled
+/// objects, restored bytes, attached processes.
+export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
+    const s = handleOf(h).store.stats();
+    const values = [8]u64{ s.capacity_bytes, s.used_bytes, s.pinned_bytes, s.object_count, s.spilled_bytes, s.spilled_objects, s.restored_bytes, s.attached_processes };
+    for (values, 0..) |v, i| out[i] = @floatFromInt(v);
+    return succeed();
+}
+
+/// One object of a listing: 64 bytes, see `objstore_list_record` in objstore.h.
+const ListRecord = extern struct {
+    id: ObjectId,
+    state: u32,
+    ref_holders: u32,
+    pin_holders: u32,
+    nested: u32,
+    size_bytes: f64,
+    child_count: u32,
+    reserved: u32,
+};
+comptime {
+    assert(@sizeOf(ListRecord) == 64);
+}
+
+/// Lists up to `record_capacity` objects from slot `cursor` on; returns the count written and
+/// sets result[2] to the next cursor (0 when the listing is complete).
+export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity: u32) i32 {
+    const handle = handleOf(h);
+    const index = &handle.store.index;
+    const records: [*]ListRecord = @ptrCast(@alignCast(out));
+    var written: u32 = 0;
+    var i: u32 = cursor;
+    while (i < index.slots.len and written < record_capacity) : (i += 1) {
+        const slot = &index.slots[i];
+        const s = layout.State.of(slot.state.load(.acquire));
+        const state: u32 = switch (s.tag) {
+            .writing => 1,
+            .sealed, .spilling => 2,
+            .spilled, .restoring => 3,
+            else => continue,
+        };
+        var r = std.mem.zeroes(ListRecord);
+        index.readId(i, &r.id);
+        r.state = state;
+        r.ref_holders = @popCount(slot.ref_holders.load(.monotonic));
+        r.pin_holders = @popCount(slot.pin_holders.load(.monotonic));
+        r.nested = s.nested;
+        r.size_bytes = @floatFromInt(index.extras[i].data_size_bytes);
+        r.child_count = index.extras[i].child_count;
+        records[written] = r;
+        written += 1;
+    }
+    handle.result[2] = if (i >= index.slots.len) 0 else @floatFromInt(i);
+    return @intCast(written);
+}
+
+// ---------------------------------------------------------------- spilling
+
+/// Sets the store's spill directory (shared by every process of the store); an empty path
+/// disables spilling.
+export fn objstore_spill_configure(h: ?*anyopaque, dir: [*]const u8, dir_size_bytes: u32) i32 {
+    handleOf(h).spiller.configure(dir[0..dir_size_bytes]) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Spills least recently used unpinned objects until `target_bytes` are freed (or nothing
+/// more can go); result[2] = objects spilled, result[3] = bytes freed.
+export fn objstore_spill(h: ?*anyopaque, target_bytes: f64) i32 {
+    const handle = handleOf(h);
+    const target = sizeOf(target_bytes) catch |err| return fail(err);
+    const outcome = handle.spiller.spillLru(target) catch |err| return fail(err);
+    handle.result[2] = @floatFromInt(outcome.objects);
+    handle.result[3] = @floatFromInt(outcome.bytes);
+    return succeed();
+}
+
+export fn objstore_spill_object(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).spiller.spillOne(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Brings a spilled object back into memory (once, however many processes ask).
+export fn objstore_restore(h: ?*anyopaque, id: [*]const u8) i32 {
+    handleOf(h).spiller.restore(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+/// 1 = io_uring, 2 = pwritev.
+export fn objstore_io_backend(h: ?*anyopaque) i32 {
+    return @intFromEnum(handleOf(h).spiller.backend());
+}
+
+test {
+    _ = @import("sys.zig");
+    _ = @import("layout.zig");
+    _ = @import("BlockBitmap.zig");
+    _ = @import("Index.zig");
+    _ = @import("spill_io.zig");
+    _ = @import("store_test.zig");
+}

@@ -1,0 +1,186 @@
+//! Single-process tests of the store's object lifecycle; the multi-process ones are in
+//! `zig/tests/stress.zig`.
+
+const std = @import("std");
+const testing = std.testing;
+const layout = @import("layout.zig");
+const sys = @import("sys.zig");
+const Store = @import("Store.zig");
+const Spiller = @import("Spiller.zig");
+
+var name_counter: u32 = 0;
+
+fn uniqueName(buffer: []u8) []const u8 {
+    name_counter += 1;
+    return std.fmt.bufPrint(buffer, "unit-{d}-{d}", .{ sys.getpid(), name_counter }) catch unreachable;
+}
+
+fn openFresh(buffer: []u8, capacity_bytes: u64) !*Store {
+    return Store.open(uniqueName(buffer), .{ .capacity_bytes = capacity_bytes, .exclusive = true, .prefault = false });
+}
+
+fn idOf(k: u64) layout.ObjectId {
+    var id: layout.ObjectId = @splat(0xab);
+    std.mem.writeInt(u64, id[0..8], k, .little);
+    return id;
+}
+
+fn dataOf(store: *Store, region: Store.Region) []u8 {
+    return (store.base + region.offset_bytes)[0..@intCast(region.size_bytes)];
+}
+
+test "create, write, seal, get, release, drop: memory returns to zero" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    const id = idOf(1);
+    const w = try store.create(&id, 1000, &.{});
+    try testing.expectEqual(@as(u64, 0), w.offset_bytes % 64);
+    @memset(dataOf(store, w), 7);
+    try testing.expectError(error.NotSealed, store.get(&id));
+    try store.seal(&id);
+    const r = try store.get(&id);
+    try testing.expectEqual(@as(u64, 1000), r.size_bytes);
+    try testing.expectEqual(@as(u8, 7), dataOf(store, r)[999]);
+    try testing.expectEqual(@as(u64, 1000), store.stats().pinned_bytes);
+    try store.dropRef(&id); // pinned: stays
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&id));
+    try store.release(&id); // last holder: deleted
+    try testing.expectEqual(Store.ObjectState.absent, store.contains(&id));
+    const s = store.stats();
+    try testing.expectEqual(@as(u64, 0), s.used_bytes);
+    try testing.expectEqual(@as(u64, 0), s.object_count);
+    try testing.expectEqual(@as(u64, 0), s.pinned_bytes);
+}
+
+test "duplicate ids, unknown ids and a full store are errors that keep what is stored" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 64 * 1024);
+    defer _ = store.close(true, true);
+    const a = idOf(1);
+    _ = try store.create(&a, 40 * 1024, &.{});
+    try store.seal(&a);
+    try testing.expectError(error.Exists, store.create(&a, 10, &.{}));
+    try testing.expectError(error.StoreFull, store.create(&idOf(2), 40 * 1024, &.{}));
+    try testing.expectError(error.StoreFull, store.create(&idOf(3), 1 << 30, &.{}));
+    try testing.expectError(error.Absent, store.get(&idOf(9)));
+    try testing.expectError(error.InvalidArgument, store.release(&a));
+    _ = try store.get(&a);
+    try store.release(&a);
+    try store.dropRef(&a);
+    try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
+}
+
+test "abort frees an unsealed object" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    const a = idOf(5);
+    _ = try store.create(&a, 5000, &.{});
+    try store.abort(&a);
+    try testing.expectEqual(Store.ObjectState.absent, store.contains(&a));
+    try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
+    _ = try store.create(&a, 10, &.{}); // the id can be used again
+    try store.seal(&a);
+    try store.dropRef(&a);
+}
+
+test "a container keeps its children alive until it is deleted" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    const child = idOf(10);
+    const parent = idOf(11);
+    _ = try store.create(&child, 100, &.{});
+    try store.seal(&child);
+    _ = try store.create(&parent, 100, &.{child});
+    try store.seal(&parent);
+    try store.dropRef(&child);
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&child));
+    try store.dropRef(&parent);
+    try testing.expectEqual(Store.ObjectState.absent, store.contains(&parent));
+    try testing.expectEqual(Store.ObjectState.absent, store.contains(&child));
+    try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
+    try testing.expectError(error.Absent, store.create(&idOf(12), 1, &.{idOf(99)}));
+}
+
+test "a second attachment sees the same objects; the last close removes the segment" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const first = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    const second = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    try testing.expectError(error.StoreExists, Store.open(name, .{ .capacity_bytes = 1 << 20, .exclusive = true }));
+    const id = idOf(3);
+    const w = try first.create(&id, 8, &.{});
+    @memcpy(dataOf(first, w), "abcdefgh");
+    try first.seal(&id);
+    try second.addRef(&id);
+    try first.dropRef(&id);
+    const r = try second.get(&id);
+    try testing.expectEqualStrings("abcdefgh", dataOf(second, r));
+    try second.release(&id);
+    try testing.expect(!first.close(true, true));
+    try testing.expect(second.close(true, true));
+    try testing.expectError(error.StoreNotFound, Store.open(name, .{ .create = false }));
+}
+
+test "bad names and a foreign file are clear errors" {
+    try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
+    try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
+    try testing.expectError(error.InvalidArgument, Store.open("x", .{ .capacity_bytes = 1 }));
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    var path_buffer: [128]u8 = undefined;
+    const path = try std.fmt.bufPrintSentinel(&path_buffer, "/dev/shm/objstore-{s}", .{name}, 0);
+    const fd = try sys.open(path, .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true }, 0o600);
+    try sys.ftruncate(fd, 8192);
+    sys.close(fd);
+    defer sys.unlink(path) catch {};
+    try testing.expectError(error.BadStore, Store.open(name, .{ .create = false }));
+}
+
+test "spill and restore return the same bytes; a flipped byte is corruption" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    var dir_buffer: [128]u8 = undefined;
+    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-spill-{d}", .{sys.getpid()});
+    var spiller = Spiller.init(store);
+    defer spiller.deinit();
+    try spiller.configure(dir);
+    var ids: [4]layout.ObjectId = undefined;
+    for (&ids, 0..) |*id, k| {
+        id.* = idOf(100 + k);
+        const w = try store.create(id, 3000 + k, &.{});
+        for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 31 + k);
+        try store.seal(id);
+    }
+    const outcome = try spiller.spillLru(1 << 30);
+    try testing.expectEqual(@as(u64, 4), outcome.objects);
+    try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
+    try testing.expectEqual(@as(u64, 4), store.stats().spilled_objects);
+    try testing.expectError(error.Spilled, store.get(&ids[0]));
+    try spiller.restore(&ids[0]);
+    const r = try store.get(&ids[0]);
+    for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 31)), byte);
+    try store.release(&ids[0]);
+    // Corrupt the file of the others: restore reports it and the object stays spilled.
+    const extra = &store.index.extras[store.index.find(&ids[1]).?.slot_index];
+    var path_buffer: [256]u8 = undefined;
+    const file = store.spill_files[extra.spill_file - 1];
+    const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
+    const fd = try sys.open(path, .{ .ACCMODE = .RDWR }, 0);
+    const at = extra.spill_offset_bytes + 64 + 10;
+    var byte: [1]u8 = undefined;
+    _ = std.os.linux.pread(fd, &byte, 1, @intCast(at));
+    byte[0] ^= 0xff;
+    _ = std.os.linux.pwrite(fd, &byte, 1, @intCast(at));
+    sys.close(fd);
+    try testing.expectError(error.Corrupt, spiller.restore(&ids[1]));
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&ids[1]));
+    try spiller.restore(&ids[2]);
+    // Deleting every object deletes the file.
+    for (&ids) |*id| try store.dropRef(id);
+    try testing.expectError(error.NotFound, sys.pathSize(path));
+    try testing.expectEqual(@as(u64, 0), store.stats().spilled_objects);
+}
