@@ -255,8 +255,6 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
         extra.extent_size_bytes = 0;
         extra.spill_file = file_index + 1;
         extra.spill_offset_bytes = record.file_offset;
-        _ = h.spilled_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
-        _ = h.spilled_objects.fetchAdd(1, .monotonic);
         self.endSpill(slot_index, .spilled);
     }
     self.store.unlock();

@@ -249,22 +249,39 @@ pub fn dataOffset(self: *const Store) u64 {
 fn register(self: *Store) Error!void {
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
-    var attempt: u32 = 0;
-    while (attempt < 2) : (attempt += 1) {
-        for (self.clients, 0..) |*client, i| {
-            if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.free), @intFromEnum(layout.ClientState.reclaiming), .acquire, .monotonic) == null) {
-                client.pid = pid;
-                client.start_time = start_time;
-                client.reclaimer.store(0, .monotonic);
-                client.state.store(@intFromEnum(layout.ClientState.alive), .release);
-                self.client_index = @intCast(i);
-                return;
-            }
+    for (self.clients, 0..) |*client, i| {
+        if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.free), @intFromEnum(layout.ClientState.reclaiming), .acquire, .monotonic) == null) {
+            self.becomeClient(@intCast(i), pid, start_time);
+            return;
         }
-        _ = self.maintain(); // frees the entries of dead processes
+    }
+    // Every entry is taken: adopt one whose process died, after clearing what it held.
+    for (self.clients, 0..) |*client, i| {
+        if (client.state.load(.acquire) != @intFromEnum(layout.ClientState.alive)) continue;
+        if (sys.isAlive(client.pid, client.start_time)) continue;
+        if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.alive), @intFromEnum(layout.ClientState.reclaiming), .acq_rel, .monotonic) != null) continue;
+        const dead: u32 = @intCast(i);
+        self.client_index = dead;
+        client.pid = pid;
+        client.start_time = start_time;
+        self.lock();
+        self.reclaimClientLocked(dead);
+        self.unlock();
+        self.becomeClient(dead, pid, start_time);
+        self.sweepOrphans();
+        return;
     }
     status.setDetail("store '{s}' already has {d} attached processes", .{ self.storeName(), layout.client_count_max });
     return error.ClientsFull;
+}
+
+fn becomeClient(self: *Store, client: u32, pid: u32, start_time: u64) void {
+    const entry = &self.clients[client];
+    entry.pid = pid;
+    entry.start_time = start_time;
+    entry.reclaimer.store(0, .monotonic);
+    entry.state.store(@intFromEnum(layout.ClientState.alive), .release);
+    self.client_index = client;
 }
 
 pub fn storeName(self: *const Store) []const u8 {
@@ -315,14 +332,12 @@ pub fn maintain(self: *Store) u32 {
 /// bitmap from the index, since the dead process may have been inside the allocator.
 fn reclaimClientLocked(self: *Store, client: u32) void {
     assert(self.header.alloc_lock.load(.monotonic) == self.client_index + 1);
-    assert(client != self.client_index);
     const bit = @as(u64, 1) << @intCast(client);
     for (self.index.slots, 0..) |*slot, i| {
         const slot_index: u32 = @intCast(i);
         if (slot.ref_holders.load(.monotonic) & bit != 0) _ = slot.ref_holders.fetchAnd(~bit, .seq_cst);
         if (slot.pin_holders.load(.monotonic) & bit != 0) {
-            const before = slot.pin_holders.fetchAnd(~bit, .seq_cst);
-            if (before == bit) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
+            _ = slot.pin_holders.fetchAnd(~bit, .seq_cst);
         }
         if (slot.actor.load(.acquire) == client + 1) self.undoTransitionLocked(slot_index);
     }
@@ -337,7 +352,6 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
         .reserved, .writing, .deleting => {
             // Children of an unfinished object may keep one nested count too many: a leak
             // that the orphan sweep cannot see, chosen over freeing a child too early.
-            if (s.tag != .reserved) _ = self.header.object_count.fetchSub(1, .monotonic);
             extra.extent_size_bytes = 0;
             slot.state.store(s.with(.tombstone).toWord(), .release);
         },
@@ -460,7 +474,6 @@ pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []co
     self.counts[slot_index] = .{ .refs = 1, .pins = 0 };
     self.index.publish(slot_index, .writing);
     _ = self.header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
-    _ = self.header.object_count.fetchAdd(1, .monotonic);
     return .{ .offset_bytes = self.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = size_bytes };
 }
 
@@ -540,15 +553,14 @@ fn acquireBit(self: *Store, slot_index: u32, seen: State, kind: Holding) Error!v
     const holders = if (kind == .pin) &slot.pin_holders else &slot.ref_holders;
     var attempt: u32 = 0;
     while (attempt < 100_000) : (attempt += 1) {
-        const before = holders.fetchOr(self.clientBit(), .seq_cst);
+        _ = holders.fetchOr(self.clientBit(), .seq_cst);
         const now = State.of(slot.state.load(.seq_cst));
         const usable = now.generation == seen.generation and switch (now.tag) {
             .sealed => true,
-            .writing, .spilled => kind == .ref,
+            .spilled => kind == .ref,
             else => false,
         };
         if (usable) {
-            if (kind == .pin and before == 0) _ = self.header.pinned_bytes.fetchAdd(self.index.extras[slot_index].data_size_bytes, .monotonic);
             return;
         }
         _ = holders.fetchAnd(~self.clientBit(), .seq_cst);
@@ -573,7 +585,6 @@ pub fn release(self: *Store, id: *const ObjectId) Error!void {
     const slot = &self.index.slots[i];
     const before = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
     assert(before & self.clientBit() != 0);
-    if (before == self.clientBit()) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
     self.tryDelete(i, found.state.generation, 0);
 }
 
@@ -581,7 +592,9 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
     const found = self.index.find(id) orelse return error.Absent;
     const i = found.slot_index;
     switch (found.state.tag) {
-        .writing, .sealed, .spilled, .spilling, .restoring => {},
+        .sealed, .spilled, .spilling, .restoring => {},
+        // Only the creator holds an unsealed object, so that `abort` never strands a holder.
+        .writing, .reserved => return error.NotSealed,
         else => return error.Absent,
     }
     if (self.counts[i].refs == 0) {
@@ -667,7 +680,6 @@ fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
     self.index.slots[slot_index].state.store(s.with(.tombstone).toWord(), .seq_cst);
     self.unlock();
     if (was_spilled) self.dropSpillCopy(extra);
-    _ = self.header.object_count.fetchSub(1, .monotonic);
     self.bumpSealSequence();
 }
 
@@ -676,8 +688,6 @@ pub fn dropSpillCopy(self: *Store, extra: *layout.SlotExtra) void {
     if (extra.spill_file == 0) return;
     const file_index = extra.spill_file - 1;
     const file = &self.spill_files[file_index];
-    _ = self.header.spilled_bytes.fetchSub(extra.data_size_bytes, .monotonic);
-    _ = self.header.spilled_objects.fetchSub(1, .monotonic);
     extra.spill_file = 0;
     if (file.live_objects.fetchSub(1, .acq_rel) == 1) Spiller.removeFile(self, file_index);
 }
@@ -750,8 +760,7 @@ fn dropAllHoldings(self: *Store) void {
             continue;
         }
         if (count.pins > 0) {
-            const before = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
-            if (before == self.clientBit()) _ = self.header.pinned_bytes.fetchSub(self.index.extras[i].data_size_bytes, .monotonic);
+            _ = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
         }
         if (count.refs > 0) _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
         count.* = .{};
@@ -811,16 +820,31 @@ pub const Stats = struct {
     attached_processes: u64,
 };
 
+/// Counts what the index holds right now. A scan, not counters: counters updated beside a
+/// state change drift when a process dies between the two; the index cannot.
 pub fn stats(self: *Store) Stats {
     const h = self.header;
-    return .{
+    var result = Stats{
         .capacity_bytes = h.capacity_bytes,
         .used_bytes = h.used_bytes.load(.monotonic),
-        .pinned_bytes = h.pinned_bytes.load(.monotonic),
-        .object_count = h.object_count.load(.monotonic),
-        .spilled_bytes = h.spilled_bytes.load(.monotonic),
-        .spilled_objects = h.spilled_objects.load(.monotonic),
+        .pinned_bytes = 0,
+        .object_count = 0,
+        .spilled_bytes = 0,
+        .spilled_objects = 0,
         .restored_bytes = h.restored_bytes.load(.monotonic),
         .attached_processes = self.attachedCount(),
     };
+    for (self.index.slots, self.index.extras) |*slot, *extra| {
+        const tag = State.of(slot.state.load(.acquire)).tag;
+        switch (tag) {
+            .empty, .tombstone, .reserved => continue,
+            else => result.object_count += 1,
+        }
+        if (tag == .spilled or tag == .restoring) {
+            result.spilled_objects += 1;
+            result.spilled_bytes += extra.data_size_bytes;
+        }
+        if (slot.pin_holders.load(.monotonic) != 0) result.pinned_bytes += extra.data_size_bytes;
+    }
+    return result;
 }

@@ -5,10 +5,10 @@
 
 const std = @import("std");
 const assert = std.debug.assert;
-const layout = @import("layout.zig");
+
 const status = @import("status.zig");
-const sys = @import("sys.zig");
-const Store = @import("Store.zig");
+
+
 const Spiller = @import("Spiller.zig");
 
 const Status = status.Status;
@@ -311,3 +311,8 @@ test {
     _ = @import("spill_io.zig");
     _ = @import("store_test.zig");
 }
+
+/// For the native stress tests and benchmarks, which drive the store without the C ABI.
+pub const Store = @import("Store.zig");
+pub const layout = @import("layout.zig");
+pub const sys = @import("sys.zig");

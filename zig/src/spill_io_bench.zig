@@ -2,6 +2,7 @@
 //! spill file on each backend. Not a test; run with
 //!   python3 -m ziglang run zig/src/spill_io_bench.zig -lc -O ReleaseFast
 //! Files go to $OBJSTORE_BENCH_DIR (default /tmp; use a disk-backed directory, not tmpfs).
+//! $OBJSTORE_BENCH_WRITE_MAX overrides Writer.write_size_max_bytes (split large writes).
 
 const std = @import("std");
 const spill_io = @import("spill_io.zig");
@@ -37,7 +38,7 @@ fn benchCrc(pool: []const u8) void {
     const table_start_ns = nowNs();
     checksum ^= Crc32cTable.hash(table_slice);
     const table_ns = nowNs() - table_start_ns;
-    std.debug.print("crc32c std (this target): {d:.2} GB/s; table-driven Generic: {d:.2} GB/s (x{x})\n", .{
+    std.debug.print("crc32c std (this target): {d:.2} GB/s; table-driven: {d:.2} GB/s ({x})\n", .{
         gbPerS(pool.len * rounds, hardware_ns), gbPerS(table_slice.len, table_ns), checksum,
     });
 }
@@ -77,9 +78,10 @@ fn benchBackend(
     const hot_ns = nowNs() - hot_start_ns;
 
     std.debug.print(
-        "{s:>8} {d:>6} x {d:>9} B: write+fdatasync {d:.2} GB/s, read cold {d:.2} GB/s, hot {d:.2} GB/s\n",
+        "{s:>8} {d:>6} x {d:>9} B: write+fdatasync {d:.2} GB/s, " ++
+            "read cold {d:.2} GB/s, hot {d:.2} GB/s\n",
         .{
-            @tagName(writer.backend),     record_count,               record_size_bytes,
+            @tagName(writer.backend),     record_count,                record_size_bytes,
             gbPerS(size_bytes, write_ns), gbPerS(size_bytes, cold_ns), gbPerS(size_bytes, hot_ns),
         },
     );
