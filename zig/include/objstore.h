@@ -1,0 +1,161 @@
+/*
+ * libobjstore — a shared-memory object store (the C ABI).
+ *
+ * Any process on a machine opens a store by name; objects are created, written, sealed,
+ * read (pinned), released and deleted by calling into the shared structures directly, with
+ * no daemon. Object ids are OBJSTORE_ID_SIZE bytes. Sizes cross the ABI as doubles (exact up
+ * to 2^53) and everything else as 32-bit values, so calls stay on the fast path of Deno's,
+ * Bun's and koffi's FFI.
+ *
+ * Every call that can fail returns an objstore_status (0 = OK); objstore_last_error() gives
+ * the message and detail of the last failure on this thread. A handle is used by one thread
+ * at a time.
+ *
+ * Out-values land in a per-handle array of 8 doubles (objstore_result): [0] offset of the
+ * object's data from the segment base, [1] its size, [2] a count or cursor, [3] bytes.
+ *
+ *   objstore_t *h = objstore_open("demo", 4, OBJSTORE_OPEN_CREATE, 1 << 30, 0);
+ *   double *out = objstore_result(h);
+ *   uint8_t id[OBJSTORE_ID_SIZE] = {1};
+ *   objstore_create(h, id, 5, id, 0);
+ *   memcpy((uint8_t *)objstore_segment_base(h) + (size_t)out[0], "hello", 5);
+ *   objstore_seal(h, id);
+ *   objstore_get(h, id);     // pinned: the bytes stay put until objstore_release
+ *   objstore_release(h, id);
+ *   objstore_ref_drop(h, id); // the creator's reference; the object is deleted
+ *   objstore_close(h, OBJSTORE_CLOSE_REMOVE_IF_LAST);
+ */
+#ifndef OBJSTORE_H
+#define OBJSTORE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define OBJSTORE_ABI_VERSION 1
+#define OBJSTORE_ID_SIZE 28
+
+typedef struct objstore objstore_t;
+
+typedef enum objstore_status {
+  OBJSTORE_OK = 0,
+  OBJSTORE_INVALID_ARGUMENT = 1,
+  OBJSTORE_EXISTS = 2,            /* an object with this id exists */
+  OBJSTORE_ABSENT = 3,            /* no such object */
+  OBJSTORE_NOT_SEALED = 4,        /* still being written; see objstore_wait_sealed */
+  OBJSTORE_SPILLED = 5,           /* on disk; objstore_restore, then get again */
+  OBJSTORE_STORE_FULL = 6,
+  OBJSTORE_INDEX_FULL = 7,
+  OBJSTORE_TIMEOUT = 8,
+  OBJSTORE_CLIENTS_FULL = 9,      /* 64 processes are attached */
+  OBJSTORE_STORE_NOT_FOUND = 10,
+  OBJSTORE_STORE_EXISTS = 11,
+  OBJSTORE_BAD_STORE = 12,        /* not a store, or damaged */
+  OBJSTORE_ABI_MISMATCH = 13,
+  OBJSTORE_SYSTEM = 14,
+  OBJSTORE_CORRUPT = 15,          /* spilled data failed its CRC32C */
+  OBJSTORE_SPILL_DISABLED = 16,
+  OBJSTORE_BUSY = 17,
+  OBJSTORE_PERMISSION_DENIED = 18,
+  OBJSTORE_NO_SPACE = 19,         /* the spill device is full */
+  OBJSTORE_SPILL_MISSING = 20,    /* the spill file is gone */
+  OBJSTORE_STATUS_MAX_VALUE = 0x7fffffff
+} objstore_status;
+
+/* The ABI this library implements; callers compare it with OBJSTORE_ABI_VERSION. */
+uint32_t objstore_abi_version(void);
+
+/* The status of the last call on this thread, and its message with detail. */
+int32_t objstore_last_status(void);
+uint32_t objstore_last_error(uint8_t *buffer, uint32_t buffer_size_bytes);
+uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffer_size_bytes);
+
+#define OBJSTORE_OPEN_CREATE 1u    /* create the store if it does not exist */
+#define OBJSTORE_OPEN_EXCLUSIVE 2u /* with CREATE: fail if it exists */
+#define OBJSTORE_OPEN_PREFAULT 4u  /* fault the arena in from a background thread */
+
+/* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names hold letters,
+ * digits, '-', '_' and '.'. capacity_bytes and slot_count (0 = derived) apply on create.
+ * Returns NULL on failure (see objstore_last_status). */
+objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_t flags,
+                          double capacity_bytes, uint32_t slot_count);
+
+#define OBJSTORE_CLOSE_REMOVE_IF_LAST 1u /* the last process removes the store + spill files */
+#define OBJSTORE_CLOSE_UNMAP 2u          /* unmap; else map zero pages over the segment so
+                                            stale views read zeros instead of faulting */
+/* Drops this process's references and pins, aborts its unsealed objects, detaches.
+ * Returns 1 if the store was removed. */
+int32_t objstore_close(objstore_t *h, uint32_t flags);
+
+/* Removes a store none of whose processes is alive. */
+int32_t objstore_destroy(const uint8_t *name, uint32_t name_size_bytes);
+
+double *objstore_result(objstore_t *h);
+uint8_t *objstore_segment_base(objstore_t *h);
+double objstore_segment_size(objstore_t *h);
+/* Offset in the segment of a uint32 bumped on every seal, abort and delete. */
+uint32_t objstore_seal_sequence_offset(void);
+
+/* Creates an unsealed object whose data (result[0], result[1]) the caller writes; the
+ * children (child_count ids, back to back) stay alive until this object is deleted. The
+ * caller holds one reference. */
+int32_t objstore_create(objstore_t *h, const uint8_t *id, double size_bytes,
+                        const uint8_t *children, uint32_t child_count);
+int32_t objstore_seal(objstore_t *h, const uint8_t *id);
+int32_t objstore_abort(objstore_t *h, const uint8_t *id);
+
+/* Pins a sealed object: result[0] offset, result[1] size. Pair with objstore_release. */
+int32_t objstore_get(objstore_t *h, const uint8_t *id);
+int32_t objstore_release(objstore_t *h, const uint8_t *id);
+
+/* References, counted per process; the object is deleted when no process references or
+ * pins it and no other object contains it. */
+int32_t objstore_ref_add(objstore_t *h, const uint8_t *id);
+int32_t objstore_ref_drop(objstore_t *h, const uint8_t *id);
+
+/* 0 absent, 1 being written, 2 sealed in memory, 3 spilled. */
+int32_t objstore_contains(objstore_t *h, const uint8_t *id);
+/* Blocks until the object is sealed (a futex shared by every process of the store). */
+int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_ms);
+
+/* Reclaims the references, pins and unsealed objects of processes that died; returns how
+ * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
+int32_t objstore_maintain(objstore_t *h);
+
+/* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
+ * attached processes. */
+int32_t objstore_stats(objstore_t *h, double *out);
+
+typedef struct objstore_list_record {
+  uint8_t id[OBJSTORE_ID_SIZE];
+  uint32_t state;       /* 1 being written, 2 in memory, 3 spilled */
+  uint32_t ref_holders; /* processes holding a reference */
+  uint32_t pin_holders; /* processes holding a pin */
+  uint32_t nested;      /* objects containing this one */
+  double size_bytes;
+  uint32_t child_count;
+  uint32_t reserved;
+} objstore_list_record; /* 64 bytes */
+
+/* Lists up to record_capacity objects from slot `cursor` on; returns the count written and
+ * sets result[2] to the next cursor (0 when done). */
+int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity);
+
+/* Spilling. The directory is shared by every process of the store; "" disables spilling. */
+int32_t objstore_spill_configure(objstore_t *h, const uint8_t *dir, uint32_t dir_size_bytes);
+/* Spills least recently used unpinned objects until target_bytes are freed:
+ * result[2] objects, result[3] bytes. */
+int32_t objstore_spill(objstore_t *h, double target_bytes);
+int32_t objstore_spill_object(objstore_t *h, const uint8_t *id);
+/* Restores a spilled object (one process restores, concurrent callers wait). */
+int32_t objstore_restore(objstore_t *h, const uint8_t *id);
+/* 1 io_uring, 2 pwritev (forced with OBJSTORE_IO=pwritev). */
+int32_t objstore_io_backend(objstore_t *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OBJSTORE_H */

@@ -92,7 +92,7 @@ pub fn reserve(self: *Index, id: *const ObjectId, actor: u32) status.Error!u32 {
         i = (i + 1) & mask;
     }
     const chosen = candidate orelse {
-        status.setDetail("the object index is full ({d} slots); create the store with more slots", .{self.slots.len});
+        status.setDetail("the store already holds its maximum of {d} objects; free refs or use a larger store", .{self.slots.len});
         return error.IndexFull;
     };
     const slot = &self.slots[chosen];
@@ -114,11 +114,35 @@ pub fn publish(self: *Index, slot_index: u32, tag: Tag) void {
 
 /// Returns a reserved slot unused (allocation failed).
 pub fn release(self: *Index, slot_index: u32) void {
+    assert(State.of(self.slots[slot_index].state.load(.acquire)).tag == .reserved);
+    self.retire(slot_index);
+}
+
+/// Ends a slot's object: a tombstone, or `empty` when the next slot is empty, which also
+/// empties the tombstones just before it. Caller holds the allocator lock (no insert races).
+///
+/// Safe for lock-free readers: an object at position p was inserted at the first free slot
+/// of its probe, so every slot between its home and p was in use then and can only become
+/// empty once p itself is empty; a probe that stops at a new `empty` misses nothing.
+pub fn retire(self: *Index, slot_index: u32) void {
+    const mask = self.slots.len - 1;
     const slot = &self.slots[slot_index];
     const s = State.of(slot.state.load(.acquire));
-    assert(s.tag == .reserved);
     slot.actor.store(0, .release);
-    slot.state.store(s.with(.tombstone).toWord(), .seq_cst);
+    const next = State.of(self.slots[(slot_index + 1) & mask].state.load(.acquire));
+    if (next.tag != .empty) {
+        slot.state.store(s.with(.tombstone).toWord(), .seq_cst);
+        return;
+    }
+    slot.state.store(s.with(.empty).toWord(), .seq_cst);
+    var i = (slot_index + mask) & mask;
+    var steps: usize = 0;
+    while (steps < mask) : (steps += 1) {
+        const before = State.of(self.slots[i].state.load(.acquire));
+        if (before.tag != .tombstone) break;
+        self.slots[i].state.store(before.with(.empty).toWord(), .seq_cst);
+        i = (i + mask) & mask;
+    }
 }
 
 /// Counts one more containing object for `id`; false if the object is gone.
@@ -181,11 +205,29 @@ test "reserve, publish, find, tombstone reuse and duplicates" {
     index.publish(ib, .sealed);
     // Delete a; b stays findable past the tombstone; a new object reuses the tombstone.
     const sa = State.of(slots[ia].state.load(.monotonic));
-    slots[ia].state.store(sa.with(.tombstone).toWord(), .monotonic);
+    index.retire(ia);
     try std.testing.expect(index.find(&a) == null);
     try std.testing.expect(index.find(&b) != null);
     const ia2 = try index.reserve(&a, 1);
     try std.testing.expect(State.of(slots[ia2].state.load(.monotonic)).generation != sa.generation or ia2 != ia);
+}
+
+test "retired slots next to an empty slot become empty, and lookups still find the rest" {
+    var slots: [64]layout.Slot = undefined;
+    var extras: [64]layout.SlotExtra = undefined;
+    var index = testIndex(64, &slots, &extras);
+    var placed: [40]u32 = undefined;
+    for (&placed, 0..) |*p, k| {
+        p.* = try index.reserve(&testId(@intCast(k)), 1);
+        index.publish(p.*, .sealed);
+    }
+    var k: u32 = 0;
+    while (k < 40) : (k += 2) index.retire(placed[k]);
+    k = 1;
+    while (k < 40) : (k += 2) try std.testing.expect(index.find(&testId(k)) != null);
+    k = 1;
+    while (k < 40) : (k += 2) index.retire(placed[k]);
+    for (&slots) |*slot| try std.testing.expectEqual(Tag.empty, State.of(slot.state.load(.monotonic)).tag);
 }
 
 test "a full index is an error, not a hang" {

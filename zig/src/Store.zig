@@ -249,49 +249,72 @@ pub fn dataOffset(self: *const Store) u64 {
 fn register(self: *Store) Error!void {
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
-    for (self.clients, 0..) |*client, i| {
-        if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.free), @intFromEnum(layout.ClientState.reclaiming), .acquire, .monotonic) == null) {
-            self.becomeClient(@intCast(i), pid, start_time);
-            return;
-        }
+    const free_word = ClientWord.toWord(.{ .state = .free });
+    const registering = ClientWord.toWord(.{ .state = .registering });
+    for (self.clients, 0..) |*entry, i| {
+        if (entry.word.cmpxchgStrong(free_word, registering, .acq_rel, .monotonic) != null) continue;
+        self.becomeClient(@intCast(i), pid, start_time);
+        return;
     }
     // Every entry is taken: adopt one whose process died, after clearing what it held.
-    for (self.clients, 0..) |*client, i| {
-        if (client.state.load(.acquire) != @intFromEnum(layout.ClientState.alive)) continue;
-        if (sys.isAlive(client.pid, client.start_time)) continue;
-        if (client.state.cmpxchgStrong(@intFromEnum(layout.ClientState.alive), @intFromEnum(layout.ClientState.reclaiming), .acq_rel, .monotonic) != null) continue;
-        const dead: u32 = @intCast(i);
-        self.client_index = dead;
-        client.pid = pid;
-        client.start_time = start_time;
-        self.lock();
-        self.reclaimClientLocked(dead);
-        self.unlock();
-        self.becomeClient(dead, pid, start_time);
-        self.sweepOrphans();
-        return;
+    var attempt: u32 = 0;
+    while (attempt < 8) : (attempt += 1) {
+        for (self.clients, 0..) |*entry, i| {
+            const dead: u32 = @intCast(i);
+            if (self.adopt(entry, dead, pid, start_time)) return;
+        }
     }
     status.setDetail("store '{s}' already has {d} attached processes", .{ self.storeName(), layout.client_count_max });
     return error.ClientsFull;
 }
 
+/// Reclaims a dead process's entry as its own reclaimer, then keeps it. False if the entry is
+/// not dead or another process took it over meanwhile (its pid was not ours yet).
+fn adopt(self: *Store, entry: *layout.Client, dead: u32, pid: u32, start_time: u64) bool {
+    const word = entry.word.load(.acquire);
+    if (ClientWord.of(word).state != .alive or entry.pid == 0 or sys.isAlive(entry.pid, entry.start_time)) return false;
+    const own_reclaim = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = @intCast(dead + 1) });
+    if (entry.word.cmpxchgStrong(word, own_reclaim, .acq_rel, .monotonic) != null) return false;
+    entry.pid = pid;
+    entry.start_time = start_time;
+    self.client_index = dead;
+    // The dead process may have died holding the allocator lock: then it is ours now.
+    if (self.header.alloc_lock.load(.acquire) != dead + 1) self.lock();
+    self.reclaimClientLocked(dead);
+    self.unlock();
+    const alive = ClientWord.toWord(.{ .state = .alive });
+    if (entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic) != null) return false;
+    self.sweepOrphans();
+    return true;
+}
+
+const ClientWord = layout.ClientWord;
+
 fn becomeClient(self: *Store, client: u32, pid: u32, start_time: u64) void {
     const entry = &self.clients[client];
     entry.pid = pid;
     entry.start_time = start_time;
-    entry.reclaimer.store(0, .monotonic);
-    entry.state.store(@intFromEnum(layout.ClientState.alive), .release);
+    entry.word.store(ClientWord.toWord(.{ .state = .alive }), .release);
     self.client_index = client;
+}
+
+fn freeClient(self: *Store, client: u32) void {
+    const entry = &self.clients[client];
+    entry.pid = 0;
+    entry.start_time = 0;
+    entry.word.store(ClientWord.toWord(.{ .state = .free }), .release);
 }
 
 pub fn storeName(self: *const Store) []const u8 {
     return self.header.name[0..self.header.name_size_bytes];
 }
 
+/// A process that registered and has not died. An entry mid-registration (pid still 0)
+/// counts as alive: its process is a few instructions from filling it in.
 fn clientAlive(self: *Store, client: u32) bool {
     const entry = &self.clients[client];
-    const state: layout.ClientState = @enumFromInt(entry.state.load(.acquire));
-    if (state == .free) return false;
+    if (ClientWord.of(entry.word.load(.acquire)).state == .free) return false;
+    if (entry.pid == 0) return true;
     return sys.isAlive(entry.pid, entry.start_time);
 }
 
@@ -299,29 +322,26 @@ fn clientAlive(self: *Store, client: u32) bool {
 /// processes were reclaimed. Cheap when nobody died: one /proc read per attached process.
 pub fn maintain(self: *Store) u32 {
     var reclaimed: u32 = 0;
+    const me: u8 = @intCast(self.client_index + 1);
     for (self.clients, 0..) |*entry, i| {
         const client: u32 = @intCast(i);
-        if (client == self.client_index and entry.state.load(.acquire) == @intFromEnum(layout.ClientState.alive)) continue;
-        const state: layout.ClientState = @enumFromInt(entry.state.load(.acquire));
-        switch (state) {
-            .free => continue,
-            .alive => {
-                if (sys.isAlive(entry.pid, entry.start_time)) continue;
-                const me = self.client_index + 1;
-                if (entry.state.cmpxchgStrong(@intFromEnum(layout.ClientState.alive), @intFromEnum(layout.ClientState.reclaiming), .acq_rel, .monotonic) != null) continue;
-                entry.reclaimer.store(me, .release);
-            },
-            .reclaiming => {
-                const reclaimer = entry.reclaimer.load(.acquire);
-                if (reclaimer == 0 or reclaimer - 1 == self.client_index) continue;
-                if (self.clientAlive(reclaimer - 1)) continue;
-                entry.reclaimer.store(self.client_index + 1, .release);
-            },
-        }
+        if (client == self.client_index) continue;
+        const word = entry.word.load(.acquire);
+        const current = ClientWord.of(word);
+        const dead = switch (current.state) {
+            // A process that dies mid-registration leaks its entry: a window of a few
+            // instructions, not worth a protocol.
+            .free, .registering => false,
+            .alive => entry.pid != 0 and !sys.isAlive(entry.pid, entry.start_time),
+            .reclaiming => current.reclaimer != me and !self.clientAlive(current.reclaimer - 1),
+        };
+        if (!dead) continue;
+        const mine = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = me });
+        if (entry.word.cmpxchgStrong(word, mine, .acq_rel, .monotonic) != null) continue;
         self.lock();
         self.reclaimClientLocked(client);
         self.unlock();
-        entry.state.store(@intFromEnum(layout.ClientState.free), .release);
+        self.freeClient(client);
         reclaimed += 1;
     }
     if (reclaimed > 0) self.sweepOrphans();
@@ -353,7 +373,7 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
             // Children of an unfinished object may keep one nested count too many: a leak
             // that the orphan sweep cannot see, chosen over freeing a child too early.
             extra.extent_size_bytes = 0;
-            slot.state.store(s.with(.tombstone).toWord(), .release);
+            self.index.retire(slot_index);
         },
         .spilling => slot.state.store(s.with(.sealed).toWord(), .release),
         .restoring => {
@@ -676,8 +696,7 @@ fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
         _ = self.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
         extra.extent_size_bytes = 0;
     }
-    self.index.slots[slot_index].actor.store(0, .release);
-    self.index.slots[slot_index].state.store(s.with(.tombstone).toWord(), .seq_cst);
+    self.index.retire(slot_index);
     self.unlock();
     if (was_spilled) self.dropSpillCopy(extra);
     self.bumpSealSequence();
@@ -730,7 +749,7 @@ pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
 pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
     self.stopPrefault();
     self.dropAllHoldings();
-    self.clients[self.client_index].state.store(@intFromEnum(layout.ClientState.free), .release);
+    self.freeClient(self.client_index);
     var removed = false;
     if (remove_if_last) {
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.EX);
@@ -771,7 +790,7 @@ fn dropAllHoldings(self: *Store) void {
 pub fn attachedCount(self: *Store) u32 {
     var count: u32 = 0;
     for (self.clients) |*entry| {
-        if (entry.state.load(.acquire) != @intFromEnum(layout.ClientState.free)) count += 1;
+        if (ClientWord.of(entry.word.load(.acquire)).state != .free) count += 1;
     }
     return count;
 }

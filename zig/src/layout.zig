@@ -19,8 +19,8 @@ pub const client_count_max = 64;
 pub const spill_file_count_max = 4096;
 pub const spill_dir_size_max = 1024;
 pub const name_size_max = 200;
-pub const slot_count_min = 1024;
-pub const slot_count_max = 1 << 24;
+pub const slot_count_min = 1 << 16;
+pub const slot_count_max = 1 << 22;
 
 pub const ObjectId = [id_size_bytes]u8;
 
@@ -85,15 +85,31 @@ pub const SlotExtra = extern struct {
     reserved: [20]u8,
 };
 
-pub const ClientState = enum(u32) { free = 0, alive = 1, reclaiming = 2 };
+pub const ClientState = enum(u8) { free = 0, alive = 1, registering = 2, reclaiming = 3 };
+
+/// A client entry's state and, while reclaiming, who reclaims it: one word, so that taking
+/// an entry over is a single CAS.
+pub const ClientWord = packed struct(u32) {
+    state: ClientState,
+    /// Client index + 1 of the reclaiming process.
+    reclaimer: u8 = 0,
+    reserved: u16 = 0,
+
+    pub fn of(word: u32) ClientWord {
+        return @bitCast(word);
+    }
+    pub fn toWord(self: ClientWord) u32 {
+        return @bitCast(self);
+    }
+};
 
 pub const Client = extern struct {
-    state: Atomic(u32),
+    /// A `ClientWord`.
+    word: Atomic(u32),
+    /// 0 while the entry is free or being registered.
     pid: u32,
     start_time: u64,
-    /// Client index + 1 of the process reclaiming this entry, for a reclaimer that dies.
-    reclaimer: Atomic(u32),
-    reserved: [44]u8,
+    reserved: [48]u8,
 };
 
 /// One fused spill file; deleted when its last object is freed or restored.
@@ -191,9 +207,10 @@ pub fn sections(capacity_bytes: u64, slot_count: u32) Sections {
     return s;
 }
 
-/// Index slots for a store: about one per 4 KiB of capacity at load ≤ 0.5, bounded.
+/// Index slots for a store: one per 4 KiB of capacity, at least 64 Ki (small stores hold
+/// many small objects) and at most 4 Mi (128 B of shared metadata per slot).
 pub fn defaultSlotCount(capacity_bytes: u64) u32 {
-    const wanted = std.math.clamp(capacity_bytes / 2048, slot_count_min, slot_count_max);
+    const wanted = std.math.clamp(capacity_bytes / 4096, slot_count_min, slot_count_max);
     return @intCast(std.math.ceilPowerOfTwoAssert(u64, wanted));
 }
 
@@ -217,6 +234,6 @@ test "State packs tag above generation above nested" {
 
 test "defaultSlotCount is a bounded power of two" {
     try std.testing.expectEqual(@as(u32, slot_count_min), defaultSlotCount(1 << 20));
-    try std.testing.expectEqual(@as(u32, 1 << 19), defaultSlotCount(1 << 30));
+    try std.testing.expectEqual(@as(u32, 1 << 18), defaultSlotCount(1 << 30));
     try std.testing.expectEqual(@as(u32, slot_count_max), defaultSlotCount(1 << 50));
 }

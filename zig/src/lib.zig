@@ -9,7 +9,7 @@ const assert = std.debug.assert;
 const status = @import("status.zig");
 
 
-const Spiller = @import("Spiller.zig");
+pub const Spiller = @import("Spiller.zig");
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;

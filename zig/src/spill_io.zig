@@ -73,7 +73,7 @@ pub const Error = error{
 /// The kernel's MAX_RW_COUNT: a single read or write moves at most this many bytes.
 pub const io_size_max_bytes: u32 = 0x7ffff000;
 
-/// One io_uring slot per record in flight; the ring has exactly as many SQ entries, so an SQE is
+/// One io_uring slot per record in flight; the ring has at least as many SQ entries, so an SQE is
 /// always available for a slot (see `uringQueueSlot`).
 const ring_entries: u16 = 64;
 const slot_count: u8 = 64;
@@ -553,7 +553,7 @@ fn openRetrying(path: [*:0]const u8, flags: linux.O, mode: linux.mode_t) Error!l
 
 /// Fills `dest` from `offset_bytes`; end of file before `dest` is full means error.Missing.
 /// With `crc`, checksums each chunk right after reading it, while it is still in the CPU cache
-/// (one pass over a large object is ~30% slower than chunked: measured 4.2 vs 5.9 GB/s hot).
+/// (hot 256 MiB read: 4.3 GB/s chunked vs 4.0 GB/s read-then-checksum, on a busy 2-vCPU VM).
 fn preadExact(fd: linux.fd_t, dest: []u8, offset_bytes: u64, crc: ?*Crc32c) Error!void {
     var done_bytes: u64 = 0;
     var retries: u32 = 0;
