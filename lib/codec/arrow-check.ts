@@ -1,0 +1,155 @@
+/**
+ * Checks the metadata of an Arrow IPC stream before apache-arrow reads it. Arrow trusts the
+ * FlatBuffers lengths it finds: a corrupt vector length makes it loop over (and allocate for)
+ * millions of phantom entries until the process runs out of memory, which no try/catch can stop.
+ * This walk bounds every table, string and vector that Arrow's reader follows, and the total
+ * number of tables, so the worst Arrow can then meet is a clean throw.
+ *
+ * Only metadata is read (a few hundred bytes per message): the cost does not grow with the data.
+ *
+ * @module
+ */
+import { corrupt } from "./reader.ts";
+
+/** How a table field is laid out, for the fields that hold references. */
+type FieldKind =
+  | { readonly ref: "table"; readonly table: TableShape }
+  | { readonly ref: "tables"; readonly table: TableShape }
+  | { readonly ref: "vector"; readonly elementBytes: number }
+  | { readonly ref: "union"; readonly typeField: number; readonly tables: Readonly<Record<number, TableShape>> };
+
+/** Reference fields of a FlatBuffers table, by field index; scalar fields need no check. */
+type TableShape = Readonly<Record<number, FieldKind>>;
+
+const string: FieldKind = { ref: "vector", elementBytes: 1 };
+const KEY_VALUE: TableShape = { 0: string, 1: string };
+const metadata: FieldKind = { ref: "tables", table: KEY_VALUE };
+const NO_REFS: TableShape = {};
+
+/** Field.type, by Arrow's Type enum; only Timestamp (timezone) and Union (typeIds) hold references. */
+const TYPE_TABLES: Record<number, TableShape> = { 10: { 1: string }, 14: { 1: { ref: "vector", elementBytes: 4 } } };
+for (let type = 1; type <= 26; type++) TYPE_TABLES[type] ??= NO_REFS;
+
+const DICTIONARY_ENCODING: TableShape = { 1: { ref: "table", table: NO_REFS } };
+const FIELD: Record<number, FieldKind> = { 0: string, 3: { ref: "union", typeField: 2, tables: TYPE_TABLES }, 4: { ref: "table", table: DICTIONARY_ENCODING }, 6: metadata };
+FIELD[5] = { ref: "tables", table: FIELD };
+
+const SCHEMA: TableShape = { 1: { ref: "tables", table: FIELD }, 2: metadata, 3: { ref: "vector", elementBytes: 8 } };
+const RECORD_BATCH: TableShape = {
+  1: { ref: "vector", elementBytes: 16 },
+  2: { ref: "vector", elementBytes: 16 },
+  3: { ref: "table", table: NO_REFS },
+  4: { ref: "vector", elementBytes: 8 },
+};
+const DICTIONARY_BATCH: TableShape = { 1: { ref: "table", table: RECORD_BATCH } };
+/** MessageHeader union: Schema, DictionaryBatch, RecordBatch (tensors are not part of a table stream). */
+const HEADERS: Record<number, TableShape> = { 1: SCHEMA, 2: DICTIONARY_BATCH, 3: RECORD_BATCH };
+const MESSAGE: TableShape = { 2: { ref: "union", typeField: 1, tables: HEADERS }, 4: metadata };
+const BODY_LENGTH_FIELD = 3;
+
+const CONTINUATION = 0xffffffff;
+
+/** Throws SerializationError unless every message of `ipc` has well-formed, bounded metadata. */
+export function checkIpcStream(ipc: Uint8Array): void {
+  const view = new DataView(ipc.buffer, ipc.byteOffset, ipc.byteLength);
+  let pos = 0;
+  for (;;) {
+    if (pos + 8 > ipc.length) corrupt("Arrow stream ends without an end marker");
+    if (view.getUint32(pos, true) !== CONTINUATION) corrupt(`Arrow message at ${pos} lacks its marker`);
+    const metaLength = view.getInt32(pos + 4, true);
+    if (metaLength === 0) return;
+    if (metaLength < 0 || metaLength > ipc.length - pos - 8) corrupt(`Arrow metadata length ${metaLength} at ${pos}`);
+    const meta = new DataView(ipc.buffer, ipc.byteOffset + pos + 8, metaLength);
+    const bodyLength = new MetadataWalk(meta).message();
+    pos += 8 + metaLength;
+    if (bodyLength > ipc.length - pos) corrupt(`Arrow body of ${bodyLength} bytes overruns the stream`);
+    pos += bodyLength;
+  }
+}
+
+/** One message's FlatBuffer, walked with every offset checked against its length. */
+class MetadataWalk {
+  private readonly view: DataView;
+  /** Real tables are distinct and at least 4 bytes each: more visits means shared or looping offsets. */
+  private budget: number;
+
+  constructor(view: DataView) {
+    this.view = view;
+    this.budget = view.byteLength / 4;
+  }
+
+  /** Checks the whole message and returns its body length. */
+  message(): number {
+    const root = this.target(0);
+    this.table(root, MESSAGE);
+    const at = this.fieldPosition(root, BODY_LENGTH_FIELD, 8);
+    if (at === 0) return 0;
+    const hi = this.view.getInt32(at + 4, true);
+    const lo = this.view.getUint32(at, true);
+    if (hi < 0 || hi >= 2 ** 21) corrupt(`Arrow body length out of range`);
+    return hi * 2 ** 32 + lo;
+  }
+
+  /** Where the offset stored at `at` points (signed, as flatbuffers reads it). */
+  private target(at: number): number {
+    return at + this.i32(at);
+  }
+
+  private table(at: number, shape: TableShape): void {
+    if (--this.budget < 0) corrupt("Arrow metadata has more tables than bytes allow");
+    for (const key in shape) {
+      const position = this.fieldPosition(at, Number(key), 4);
+      if (position !== 0) this.field(at, position, shape[key]);
+    }
+  }
+
+  private field(tableAt: number, position: number, kind: FieldKind): void {
+    const at = this.target(position);
+    if (kind.ref === "table") return this.table(at, kind.table);
+    if (kind.ref === "union") return this.union(tableAt, at, kind);
+    const count = this.i32(at);
+    const elementBytes = kind.ref === "tables" ? 4 : kind.elementBytes;
+    if (count < 0 || count > (this.view.byteLength - at - 4) / elementBytes) corrupt(`Arrow vector of ${count} at ${at} overruns its message`);
+    if (kind.ref === "tables") {
+      for (let i = 0; i < count; i++) this.table(this.target(at + 4 + 4 * i), kind.table);
+    }
+  }
+
+  private union(tableAt: number, at: number, kind: FieldKind & { ref: "union" }): void {
+    const typeAt = this.fieldPosition(tableAt, kind.typeField, 1);
+    const type = typeAt === 0 ? 0 : this.view.getUint8(typeAt);
+    const shape = kind.tables[type] ?? corrupt(`Arrow union member type ${type}`);
+    this.table(at, shape);
+  }
+
+  /**
+   * Position of field `index` of the table at `at`, or 0 when absent; its `size` bytes lie within
+   * the table. Mirrors flatbuffers' own reads (signed 16-bit vtable entries, `slot < vtable size`)
+   * so this walk sees exactly the fields Arrow will.
+   */
+  private fieldPosition(at: number, index: number, size: number): number {
+    const vtable = at - this.i32(at);
+    const slot = 4 + 2 * index;
+    if (slot >= this.i16(vtable)) return 0;
+    const offset = this.i16(vtable + slot);
+    if (offset === 0) return 0;
+    if (offset < 0 || offset + size > this.i16(vtable + 2) || at + offset + size > this.view.byteLength) {
+      corrupt(`Arrow field ${index} of the table at ${at} out of bounds`);
+    }
+    return at + offset;
+  }
+
+  private i16(at: number): number {
+    this.bounds(at, 2);
+    return this.view.getInt16(at, true);
+  }
+
+  private i32(at: number): number {
+    this.bounds(at, 4);
+    return this.view.getInt32(at, true);
+  }
+
+  private bounds(at: number, size: number): void {
+    if (!(at >= 0 && at + size <= this.view.byteLength)) corrupt(`Arrow metadata offset ${at} out of bounds`);
+  }
+}

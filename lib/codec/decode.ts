@@ -1,0 +1,336 @@
+/**
+ * Data region → value. Typed arrays and DataViews come back as views over `data.buffer` (the
+ * store's shared memory, zero copy); Arrow column buffers likewise. A bare ArrayBuffer comes back
+ * as a copy, because an ArrayBuffer cannot be a window into a larger one: wrap bytes in a
+ * Uint8Array to keep them zero-copy.
+ *
+ * The input is untrusted: every length is checked against what remains before anything is
+ * allocated, keys become own properties (a "__proto__" key never changes a prototype), and any
+ * failure is a SerializationError.
+ *
+ * @module
+ */
+import { batchFromStream, tableFromStream } from "./arrow.ts";
+import { ErrorFlag, HEADER_BYTES, PAYLOAD_ALIGN, REF_ID_BYTES, SMALL_INT_TAG, Tag } from "./format.ts";
+import { readHeader } from "./header.ts";
+import { ERROR_CONSTRUCTORS, VIEW_KINDS } from "./kinds.ts";
+import { PayloadLocator } from "./payloads.ts";
+import { ByteReader, corrupt } from "./reader.ts";
+import { registrationNamed } from "./registry.ts";
+import { decodeTag, NOT_TINY } from "./tiny.ts";
+import type { DecodeHooks } from "./types.ts";
+import { SerializationError } from "../errors.ts";
+
+const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
+/** Placeholder for a custom object whose data is still being decoded. */
+const PENDING: unique symbol = Symbol("pending");
+const NO_PAYLOADS = new PayloadLocator(new DataView(new ArrayBuffer(0)), 0, 0);
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * Reads a value from a data region written by `encode`. `data` should start 64-byte aligned in
+ * its buffer (a store region does); an unaligned region with payloads is copied first so its
+ * views stay valid. Bytes after the end of the value are ignored.
+ */
+export function decode(data: Uint8Array, hooks: DecodeHooks): unknown {
+  const { bodyLength, bufferCount } = readHeader(data);
+  if (bufferCount === 0 && bodyLength === 1) {
+    const tiny = decodeTag(data[HEADER_BYTES]);
+    if (tiny !== NOT_TINY) return tiny;
+  }
+  try {
+    return decodeRegion(bufferCount > 0 && data.byteOffset % PAYLOAD_ALIGN !== 0 ? data.slice() : data, bodyLength, bufferCount, hooks);
+  } catch (error) {
+    throw asDecodeError(error);
+  }
+}
+
+function decodeRegion(data: Uint8Array, bodyLength: number, bufferCount: number, hooks: DecodeHooks): unknown {
+  const bodyEnd = HEADER_BYTES + bodyLength;
+  const reader = new ByteReader(data, HEADER_BYTES, bodyEnd);
+  const payloads = bufferCount === 0 ? NO_PAYLOADS : new PayloadLocator(new DataView(data.buffer, data.byteOffset, data.byteLength), bodyEnd, bufferCount);
+  const value = new Decoder(reader, payloads, hooks, data).value();
+  if (reader.pos !== bodyEnd) corrupt(`${bodyEnd - reader.pos} stray bytes after the value`);
+  return value;
+}
+
+function asDecodeError(error: unknown): SerializationError {
+  if (error instanceof SerializationError) return error;
+  if (error instanceof RangeError && /call stack/i.test(error.message)) return corruptError("nesting too deep", error);
+  return corruptError(error instanceof Error ? error.message : String(error), error);
+}
+
+function corruptError(reason: string, cause: unknown): SerializationError {
+  try {
+    return corrupt(reason, cause);
+  } catch (error) {
+    return error as SerializationError;
+  }
+}
+
+/** Walks one body; `objects` mirrors the encoder's back-reference numbering. */
+class Decoder {
+  private readonly r: ByteReader;
+  private readonly payloads: PayloadLocator;
+  private readonly hooks: DecodeHooks;
+  private readonly data: Uint8Array;
+  private readonly objects: unknown[] = [];
+
+  constructor(reader: ByteReader, payloads: PayloadLocator, hooks: DecodeHooks, data: Uint8Array) {
+    this.r = reader;
+    this.payloads = payloads;
+    this.hooks = hooks;
+    this.data = data;
+  }
+
+  value(): unknown {
+    const tag = this.r.u8();
+    if (tag >= SMALL_INT_TAG) return tag - SMALL_INT_TAG;
+    switch (tag) {
+      case Tag.Undefined:
+        return undefined;
+      case Tag.Null:
+        return null;
+      case Tag.False:
+        return false;
+      case Tag.True:
+        return true;
+      case Tag.Int32:
+        return this.r.i32();
+      case Tag.Float64:
+        return this.r.f64();
+      case Tag.String:
+        return this.r.string();
+      case Tag.BigInt64:
+        return this.r.i64();
+      case Tag.BigInt:
+        return this.bigint();
+      default:
+        return this.object(tag);
+    }
+  }
+
+  private object(tag: number): unknown {
+    switch (tag) {
+      case Tag.Array:
+        return this.array();
+      case Tag.Object:
+        return this.plain();
+      case Tag.Map:
+        return this.map();
+      case Tag.Set:
+        return this.set();
+      case Tag.Ref:
+        return this.ref();
+      case Tag.BackRef:
+        return this.backRef();
+      case Tag.View:
+        return this.view();
+      default:
+        return this.rare(tag);
+    }
+  }
+
+  private rare(tag: number): unknown {
+    switch (tag) {
+      case Tag.Date:
+        return this.remember(new Date(this.r.f64()));
+      case Tag.RegExp:
+        return this.remember(this.regexp());
+      case Tag.Error:
+        return this.error();
+      case Tag.BoxedNumber:
+      case Tag.BoxedString:
+      case Tag.BoxedBoolean:
+      case Tag.BoxedBigInt:
+        return this.remember(this.boxed(tag));
+      case Tag.ArrayBuffer:
+        return this.remember(this.arrayBuffer());
+      case Tag.ArrowTable:
+        return this.remember(tableFromStream(this.arrowStream()));
+      case Tag.ArrowRecordBatch:
+        return this.remember(batchFromStream(this.arrowStream()) ?? corrupt("Arrow record batch stream holds other than one batch"));
+      case Tag.Custom:
+        return this.custom();
+      default:
+        return corrupt(`unknown tag ${tag} at offset ${this.r.pos - 1}`);
+    }
+  }
+
+  private remember<T>(value: T): T {
+    this.objects.push(value);
+    return value;
+  }
+
+  private bigint(): bigint {
+    const sign = this.r.u8();
+    if (sign > 1) corrupt(`bad bigint sign ${sign}`);
+    const bytes = this.r.span(this.r.varint());
+    let hex = "0x0";
+    for (let i = bytes.length - 1; i >= 0; i--) hex += HEX[bytes[i]];
+    const magnitude = BigInt(hex);
+    return sign === 1 ? -magnitude : magnitude;
+  }
+
+  /** Elements are pushed, so a dense array stays packed; a hole run only moves `length`. */
+  private array(): unknown[] {
+    const length = this.r.varint();
+    if (length > MAX_ARRAY_LENGTH) corrupt(`array length ${length}`);
+    const array = this.remember([] as unknown[]);
+    const r = this.r;
+    while (array.length < length) {
+      if (r.pos < r.end && r.bytes[r.pos] === Tag.Holes) {
+        r.pos++;
+        const run = r.varint();
+        if (run === 0 || run > length - array.length) corrupt(`hole run ${run} overflows the array`);
+        array.length += run;
+      } else {
+        array.push(this.value());
+      }
+    }
+    return array;
+  }
+
+  private plain(): Record<string, unknown> {
+    const count = this.r.count(2);
+    const object = this.remember({} as Record<string, unknown>);
+    for (let i = 0; i < count; i++) {
+      const key = this.r.key();
+      const value = this.value();
+      if (key === "__proto__") defineOwn(object, key, value, true);
+      else object[key] = value;
+    }
+    return object;
+  }
+
+  private map(): Map<unknown, unknown> {
+    const count = this.r.count(2);
+    const map = this.remember(new Map<unknown, unknown>());
+    for (let i = 0; i < count; i++) {
+      const key = this.value();
+      map.set(key, this.value());
+    }
+    return map;
+  }
+
+  private set(): Set<unknown> {
+    const count = this.r.count(1);
+    const set = this.remember(new Set<unknown>());
+    for (let i = 0; i < count; i++) set.add(this.value());
+    return set;
+  }
+
+  private ref(): unknown {
+    const id = this.r.copy(REF_ID_BYTES);
+    return this.remember(this.hooks.makeRef(id));
+  }
+
+  private backRef(): unknown {
+    const index = this.r.varint();
+    if (index >= this.objects.length) corrupt(`back-reference ${index} to an object not yet seen`);
+    const value = this.objects[index];
+    if (value === PENDING) corrupt(`back-reference ${index} into an object still being deserialized`);
+    return value;
+  }
+
+  private regexp(): RegExp {
+    const source = this.r.string();
+    const flags = this.r.string();
+    try {
+      return new RegExp(source, flags);
+    } catch (error) {
+      return corrupt(`invalid RegExp /${source}/${flags}`, error);
+    }
+  }
+
+  private error(): Error {
+    const name = this.r.string();
+    const message = this.r.string();
+    const flags = this.r.u8();
+    if (flags > (ErrorFlag.Stack | ErrorFlag.Cause | ErrorFlag.Errors)) corrupt(`bad error flags ${flags}`);
+    const stack = flags & ErrorFlag.Stack ? this.r.string() : undefined;
+    const error = this.remember(makeError(name, message));
+    if (stack !== undefined) defineOwn(error, "stack", stack, false);
+    if (flags & ErrorFlag.Cause) defineOwn(error, "cause", this.value(), false);
+    if (flags & ErrorFlag.Errors) defineOwn(error, "errors", this.value(), false);
+    return error;
+  }
+
+  private boxed(tag: number): object {
+    switch (tag) {
+      case Tag.BoxedNumber:
+        return new Number(this.r.f64());
+      case Tag.BoxedString:
+        return new String(this.r.string());
+      case Tag.BoxedBoolean:
+        return new Boolean(this.bit());
+    }
+    const inner = this.r.u8();
+    if (inner === Tag.BigInt64) return Object(this.r.i64());
+    return inner === Tag.BigInt ? Object(this.bigint()) : corrupt(`boxed bigint holds tag ${inner}`);
+  }
+
+  private bit(): boolean {
+    const byte = this.r.u8();
+    return byte <= 1 ? byte === 1 : corrupt(`boolean byte ${byte}`);
+  }
+
+  /** A copy: see the module doc. */
+  private arrayBuffer(): ArrayBuffer {
+    const index = this.r.varint();
+    const byteLength = this.r.varint();
+    const offset = this.payloads.locate(index, 0, byteLength);
+    return this.data.slice(offset, offset + byteLength).buffer;
+  }
+
+  /** A typed array or DataView over the region itself. */
+  private view(): ArrayBufferView {
+    const kindIndex = this.r.u8();
+    const kind = VIEW_KINDS[kindIndex] ?? corrupt(`unknown view kind ${kindIndex}`);
+    if (kind.ctor === undefined) throw new SerializationError(`${kind.name} is not supported by this runtime`);
+    const index = this.r.varint();
+    const byteOffset = this.r.varint();
+    const length = this.r.varint();
+    const offset = this.data.byteOffset + this.payloads.locate(index, byteOffset, length * kind.elementBytes);
+    if (offset % kind.elementBytes !== 0) corrupt(`${kind.name} at misaligned offset ${offset}`);
+    return this.remember(new kind.ctor(this.data.buffer, offset, length));
+  }
+
+  private arrowStream(): Uint8Array {
+    const [offset, length] = this.payloads.whole(this.r.varint());
+    return this.data.subarray(offset, offset + length);
+  }
+
+  private custom(): unknown {
+    const slot = this.objects.length;
+    this.objects.push(PENDING);
+    const name = this.r.string();
+    const registration = registrationNamed(name);
+    if (registration === undefined) {
+      throw new SerializationError(`cannot read an instance of class "${name}": no serializer is registered under that name in this process (use registerSerializer)`);
+    }
+    const data = this.value();
+    try {
+      this.objects[slot] = registration.serializer.deserialize(data);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      throw new SerializationError(`the deserializer of class "${name}" threw: ${message}`, { cause: error });
+    }
+    return this.objects[slot];
+  }
+}
+
+/** A built-in error of that name, or an Error carrying the custom name. */
+function makeError(name: string, message: string): Error {
+  const ctor = ERROR_CONSTRUCTORS.get(name);
+  if (ctor === (AggregateError as unknown)) return new AggregateError([], message);
+  if (ctor !== undefined) return new ctor(message);
+  const error = new Error(message);
+  defineOwn(error, "name", name, false);
+  return error;
+}
+
+/** An own data property, created even where assignment would hit a setter (`__proto__`). */
+function defineOwn(target: object, key: string, value: unknown, enumerable: boolean): void {
+  Object.defineProperty(target, key, { value, writable: true, enumerable, configurable: true });
+}

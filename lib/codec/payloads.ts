@@ -1,0 +1,148 @@
+/**
+ * The out-of-band buffers of a data region: collected while encoding, laid out at 64-byte
+ * aligned offsets after the body, and located again (with every bound checked) when decoding.
+ * See format.ts for the layout.
+ *
+ * @module
+ */
+import { alignUp, PAYLOAD_ALIGN, TABLE_ALIGN, TABLE_ENTRY_BYTES } from "./format.ts";
+import { corrupt } from "./reader.ts";
+
+/** Views keep their element alignment as long as payloads start at a multiple of this in the source. */
+const BASE_ALIGN = 8;
+const TWO_32 = 2 ** 32;
+
+interface Span {
+  readonly index: number;
+  readonly source: ArrayBufferLike;
+  start: number;
+  end: number;
+  base: number;
+  offset: number;
+}
+
+/** Payloads of one value being encoded: one per distinct source buffer, plus one per Arrow stream. */
+export class PayloadTable {
+  readonly spans: Span[] = [];
+  private readonly bySource = new Map<ArrayBufferLike, Span>();
+
+  /** The index of `source`'s payload, widened to cover bytes [start, end) of it. */
+  cover(source: ArrayBufferLike, start: number, end: number): number {
+    const span = this.bySource.get(source);
+    if (span === undefined) {
+      this.bySource.set(source, this.push(source, start, end));
+      return this.spans.length - 1;
+    }
+    span.start = Math.min(span.start, start);
+    span.end = Math.max(span.end, end);
+    return span.index;
+  }
+
+  /** A payload of its own for `bytes`, which nothing else shares. */
+  add(bytes: Uint8Array): number {
+    this.push(bytes.buffer, bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    return this.spans.length - 1;
+  }
+
+  private push(source: ArrayBufferLike, start: number, end: number): Span {
+    const span = { index: this.spans.length, source, start, end, base: 0, offset: 0 };
+    this.spans.push(span);
+    return span;
+  }
+
+  /** Places the table and payloads after a body ending at `bodyEnd`; returns the region size. */
+  layout(bodyEnd: number): number {
+    if (this.spans.length === 0) return bodyEnd;
+    let cursor = alignUp(bodyEnd, TABLE_ALIGN) + this.spans.length * TABLE_ENTRY_BYTES;
+    for (const span of this.spans) {
+      span.base = span.start - (span.start % BASE_ALIGN);
+      span.offset = alignUp(cursor, PAYLOAD_ALIGN);
+      cursor = span.offset + span.end - span.base;
+    }
+    return cursor;
+  }
+
+  /** Writes the table and the payloads (with zeroed gaps) after a body ending at `bodyEnd`. */
+  writeInto(target: Uint8Array, view: DataView, bodyEnd: number): void {
+    let cursor = alignUp(bodyEnd, TABLE_ALIGN);
+    target.fill(0, bodyEnd, cursor);
+    for (const span of this.spans) {
+      writeU64(view, cursor, span.offset);
+      writeU64(view, cursor + 8, span.end - span.base);
+      writeU64(view, cursor + 16, span.base);
+      cursor += TABLE_ENTRY_BYTES;
+    }
+    for (const span of this.spans) {
+      target.fill(0, cursor, span.offset);
+      target.set(new Uint8Array(span.source, span.base, span.end - span.base), span.offset);
+      cursor = span.offset + span.end - span.base;
+    }
+  }
+}
+
+/** Writes a u64 as (lo u32, hi u32). */
+export function writeU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value % TWO_32, true);
+  view.setUint32(at + 4, Math.floor(value / TWO_32), true);
+}
+
+/** Reads a u64 written by {@link writeU64}, rejecting values beyond 2^53. */
+export function readU64(view: DataView, at: number): number {
+  const hi = view.getUint32(at + 4, true);
+  if (hi >= 2 ** 21) corrupt(`64-bit field at ${at} is out of range`);
+  return hi * TWO_32 + view.getUint32(at, true);
+}
+
+/** The payload table of a region being decoded, checked against the region's bounds. */
+export class PayloadLocator {
+  /** offset, length, base for each payload, in table order. */
+  private readonly entries: Float64Array;
+
+  constructor(view: DataView, bodyEnd: number, count: number) {
+    const tableStart = alignUp(bodyEnd, TABLE_ALIGN);
+    const tableEnd = tableStart + count * TABLE_ENTRY_BYTES;
+    if (count > 0 && tableEnd > view.byteLength) corrupt(`table of ${count} buffers exceeds the ${view.byteLength}-byte region`);
+    this.entries = new Float64Array(count * 3);
+    for (let i = 0; i < count; i++) this.readEntry(view, i, tableStart, tableEnd);
+  }
+
+  private readEntry(view: DataView, i: number, tableStart: number, tableEnd: number): void {
+    const at = tableStart + i * TABLE_ENTRY_BYTES;
+    const offset = readU64(view, at);
+    const length = readU64(view, at + 8);
+    const base = readU64(view, at + 16);
+    if (offset % PAYLOAD_ALIGN !== 0 || offset < tableEnd || length > view.byteLength - offset) {
+      corrupt(`buffer ${i} (offset ${offset}, length ${length}) lies outside the ${view.byteLength}-byte region`);
+    }
+    if (base + length > Number.MAX_SAFE_INTEGER) corrupt(`buffer ${i} has an impossible base ${base}`);
+    this.entries[i * 3] = offset;
+    this.entries[i * 3 + 1] = length;
+    this.entries[i * 3 + 2] = base;
+  }
+
+  /** Number of payloads. */
+  get count(): number {
+    return this.entries.length / 3;
+  }
+
+  /**
+   * Where bytes [byteOffset, byteOffset + byteLength) of payload `index`'s source buffer sit,
+   * as an offset into the region.
+   */
+  locate(index: number, byteOffset: number, byteLength: number): number {
+    if (index >= this.count) corrupt(`buffer index ${index} of ${this.count}`);
+    const offset = this.entries[index * 3];
+    const length = this.entries[index * 3 + 1];
+    const base = this.entries[index * 3 + 2];
+    if (byteOffset < base || byteLength > base + length - byteOffset) {
+      corrupt(`bytes ${byteOffset}+${byteLength} lie outside buffer ${index}`);
+    }
+    return offset + byteOffset - base;
+  }
+
+  /** The whole of payload `index`: its region offset and length. */
+  whole(index: number): [number, number] {
+    if (index >= this.count) corrupt(`buffer index ${index} of ${this.count}`);
+    return [this.entries[index * 3], this.entries[index * 3 + 1]];
+  }
+}

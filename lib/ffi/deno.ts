@@ -1,0 +1,32 @@
+/** The Deno shim: `Deno.dlopen`. */
+import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
+import { symbols } from "./symbols.ts";
+
+// deno-lint-ignore no-explicit-any
+const Deno = (globalThis as any).Deno;
+
+const spelling: Record<NativeType, string> = {
+  pointer: "pointer",
+  buffer: "buffer",
+  u32: "u32",
+  i32: "i32",
+  f64: "f64",
+};
+
+export const shim: RuntimeShim = {
+  runtime: "deno",
+  open(path: string): NativeSymbols {
+    const table: Record<string, { parameters: string[]; result: string }> = {};
+    for (const [name, spec] of Object.entries(symbols)) {
+      table[name] = { parameters: spec.args.map((t) => spelling[t]), result: spelling[spec.result] };
+    }
+    return Deno.dlopen(path, table).symbols as NativeSymbols;
+  },
+  view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer {
+    return Deno.UnsafePointerView.getArrayBuffer(base, lengthBytes, offsetBytes);
+  },
+  maxViewBytes: 2 ** 53,
+  unrefTimer(timer) {
+    Deno.unrefTimer(timer as unknown as number);
+  },
+};

@@ -1,0 +1,73 @@
+/**
+ * The one table of libobjstore's C ABI (`zig/include/objstore.h`) that all three runtime shims
+ * bind. Types are neutral: each shim maps them to its own FFI's spelling.
+ * - `pointer`: an opaque native pointer (the store handle, or a pointer the library returns)
+ * - `buffer`: a typed array whose bytes the call reads or writes during the call only
+ * Sizes are doubles and everything else 32-bit, which keeps each call on the FFIs' fast paths.
+ */
+
+export type NativeType = "pointer" | "buffer" | "u32" | "i32" | "f64";
+
+export interface SymbolSpec {
+  readonly args: readonly NativeType[];
+  readonly result: NativeType;
+}
+
+export const symbols = {
+  objstore_abi_version: { args: [], result: "u32" },
+  objstore_last_status: { args: [], result: "i32" },
+  objstore_last_error: { args: ["buffer", "u32"], result: "u32" },
+  objstore_open: { args: ["buffer", "u32", "u32", "f64", "u32"], result: "pointer" },
+  objstore_close: { args: ["pointer", "u32"], result: "i32" },
+  objstore_destroy: { args: ["buffer", "u32"], result: "i32" },
+  objstore_result: { args: ["pointer"], result: "pointer" },
+  objstore_segment_base: { args: ["pointer"], result: "pointer" },
+  objstore_segment_size: { args: ["pointer"], result: "f64" },
+  objstore_seal_sequence_offset: { args: [], result: "u32" },
+  objstore_create: { args: ["pointer", "buffer", "f64", "buffer", "u32"], result: "i32" },
+  objstore_seal: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_abort: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_get: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_release: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_ref_add: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_ref_drop: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_contains: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_wait_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
+  objstore_maintain: { args: ["pointer"], result: "i32" },
+  objstore_stats: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_list: { args: ["pointer", "u32", "buffer", "u32"], result: "i32" },
+  objstore_spill_configure: { args: ["pointer", "buffer", "u32"], result: "i32" },
+  objstore_spill: { args: ["pointer", "f64"], result: "i32" },
+  objstore_spill_object: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_restore: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_io_backend: { args: ["pointer"], result: "i32" },
+} as const satisfies Record<string, SymbolSpec>;
+
+export type SymbolTable = typeof symbols;
+
+/** An opaque native pointer: a Deno `PointerObject`, a Bun number, a koffi bigint. */
+export type NativePointer = unknown;
+
+type JsOf<T extends NativeType> = T extends "pointer" ? NativePointer
+  : T extends "buffer" ? ArrayBufferView
+  : number;
+
+type JsArgs<A extends readonly NativeType[]> = { [K in keyof A]: A[K] extends NativeType ? JsOf<A[K]> : never };
+
+/** The bound library: one JS function per symbol, typed from the table. */
+export type NativeSymbols = {
+  [K in keyof SymbolTable]: (...args: JsArgs<SymbolTable[K]["args"]>) => JsOf<SymbolTable[K]["result"]>;
+};
+
+/** What each runtime shim provides; nothing else in `lib/` knows which runtime it is on. */
+export interface RuntimeShim {
+  readonly runtime: "deno" | "bun" | "node";
+  /** Binds every symbol of the table in the library at `path`. */
+  open(path: string): NativeSymbols;
+  /** An ArrayBuffer over native memory (no copy). `lengthBytes` ≤ `maxViewBytes`. */
+  view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer;
+  /** The largest view this runtime can make (Bun and koffi stop at 4 GiB). */
+  readonly maxViewBytes: number;
+  /** Lets the process exit while `timer` is pending. */
+  unrefTimer(timer: ReturnType<typeof setInterval>): void;
+}

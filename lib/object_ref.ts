@@ -1,0 +1,148 @@
+/**
+ * `ObjectRef`: a handle to an object in the store. Each live `ObjectRef` holds one reference
+ * in the store (counted per process by libobjstore); disposing it, `free`, or garbage
+ * collection drops that reference, and the object is deleted once nothing holds it.
+ */
+import { NotInitializedError, ObjectLostError } from "./errors.ts";
+import { fromHex, toHex } from "./store/native_store.ts";
+
+/** Bytes of an object id, as Ray's ObjectID. */
+export const ID_BYTES = 28;
+
+/** What a ref needs from the session that made it. */
+export interface RefOwner {
+  /** Takes one reference on `id`: "held", or why not. */
+  addRef(id: Uint8Array): "held" | "unsealed" | "absent";
+  dropRef(id: Uint8Array): void;
+  /** True once the session ended. */
+  readonly closed: boolean;
+}
+
+let currentOwner: RefOwner | undefined;
+
+/** Binds new refs (from `fromHex` and decoding) to the session of `init()`. */
+export function setRefOwner(owner: RefOwner | undefined): void {
+  currentOwner = owner;
+}
+
+interface Holding {
+  id: Uint8Array;
+  owner: RefOwner;
+}
+
+// Drops the store reference of a ref the program forgot without disposing it.
+const collected = new FinalizationRegistry<Holding>((holding) => {
+  holding.owner.dropRef(holding.id);
+});
+
+/**
+ * A reference to an object in the store. Not thenable: pass it to `get`.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * await os.init({ objectStoreMemory: 64 * 1024 * 1024 });
+ * using ref = os.put({ hello: "world" });
+ * console.log(ref.toString()); // ObjectRef(…56 hex digits…)
+ * console.log(await os.get(ref)); // { hello: "world" }
+ * await os.shutdown();
+ * ```
+ */
+export class ObjectRef<T = unknown> {
+  /** @internal The 28-byte id. */
+  readonly bytes: Uint8Array;
+  /** The session this ref belongs to; undefined once released. */
+  #owner: RefOwner | undefined;
+  /** Whether this ref holds its reference in the store yet (a borrowed ref to an object still
+   * being written takes it once the object is sealed). */
+  #held: boolean;
+  #hex: string | undefined;
+  declare readonly __type?: T;
+
+  /** @internal Use `put`, a task, or `ObjectRef.fromHex`. */
+  constructor(bytes: Uint8Array, owner: RefOwner | undefined, held = true) {
+    this.bytes = bytes;
+    this.#owner = owner;
+    this.#held = held && owner !== undefined;
+    if (this.#held) collected.register(this, { id: bytes, owner: owner! }, this);
+  }
+
+  /**
+   * A borrowed ref to an object in a store this process is attached to (how a ref is handed
+   * to another process, of any runtime). `get` on it throws `ObjectLostError` if the object
+   * is gone, and waits if it is still being written.
+   *
+   * @example
+   * ```ts
+   * import * as os from "@objstore/core";
+   * await os.init({ storeName: "shared", objectStoreMemory: 64 * 1024 * 1024 });
+   * const ref = os.put([1, 2, 3]);
+   * // … in another process attached to the store "shared":
+   * const same = os.ObjectRef.fromHex(ref.hex());
+   * console.log(await os.get(same)); // [1, 2, 3]
+   * await os.shutdown();
+   * ```
+   */
+  static fromHex<T = unknown>(hex: string): ObjectRef<T> {
+    const owner = currentOwner;
+    if (owner === undefined) throw new NotInitializedError();
+    const bytes = typeof hex === "string" ? fromHex(hex, ID_BYTES) : undefined;
+    if (bytes === undefined) {
+      throw new TypeError(`ObjectRef.fromHex expects ${ID_BYTES * 2} hex digits, got ${JSON.stringify(hex)}`);
+    }
+    const outcome = owner.addRef(bytes);
+    if (outcome === "absent") return new ObjectRef<T>(bytes, undefined);
+    return new ObjectRef<T>(bytes, owner, outcome === "held");
+  }
+
+  /** @internal Takes the store reference of a borrowed ref once its object is sealed;
+   * returns false while it is still being written. Throws if the object is gone. */
+  acquire(): boolean {
+    if (this.#held) return true;
+    const owner = this.#owner!;
+    const outcome = owner.addRef(this.bytes);
+    if (outcome === "unsealed") return false;
+    if (outcome === "absent") {
+      this.#owner = undefined;
+      throw new ObjectLostError(`${this}: the object is not in the store`);
+    }
+    this.#held = true;
+    collected.register(this, { id: this.bytes, owner }, this);
+    return true;
+  }
+
+  /** The id as 56 lowercase hex digits. */
+  get id(): string {
+    this.#hex ??= toHex(this.bytes);
+    return this.#hex;
+  }
+
+  /** Same as `id`. */
+  hex(): string {
+    return this.id;
+  }
+
+  toString(): string {
+    return `ObjectRef(${this.id})`;
+  }
+
+  /** @internal Throws unless this ref can still be used. */
+  checkUsable(): void {
+    if (currentOwner === undefined) throw new NotInitializedError();
+    if (this.#owner === undefined || this.#owner.closed) {
+      throw new ObjectLostError(
+        `${this} was released (freed, disposed, or made before the last shutdown), or its object is gone`,
+      );
+    }
+  }
+
+  /** Releases this ref now; the object is deleted once no other reference holds it. */
+  [Symbol.dispose](): void {
+    const owner = this.#owner;
+    if (owner === undefined) return;
+    this.#owner = undefined;
+    if (!this.#held) return;
+    collected.unregister(this);
+    owner.dropRef(this.bytes);
+  }
+}

@@ -1,0 +1,308 @@
+/**
+ * put, get, wait and free: values into and out of this node's shared-memory store.
+ *
+ * `get` of a value holding binary payloads hands out views over shared memory; each such
+ * value gets an ArrayBuffer of its own, and the object stays pinned until that buffer is
+ * garbage collected, so a view never outlives its pin. Values without payloads are copied out
+ * and unpinned at once.
+ */
+import { decode, encode } from "./codec/mod.ts";
+import { readHeader } from "./codec/header.ts";
+import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
+import { GetTimeoutError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
+import { ID_BYTES, ObjectRef } from "./object_ref.ts";
+import { type Session, session } from "./session.ts";
+import { Presence, Status } from "./store/status.ts";
+import { errorFor } from "./store/status.ts";
+
+interface Pin {
+  id: Uint8Array;
+  session: Session;
+}
+
+// Unpins an object once the last view of it is unreachable.
+const views = new FinalizationRegistry<Pin>((pin) => {
+  if (!pin.session.closed) pin.session.store.release(pin.id);
+});
+
+const encodeHooks: EncodeHooks = {
+  refId(value: unknown): Uint8Array | undefined {
+    if (!(value instanceof ObjectRef)) return undefined;
+    value.checkUsable();
+    return value.bytes;
+  },
+};
+
+function decodeHooks(s: Session): DecodeHooks {
+  return {
+    makeRef(id: Uint8Array): unknown {
+      // The containing object holds `id` alive, so taking a reference succeeds.
+      return new ObjectRef(id, s.addRef(id) === "held" ? s : undefined);
+    },
+  };
+}
+
+/**
+ * Stores `value` in shared memory and returns its ref; the object is sealed on return.
+ * `put` a large value once and pass the ref to many tasks instead of the value itself.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * await os.init({ objectStoreMemory: 64 * 1024 * 1024 });
+ * const ref = os.put(new Float64Array([1, 2, 3]));
+ * console.log(await os.get(ref)); // Float64Array(3) [ 1, 2, 3 ] — a view over shared memory
+ * await os.shutdown();
+ * ```
+ */
+export function put<T>(value: T): ObjectRef<T> {
+  const s = session();
+  if (value instanceof ObjectRef) {
+    throw new TypeError("put: the value is already an ObjectRef; pass the ref itself instead of putting it again");
+  }
+  const encoded = encode(value, encodeHooks);
+  const id = s.newId();
+  const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
+  const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
+  try {
+    encoded.writeInto(target);
+  } catch (error) {
+    s.store.abort(id);
+    throw error;
+  }
+  s.store.seal(id);
+  return new ObjectRef<T>(id, s);
+}
+
+/** Creates the object; when the store is full, spills cold objects to make room first. */
+function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, children: Uint8Array | undefined, childCount: number): Uint8Array {
+  const attempts = s.options.spill === false ? 1 : 3;
+  for (let attempt = 1; ; attempt++) {
+    const target = s.store.create(id, sizeBytes, children, childCount);
+    if (typeof target !== "number") return target;
+    if (target !== Status.storeFull || attempt === attempts) throw putFailure(s, target, sizeBytes);
+    if (s.store.spill(sizeBytes * attempt) === 0) throw putFailure(s, target, sizeBytes);
+  }
+}
+
+function concatIds(ids: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(ids.length * ID_BYTES);
+  for (let i = 0; i < ids.length; i++) all.set(ids[i], i * ID_BYTES);
+  return all;
+}
+
+function putFailure(s: Session, status: number, sizeBytes: number): Error {
+  const detail = s.store.lastError();
+  if (status === Status.storeFull || status === Status.indexFull) {
+    const stats = s.store.stats();
+    return new ObjectStoreFullError(
+      `put: an object of ${sizeBytes} bytes does not fit: ${detail} ` +
+        `(capacity ${stats.capacityBytes} bytes, ${stats.usedBytes} in use, ${stats.pinnedBytes} pinned). ` +
+        "Free refs you no longer need, or init with a larger objectStoreMemory.",
+    );
+  }
+  return errorFor(status, detail, "put");
+}
+
+/** Options of `get`. */
+export interface GetOptions {
+  /** Seconds to wait for the objects (Ray's unit); absent = forever, 0 = do not wait. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+/**
+ * The value of a ref, or the values of a list of refs in the same order. Binary payloads
+ * come back as read-only views over shared memory, whatever their size.
+ * Get a list in one call rather than one `get` per ref in a loop.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * await os.init({ objectStoreMemory: 64 * 1024 * 1024 });
+ * const [a, b] = await os.get([os.put(1), os.put("two")]);
+ * await os.shutdown();
+ * ```
+ */
+export function get<T>(ref: ObjectRef<T>, options?: GetOptions): Promise<T>;
+export function get<T extends readonly ObjectRef[]>(refs: T, options?: GetOptions): Promise<{ [K in keyof T]: T[K] extends ObjectRef<infer V> ? V : never }>;
+export function get(refs: ObjectRef[], options?: GetOptions): Promise<unknown[]>;
+export async function get(refOrRefs: ObjectRef | readonly ObjectRef[], options: GetOptions = {}): Promise<unknown> {
+  const s = session();
+  const deadline = deadlineOf("get", options.timeout);
+  const many = Array.isArray(refOrRefs);
+  const refs: readonly ObjectRef[] = many ? refOrRefs : [refOrRefs as ObjectRef];
+  for (const ref of refs) checkRef("get", ref);
+  const values = new Array<unknown>(refs.length);
+  for (let i = 0; i < refs.length; i++) values[i] = await getOne(s, refs[i], deadline, options.signal);
+  return many ? values : values[0];
+}
+
+function checkRef(what: string, ref: unknown): asserts ref is ObjectRef {
+  if (!(ref instanceof ObjectRef)) throw new TypeError(`${what}: expected an ObjectRef, got ${describe(ref)}`);
+  ref.checkUsable();
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (typeof value === "object") return value.constructor?.name ?? "an object";
+  return typeof value;
+}
+
+/** Milliseconds since the epoch by which to give up; Infinity for no timeout. */
+function deadlineOf(what: string, timeout: number | undefined): number {
+  if (timeout === undefined || timeout === null) return Infinity;
+  if (typeof timeout !== "number" || !(timeout >= 0)) {
+    throw new TypeError(`${what}: timeout is in seconds and must be ≥ 0, got ${timeout}`);
+  }
+  return Date.now() + timeout * 1000;
+}
+
+async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
+  let backoffMs = 0;
+  while (true) {
+    signal?.throwIfAborted();
+    const status = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
+    if (status === Status.ok) return readPinned(s, ref.bytes);
+    if (status === Status.spilled) {
+      const restored = s.store.restore(ref.bytes);
+      if (restored === Status.ok) continue;
+      if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
+    } else if (status !== Status.notSealed) {
+      throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
+    }
+    if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
+    backoffMs = await pause(backoffMs, deadline, signal);
+  }
+}
+
+/** Waits a little longer each time (up to 10 ms), never past the deadline. */
+async function pause(backoffMs: number, deadline: number, signal: AbortSignal | undefined): Promise<number> {
+  const next = Math.min(10, backoffMs === 0 ? 0.1 : backoffMs * 2);
+  const waitMs = Math.max(0, Math.min(next, deadline - Date.now()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(done, waitMs);
+    function done() {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }
+    function aborted() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", aborted, { once: true });
+  });
+  return next;
+}
+
+function readPinned(s: Session, id: Uint8Array): unknown {
+  const { offsetBytes, sizeBytes } = s.store.pinned;
+  let keepPinned = false;
+  try {
+    const shared = s.store.bytes(offsetBytes, sizeBytes);
+    if (readHeader(shared).bufferCount === 0) return decode(shared, decodeHooks(s));
+    const own = s.store.ownView(offsetBytes, sizeBytes);
+    const value = decode(new Uint8Array(own), decodeHooks(s));
+    views.register(own, { id, session: s });
+    keepPinned = true;
+    return value;
+  } finally {
+    if (!keepPinned) s.store.release(id);
+  }
+}
+
+/** Options of `wait`. */
+export interface WaitOptions {
+  /** How many ready refs to wait for: 1 to `refs.length` (default 1). */
+  numReturns?: number;
+  /** Seconds; absent = forever, 0 = do not wait. */
+  timeout?: number;
+  /** Ready means "its value is on this node" (default true; the only mode on a single node). */
+  fetchLocal?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * Waits until `numReturns` of `refs` are ready or the timeout passes; returns
+ * `[ready, pending]`, both in the order of `refs`.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * await os.init({ objectStoreMemory: 64 * 1024 * 1024 });
+ * const refs = [os.put(1), os.put(2)];
+ * const [ready, pending] = await os.wait(refs, { numReturns: 2, timeout: 5.0 });
+ * await os.shutdown();
+ * ```
+ */
+export async function wait<T extends ObjectRef>(refs: readonly T[], options: WaitOptions = {}): Promise<[T[], T[]]> {
+  const s = session();
+  if (!Array.isArray(refs)) throw new TypeError(`wait: expected an array of ObjectRefs, got ${describe(refs)}`);
+  const seen = new Set<string>();
+  for (const ref of refs) {
+    checkRef("wait", ref);
+    if (seen.has(ref.id)) throw new ObjstoreError(`wait: ${ref} appears more than once; refs must be unique`);
+    seen.add(ref.id);
+  }
+  const numReturns = options.numReturns ?? 1;
+  if (!Number.isInteger(numReturns) || numReturns < 1 || numReturns > refs.length) {
+    throw new ObjstoreError(`wait: numReturns must be a whole number from 1 to refs.length (${refs.length}), got ${numReturns}`);
+  }
+  const deadline = deadlineOf("wait", options.timeout);
+  let backoffMs = 0;
+  while (true) {
+    options.signal?.throwIfAborted();
+    const ready: T[] = [];
+    const pending: T[] = [];
+    for (const ref of refs) {
+      if (ready.length < numReturns && isReady(s, ref)) ready.push(ref);
+      else pending.push(ref);
+    }
+    if (ready.length >= numReturns || Date.now() >= deadline) return [ready, pending];
+    backoffMs = await pause(backoffMs, deadline, options.signal);
+  }
+}
+
+function isReady(s: Session, ref: ObjectRef): boolean {
+  const presence = s.store.contains(ref.bytes);
+  // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.
+  return presence === Presence.sealed || presence === Presence.spilled || presence === Presence.absent;
+}
+
+/**
+ * Releases refs at once, like disposing each; a released ref can no longer be used, and each
+ * object is deleted once no other reference holds it.
+ */
+export function free(refs: ObjectRef | readonly ObjectRef[]): void {
+  session();
+  const list: readonly ObjectRef[] = Array.isArray(refs) ? refs : [refs as ObjectRef];
+  for (const ref of list) {
+    if (!(ref instanceof ObjectRef)) throw new TypeError(`free: expected ObjectRefs, got ${describe(ref)}`);
+  }
+  for (const ref of list) ref[Symbol.dispose]();
+}
+
+/** Memory of this node's store. */
+export interface MemoryStats {
+  capacityBytes: number;
+  usedBytes: number;
+  pinnedBytes: number;
+  objectCount: number;
+  spilledBytes: number;
+  spilledObjects: number;
+  restoredBytes: number;
+}
+
+/** The state of this node's store, in bytes and objects. */
+export function memoryStats(): MemoryStats {
+  const stats = session().store.stats();
+  return {
+    capacityBytes: stats.capacityBytes,
+    usedBytes: stats.usedBytes,
+    pinnedBytes: stats.pinnedBytes,
+    objectCount: stats.objectCount,
+    spilledBytes: stats.spilledBytes,
+    spilledObjects: stats.spilledObjects,
+    restoredBytes: stats.restoredBytes,
+  };
+}

@@ -1,0 +1,173 @@
+/**
+ * The session between `init()` and `shutdown()`: this process's attachment to its node's
+ * store, the ids it mints, and the janitor that reclaims what dead processes held.
+ */
+import { lstatSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import process from "node:process";
+import { NotInitializedError, ObjstoreError } from "./errors.ts";
+import { loadLibrary } from "./ffi/load.ts";
+import type { Library } from "./ffi/load.ts";
+import { ID_BYTES, setRefOwner } from "./object_ref.ts";
+import type { RefOwner } from "./object_ref.ts";
+import { NativeStore, toHex } from "./store/native_store.ts";
+import { Status } from "./store/status.ts";
+import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
+
+/** How often dead processes' references are reclaimed (SPEC: within a second). */
+const MAINTAIN_INTERVAL_MS = 250;
+
+/** What `init()` resolves to. */
+export interface InitResult {
+  storeName: string;
+  nodeId: string;
+}
+
+
+export class Session implements RefOwner {
+  readonly store: NativeStore;
+  readonly library: Library;
+  readonly options: ResolvedOptions;
+  readonly nodeId: string;
+  readonly #idPrefix: Uint8Array;
+  #idCounter = 0;
+  readonly #janitor: ReturnType<typeof setInterval>;
+  /** The default spill folder, which the last process of the store removes. */
+  readonly #defaultSpillDirectory: string | undefined;
+
+  constructor(library: Library, store: NativeStore, options: ResolvedOptions, defaultSpillDirectory: string | undefined) {
+    this.library = library;
+    this.store = store;
+    this.options = options;
+    this.nodeId = toHex(randomBytes(16));
+    this.#idPrefix = randomBytes(ID_BYTES - 8);
+    this.#defaultSpillDirectory = defaultSpillDirectory;
+    this.#janitor = setInterval(() => store.maintain(), MAINTAIN_INTERVAL_MS);
+    library.shim.unrefTimer(this.#janitor);
+  }
+
+  /** A fresh object id: a random per-process prefix and a counter, so no two processes collide. */
+  newId(): Uint8Array {
+    const id = new Uint8Array(ID_BYTES);
+    id.set(this.#idPrefix);
+    let n = ++this.#idCounter;
+    for (let i = ID_BYTES - 8; i < ID_BYTES; i++) {
+      id[i] = n % 256;
+      n = Math.floor(n / 256);
+    }
+    return id;
+  }
+
+  addRef(id: Uint8Array): "held" | "unsealed" | "absent" {
+    const status = this.store.addRef(id);
+    return status === Status.ok ? "held" : status === Status.notSealed ? "unsealed" : "absent";
+  }
+
+  dropRef(id: Uint8Array): void {
+    if (!this.closed) this.store.dropRef(id);
+  }
+
+  /** True after shutdown: late finalizers of this session's refs and views do nothing. */
+  closed = false;
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.#janitor);
+    const wasLast = this.store.close();
+    if (wasLast && this.#defaultSpillDirectory !== undefined) {
+      rmSync(this.#defaultSpillDirectory, { recursive: true, force: true });
+    }
+  }
+}
+
+let current: Session | undefined;
+
+/** The session, or `NotInitializedError`. */
+export function session(): Session {
+  if (current === undefined) throw new NotInitializedError();
+  return current;
+}
+
+/**
+ * Starts objstore in this process: attaches to (or creates) this node's store.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * const { storeName } = await os.init({ objectStoreMemory: 256 * 1024 * 1024 });
+ * console.log(storeName);
+ * await os.shutdown();
+ * ```
+ */
+export async function init(options?: InitOptions): Promise<InitResult> {
+  if (current !== undefined) {
+    throw new ObjstoreError("init: objstore is already initialized in this process; call shutdown() first");
+  }
+  const resolved = resolveOptions(options);
+  if (resolved.address !== undefined) {
+    throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
+  }
+  if (resolved.spill !== false && resolved.spill.type === "s3") {
+    throw new ObjstoreError("init: spilling to S3 is not available in this version yet; use { type: \"filesystem\" }");
+  }
+  const library = await loadLibrary();
+  const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
+  const store = NativeStore.open(library, name, {
+    create: true,
+    exclusive: false,
+    capacityBytes: resolved.objectStoreMemory,
+    prefault: resolved.prefault,
+  });
+  let defaultSpillDirectory: string | undefined;
+  try {
+    defaultSpillDirectory = configureSpill(store, resolved);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  current = new Session(library, store, resolved, defaultSpillDirectory);
+  setRefOwner(current);
+  return { storeName: name, nodeId: current.nodeId };
+}
+
+/**
+ * Points the store at its spill folder. The default, `<tmp>/objstore-spill-<store>`, is the
+ * same for every process of the store, so whichever leaves last can remove it; it must be a
+ * real directory of ours (not a link planted by another user).
+ */
+function configureSpill(store: NativeStore, options: ResolvedOptions): string | undefined {
+  if (options.spill === false || options.spill.type !== "filesystem") {
+    store.configureSpill("");
+    return undefined;
+  }
+  if (options.spill.directory !== undefined) {
+    store.configureSpill(options.spill.directory);
+    return undefined;
+  }
+  const directory = path.join(os.tmpdir(), `objstore-spill-${store.name}`);
+  store.configureSpill(directory);
+  const info = lstatSync(directory);
+  if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
+    throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);
+  }
+  return directory;
+}
+
+/**
+ * Stops objstore in this process: releases every ref and pin it holds and detaches. The
+ * last process to leave a store removes it and its spill files.
+ */
+export function shutdown(): Promise<void> {
+  const closing = current;
+  current = undefined;
+  setRefOwner(undefined);
+  closing?.close();
+  return Promise.resolve();
+}
+
+/** True between `init()` and `shutdown()`. */
+export function isInitialized(): boolean {
+  return current !== undefined;
+}

@@ -1,0 +1,279 @@
+/**
+ * One attachment to a named store through libobjstore: typed wrappers over the C ABI, and
+ * views of the shared segment. Views are cut from a few cached windows (Bun and koffi cannot
+ * view more than 4 GiB at once), so reading an object costs a `subarray`, not a new view.
+ */
+import type { Library } from "../ffi/load.ts";
+import type { NativePointer, NativeSymbols } from "../ffi/symbols.ts";
+import { ObjstoreError } from "../errors.ts";
+import { errorFor, Status } from "./status.ts";
+
+const OPEN_CREATE = 1;
+const OPEN_EXCLUSIVE = 2;
+const OPEN_PREFAULT = 4;
+const CLOSE_REMOVE_IF_LAST = 1;
+
+const encoder = new TextEncoder();
+const messageBuffer = new Uint8Array(1024);
+const noChildren = new Uint8Array(28);
+
+export interface OpenOptions {
+  create: boolean;
+  exclusive: boolean;
+  capacityBytes: number;
+  prefault: boolean;
+}
+
+export interface Region {
+  offsetBytes: number;
+  sizeBytes: number;
+}
+
+export interface StoreStats {
+  capacityBytes: number;
+  usedBytes: number;
+  pinnedBytes: number;
+  objectCount: number;
+  spilledBytes: number;
+  spilledObjects: number;
+  restoredBytes: number;
+  attachedProcesses: number;
+}
+
+export interface ListedObject {
+  id: string;
+  state: "writing" | "memory" | "spilled";
+  sizeBytes: number;
+  referencingProcesses: number;
+  pinningProcesses: number;
+  containedBy: number;
+}
+
+/** The message and detail of the last failed call on this thread. */
+export function lastError(symbols: NativeSymbols): string {
+  const n = symbols.objstore_last_error(messageBuffer, messageBuffer.length);
+  return new TextDecoder().decode(messageBuffer.subarray(0, n));
+}
+
+export class NativeStore {
+  readonly name: string;
+  readonly #library: Library;
+  readonly #symbols: NativeSymbols;
+  #handle: NativePointer;
+  readonly #result: Float64Array;
+  readonly #base: NativePointer;
+  readonly #segmentBytes: number;
+  readonly #windowBytes: number;
+  readonly #windows: Uint8Array[] = [];
+  readonly #sealSequence: Int32Array;
+
+  private constructor(library: Library, handle: NativePointer, name: string) {
+    this.name = name;
+    this.#library = library;
+    this.#symbols = library.symbols;
+    this.#handle = handle;
+    this.#result = new Float64Array(library.shim.view(library.symbols.objstore_result(handle), 0, 64));
+    this.#base = library.symbols.objstore_segment_base(handle);
+    this.#segmentBytes = library.symbols.objstore_segment_size(handle);
+    this.#windowBytes = Math.min(this.#segmentBytes, library.shim.maxViewBytes);
+    const sequenceOffset = library.symbols.objstore_seal_sequence_offset();
+    this.#sealSequence = new Int32Array(this.#window(0).buffer, sequenceOffset, 1);
+  }
+
+  /** Opens (creates or attaches to) the store `name`. */
+  static open(library: Library, name: string, options: OpenOptions): NativeStore {
+    const bytes = encoder.encode(name);
+    const flags = (options.create ? OPEN_CREATE : 0) | (options.exclusive ? OPEN_EXCLUSIVE : 0) |
+      (options.prefault ? OPEN_PREFAULT : 0);
+    const handle = library.symbols.objstore_open(bytes, bytes.length, flags, options.capacityBytes, 0);
+    if (handle === null || handle === 0 || handle === 0n) {
+      const status = library.symbols.objstore_last_status();
+      throw errorFor(status, lastError(library.symbols), `cannot open store '${name}'`);
+    }
+    return new NativeStore(library, handle, name);
+  }
+
+  /** Removes a store no living process uses. */
+  static destroy(library: Library, name: string): void {
+    const bytes = encoder.encode(name);
+    const status = library.symbols.objstore_destroy(bytes, bytes.length);
+    if (status !== Status.ok) throw errorFor(status, lastError(library.symbols), `cannot destroy store '${name}'`);
+  }
+
+  /** Detaches; the last process removes the store and its spill files. */
+  close(): boolean {
+    const removed = this.#symbols.objstore_close(this.#handle, CLOSE_REMOVE_IF_LAST) === 1;
+    this.#handle = null;
+    this.#windows.length = 0;
+    return removed;
+  }
+
+  #fail(status: number, context: string): never {
+    throw errorFor(status, lastError(this.#symbols), context);
+  }
+
+  /** Creates an unsealed object; returns the bytes to write into. */
+  create(id: Uint8Array, sizeBytes: number, children: Uint8Array | undefined, childCount: number): Uint8Array | number {
+    const status = this.#symbols.objstore_create(this.#handle, id, sizeBytes, children ?? noChildren, childCount);
+    if (status !== Status.ok) return status;
+    return this.bytes(this.#result[0], sizeBytes);
+  }
+
+  /** The message of the last failure, for callers that handle a status themselves. */
+  lastError(): string {
+    return lastError(this.#symbols);
+  }
+
+  seal(id: Uint8Array): void {
+    const status = this.#symbols.objstore_seal(this.#handle, id);
+    if (status !== Status.ok) this.#fail(status, "seal");
+  }
+
+  abort(id: Uint8Array): void {
+    this.#symbols.objstore_abort(this.#handle, id);
+  }
+
+  /** Pins a sealed object. Returns a status; on success `pinned` holds where it lies. */
+  get(id: Uint8Array): number {
+    return this.#symbols.objstore_get(this.#handle, id);
+  }
+
+  /** Where the object pinned by the last successful `get` lies. */
+  get pinned(): Region {
+    return { offsetBytes: this.#result[0], sizeBytes: this.#result[1] };
+  }
+
+  release(id: Uint8Array): void {
+    this.#symbols.objstore_release(this.#handle, id);
+  }
+
+  addRef(id: Uint8Array): number {
+    return this.#symbols.objstore_ref_add(this.#handle, id);
+  }
+
+  dropRef(id: Uint8Array): number {
+    return this.#symbols.objstore_ref_drop(this.#handle, id);
+  }
+
+  /** One of `Presence`. */
+  contains(id: Uint8Array): number {
+    return this.#symbols.objstore_contains(this.#handle, id);
+  }
+
+  restore(id: Uint8Array): number {
+    return this.#symbols.objstore_restore(this.#handle, id);
+  }
+
+  maintain(): number {
+    return this.#symbols.objstore_maintain(this.#handle);
+  }
+
+  /** Bumped by every process on each seal, abort and delete: a cheap "has anything changed". */
+  sealSequence(): number {
+    return Atomics.load(this.#sealSequence, 0);
+  }
+
+  stats(): StoreStats {
+    const out = new Float64Array(8);
+    this.#symbols.objstore_stats(this.#handle, out);
+    return {
+      capacityBytes: out[0],
+      usedBytes: out[1],
+      pinnedBytes: out[2],
+      objectCount: out[3],
+      spilledBytes: out[4],
+      spilledObjects: out[5],
+      restoredBytes: out[6],
+      attachedProcesses: out[7],
+    };
+  }
+
+  /** Every object of the store, as `objstore memory` shows them. */
+  list(): ListedObject[] {
+    const recordBytes = 64;
+    const capacity = 1024;
+    const buffer = new Uint8Array(recordBytes * capacity);
+    const view = new DataView(buffer.buffer);
+    const objects: ListedObject[] = [];
+    let cursor = 0;
+    do {
+      const count = this.#symbols.objstore_list(this.#handle, cursor, buffer, capacity);
+      for (let i = 0; i < count; i++) {
+        const at = i * recordBytes;
+        const state = view.getUint32(at + 28, true);
+        objects.push({
+          id: toHex(buffer.subarray(at, at + 28)),
+          state: state === 1 ? "writing" : state === 2 ? "memory" : "spilled",
+          referencingProcesses: view.getUint32(at + 32, true),
+          pinningProcesses: view.getUint32(at + 36, true),
+          containedBy: view.getUint32(at + 40, true),
+          sizeBytes: view.getFloat64(at + 48, true),
+        });
+      }
+      cursor = this.#result[2];
+    } while (cursor !== 0);
+    return objects;
+  }
+
+  configureSpill(directory: string): void {
+    const bytes = encoder.encode(directory);
+    const status = this.#symbols.objstore_spill_configure(this.#handle, bytes, bytes.length);
+    if (status !== Status.ok) this.#fail(status, "spill directory");
+  }
+
+  /** Spills least recently used objects; returns the bytes freed. */
+  spill(targetBytes: number): number {
+    const status = this.#symbols.objstore_spill(this.#handle, targetBytes);
+    if (status !== Status.ok) this.#fail(status, "spill");
+    return this.#result[3];
+  }
+
+  /** `sizeBytes` bytes of the segment from `offsetBytes`, from a cached window. */
+  bytes(offsetBytes: number, sizeBytes: number): Uint8Array {
+    const half = this.#windowBytes / 2;
+    if (this.#windowBytes === this.#segmentBytes) return this.#window(0).subarray(offsetBytes, offsetBytes + sizeBytes);
+    if (sizeBytes <= half) {
+      const k = Math.floor(offsetBytes / half);
+      const start = k * half;
+      return this.#window(k).subarray(offsetBytes - start, offsetBytes - start + sizeBytes);
+    }
+    return new Uint8Array(this.ownView(offsetBytes, sizeBytes));
+  }
+
+  /** A fresh ArrayBuffer over exactly these bytes, for values handed to the user. */
+  ownView(offsetBytes: number, sizeBytes: number): ArrayBuffer {
+    if (sizeBytes > this.#library.shim.maxViewBytes) {
+      throw new ObjstoreError(
+        `an object of ${sizeBytes} bytes cannot be viewed on ${this.#library.shim.runtime} ` +
+          `(at most ${this.#library.shim.maxViewBytes} bytes per view); use Deno for larger objects`,
+      );
+    }
+    return this.#library.shim.view(this.#base, offsetBytes, sizeBytes);
+  }
+
+  #window(k: number): Uint8Array {
+    let window = this.#windows[k];
+    if (window === undefined) {
+      const start = k * (this.#windowBytes / 2);
+      const length = Math.min(this.#windowBytes, this.#segmentBytes - start);
+      window = new Uint8Array(this.#library.shim.view(this.#base, start, length));
+      this.#windows[k] = window;
+    }
+    return window;
+  }
+}
+
+const hexDigits = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+export function toHex(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i++) text += hexDigits[bytes[i]];
+  return text;
+}
+
+export function fromHex(hex: string, sizeBytes: number): Uint8Array | undefined {
+  if (hex.length !== sizeBytes * 2 || !/^[0-9a-fA-F]*$/.test(hex)) return undefined;
+  const bytes = new Uint8Array(sizeBytes);
+  for (let i = 0; i < sizeBytes; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return bytes;
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test: the native core's unit, stress and crash tests, then the conformance suite
+# on Node 24, Deno and Bun, then the benchmarks in quick mode (they must run, not be fast).
+#   STRESS_SECONDS=60 scripts/test.sh   runs the multi-process stress test longer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+source scripts/env.sh
+
+echo "== native core: unit, stress and crash tests"
+(cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
+
+suite=(tests/*.test.ts)
+echo "== conformance suite on node $(node --version)"
+node tests/run.ts "${suite[@]}"
+echo "== conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
+deno run -A tests/run.ts "${suite[@]}"
+echo "== conformance suite on bun $(bun --version)"
+bun tests/run.ts "${suite[@]}"
+
+echo "== benchmarks, quick mode"
+(cd zig && zig build bench -- --quick)
