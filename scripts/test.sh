@@ -12,9 +12,9 @@ echo "== native core: unit, stress and crash tests"
 
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"
-node tests/run.ts "${suite[@]}"
+node --expose-gc tests/run.ts "${suite[@]}"
 echo "== conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
-deno run -A tests/run.ts "${suite[@]}"
+deno run -A --v8-flags=--expose-gc tests/run.ts "${suite[@]}"
 echo "== conformance suite on bun $(bun --version)"
 bun tests/run.ts "${suite[@]}"
 

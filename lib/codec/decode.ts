@@ -22,6 +22,8 @@ import type { DecodeHooks } from "./types.ts";
 import { SerializationError } from "../errors.ts";
 
 const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
+/** Ref ids are carved from slabs of this many: one buffer allocation per slab, not per ref. */
+const IDS_PER_SLAB = 256;
 /** Placeholder for a custom object whose data is still being decoded. */
 const PENDING: unique symbol = Symbol("pending");
 const NO_PAYLOADS = new PayloadLocator(new DataView(new ArrayBuffer(0)), 0, 0);
@@ -75,6 +77,8 @@ class Decoder {
   private readonly hooks: DecodeHooks;
   private readonly data: Uint8Array;
   private readonly objects: unknown[] = [];
+  private idSlab = new Uint8Array(0);
+  private idSlabUsed = 0;
 
   constructor(reader: ByteReader, payloads: PayloadLocator, hooks: DecodeHooks, data: Uint8Array) {
     this.r = reader;
@@ -221,7 +225,14 @@ class Decoder {
   }
 
   private ref(): unknown {
-    const id = this.r.copy(REF_ID_BYTES);
+    const bytes = this.r.span(REF_ID_BYTES);
+    if (this.idSlabUsed === this.idSlab.length) {
+      this.idSlab = new Uint8Array(REF_ID_BYTES * IDS_PER_SLAB);
+      this.idSlabUsed = 0;
+    }
+    const id = this.idSlab.subarray(this.idSlabUsed, this.idSlabUsed + REF_ID_BYTES);
+    this.idSlabUsed += REF_ID_BYTES;
+    id.set(bytes);
     return this.remember(this.hooks.makeRef(id));
   }
 

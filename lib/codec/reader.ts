@@ -106,13 +106,6 @@ export class ByteReader {
     return this.bytes.subarray(start, start + n);
   }
 
-  /** `n` bytes as a fresh copy. */
-  copy(n: number): Uint8Array {
-    this.need(n);
-    this.pos += n;
-    return this.bytes.slice(this.pos - n, this.pos);
-  }
-
   /** `str`: varint length, UTF-8 bytes (invalid sequences become U+FFFD, as TextDecoder does). */
   string(): string {
     return this.text(this.varint());

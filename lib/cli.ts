@@ -1,0 +1,146 @@
+/**
+ * The `objstore` command: `memory` (the objects of a store, like `ray memory`), `status`
+ * (the stores on this machine) and `destroy` (remove a store whose processes all died).
+ */
+import { readdirSync } from "node:fs";
+import { loadLibrary } from "./ffi/load.ts";
+import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
+
+const usage = `usage: objstore <command> [options]
+
+commands:
+  memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
+  status [--json]                  list the stores on this machine
+  destroy NAME                     remove a store none of whose processes is alive
+
+A store is named by init({ storeName }); without --store, memory shows the only store there is.`;
+
+/** Runs the command line `args`; returns the exit code. */
+export async function runCli(args: string[], print: (line: string) => void = console.log): Promise<number> {
+  const [command, ...rest] = args;
+  const json = rest.includes("--json");
+  switch (command) {
+    case "memory":
+      return await memory(optionValue(rest, "--store"), json, print);
+    case "status":
+      return await status(json, print);
+    case "destroy":
+      if (rest.length !== 1) return fail(print, "destroy takes one store name");
+      NativeStore.destroy(await loadLibrary(), rest[0]);
+      print(`removed store ${rest[0]}`);
+      return 0;
+    case undefined:
+    case "help":
+    case "--help":
+      print(usage);
+      return command === undefined ? 2 : 0;
+    default:
+      return fail(print, `unknown command '${command}'`);
+  }
+}
+
+function fail(print: (line: string) => void, message: string): number {
+  print(`objstore: ${message}\n\n${usage}`);
+  return 2;
+}
+
+function optionValue(args: string[], name: string): string | undefined {
+  const at = args.indexOf(name);
+  return at >= 0 ? args[at + 1] : undefined;
+}
+
+/** Names of the stores in /dev/shm. */
+export function storeNames(): string[] {
+  return readdirSync("/dev/shm").filter((f) => f.startsWith("objstore-")).map((f) => f.slice("objstore-".length)).sort();
+}
+
+async function attach(name: string): Promise<NativeStore> {
+  return NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+}
+
+async function memory(name: string | undefined, json: boolean, print: (line: string) => void): Promise<number> {
+  if (name === undefined) {
+    const names = storeNames();
+    if (names.length !== 1) {
+      return fail(print, names.length === 0 ? "no stores on this machine" : `several stores, pick one with --store: ${names.join(", ")}`);
+    }
+    name = names[0];
+  }
+  const store = await attach(name);
+  let stats: StoreStats;
+  let objects: ListedObject[];
+  try {
+    stats = store.stats();
+    objects = store.list();
+  } finally {
+    store.close();
+  }
+  const processes = stats.attachedProcesses - 1; // not counting this command
+  if (json) {
+    print(JSON.stringify({ store: name, ...stats, attachedProcesses: processes, objects }));
+    return 0;
+  }
+  print(`store ${name}: ${bytes(stats.usedBytes)} of ${bytes(stats.capacityBytes)} used ` +
+    `(${percent(stats.usedBytes, stats.capacityBytes)}), ${bytes(stats.pinnedBytes)} pinned, ` +
+    `${processes} process${processes === 1 ? "" : "es"} attached`);
+  print("");
+  print(`${"ID".padEnd(56)}  ${"SIZE".padStart(10)}  ${"REFS".padStart(4)}  ${"PINS".padStart(4)}  ${"IN".padStart(2)}  WHERE`);
+  for (const o of objects) {
+    print(`${o.id}  ${bytes(o.sizeBytes).padStart(10)}  ${String(o.referencingProcesses).padStart(4)}  ` +
+      `${String(o.pinningProcesses).padStart(4)}  ${String(o.containedBy).padStart(2)}  ${o.state}`);
+  }
+  print("");
+  const inMemory = objects.filter((o) => o.state !== "spilled");
+  print(`${objects.length} objects: ${inMemory.length} in memory (${bytes(sum(inMemory))}), ` +
+    `${stats.spilledObjects} spilled (${bytes(stats.spilledBytes)}); ` +
+    "REFS/PINS count processes holding a reference/view, IN counts objects containing it");
+  return 0;
+}
+
+async function status(json: boolean, print: (line: string) => void): Promise<number> {
+  const rows: Array<{ store: string } & StoreStats> = [];
+  for (const name of storeNames()) {
+    try {
+      const store = await attach(name);
+      try {
+        const stats = store.stats();
+        rows.push({ store: name, ...stats, attachedProcesses: stats.attachedProcesses - 1 });
+      } finally {
+        store.close();
+      }
+    } catch (error) {
+      print(`${name}: ${(error as Error).message}`);
+    }
+  }
+  if (json) {
+    print(JSON.stringify(rows));
+    return 0;
+  }
+  print(`${"STORE".padEnd(30)}  ${"CAPACITY".padStart(10)}  ${"USED".padStart(10)}  ${"OBJECTS".padStart(8)}  PROCESSES`);
+  for (const r of rows) {
+    print(`${r.store.padEnd(30)}  ${bytes(r.capacityBytes).padStart(10)}  ${bytes(r.usedBytes).padStart(10)}  ` +
+      `${String(r.objectCount).padStart(8)}  ${r.attachedProcesses}`);
+  }
+  if (rows.length === 0) print("(no stores on this machine)");
+  return 0;
+}
+
+function sum(objects: ListedObject[]): number {
+  return objects.reduce((total, o) => total + o.sizeBytes, 0);
+}
+
+function percent(part: number, whole: number): string {
+  return whole === 0 ? "0%" : `${((100 * part) / whole).toFixed(1)}%`;
+}
+
+/** 1536 → "1.5 KiB". */
+export function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

@@ -1,0 +1,56 @@
+/** `objstore memory` and `objstore status`, run as a command on each runtime. */
+import assert from "node:assert/strict";
+import path from "node:path";
+import * as os from "../mod.ts";
+import { test } from "./harness.ts";
+import { root, runtimes, start, uniqueStoreName } from "./helpers.ts";
+
+const cli = path.join(root, "bin", "objstore.ts");
+
+async function run(runtime: (typeof runtimes)[number], args: string[]): Promise<{ out: string; code: number | null }> {
+  const child = start(runtime, cli, args);
+  const lines: string[] = [];
+  const reading = (async () => {
+    try {
+      while (true) lines.push(await child.line());
+    } catch { /* exited */ }
+  })();
+  const { code, stderr } = await child.exited;
+  await reading;
+  return { out: lines.join("\n") + stderr, code };
+}
+
+for (const runtime of runtimes) {
+  test(`objstore memory lists objects, sizes, references and pins (${runtime})`, async () => {
+    const storeName = uniqueStoreName(`cli-${runtime}`);
+    await os.init({ storeName, objectStoreMemory: 16 * 1024 * 1024, prefault: false });
+    try {
+      const big = os.put(new Uint8Array(100_000));
+      const small = os.put({ hello: "world" });
+      const view = await os.get(big);
+      const { out, code } = await run(runtime, ["memory", "--store", storeName]);
+      assert.equal(code, 0, out);
+      assert.match(out, new RegExp(`${big.id}\\s+97\\.7 KiB\\s+1\\s+1\\s+0\\s+memory`));
+      assert.match(out, new RegExp(`${small.id}\\s+\\d+ B\\s+1\\s+0\\s+0\\s+memory`));
+      assert.match(out, /2 objects: 2 in memory/);
+      assert.match(out, /1 process attached/);
+      const json = JSON.parse((await run(runtime, ["memory", "--store", storeName, "--json"])).out);
+      assert.equal(json.objectCount, 2);
+      assert.equal(json.objects.length, 2);
+      const status = await run(runtime, ["status"]);
+      assert.match(status.out, new RegExp(`${storeName}\\s`));
+      assert.equal((view as Uint8Array).length, 100_000, "the view stays reachable (and pinned) until here");
+    } finally {
+      await os.shutdown();
+    }
+  }, { timeoutMs: 60_000 });
+}
+
+test("objstore with a bad command or store is a clear error", async () => {
+  const bad = await run("node", ["frobnicate"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.out, /unknown command 'frobnicate'/);
+  const missing = await run("node", ["memory", "--store", "no-such-store-here"]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.out, /no store named 'no-such-store-here'/);
+});
