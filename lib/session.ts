@@ -33,6 +33,8 @@ export class Session implements RefOwner {
   readonly nodeId: string;
   readonly #idPrefix: Uint8Array;
   #idCounter = 0;
+  #idSlab = new Uint8Array(0);
+  #idSlabUsed = 0;
   readonly #janitor: ReturnType<typeof setInterval>;
   /** The default spill folder, which the last process of the store removes. */
   readonly #defaultSpillDirectory: string | undefined;
@@ -48,15 +50,19 @@ export class Session implements RefOwner {
     library.shim.unrefTimer(this.#janitor);
   }
 
-  /** A fresh object id: a random per-process prefix and a counter, so no two processes collide. */
+  /** A fresh object id: a random per-process prefix and a counter, so no two processes
+   * collide. Ids are cut from a slab: V8 takes ~0.5 µs per new small typed array. */
   newId(): Uint8Array {
-    const id = new Uint8Array(ID_BYTES);
-    id.set(this.#idPrefix);
-    let n = ++this.#idCounter;
-    for (let i = ID_BYTES - 8; i < ID_BYTES; i++) {
-      id[i] = n % 256;
-      n = Math.floor(n / 256);
+    if (this.#idSlabUsed === this.#idSlab.length) {
+      this.#idSlab = new Uint8Array(ID_BYTES * ID_SLAB_IDS);
+      this.#idSlabUsed = 0;
     }
+    const id = this.#idSlab.subarray(this.#idSlabUsed, this.#idSlabUsed + ID_BYTES);
+    this.#idSlabUsed += ID_BYTES;
+    id.set(this.#idPrefix);
+    const n = ++this.#idCounter;
+    writeU32(id, ID_BYTES - 8, n % 2 ** 32);
+    writeU32(id, ID_BYTES - 4, Math.floor(n / 2 ** 32));
     return id;
   }
 
@@ -80,6 +86,15 @@ export class Session implements RefOwner {
       rmSync(this.#defaultSpillDirectory, { recursive: true, force: true });
     }
   }
+}
+
+const ID_SLAB_IDS = 1024;
+
+function writeU32(target: Uint8Array, at: number, value: number): void {
+  target[at] = value & 0xff;
+  target[at + 1] = (value >>> 8) & 0xff;
+  target[at + 2] = (value >>> 16) & 0xff;
+  target[at + 3] = value >>> 24;
 }
 
 let current: Session | undefined;

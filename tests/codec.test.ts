@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { RecordBatch, Table, tableFromArrays } from "apache-arrow";
+import { Dictionary, Int32, RecordBatch, Table, tableFromArrays, tableFromJSON, Utf8, vectorFromArray } from "apache-arrow";
 import { test } from "./harness.ts";
 import { decode, deregisterSerializer, encode, registerSerializer } from "../lib/codec/mod.ts";
 import type { Encoded } from "../lib/codec/mod.ts";
@@ -343,6 +343,41 @@ test("codec: Arrow RecordBatch round-trips", () => {
   assert.deepStrictEqual(Array.from(back[0].getChild("n")!.toArray()), [1, 2, 3]);
 });
 
+function variedTables(): Table[] {
+  const dictionary = vectorFromArray(["x", "y", "x", "z"], new Dictionary(new Utf8(), new Int32()));
+  return [
+    tableFromArrays({ f: new Float64Array([1, 2, 3]), s: ["a", "bb", "ccc"], i: Int32Array.from([1, 2, 3]) }),
+    tableFromJSON([{ a: { x: 1, y: "q" }, l: [1, 2], d: new Date(0), b: true, n: null }, { a: { x: 2, y: "r" }, l: [3], d: new Date(1), b: false, n: 5 }]),
+    new Table({ dictionary }),
+    tableFromArrays({ empty: new Float64Array(0) }),
+  ];
+}
+
+test("codec: Arrow tables of nested, dictionary, nullable and empty columns pass the metadata check", () => {
+  for (const table of variedTables()) {
+    const back = roundTrip(table);
+    assert.equal(back.numRows, table.numRows);
+    assert.equal(String(back.schema), String(table.schema));
+    assert.deepStrictEqual(JSON.parse(JSON.stringify(back.toArray())), JSON.parse(JSON.stringify(table.toArray())));
+  }
+});
+
+test("codec: corrupt Arrow payloads fail cleanly", () => {
+  let seed = 99;
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+  for (const table of variedTables()) {
+    const valid = place(encode(table, hooks));
+    for (let i = 0; i < 1500; i++) {
+      const bytes = aligned(valid);
+      for (let f = 0; f < 1 + random() * 3; f++) {
+        const at = 64 + Math.floor(random() * (bytes.length - 64));
+        bytes[at] = random() < 0.3 ? 0xff : random() * 256;
+      }
+      decodeHostile(bytes);
+    }
+  }
+}, { timeoutMs: 30_000 });
+
 // --- refs -------------------------------------------------------------------------------------
 
 test("codec: refs anywhere are found, deduplicated and rebuilt", () => {
@@ -486,6 +521,13 @@ test("codec: unstorable values name their path", () => {
     [{ get bad() { throw new Error("getter"); } }, /^cannot store value\.bad: reading it threw: getter/],
   ];
   for (const [value, pattern] of cases) throwsSerialization(() => encode(value, hooks), pattern);
+});
+
+test("codec: a value nested too deeply is a SerializationError with a bounded message", () => {
+  let deep: unknown = 0;
+  for (let i = 0; i < 1_000_000; i++) deep = { next: deep };
+  const error = throwsSerialization(() => encode(deep, hooks), /nested too deeply/);
+  assert.ok(error.message.length < 1000, error.message);
 });
 
 test("codec: a failed encode leaves the codec usable", () => {

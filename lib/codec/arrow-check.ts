@@ -45,7 +45,12 @@ const DICTIONARY_BATCH: TableShape = { 1: { ref: "table", table: RECORD_BATCH } 
 /** MessageHeader union: Schema, DictionaryBatch, RecordBatch (tensors are not part of a table stream). */
 const HEADERS: Record<number, TableShape> = { 1: SCHEMA, 2: DICTIONARY_BATCH, 3: RECORD_BATCH };
 const MESSAGE: TableShape = { 2: { ref: "union", typeField: 1, tables: HEADERS }, 4: metadata };
+const HEADER_TYPE_FIELD = 1;
+const HEADER_FIELD = 2;
 const BODY_LENGTH_FIELD = 3;
+const DICTIONARY_BATCH_TYPE = 2;
+const DICTIONARY_DATA_FIELD = 1;
+const NODES_FIELD = 1;
 
 const CONTINUATION = 0xffffffff;
 
@@ -82,12 +87,39 @@ class MetadataWalk {
   message(): number {
     const root = this.target(0);
     this.table(root, MESSAGE);
-    const at = this.fieldPosition(root, BODY_LENGTH_FIELD, 8);
+    const bodyLength = this.int64(this.fieldPosition(root, BODY_LENGTH_FIELD, 8));
+    const headerType = this.fieldPosition(root, HEADER_TYPE_FIELD, 1);
+    if (headerType !== 0 && this.view.getUint8(headerType) === DICTIONARY_BATCH_TYPE) this.dictionary(root, bodyLength);
+    return bodyLength;
+  }
+
+  /**
+   * Arrow memoizes a dictionary into `new Array(length)`, which JavaScriptCore allocates eagerly:
+   * bound the length by what the body could hold at one bit per entry.
+   */
+  private dictionary(root: number, bodyLength: number): void {
+    const batch = this.child(this.child(root, HEADER_FIELD), DICTIONARY_DATA_FIELD);
+    const nodes = batch === 0 ? 0 : this.fieldPosition(batch, NODES_FIELD, 4);
+    if (nodes === 0) return;
+    const vector = this.target(nodes);
+    if (this.i32(vector) === 0) return;
+    const length = this.int64(vector + 4);
+    if (length > bodyLength * 8 + 64) corrupt(`Arrow dictionary of ${length} entries in a ${bodyLength}-byte body`);
+  }
+
+  /** The table a reference field points to, or 0 when the field (or `at` itself) is absent. */
+  private child(at: number, index: number): number {
+    const position = at === 0 ? 0 : this.fieldPosition(at, index, 4);
+    return position === 0 ? 0 : this.target(position);
+  }
+
+  /** A non-negative int64 below 2^53 at `at` (0 when `at` is 0, an absent field). */
+  private int64(at: number): number {
     if (at === 0) return 0;
+    this.bounds(at, 8);
     const hi = this.view.getInt32(at + 4, true);
-    const lo = this.view.getUint32(at, true);
-    if (hi < 0 || hi >= 2 ** 21) corrupt(`Arrow body length out of range`);
-    return hi * 2 ** 32 + lo;
+    if (hi < 0 || hi >= 2 ** 21) corrupt(`Arrow 64-bit field out of range`);
+    return hi * 2 ** 32 + this.view.getUint32(at, true);
   }
 
   /** Where the offset stored at `at` points (signed, as flatbuffers reads it). */

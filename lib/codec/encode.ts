@@ -3,6 +3,13 @@
  * ref ids and out-of-band buffers; copying the payloads waits for `writeInto`, so a large typed
  * array is copied once, straight into the store.
  *
+ * What is kept follows structuredClone: own enumerable string keys of plain objects, array
+ * elements and holes, identity of shared objects. Like structuredClone it drops symbol keys,
+ * extra (non-index) properties of arrays, extra properties of errors, the prototype of
+ * null-prototype objects and the resizability of buffers; subclasses of built-ins come back as
+ * the built-in (errors keep their `name`). Unlike it, strings travel as UTF-8, so a lone
+ * surrogate becomes U+FFFD.
+ *
  * @module
  */
 import { arrowToIPC, isArrowRecordBatch, isArrowTable } from "./arrow.ts";

@@ -8,6 +8,8 @@
 import { SerializationError } from "../errors.ts";
 
 const IDENTIFIER = /^[A-Za-z_$][\w$]*$/;
+/** Paths longer than this many steps (a deep recursion) keep their two ends only. */
+const MAX_STEPS = 40;
 
 /** A failure on its way out of the value tree, collecting path steps innermost first. */
 export class Unstorable {
@@ -29,20 +31,32 @@ export function withStep(error: unknown, step: string): Unstorable {
 }
 
 function fromForeign(error: unknown): Unstorable {
-  if (error instanceof RangeError && /call stack/i.test(error.message)) {
-    return new Unstorable("the value is nested too deeply", error);
-  }
+  if (isStackOverflow(error)) return new Unstorable("the value is nested too deeply", error);
   const message = error instanceof Error ? error.message : String(error);
   return new Unstorable(`reading it threw: ${message}`, error);
+}
+
+/**
+ * True for the engine's stack-overflow errors: a RangeError ("Maximum call stack size exceeded"),
+ * or, when the overflow hits inside a regular expression, V8's SyntaxError ("…: Stack overflow").
+ */
+export function isStackOverflow(error: unknown): boolean {
+  return error instanceof Error && /call stack|stack overflow/i.test(error.message);
 }
 
 /** The SerializationError a failure becomes once it reaches the root. */
 export function toSerializationError(error: unknown): SerializationError {
   if (error instanceof SerializationError) return error;
   const failure = error instanceof Unstorable ? error : fromForeign(error);
-  const path = "value" + failure.steps.reverse().join("");
+  const path = "value" + shorten(failure.steps.reverse()).join("");
   const options = failure.cause === undefined ? undefined : { cause: failure.cause };
   return new SerializationError(`cannot store ${path}: ${failure.reason}`, options);
+}
+
+function shorten(steps: string[]): string[] {
+  if (steps.length <= MAX_STEPS) return steps;
+  const end = MAX_STEPS / 2;
+  return [...steps.slice(0, end), `…(${steps.length - MAX_STEPS} more)…`, ...steps.slice(-end)];
 }
 
 /** Step for a property key: `.name` when it is an identifier, `["other key"]` otherwise. */

@@ -22,9 +22,14 @@ const keyCache: ({ bytes: Uint8Array; key: string } | undefined)[] = new Array(4
 /** Numbers are read through this little scratch view, so a decode needs no DataView of its own. */
 const scratch = new DataView(new ArrayBuffer(8));
 
-/** Throws the one error corrupt input produces. */
+/** The one error corrupt input produces. */
+export function corruption(reason: string, cause?: unknown): SerializationError {
+  return new SerializationError(`corrupt object data: ${reason}`, cause === undefined ? undefined : { cause });
+}
+
+/** Throws {@link corruption}; typed `never` so it can end expressions. */
 export function corrupt(reason: string, cause?: unknown): never {
-  throw new SerializationError(`corrupt object data: ${reason}`, cause === undefined ? undefined : { cause });
+  throw corruption(reason, cause);
 }
 
 /** Reads the body fields of the format between `pos` and `end`. */
@@ -104,6 +109,14 @@ export class ByteReader {
     const start = this.pos;
     this.pos += n;
     return this.bytes.subarray(start, start + n);
+  }
+
+  /** Fills `target` with the next bytes, by hand: it is short (an id) and `set` has a fixed cost. */
+  copyInto(target: Uint8Array): void {
+    const n = target.length;
+    this.need(n);
+    for (let i = 0; i < n; i++) target[i] = this.bytes[this.pos + i];
+    this.pos += n;
   }
 
   /** `str`: varint length, UTF-8 bytes (invalid sequences become U+FFFD, as TextDecoder does). */

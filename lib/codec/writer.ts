@@ -11,7 +11,25 @@ const KEEP_BYTES = 1 << 20;
 /** Strings shorter than this try a hand-written ASCII loop: cheaper than a TextEncoder call. */
 const SHORT_STRING = 64;
 
+/** Bodies up to this size are handed out from {@link slab}. */
+const SLAB_BODY_BYTES = 2048;
+const SLAB_BYTES = 64 * 1024;
+
 const utf8 = new TextEncoder();
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+/** A copy of `body` in the current slab; a full slab is left to the values that use it. */
+function fromSlab(body: Uint8Array): Uint8Array {
+  if (slabUsed + body.length > slab.length) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const copy = slab.subarray(slabUsed, slabUsed + body.length);
+  copy.set(body);
+  slabUsed += body.length;
+  return copy;
+}
 
 /** Appends tags, varints, numbers and strings to a buffer that doubles when full. */
 export class ByteWriter {
@@ -128,8 +146,13 @@ export class ByteWriter {
     this.pos = start + written;
   }
 
-  /** Hands the written bytes out: a copy, unless they are too big to keep the buffer for. */
+  /**
+   * Hands the written bytes out: small bodies as slices of a shared slab (one buffer allocation
+   * per many values; Deno pays ~0.2 µs per new buffer), mid-sized ones as a copy, and big ones by
+   * giving up the buffer itself.
+   */
   finish(): Uint8Array {
+    if (this.pos <= SLAB_BODY_BYTES) return fromSlab(this.bytes.subarray(0, this.pos));
     if (this.pos <= KEEP_BYTES) return this.bytes.slice(0, this.pos);
     const body = this.bytes.subarray(0, this.pos);
     this.bytes = new Uint8Array(INITIAL_BYTES);
