@@ -18,7 +18,9 @@ export type { InitOptions, SpillOption } from "./lib/options.ts";
 export { free, get, memoryStats, put, wait } from "./lib/objects.ts";
 export type { GetOptions, MemoryStats, WaitOptions } from "./lib/objects.ts";
 export { ObjectRef } from "./lib/object_ref.ts";
-export { deregisterSerializer, registerSerializer } from "./lib/codec/mod.ts";
+export { deregisterSerializer } from "./lib/codec/mod.ts";
+export { cancel, kill, registerSerializer, remote } from "./lib/tasks/remote.ts";
+export type { ActorClass, ActorHandle, RemoteArg, RemoteFunction, TaskOptions } from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
 export {
   GetTimeoutError,

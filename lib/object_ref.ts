@@ -18,6 +18,12 @@ export interface RefOwner {
   readonly closed: boolean;
 }
 
+/** The task that will produce an object, while it has not finished. */
+export interface Producer {
+  readonly settled: boolean;
+  readonly done: Promise<void>;
+}
+
 let currentOwner: RefOwner | undefined;
 
 /** Binds new refs (from `fromHex` and decoding) to the session of `init()`. */
@@ -61,6 +67,8 @@ export class ObjectRef<T = unknown> {
   #held: boolean;
   #holding: Holding | undefined;
   #hex: string | undefined;
+  /** @internal The task producing this object, until it finishes. */
+  producer: Producer | undefined;
   declare readonly __type?: T;
 
   /** @internal Use `put`, a task, or `ObjectRef.fromHex`. */
@@ -113,6 +121,13 @@ export class ObjectRef<T = unknown> {
     this.#held = true;
     this.#track(owner);
     return true;
+  }
+
+  /** @internal Takes over the reference this process already holds (it created the object). */
+  adopt(): void {
+    if (this.#held || this.#owner === undefined) return;
+    this.#held = true;
+    this.#track(this.#owner);
   }
 
   #track(owner: RefOwner): void {

@@ -14,6 +14,7 @@ import { ID_BYTES, ObjectRef } from "./object_ref.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
 import { errorFor } from "./store/status.ts";
+import { TaskFailure } from "./tasks/failure.ts";
 
 interface Pin {
   id: Uint8Array;
@@ -72,6 +73,36 @@ export function put<T>(value: T): ObjectRef<T> {
   }
   s.store.seal(id);
   return new ObjectRef<T>(id, s);
+}
+
+/**
+ * @internal Stores `value` under a given id (a task's return, or its failure). Refs inside
+ * are kept alive by the object, as with `put`. The caller holds the new reference.
+ */
+export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
+  const encoded = encode(value, encodeHooks);
+  const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
+  const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
+  try {
+    encoded.writeInto(target);
+  } catch (error) {
+    s.store.abort(id);
+    throw error;
+  }
+  s.store.seal(id);
+}
+
+/**
+ * @internal Stores a task's arguments. Refs inside are not tracked as children: they may name
+ * results still being computed, and the task record holds them alive instead.
+ */
+export function putArguments(s: Session, args: unknown[]): ObjectRef {
+  const encoded = encode(args, encodeHooks);
+  const id = s.newId();
+  const target = createMakingRoom(s, id, encoded.sizeBytes, undefined, 0);
+  encoded.writeInto(target);
+  s.store.seal(id);
+  return new ObjectRef(id, s);
 }
 
 /** Creates the object; when the store is full, spills cold objects to make room first. */
@@ -162,8 +193,17 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
   let backoffMs = 0;
   while (true) {
     signal?.throwIfAborted();
+    const producer = ref.producer;
+    if (producer !== undefined && !producer.settled) {
+      await settledBy(producer.done, deadline, signal, ref);
+      continue;
+    }
     const status = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
-    if (status === Status.ok) return readPinned(s, ref.bytes);
+    if (status === Status.ok) {
+      const value = readPinned(s, ref.bytes);
+      if (value instanceof TaskFailure) throw value.toError();
+      return value;
+    }
     if (status === Status.spilled) {
       const restored = s.store.restore(ref.bytes);
       if (restored === Status.ok) continue;
@@ -174,6 +214,30 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
     if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
     backoffMs = await pause(backoffMs, deadline, signal);
   }
+}
+
+/** Waits for `done`, but not past the deadline and not past an abort. */
+function settledBy(done: Promise<void>, deadline: number, signal: AbortSignal | undefined, ref: ObjectRef): Promise<void> {
+  if (deadline === Infinity && signal === undefined) return done;
+  return new Promise<void>((resolve, reject) => {
+    const timer = deadline === Infinity ? undefined : setTimeout(() => {
+      finish();
+      reject(new GetTimeoutError(`get: ${ref} was not ready within the timeout`));
+    }, Math.max(0, deadline - Date.now()));
+    const aborted = () => {
+      finish();
+      reject(signal!.reason);
+    };
+    function finish() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", aborted);
+    }
+    signal?.addEventListener("abort", aborted, { once: true });
+    done.then(() => {
+      finish();
+      resolve();
+    });
+  });
 }
 
 /** Waits a little longer each time (up to 10 ms), never past the deadline. */
@@ -264,6 +328,7 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
 }
 
 function isReady(s: Session, ref: ObjectRef): boolean {
+  if (ref.producer !== undefined && !ref.producer.settled) return false;
   const presence = s.store.contains(ref.bytes);
   // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.
   return presence === Presence.sealed || presence === Presence.spilled || presence === Presence.absent;

@@ -2,7 +2,7 @@
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
  */
-import { lstatSync, rmSync } from "node:fs";
+import { lstatSync, rmdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -15,6 +15,7 @@ import type { RefOwner } from "./object_ref.ts";
 import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
+import { Scheduler } from "./tasks/scheduler.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
 const MAINTAIN_INTERVAL_MS = 250;
@@ -36,16 +37,12 @@ export class Session implements RefOwner {
   #idSlab = new Uint8Array(0);
   #idSlabUsed = 0;
   readonly #janitor: ReturnType<typeof setInterval>;
-  /** The default spill folder, which the last process of the store removes. */
-  readonly #defaultSpillDirectory: string | undefined;
-
-  constructor(library: Library, store: NativeStore, options: ResolvedOptions, defaultSpillDirectory: string | undefined) {
+  constructor(library: Library, store: NativeStore, options: ResolvedOptions) {
     this.library = library;
     this.store = store;
     this.options = options;
     this.nodeId = toHex(randomBytes(16));
     this.#idPrefix = randomBytes(ID_BYTES - 8);
-    this.#defaultSpillDirectory = defaultSpillDirectory;
     this.#janitor = setInterval(() => store.maintain(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
   }
@@ -77,13 +74,28 @@ export class Session implements RefOwner {
 
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
+  #scheduler: Scheduler | undefined;
 
-  close(): void {
+  /** The task scheduler, started on the first remote call. */
+  scheduler(): Scheduler {
+    this.#scheduler ??= new Scheduler(this, this.options.numWorkers);
+    return this.#scheduler;
+  }
+
+  schedulerIfStarted(): Scheduler | undefined {
+    return this.#scheduler;
+  }
+
+  async close(): Promise<void> {
+    await this.#scheduler?.close();
     this.closed = true;
     clearInterval(this.#janitor);
     const wasLast = this.store.close();
-    if (wasLast && this.#defaultSpillDirectory !== undefined) {
-      rmSync(this.#defaultSpillDirectory, { recursive: true, force: true });
+    if (wasLast) {
+      // The store's spill files are gone with it; remove the default folder if that was it.
+      try {
+        rmdirSync(defaultSpillDirectory(this.store.name));
+      } catch { /* absent, or not ours to remove */ }
     }
   }
 }
@@ -135,51 +147,66 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     capacityBytes: resolved.objectStoreMemory,
     prefault: resolved.prefault,
   });
-  let defaultSpillDirectory: string | undefined;
   try {
-    defaultSpillDirectory = configureSpill(store, resolved);
+    configureSpill(store, resolved);
   } catch (error) {
     store.close();
     throw error;
   }
-  current = new Session(library, store, resolved, defaultSpillDirectory);
+  current = new Session(library, store, resolved);
   setRefOwner(current);
   return { storeName: name, nodeId: current.nodeId };
 }
 
 /**
- * Points the store at its spill folder. The default, `<tmp>/objstore-spill-<store>`, is the
+ * Points the store at its spill folder, if this process created the store. The default, `<tmp>/objstore-spill-<store>`, is the
  * same for every process of the store, so whichever leaves last can remove it; it must be a
  * real directory of ours (not a link planted by another user).
  */
-function configureSpill(store: NativeStore, options: ResolvedOptions): string | undefined {
+function configureSpill(store: NativeStore, options: ResolvedOptions): void {
+  if (!store.created) return; // the creator's settings hold for the whole store
   if (options.spill === false || options.spill.type !== "filesystem") {
     store.configureSpill("");
-    return undefined;
+    return;
   }
   if (options.spill.directory !== undefined) {
     store.configureSpill(options.spill.directory);
-    return undefined;
+    return;
   }
-  const directory = path.join(os.tmpdir(), `objstore-spill-${store.name}`);
+  const directory = defaultSpillDirectory(store.name);
   store.configureSpill(directory);
   const info = lstatSync(directory);
   if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
     throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);
   }
-  return directory;
+}
+
+function defaultSpillDirectory(storeName: string): string {
+  return path.join(os.tmpdir(), `objstore-spill-${storeName}`);
+}
+
+/**
+ * @internal Attaches a worker process to the store its driver made; the worker never
+ * creates a store, and takes the store's settings as they are.
+ */
+export async function initWorker(storeName: string): Promise<Session> {
+  if (current !== undefined) throw new ObjstoreError("initWorker: already initialized");
+  const library = await loadLibrary();
+  const store = NativeStore.open(library, storeName, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0 }));
+  setRefOwner(current);
+  return current;
 }
 
 /**
  * Stops objstore in this process: releases every ref and pin it holds and detaches. The
  * last process to leave a store removes it and its spill files.
  */
-export function shutdown(): Promise<void> {
+export async function shutdown(): Promise<void> {
   const closing = current;
   current = undefined;
   setRefOwner(undefined);
-  closing?.close();
-  return Promise.resolve();
+  await closing?.close();
 }
 
 /** True between `init()` and `shutdown()`. */

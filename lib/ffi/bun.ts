@@ -1,5 +1,6 @@
 /** The Bun shim: `bun:ffi`. */
 import { dlopen, toArrayBuffer } from "bun:ffi";
+import process from "node:process";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 
@@ -28,5 +29,8 @@ export const shim: RuntimeShim = {
   maxViewBytes: 2 ** 32,
   unrefTimer(timer) {
     (timer as unknown as { unref(): void }).unref();
+  },
+  scriptCommand(script) {
+    return { command: process.execPath, args: [script] };
   },
 };

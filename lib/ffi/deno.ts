@@ -29,4 +29,7 @@ export const shim: RuntimeShim = {
   unrefTimer(timer) {
     Deno.unrefTimer(timer as unknown as number);
   },
+  scriptCommand(script) {
+    return { command: Deno.execPath(), args: ["run", "-A", script] };
+  },
 };

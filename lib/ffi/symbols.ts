@@ -70,4 +70,6 @@ export interface RuntimeShim {
   readonly maxViewBytes: number;
   /** Lets the process exit while `timer` is pending. */
   unrefTimer(timer: ReturnType<typeof setInterval>): void;
+  /** The command that runs the TypeScript file `script` on this runtime (for worker processes). */
+  scriptCommand(script: string): { command: string; args: string[] };
 }

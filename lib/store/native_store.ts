@@ -57,6 +57,8 @@ export function lastError(symbols: NativeSymbols): string {
 
 export class NativeStore {
   readonly name: string;
+  /** True if this process created the store (and so decides its settings). */
+  readonly created: boolean;
   readonly #library: Library;
   readonly #symbols: NativeSymbols;
   #handle: NativePointer;
@@ -73,6 +75,7 @@ export class NativeStore {
     this.#symbols = library.symbols;
     this.#handle = handle;
     this.#result = new Float64Array(library.shim.view(library.symbols.objstore_result(handle), 0, 64));
+    this.created = this.#result[2] === 1;
     this.#base = library.symbols.objstore_segment_base(handle);
     this.#segmentBytes = library.symbols.objstore_segment_size(handle);
     this.#windowBytes = Math.min(this.#segmentBytes, library.shim.maxViewBytes);

@@ -78,7 +78,8 @@ uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffe
 
 /* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names hold letters,
  * digits, '-', '_' and '.'. capacity_bytes and slot_count (0 = derived) apply on create.
- * Returns NULL on failure (see objstore_last_status). */
+ * Returns NULL on failure (see objstore_last_status). result[2] is 1 if this call created
+ * the store, 0 if it attached to an existing one. */
 objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_t flags,
                           double capacity_bytes, uint32_t slot_count);
 

@@ -46,6 +46,8 @@ client_index: u32,
 counts: []Count,
 path_buffer: [layout.name_size_max + 32]u8,
 path_size_bytes: usize,
+/// True if this process created the segment (its settings, like the spill directory, are ours to make).
+created: bool = false,
 prefault_thread: ?std.Thread = null,
 prefault_stop: std.atomic.Value(bool) = .init(false),
 
@@ -95,6 +97,7 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     @memset(self.counts, .{});
     errdefer std.heap.page_allocator.free(self.counts);
     try self.register();
+    self.created = created;
     if (created and options.prefault) self.startPrefault();
     return self;
 }

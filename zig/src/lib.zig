@@ -105,6 +105,7 @@ export fn objstore_open(name: [*]const u8, name_size_bytes: u32, flags: u32, cap
         return null;
     };
     handle.* = .{ .store = store, .spiller = Spiller.init(store) };
+    handle.result[2] = @floatFromInt(@intFromBool(store.created));
     last_status = .ok;
     return handle;
 }

@@ -1,0 +1,192 @@
+/**
+ * `remote`, `kill` and `cancel`: functions and classes that run in worker processes.
+ */
+import { registerSerializer as registerInCodec, type Serializer } from "../codec/mod.ts";
+import { ObjectRef } from "../object_ref.ts";
+import { session } from "../session.ts";
+import type { FunctionSpec } from "./protocol.ts";
+import { type FunctionRecord, knownSerializers, type Scheduler, type SerializerRecord } from "./scheduler.ts";
+
+/** A value, or a ref to one: what a remote function accepts for each parameter. */
+export type RemoteArg<T> = T | ObjectRef<T>;
+type RemoteArgs<P extends unknown[]> = { [K in keyof P]: RemoteArg<P[K]> };
+// deno-lint-ignore no-explicit-any
+type AnyFunction = (...args: any[]) => any;
+// deno-lint-ignore no-explicit-any
+type AnyClass = new (...args: any[]) => any;
+
+/** Options of a remote function call. */
+export interface TaskOptions {
+  /** How many refs `.remote()` returns; with more than 1 the function returns an array of that length. */
+  numReturns?: number;
+  /** Retries when the worker dies mid-task (default 3). */
+  maxRetries?: number;
+}
+
+/** A function that runs in a worker process: `.remote(...args)` returns refs at once. */
+export interface RemoteFunction<F extends AnyFunction> {
+  remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>>;
+  /** The same function with other options; `numReturns > 1` makes `.remote()` return an array of refs. */
+  options(options: TaskOptions): RemoteFunctionWithOptions<F>;
+}
+
+export interface RemoteFunctionWithOptions<F extends AnyFunction> {
+  remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>> | ObjectRef[];
+  options(options: TaskOptions): RemoteFunctionWithOptions<F>;
+}
+
+type Methods<T> = {
+  [K in keyof T as T[K] extends AnyFunction ? K : never]: T[K] extends AnyFunction
+    ? { remote(...args: RemoteArgs<Parameters<T[K]>>): ObjectRef<Awaited<ReturnType<T[K]>>> }
+    : never;
+};
+
+/** A handle to an actor: `handle.method.remote(...args)` runs the method in the actor's process. */
+export type ActorHandle<T> = Methods<T> & { readonly [actorIdKey]: number };
+
+/** A class whose instances live in a worker process of their own. */
+export interface ActorClass<C extends AnyClass> {
+  remote(...args: RemoteArgs<ConstructorParameters<C>>): ActorHandle<InstanceType<C>>;
+}
+
+const actorIdKey = Symbol("objstore.actorId");
+let nextFunctionId = 1;
+
+/**
+ * Makes `fn` (or a class) run in worker processes. A function is shipped by its source and
+ * must be self-contained (it may `await import(...)`); a function in a module is named by
+ * `{ module, name }`. Refs passed at the top level arrive as their values (zero-copy);
+ * refs nested in arguments arrive as refs.
+ *
+ * @example
+ * ```ts
+ * import * as os from "@objstore/core";
+ * await os.init({ objectStoreMemory: 256 * 1024 * 1024 });
+ * const total = os.remote((arr: Float64Array) => arr.reduce((a, b) => a + b, 0));
+ * const data = os.put(new Float64Array([1, 2, 3]));
+ * console.log(await os.get(total.remote(data))); // 6
+ * await os.shutdown();
+ * ```
+ */
+export function remote<C extends AnyClass>(cls: C): ActorClass<C>;
+export function remote<F extends AnyFunction>(fn: F): RemoteFunction<F>;
+export function remote<F extends AnyFunction>(target: { module: URL | string; name: string }): RemoteFunction<F>;
+export function remote(target: AnyFunction | { module: URL | string; name: string }): unknown {
+  const record = functionRecord(target);
+  if (typeof target === "function" && isClass(target)) return actorClass(record);
+  return remoteFunction(record, { numReturns: 1, maxRetries: 3 });
+}
+
+function isClass(fn: AnyFunction): boolean {
+  return /^class[\s{]/.test(Function.prototype.toString.call(fn));
+}
+
+function functionRecord(target: AnyFunction | { module: URL | string; name: string }): FunctionRecord {
+  let spec: FunctionSpec;
+  if (typeof target === "function") {
+    spec = { kind: "source", source: sourceOf(target), name: target.name || "anonymous" };
+  } else if (target !== null && typeof target === "object" && "module" in target && typeof target.name === "string") {
+    spec = { kind: "module", url: String(target.module), name: target.name };
+  } else {
+    throw new TypeError("remote: expected a function, a class, or { module: URL, name }");
+  }
+  return { id: nextFunctionId++, name: spec.name, spec };
+}
+
+/** Source that evaluates to the function, also for method shorthand (`f(x) { … }`). */
+export function sourceOf(fn: AnyFunction): string {
+  const source = Function.prototype.toString.call(fn);
+  if (source.includes("[native code]")) throw new TypeError(`remote: ${fn.name || "this function"} is built in; wrap it in a function of your own`);
+  const isMethod = /^(async\s+)?\*?\s*[\w$]+\s*\(/.test(source) && !/^(async\s+)?function\b/.test(source);
+  if (!isMethod) return source;
+  return source.replace(/^(async\s+)?(\*?)\s*/, (_, asyncPart = "", star) => `${asyncPart}function${star} `);
+}
+
+function checkOptions(options: TaskOptions, current: { numReturns: number; maxRetries: number }) {
+  const numReturns = options.numReturns ?? current.numReturns;
+  const maxRetries = options.maxRetries ?? current.maxRetries;
+  if (!Number.isInteger(numReturns) || numReturns < 1) throw new TypeError(`options: numReturns must be a whole number ≥ 1, got ${options.numReturns}`);
+  if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new TypeError(`options: maxRetries must be a whole number ≥ 0, got ${options.maxRetries}`);
+  return { numReturns, maxRetries };
+}
+
+function remoteFunction(record: FunctionRecord, settings: { numReturns: number; maxRetries: number }) {
+  return {
+    remote(...args: unknown[]) {
+      const refs = scheduler().submit(record, args, settings);
+      return settings.numReturns === 1 ? refs[0] : refs;
+    },
+    options(options: TaskOptions) {
+      return remoteFunction(record, checkOptions(options, settings));
+    },
+  };
+}
+
+function actorClass(record: FunctionRecord) {
+  return {
+    remote(...args: unknown[]) {
+      return actorHandle(scheduler().createActor(record, args));
+    },
+  };
+}
+
+function actorHandle(actorId: number): unknown {
+  const methods = new Map<string, unknown>();
+  return new Proxy({ [actorIdKey]: actorId }, {
+    get(target, property) {
+      if (property === actorIdKey) return actorId;
+      if (typeof property !== "string" || property === "then") return undefined;
+      let method = methods.get(property);
+      if (method === undefined) {
+        method = { remote: (...args: unknown[]) => scheduler().callActor(actorId, property, args, 1)[0] };
+        methods.set(property, method);
+      }
+      return method;
+    },
+  });
+}
+
+function scheduler(): Scheduler {
+  return session().scheduler();
+}
+
+/** Kills an actor's process; its pending calls fail with `WorkerCrashedError`. */
+export function kill(handle: ActorHandle<unknown>): void {
+  const id = (handle as { [actorIdKey]?: number })?.[actorIdKey];
+  if (typeof id !== "number") throw new TypeError("kill: expected an actor handle");
+  scheduler().killActor(id);
+}
+
+/**
+ * Cancels the task producing `ref`: a pending task never runs, a running one is interrupted
+ * (its worker is replaced). `get` of its results throws `TaskCancelledError`.
+ */
+export function cancel(ref: ObjectRef): void {
+  if (!(ref instanceof ObjectRef)) throw new TypeError("cancel: expected the ObjectRef a task returned");
+  scheduler().cancel(ref);
+}
+
+/**
+ * Registers how to store instances of `cls`, in this process and in its workers (the class
+ * and both functions are shipped by source, so they must be self-contained).
+ */
+export function registerSerializer<T>(cls: new (...args: never[]) => T, serializer: Serializer<T>, name?: string): void {
+  registerInCodec(cls, serializer, name);
+  const record: SerializerRecord = {
+    name: name ?? cls.name,
+    cls: Function.prototype.toString.call(cls),
+    serialize: sourceOf(serializer.serialize as AnyFunction),
+    deserialize: sourceOf(serializer.deserialize as AnyFunction),
+  };
+  knownSerializers.push(record);
+  currentScheduler()?.addSerializer(record);
+}
+
+function currentScheduler(): Scheduler | undefined {
+  try {
+    return session().schedulerIfStarted();
+  } catch {
+    return undefined;
+  }
+}
+

@@ -1,0 +1,401 @@
+/**
+ * The driver's side of tasks: a task waits until the refs it takes are sealed, then goes to
+ * the least busy worker (a few in flight per worker, so a batch of submissions and of results
+ * each cost one pipe write). Results are written into the store by the worker under ids chosen
+ * here, so `remote()` returns refs at once and values never pass through the driver.
+ *
+ * A worker that dies mid-task is replaced and its tasks retried (`maxRetries`); after that their
+ * results are `WorkerCrashedError` failures. Actors get a worker of their own, fed in call order.
+ */
+import process from "node:process";
+import { ObjstoreError } from "../errors.ts";
+import { ObjectRef } from "../object_ref.ts";
+import { putArguments, putWithId } from "../objects.ts";
+import type { Session } from "../session.ts";
+import { toHex } from "../store/native_store.ts";
+import { Presence } from "../store/status.ts";
+import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
+import type { FromWorker, FunctionSpec, ToWorker } from "./protocol.ts";
+import { WorkerProcess } from "./worker_process.ts";
+
+/** Tasks sent to one worker before it reports any done: enough to batch, few enough to balance. */
+const IN_FLIGHT_PER_WORKER = 8;
+/** How long shutdown waits for workers to leave on their own. */
+const WORKER_EXIT_WAIT_MS = 2000;
+
+export interface FunctionRecord {
+  readonly id: number;
+  readonly name: string;
+  readonly spec: FunctionSpec;
+}
+
+export interface SerializerRecord {
+  name: string;
+  cls: string;
+  serialize: string;
+  deserialize: string;
+}
+
+interface Actor {
+  readonly id: number;
+  readonly cls: FunctionRecord;
+  readonly worker: WorkerProcess;
+  /** The constructor's arguments, alive as long as the actor. */
+  readonly argsRef: ObjectRef;
+  /** Calls not sent yet, in order; the head goes when its arguments are ready. */
+  readonly queue: Task[];
+  dead: TaskFailure | undefined;
+}
+
+class Task {
+  readonly id: number;
+  readonly name: string;
+  readonly fn: FunctionRecord | undefined;
+  readonly method: string | undefined;
+  readonly actor: Actor | undefined;
+  readonly argsRef: ObjectRef;
+  /** Refs the arguments hold; they stay alive while the task may run. */
+  readonly argRefs: ObjectRef[];
+  readonly returnIds: Uint8Array[];
+  readonly returnHex: string[];
+  readonly returnRefs: WeakRef<ObjectRef>[] = [];
+  retriesLeft: number;
+  worker: WorkerProcess | undefined;
+  cancelled = false;
+  settled = false;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+
+  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, argsRef: ObjectRef, argRefs: ObjectRef[], returnIds: Uint8Array[], retries: number) {
+    this.id = id;
+    this.name = name;
+    this.fn = target.fn;
+    this.method = target.method;
+    this.actor = target.actor;
+    this.argsRef = argsRef;
+    this.argRefs = argRefs;
+    this.returnIds = returnIds;
+    this.returnHex = returnIds.map(toHex);
+    this.retriesLeft = retries;
+    this.done = new Promise<void>((resolve) => (this.#resolve = resolve));
+  }
+
+  settle(): void {
+    this.settled = true;
+    this.argsRef[Symbol.dispose]();
+    this.#resolve();
+  }
+}
+
+/** Custom serializers registered in this process; every worker gets them. */
+export const knownSerializers: SerializerRecord[] = [];
+
+export interface SubmitOptions {
+  numReturns: number;
+  maxRetries: number;
+}
+
+export class Scheduler {
+  readonly #session: Session;
+  readonly #numWorkers: number;
+  readonly #workers: WorkerProcess[] = [];
+  readonly #ready: Task[] = [];
+  readonly #tasks = new Map<number, Task>();
+  readonly #actors = new Map<number, Actor>();
+  #nextTask = 1;
+  #nextActor = 1;
+  #closing = false;
+
+  constructor(session: Session, numWorkers: number) {
+    this.#session = session;
+    this.#numWorkers = numWorkers;
+  }
+
+  /** Submits `fn(...args)`; returns the refs of its results at once. */
+  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[] {
+    if (this.#numWorkers === 0) throw new ObjstoreError(`${fn.name}.remote(): init({ numWorkers: 0 }) has no workers to run tasks`);
+    const task = this.#newTask(fn.name, { fn }, args, options.numReturns, options.maxRetries);
+    this.#whenArgumentsReady(task, () => this.#enqueue(task));
+    return this.#returnRefs(task);
+  }
+
+  /** Starts an actor: its own worker process, constructing `cls` with `args`. */
+  createActor(cls: FunctionRecord, args: unknown[]): number {
+    const id = this.#nextActor++;
+    const worker = this.#spawn(id);
+    const argsRef = putArguments(this.#session, args);
+    this.#actors.set(id, { id, cls, worker, argsRef, queue: [], dead: undefined });
+    worker.send({ t: "define", fn: cls.id, spec: cls.spec });
+    worker.defined.add(cls.id);
+    worker.send({ t: "actor", fn: cls.id, args: argsRef.hex() });
+    return id;
+  }
+
+  /** Calls `method` on an actor; calls run in the order they are made. */
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+    const actor = this.#actors.get(actorId);
+    if (actor === undefined) throw new ObjstoreError(`no actor ${actorId} in this process`);
+    const task = this.#newTask(`${actor.cls.name}.${method}`, { method, actor }, args, numReturns, 0);
+    const refs = this.#returnRefs(task);
+    if (actor.dead !== undefined) {
+      this.#fail(task, actor.dead.kind, actor.dead.error);
+      return refs;
+    }
+    actor.queue.push(task);
+    this.#pumpActor(actor);
+    return refs;
+  }
+
+  killActor(actorId: number): void {
+    const actor = this.#actors.get(actorId);
+    if (actor === undefined || actor.dead !== undefined) return;
+    actor.dead = new TaskFailure("crash", { name: "WorkerCrashedError", message: `actor ${actor.cls.name} was killed`, stack: "" }, actor.cls.name);
+    actor.worker.kill();
+  }
+
+  /** Cancels a task: a queued one never runs; a running one's worker is killed. */
+  cancel(ref: ObjectRef): void {
+    const task = ref.producer as Task | undefined;
+    if (task === undefined || task.settled) return;
+    task.cancelled = true;
+    const queued = this.#ready.indexOf(task);
+    if (queued >= 0) this.#ready.splice(queued, 1);
+    const inActorQueue = task.actor?.queue.indexOf(task) ?? -1;
+    if (inActorQueue >= 0) task.actor!.queue.splice(inActorQueue, 1);
+    if (task.worker !== undefined && task.actor === undefined) {
+      task.worker.kill(); // its other tasks are retried without spending their retries
+      return;
+    }
+    if (task.worker === undefined) this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
+  }
+
+  /** Makes a custom serializer known to every worker, now and later. */
+  addSerializer(record: SerializerRecord): void {
+    for (const worker of this.#allWorkers()) worker.send({ t: "serializer", ...record });
+  }
+
+  /** Stops every worker: asks them to leave (stdin closes), then kills the ones that stay. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const workers = this.#allWorkers().filter((w) => !w.exited);
+    const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
+    for (const w of workers) w.child.stdin!.end();
+    const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
+    await Promise.all(exits);
+    clearTimeout(timer);
+  }
+
+  #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
+    const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
+    const argsRef = putArguments(this.#session, args);
+    const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
+    const task = new Task(this.#nextTask++, name, target, argsRef, argRefs, returnIds, retries);
+    this.#tasks.set(task.id, task);
+    return task;
+  }
+
+  #returnRefs(task: Task): ObjectRef[] {
+    return task.returnIds.map((id) => {
+      const ref = new ObjectRef(id, this.#session, false);
+      ref.producer = task;
+      task.returnRefs.push(new WeakRef(ref));
+      return ref;
+    });
+  }
+
+  /** Calls `then` once every ref argument of `task` is in the store. */
+  #whenArgumentsReady(task: Task, then: () => void): void {
+    const waiting = task.argRefs.filter((ref) => !this.#isAvailable(ref));
+    if (waiting.length === 0) return then();
+    const producers = waiting.map((ref) => ref.producer?.done).filter((p) => p !== undefined);
+    if (producers.length === waiting.length) {
+      Promise.all(producers).then(() => this.#whenArgumentsReady(task, then));
+    } else {
+      setTimeout(() => this.#whenArgumentsReady(task, then), 2); // written by another process
+    }
+  }
+
+  #isAvailable(ref: ObjectRef): boolean {
+    if (ref.producer !== undefined && !ref.producer.settled) return false;
+    const presence = this.#session.store.contains(ref.bytes);
+    // An absent ref is lost, not late: let the task run and fail on it.
+    return presence !== Presence.writing;
+  }
+
+  #enqueue(task: Task): void {
+    if (task.cancelled) return this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
+    this.#ready.push(task);
+    this.#dispatch();
+  }
+
+  #dispatch(): void {
+    while (this.#ready.length > 0 && !this.#closing) {
+      const worker = this.#leastBusyWorker();
+      if (worker === undefined) break;
+      this.#send(worker, this.#ready.shift()!);
+    }
+    if (this.#ready.length > 0 && this.#workers.length < this.#numWorkers && !this.#closing) {
+      const missing = Math.min(this.#numWorkers - this.#workers.length, this.#ready.length);
+      for (let i = 0; i < missing; i++) this.#workers.push(this.#spawn(undefined));
+    }
+    this.#updateKeepAlive();
+  }
+
+  #leastBusyWorker(): WorkerProcess | undefined {
+    let best: WorkerProcess | undefined;
+    for (const w of this.#workers) {
+      if (!w.ready || w.exited || w.inFlight.size >= IN_FLIGHT_PER_WORKER) continue;
+      if (best === undefined || w.inFlight.size < best.inFlight.size) best = w;
+    }
+    return best;
+  }
+
+  #send(worker: WorkerProcess, task: Task): void {
+    const fn = task.fn!;
+    if (!worker.defined.has(fn.id)) {
+      worker.send({ t: "define", fn: fn.id, spec: fn.spec });
+      worker.defined.add(fn.id);
+    }
+    task.worker = worker;
+    worker.inFlight.add(task.id);
+    worker.send({ t: "run", task: task.id, fn: fn.id, args: task.argsRef.hex(), returns: task.returnHex });
+  }
+
+  #pumpActor(actor: Actor): void {
+    while (actor.queue.length > 0 && actor.worker.ready) {
+      const head = actor.queue[0];
+      if (!head.argRefs.every((ref) => this.#isAvailable(ref))) {
+        this.#whenArgumentsReady(head, () => this.#pumpActor(actor));
+        break;
+      }
+      actor.queue.shift();
+      head.worker = actor.worker;
+      actor.worker.inFlight.add(head.id);
+      actor.worker.send({ t: "run", task: head.id, method: head.method, args: head.argsRef.hex(), returns: head.returnHex });
+    }
+    this.#updateKeepAlive();
+  }
+
+  #spawn(actorId: number | undefined): WorkerProcess {
+    const worker = new WorkerProcess(this.#session.library.shim, this.#session.store.name, {
+      onMessage: (w, message) => this.#onMessage(w, message),
+      onExit: (w) => this.#onExit(w),
+    }, actorId);
+    for (const record of knownSerializers) worker.send({ t: "serializer", ...record });
+    return worker;
+  }
+
+  #onMessage(worker: WorkerProcess, message: FromWorker): void {
+    switch (message.t) {
+      case "ready":
+        worker.ready = true;
+        if (worker.actorId !== undefined) this.#pumpActor(this.#actors.get(worker.actorId)!);
+        else this.#dispatch();
+        return;
+      case "done": {
+        const task = this.#tasks.get(message.task);
+        worker.inFlight.delete(message.task);
+        if (task === undefined) return;
+        this.#complete(task);
+        worker.send({ t: "release", ids: task.returnHex });
+        if (worker.actorId === undefined) this.#dispatch();
+        else this.#updateKeepAlive();
+        return;
+      }
+    }
+  }
+
+  /** The returns are sealed: the refs the program still has take their references. */
+  #complete(task: Task): void {
+    this.#tasks.delete(task.id);
+    for (const weak of task.returnRefs) {
+      const ref = weak.deref();
+      if (ref === undefined) continue;
+      ref.producer = undefined;
+      try {
+        ref.acquire();
+      } catch { /* lost meanwhile: its get reports it */ }
+    }
+    task.settle();
+  }
+
+  /** Stores `failure` as every return of the task, which ends it. */
+  #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
+    const failure = new TaskFailure(kind, error, task.name);
+    for (let i = 0; i < task.returnIds.length; i++) {
+      try {
+        putWithId(this.#session, task.returnIds[i], failure);
+      } catch (cause) {
+        process.emitWarning(`objstore: could not store the failure of ${task.name}: ${describeError(cause).message}`);
+        continue;
+      }
+      const ref = task.returnRefs[i].deref();
+      if (ref === undefined) this.#session.store.dropRef(task.returnIds[i]);
+      else {
+        ref.producer = undefined;
+        ref.adopt();
+      }
+    }
+    this.#tasks.delete(task.id);
+    task.settle();
+  }
+
+  #onExit(worker: WorkerProcess): void {
+    const actor = worker.actorId === undefined ? undefined : this.#actors.get(worker.actorId);
+    const lost = [...worker.inFlight].map((id) => this.#tasks.get(id)).filter((t): t is Task => t !== undefined);
+    // Finished but unreported tasks keep their results; take them before the reclaim frees them.
+    const finished = lost.filter((t) => t.returnIds.every((id) => this.#session.store.contains(id) === Presence.sealed));
+    for (const task of finished) this.#adoptResults(task);
+    this.#session.store.maintain();
+    const crash = { name: "WorkerCrashedError", message: `the worker running it died`, stack: "" };
+    for (const task of lost) {
+      if (task.settled) continue;
+      if (task.cancelled) this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
+      else if (actor !== undefined) this.#fail(task, actor.dead?.kind ?? "crash", actor.dead?.error ?? crash);
+      else if (this.#closing) this.#fail(task, "crash", crash);
+      else if (this.#cancelledNeighbour(lost) || task.retriesLeft-- > 0) this.#ready.push(task);
+      else this.#fail(task, "crash", { ...crash, message: `the worker running it died, and so did its retries` });
+    }
+    if (actor !== undefined) {
+      actor.dead ??= new TaskFailure("crash", crash, actor.cls.name);
+      for (const task of actor.queue.splice(0)) this.#fail(task, actor.dead.kind, actor.dead.error);
+      return;
+    }
+    const at = this.#workers.indexOf(worker);
+    if (at >= 0) this.#workers.splice(at, 1);
+    this.#dispatch();
+  }
+
+  /** A worker killed to cancel one task does not cost the others their retries. */
+  #cancelledNeighbour(lost: Task[]): boolean {
+    return lost.some((t) => t.cancelled);
+  }
+
+  #adoptResults(task: Task): void {
+    // The dead worker's creator references are about to be reclaimed: take ours first.
+    for (let i = 0; i < task.returnIds.length; i++) {
+      const ref = task.returnRefs[i].deref();
+      if (ref === undefined) continue;
+      ref.producer = undefined;
+      try {
+        ref.acquire();
+      } catch { /* already gone */ }
+    }
+    this.#tasks.delete(task.id);
+    task.settle();
+  }
+
+  #allWorkers(): WorkerProcess[] {
+    return [...this.#workers, ...[...this.#actors.values()].map((a) => a.worker)];
+  }
+
+  /** Workers keep the program alive only while tasks are in flight. */
+  #updateKeepAlive(): void {
+    const busy = this.#tasks.size > 0;
+    for (const worker of this.#allWorkers()) {
+      if (worker.exited) continue;
+      if (busy) worker.ref();
+      else worker.unref();
+    }
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * A worker process: attaches to its driver's store, then runs the tasks the driver sends, one
+ * at a time, in order. Arguments are read from the store (top-level refs resolved, zero-copy);
+ * results are written into the store under ids the driver chose; only ids cross the pipe.
+ *
+ * Started by the driver (lib/tasks/pool.ts) with OBJSTORE_STORE set; not for direct use.
+ */
+import process from "node:process";
+import { get, putWithId } from "../objects.ts";
+import { fromHex } from "../store/native_store.ts";
+import { ID_BYTES, ObjectRef } from "../object_ref.ts";
+import { initWorker } from "../session.ts";
+import type { Session } from "../session.ts";
+import { registerSerializer } from "../codec/mod.ts";
+import { ObjstoreError, TaskError } from "../errors.ts";
+import { describeError, TaskFailure } from "./failure.ts";
+import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker } from "./protocol.ts";
+
+// Task output goes to stderr: stdout carries the protocol.
+console.log = console.error;
+console.info = console.error;
+
+const storeName = process.env.OBJSTORE_STORE;
+if (!storeName) {
+  console.error("objstore worker: OBJSTORE_STORE is not set; workers are started by the driver");
+  process.exit(2);
+}
+const session: Session = await initWorker(storeName);
+
+type Callable = (...args: unknown[]) => unknown;
+
+const functions = new Map<number, { name: string; value: Promise<unknown> }>();
+let actor: { instance: Record<string, unknown>; className: string } | undefined;
+let actorFailure: TaskFailure | undefined;
+const creatorRefs = new Map<string, Uint8Array>();
+const inbox: ToWorker[] = [];
+let running = false;
+let outbox = "";
+
+function send(message: FromWorker): void {
+  outbox += encodeMessage(message);
+}
+
+function flush(): void {
+  if (outbox === "") return;
+  process.stdout.write(outbox);
+  outbox = "";
+}
+
+/** Evaluates a function shipped as source. It must be self-contained (SPEC "Tasks"). */
+function load(spec: FunctionSpec): Promise<unknown> {
+  if (spec.kind === "module") {
+    return import(spec.url).then((module) => {
+      const value = module[spec.name];
+      if (value === undefined) throw new ObjstoreError(`${spec.url} has no export named '${spec.name}'`);
+      return value;
+    });
+  }
+  return Promise.resolve(new Function(`"use strict"; return (${spec.source});`)());
+}
+
+function idsOf(hexes: string[]): Uint8Array[] {
+  return hexes.map((hex) => fromHex(hex, ID_BYTES)!);
+}
+
+/** Reads a task's arguments; a top-level ref arrives as its value. */
+async function resolveArguments(argsHex: string): Promise<unknown[]> {
+  const argsRef = ObjectRef.fromHex<unknown[]>(argsHex);
+  try {
+    const args = (await get(argsRef)) as unknown[];
+    const refs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
+    const values = refs.length === 0 ? [] : await get(refs);
+    let next = 0;
+    return args.map((a) => (a instanceof ObjectRef ? values[next++] : a));
+  } finally {
+    argsRef[Symbol.dispose]();
+  }
+}
+
+/** Explains the ReferenceError of a function that used a variable of its outer scope. */
+function explain(error: unknown, taskName: string): unknown {
+  if (!(error instanceof ReferenceError)) return error;
+  const match = /^(\w+) is not defined$/.exec(error.message) ?? /^Can't find variable: (\w+)$/.exec(error.message);
+  if (match === null) return error;
+  const better = new ReferenceError(
+    `${taskName} reads '${match[1]}', which is not defined in the worker: remote functions are ` +
+      `shipped by source and must be self-contained — pass '${match[1]}' as an argument or import it inside the function`,
+  );
+  better.stack = `${better.name}: ${better.message}\n${(error.stack ?? "").split("\n").slice(1).join("\n")}`;
+  return better;
+}
+
+function failureOf(error: unknown, taskName: string): TaskFailure {
+  if (error instanceof TaskError) {
+    // An argument was a failed ref: fail the same way, without running.
+    return new TaskFailure("error", { name: error.remoteName, message: (error.cause as Error).message, stack: error.remoteStack }, taskName);
+  }
+  return new TaskFailure("error", describeError(explain(error, taskName)), taskName);
+}
+
+function storeReturns(returns: string[], value: unknown, failure: TaskFailure | undefined, taskName: string): void {
+  const ids = idsOf(returns);
+  let values: unknown[];
+  if (failure !== undefined) {
+    values = ids.map(() => failure);
+  } else if (ids.length === 1) {
+    values = [value];
+  } else if (Array.isArray(value) && value.length === ids.length) {
+    values = value;
+  } else {
+    const error: RemoteErrorInfo = {
+      name: "TypeError",
+      message: `${taskName} has numReturns: ${ids.length} but returned ${Array.isArray(value) ? `${value.length} values` : "a non-array"}`,
+      stack: "",
+    };
+    values = ids.map(() => new TaskFailure("error", error, taskName));
+  }
+  for (let i = 0; i < ids.length; i++) {
+    try {
+      putWithId(session, ids[i], values[i]);
+    } catch (error) {
+      putWithId(session, ids[i], new TaskFailure("error", describeError(error), taskName));
+    }
+    creatorRefs.set(returns[i], ids[i]);
+  }
+}
+
+async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
+  const fn = message.fn === undefined ? undefined : functions.get(message.fn);
+  const taskName = actor !== undefined ? `${actor.className}.${message.method}` : (fn?.name ?? "task");
+  let value: unknown;
+  let failure: TaskFailure | undefined = actorFailure;
+  if (failure === undefined) {
+    try {
+      const args = await resolveArguments(message.args);
+      const callable = actor !== undefined ? methodOf(message.method!) : (await fn!.value) as Callable;
+      value = callable(...args);
+      if (value instanceof Promise) value = await value;
+    } catch (error) {
+      failure = failureOf(error, taskName);
+    }
+  }
+  storeReturns(message.returns, value, failure, taskName);
+  send({ t: "done", task: message.task });
+}
+
+function methodOf(name: string): Callable {
+  const method = actor!.instance[name];
+  if (typeof method !== "function") throw new TypeError(`${actor!.className} has no method '${name}'`);
+  return (method as Callable).bind(actor!.instance);
+}
+
+async function becomeActor(message: Extract<ToWorker, { t: "actor" }>): Promise<void> {
+  const cls = functions.get(message.fn)!;
+  try {
+    const args = await resolveArguments(message.args);
+    const Class = (await cls.value) as new (...a: unknown[]) => Record<string, unknown>;
+    actor = { instance: new Class(...args), className: cls.name };
+  } catch (error) {
+    actor = { instance: {}, className: cls.name };
+    actorFailure = failureOf(error, `${cls.name} constructor`);
+  }
+}
+
+async function handle(message: ToWorker): Promise<void> {
+  switch (message.t) {
+    case "define":
+      functions.set(message.fn, { name: message.spec.name, value: load(message.spec) });
+      functions.get(message.fn)!.value.catch(() => {}); // reported when a task uses it
+      return;
+    case "serializer": {
+      const make = (source: string) => new Function(`"use strict"; return (${source});`)();
+      registerSerializer(make(message.cls), { serialize: make(message.serialize), deserialize: make(message.deserialize) }, message.name);
+      return;
+    }
+    case "run":
+      return await run(message);
+    case "actor":
+      return await becomeActor(message);
+    case "release":
+      for (const hex of message.ids) {
+        const id = creatorRefs.get(hex);
+        if (id === undefined) continue;
+        creatorRefs.delete(hex);
+        session.store.dropRef(id);
+      }
+      return;
+  }
+}
+
+/** Runs queued messages in order; results are sent in batches between awaits. */
+async function drain(): Promise<void> {
+  if (running) return;
+  running = true;
+  try {
+    while (inbox.length > 0) {
+      await handle(inbox.shift()!);
+      if (inbox.length === 0) flush();
+    }
+  } finally {
+    running = false;
+    flush();
+  }
+}
+
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", lineReader((message) => {
+  inbox.push(message as ToWorker);
+  void drain();
+}, () => {}));
+// The driver is gone: so is every reason to run.
+process.stdin.on("end", () => process.exit(0));
+process.stdout.write(encodeMessage({ t: "ready", pid: process.pid }));
