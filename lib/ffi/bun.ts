@@ -33,4 +33,7 @@ export const shim: RuntimeShim = {
   scriptCommand(script) {
     return { command: process.execPath, args: [script] };
   },
+  collectGarbage() {
+    (globalThis as unknown as { Bun: { gc(force: boolean): void } }).Bun.gc(true);
+  },
 };

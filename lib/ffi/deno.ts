@@ -30,6 +30,9 @@ export const shim: RuntimeShim = {
     Deno.unrefTimer(timer as unknown as number);
   },
   scriptCommand(script) {
-    return { command: Deno.execPath(), args: ["run", "-A", script] };
+    return { command: Deno.execPath(), args: ["run", "-A", "--v8-flags=--expose-gc", script] };
+  },
+  collectGarbage() {
+    (globalThis as { gc?: () => void }).gc?.();
   },
 };

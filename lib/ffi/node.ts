@@ -31,6 +31,9 @@ export const shim: RuntimeShim = {
     (timer as unknown as { unref(): void }).unref();
   },
   scriptCommand(script) {
-    return { command: process.execPath, args: [script] };
+    return { command: process.execPath, args: ["--expose-gc", script] };
+  },
+  collectGarbage() {
+    (globalThis as { gc?: () => void }).gc?.();
   },
 };

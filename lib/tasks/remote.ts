@@ -97,9 +97,20 @@ function functionRecord(target: AnyFunction | { module: URL | string; name: stri
 export function sourceOf(fn: AnyFunction): string {
   const source = Function.prototype.toString.call(fn);
   if (source.includes("[native code]")) throw new TypeError(`remote: ${fn.name || "this function"} is built in; wrap it in a function of your own`);
-  const isMethod = /^(async\s+)?\*?\s*[\w$]+\s*\(/.test(source) && !/^(async\s+)?function\b/.test(source);
-  if (!isMethod) return source;
-  return source.replace(/^(async\s+)?(\*?)\s*/, (_, asyncPart = "", star) => `${asyncPart}function${star} `);
+  if (parses(source)) return source;
+  const asFunction = source.replace(/^(async\s+)?(\*?)\s*/, (_, asyncPart = "", star) => `${asyncPart}function${star} `);
+  if (parses(asFunction)) return asFunction;
+  throw new TypeError(`remote: cannot ship ${fn.name || "this function"} by its source; define it as a function or arrow function`);
+}
+
+/** Parses (without running) source as an expression. */
+function parses(source: string): boolean {
+  try {
+    new Function(`"use strict"; return (${source});`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function checkOptions(options: TaskOptions, current: { numReturns: number; maxRetries: number }) {

@@ -58,6 +58,7 @@ class Task {
   readonly argRefs: ObjectRef[];
   readonly returnIds: Uint8Array[];
   readonly returnHex: string[];
+  /** Every ref made to one of the returns (the caller's, and tasks' copies), weakly. */
   readonly returnRefs: WeakRef<ObjectRef>[] = [];
   retriesLeft: number;
   worker: WorkerProcess | undefined;
@@ -83,8 +84,14 @@ class Task {
   settle(): void {
     this.settled = true;
     this.argsRef[Symbol.dispose]();
+    for (const ref of this.argRefs) ref[Symbol.dispose]();
     this.#resolve();
   }
+}
+
+function sameId(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return a.length === b.length;
 }
 
 /** Custom serializers registered in this process; every worker gets them. */
@@ -186,7 +193,7 @@ export class Scheduler {
   }
 
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
-    const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
+    const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef).map((ref) => this.#copyRef(ref));
     const argsRef = putArguments(this.#session, args);
     const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
     const task = new Task(this.#nextTask++, name, target, argsRef, argRefs, returnIds, retries);
@@ -195,12 +202,22 @@ export class Scheduler {
   }
 
   #returnRefs(task: Task): ObjectRef[] {
-    return task.returnIds.map((id) => {
-      const ref = new ObjectRef(id, this.#session, false);
-      ref.producer = task;
-      task.returnRefs.push(new WeakRef(ref));
-      return ref;
-    });
+    return task.returnIds.map((id) => this.#pendingRef(task, id));
+  }
+
+  #pendingRef(task: Task, id: Uint8Array): ObjectRef {
+    const ref = new ObjectRef(id, this.#session, false);
+    ref.producer = task;
+    task.returnRefs.push(new WeakRef(ref));
+    return ref;
+  }
+
+  /** A task's own ref to an argument, so the caller may free theirs meanwhile. */
+  #copyRef(ref: ObjectRef): ObjectRef {
+    ref.checkUsable();
+    const producer = ref.producer as Task | undefined;
+    if (producer !== undefined && !producer.settled) return this.#pendingRef(producer, ref.bytes);
+    return ObjectRef.fromHex(ref.hex());
   }
 
   /** Calls `then` once every ref argument of `task` is in the store. */
@@ -322,30 +339,43 @@ export class Scheduler {
   /** Stores `failure` as every return of the task, which ends it. */
   #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
     const failure = new TaskFailure(kind, error, task.name);
-    for (let i = 0; i < task.returnIds.length; i++) {
+    for (const id of task.returnIds) {
       try {
-        putWithId(this.#session, task.returnIds[i], failure);
+        putWithId(this.#session, id, failure);
       } catch (cause) {
         process.emitWarning(`objstore: could not store the failure of ${task.name}: ${describeError(cause).message}`);
         continue;
       }
-      const ref = task.returnRefs[i].deref();
-      if (ref === undefined) this.#session.store.dropRef(task.returnIds[i]);
-      else {
+      // putWithId left this process one reference: the first live ref takes it over.
+      let adopted = false;
+      for (const ref of this.#liveRefsTo(task, id)) {
         ref.producer = undefined;
-        ref.adopt();
+        if (adopted) ref.acquire();
+        else ref.adopt();
+        adopted = true;
       }
+      if (!adopted) this.#session.store.dropRef(id);
     }
     this.#tasks.delete(task.id);
     task.settle();
   }
 
+  #liveRefsTo(task: Task, id: Uint8Array): ObjectRef[] {
+    const refs: ObjectRef[] = [];
+    for (const weak of task.returnRefs) {
+      const ref = weak.deref();
+      if (ref !== undefined && sameId(ref.bytes, id)) refs.push(ref);
+    }
+    return refs;
+  }
+
   #onExit(worker: WorkerProcess): void {
     const actor = worker.actorId === undefined ? undefined : this.#actors.get(worker.actorId);
     const lost = [...worker.inFlight].map((id) => this.#tasks.get(id)).filter((t): t is Task => t !== undefined);
-    // Finished but unreported tasks keep their results; take them before the reclaim frees them.
+    // Finished but unreported tasks keep their results: take them before the reclaim of the
+    // dead worker's creator references frees them.
     const finished = lost.filter((t) => t.returnIds.every((id) => this.#session.store.contains(id) === Presence.sealed));
-    for (const task of finished) this.#adoptResults(task);
+    for (const task of finished) this.#complete(task);
     this.#session.store.maintain();
     const crash = { name: "WorkerCrashedError", message: `the worker running it died`, stack: "" };
     for (const task of lost) {
@@ -369,20 +399,6 @@ export class Scheduler {
   /** A worker killed to cancel one task does not cost the others their retries. */
   #cancelledNeighbour(lost: Task[]): boolean {
     return lost.some((t) => t.cancelled);
-  }
-
-  #adoptResults(task: Task): void {
-    // The dead worker's creator references are about to be reclaimed: take ours first.
-    for (let i = 0; i < task.returnIds.length; i++) {
-      const ref = task.returnRefs[i].deref();
-      if (ref === undefined) continue;
-      ref.producer = undefined;
-      try {
-        ref.acquire();
-      } catch { /* already gone */ }
-    }
-    this.#tasks.delete(task.id);
-    task.settle();
   }
 
   #allWorkers(): WorkerProcess[] {

@@ -56,7 +56,11 @@ function load(spec: FunctionSpec): Promise<unknown> {
       return value;
     });
   }
-  return Promise.resolve(new Function(`"use strict"; return (${spec.source});`)());
+  try {
+    return Promise.resolve(new Function(`"use strict"; return (${spec.source});`)());
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 function idsOf(hexes: string[]): Uint8Array[] {
@@ -70,6 +74,8 @@ async function resolveArguments(argsHex: string): Promise<unknown[]> {
     const args = (await get(argsRef)) as unknown[];
     const refs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
     const values = refs.length === 0 ? [] : await get(refs);
+    // The function sees values, never these refs: release them now, not at some later GC.
+    for (const ref of refs) ref[Symbol.dispose]();
     let next = 0;
     return args.map((a) => (a instanceof ObjectRef ? values[next++] : a));
   } finally {
@@ -192,6 +198,7 @@ async function handle(message: ToWorker): Promise<void> {
 async function drain(): Promise<void> {
   if (running) return;
   running = true;
+  clearTimeout(idleCollection);
   try {
     while (inbox.length > 0) {
       await handle(inbox.shift()!);
@@ -200,8 +207,16 @@ async function drain(): Promise<void> {
   } finally {
     running = false;
     flush();
+    idleCollection = setTimeout(() => session.library.shim.collectGarbage(), IDLE_COLLECT_MS);
   }
 }
+
+/**
+ * An idle worker allocates nothing, so its garbage collector would never run and the views
+ * and refs its finished tasks dropped would pin their objects forever: collect once idle.
+ */
+const IDLE_COLLECT_MS = 50;
+let idleCollection: ReturnType<typeof setTimeout> | undefined;
 
 process.stdin.setEncoding("utf8");
 process.stdin.on("data", lineReader((message) => {

@@ -1,0 +1,234 @@
+/** SPEC "Tasks and actors": remote functions and actors on worker processes. */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import os_ from "node:os";
+import path from "node:path";
+import * as os from "../mod.ts";
+import { test } from "./harness.ts";
+
+const MiB = 1024 * 1024;
+
+async function withCluster<T>(work: () => Promise<T>, options: os.InitOptions = {}): Promise<T> {
+  await os.init({ objectStoreMemory: 512 * MiB, prefault: false, numWorkers: 2, ...options });
+  try {
+    return await work();
+  } finally {
+    await os.shutdown();
+  }
+}
+
+test("SPEC examples: total of a put array, 100 tasks with wait, shift → stats chained by refs", () =>
+  withCluster(async () => {
+    const ref = os.put(new Float64Array(1000 * 1000));
+    const total = os.remote((arr: Float64Array) => arr.reduce((a, b) => a + b, 0));
+    assert.equal(await os.get(total.remote(ref)), 0);
+
+    const task = os.remote((i: number) => i * i);
+    const refs = Array.from({ length: 100 }, (_, i) => task.remote(i));
+    const [ready, pending] = await os.wait(refs, { numReturns: 10, timeout: 5.0 });
+    assert.equal(ready.length, 10);
+    assert.equal(pending.length, 90);
+    assert.deepStrictEqual(await os.get(refs), refs.map((_, i) => i * i));
+
+    const shift = os.remote((arr: Float64Array, n: number) => arr.map((x) => x + n));
+    const stats = os.remote((arr: Float64Array) => {
+      const mean = arr.reduce((a, b) => a + b, 0) / arr.length;
+      const std = Math.sqrt(arr.reduce((a, b) => a + (b - mean) ** 2, 0) / arr.length);
+      return [mean, std];
+    });
+    assert.deepStrictEqual(await os.get(stats.remote(shift.remote(ref, 5))), [5, 0]);
+  }), { timeoutMs: 120_000 });
+
+test("refs returned by a task are refs; nested refs arrive as refs, top-level ones as values", () =>
+  withCluster(async () => {
+    const inner = os.put([1, 2, 3]);
+    const probe = os.remote((top: number[], nested: { ref: { hex?: () => string } }) => {
+      return { top, nestedHex: typeof nested.ref?.hex === "function" ? nested.ref.hex() : "not a ref" };
+    });
+    const result = (await os.get(probe.remote(inner, { ref: inner }))) as { top: number[]; nestedHex: string };
+    assert.deepStrictEqual(result.top, [1, 2, 3]);
+    assert.equal(result.nestedHex, inner.hex());
+  }), { timeoutMs: 60_000 });
+
+test("numReturns: a task returns several refs", () =>
+  withCluster(async () => {
+    const split = os.remote((n: number) => [n, n * 2, n * 3]).options({ numReturns: 3 });
+    const refs = split.remote(7) as os.ObjectRef[];
+    assert.equal(refs.length, 3);
+    assert.deepStrictEqual(await os.get(refs), [7, 14, 21]);
+    const wrong = os.remote((n: number) => n).options({ numReturns: 2 });
+    await assert.rejects(os.get((wrong.remote(1) as os.ObjectRef[])[0]), /numReturns: 2/);
+    assert.throws(() => os.remote((n: number) => n).options({ numReturns: 0 }), /numReturns/);
+  }), { timeoutMs: 60_000 });
+
+test("a task that throws stores TaskError; a task taking a failed ref fails the same way", () =>
+  withCluster(async () => {
+    const fails = os.remote(function explode(n: number) {
+      if (n > 0) throw new RangeError(`too big: ${n}`);
+      return n;
+    });
+    const failed = fails.remote(5);
+    const error = await os.get(failed).then(() => undefined, (e) => e);
+    assert.ok(error instanceof os.TaskError);
+    assert.ok(error instanceof os.ObjstoreError);
+    assert.equal(error.remoteName, "RangeError");
+    assert.match(error.message, /explode.*too big: 5/);
+    assert.match(error.remoteStack, /too big: 5/);
+    assert.ok(error.cause instanceof Error);
+    assert.equal((error.cause as Error).message, "too big: 5");
+
+    const double = os.remote((n: number) => n * 2);
+    const downstream = await os.get(double.remote(failed)).then(() => undefined, (e) => e);
+    assert.ok(downstream instanceof os.TaskError);
+    assert.equal(downstream.remoteName, "RangeError");
+    assert.match((downstream.cause as Error).message, /too big: 5/);
+  }), { timeoutMs: 60_000 });
+
+test("a function that reads an outer variable fails with an error naming it", () =>
+  withCluster(async () => {
+    // Not a constant: Bun's transpiler inlines constants into the function's source.
+    const factor = [3].length + 2;
+    const scaled = os.remote((n: number) => n * factor);
+    await assert.rejects(os.get(scaled.remote(2)), (error: unknown) => {
+      assert.ok(error instanceof os.TaskError);
+      assert.match((error as Error).message, /'factor'/);
+      return true;
+    });
+  }), { timeoutMs: 60_000 });
+
+test("a worker that dies mid-task is replaced and the task retried; maxRetries: 0 gives WorkerCrashedError", () =>
+  withCluster(async () => {
+    const dir = mkdtempSync(path.join(os_.tmpdir(), "objstore-retry-"));
+    try {
+      const dieOnce = os.remote(async (marker: string) => {
+        const fs = await import("node:fs");
+        const process = (await import("node:process")).default;
+        if (!fs.existsSync(marker)) {
+          fs.writeFileSync(marker, "died once");
+          process.kill(process.pid, "SIGKILL");
+        }
+        return "survived";
+      });
+      assert.equal(await os.get(dieOnce.remote(path.join(dir, "a"))), "survived");
+      assert.ok(existsSync(path.join(dir, "a")));
+      const noRetry = dieOnce.options({ maxRetries: 0 });
+      await assert.rejects(os.get(noRetry.remote(path.join(dir, "b")) as os.ObjectRef), os.WorkerCrashedError);
+      // The pool is whole again.
+      assert.equal(await os.get(os.remote((n: number) => n + 1).remote(1)), 2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }), { timeoutMs: 120_000 });
+
+test("cancel: a running task is interrupted, a pending one never runs", () =>
+  withCluster(async () => {
+    const spin = os.remote(() => {
+      while (true) { /* until cancelled */ }
+    });
+    const running = spin.remote();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    os.cancel(running);
+    await assert.rejects(os.get(running, { timeout: 10 }), os.TaskCancelledError);
+
+    const slow = os.remote(async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return ms;
+    });
+    const first = slow.remote(200);
+    const second = slow.remote(10);
+    os.cancel(second);
+    await assert.rejects(os.get(second, { timeout: 10 }), os.TaskCancelledError);
+    assert.equal(await os.get(first, { timeout: 10 }), 200);
+    assert.throws(() => os.cancel("x" as unknown as os.ObjectRef), TypeError);
+  }, { numWorkers: 1 }), { timeoutMs: 60_000 });
+
+test("actors: state kept, calls in order, in their own process; kill fails pending calls", () =>
+  withCluster(async () => {
+    class Counter {
+      n = 0;
+      inc(k: number) {
+        return (this.n += k);
+      }
+      async pid() {
+        return (await import("node:process")).default.pid;
+      }
+    }
+    const C = os.remote(Counter);
+    const a = C.remote();
+    const b = C.remote();
+    const calls = Array.from({ length: 50 }, (_, i) => a.inc.remote(i + 1));
+    assert.deepStrictEqual(await os.get(calls), calls.map((_, i) => ((i + 1) * (i + 2)) / 2));
+    assert.equal(await os.get(b.inc.remote(1)), 1);
+    const [pidA, pidB] = await os.get([a.pid.remote(), b.pid.remote()]);
+    assert.notEqual(pidA, pidB);
+    os.kill(a);
+    await assert.rejects(os.get(a.inc.remote(1), { timeout: 10 }), os.WorkerCrashedError);
+    assert.equal(await os.get(b.inc.remote(1)), 2, "other actors live on");
+    await assert.rejects(os.get((b as unknown as Record<string, { remote(): os.ObjectRef }>).nope.remote()), /no method 'nope'/);
+    assert.throws(() => os.kill({} as os.ActorHandle<unknown>), TypeError);
+  }), { timeoutMs: 60_000 });
+
+test("an actor whose constructor throws fails every call with that error", () =>
+  withCluster(async () => {
+    class Broken {
+      constructor() {
+        throw new Error("cannot build");
+      }
+      call() {
+        return 1;
+      }
+    }
+    const handle = os.remote(Broken).remote();
+    await assert.rejects(os.get(handle.call.remote()), /cannot build/);
+  }), { timeoutMs: 60_000 });
+
+test("a worker reads a 100 MB argument zero-copy: its private memory grows by far less", () =>
+  withCluster(async () => {
+    const big = os.put(new Float64Array(100 * MiB / 8).fill(1));
+    const measure = os.remote(async (arr: Float64Array) => {
+      const fs = await import("node:fs");
+      const anon = () => Number(/RssAnon:\s+(\d+)/.exec(fs.readFileSync("/proc/self/status", "utf8"))![1]) * 1024;
+      const before = anon();
+      let sum = 0;
+      for (let i = 0; i < arr.length; i += 512) sum += arr[i]; // touch every page
+      return { grewBytes: anon() - before, sum };
+    });
+    const { grewBytes, sum } = (await os.get(measure.remote(big))) as { grewBytes: number; sum: number };
+    assert.equal(sum, (100 * MiB) / 8 / 512);
+    assert.ok(grewBytes < 10 * MiB, `worker private memory grew by ${grewBytes} bytes`);
+  }), { timeoutMs: 60_000 });
+
+test("refs held by queued tasks keep their objects; unreferenced results are deleted", () =>
+  withCluster(async () => {
+    const identity = os.remote((x: Uint8Array) => x.length);
+    const arg = os.put(new Uint8Array(MiB));
+    const result = identity.remote(arg);
+    os.free(arg); // the task still holds it
+    assert.equal(await os.get(result), MiB);
+    os.free(result);
+    const dropped = os.remote(() => new Uint8Array(MiB));
+    await os.get(os.remote(() => 0).remote()); // workers warm
+    (() => void dropped.remote())();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // deno-lint-ignore no-explicit-any
+    const g = globalThis as any;
+    if (g.Bun) g.Bun.gc(true);
+    else g.gc?.();
+    const deadline = Date.now() + 5000;
+    while (os.memoryStats().objectCount > 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (g.Bun) g.Bun.gc(true);
+      else g.gc?.();
+    }
+    assert.equal(os.memoryStats().objectCount, 0, "results nobody references are deleted");
+  }), { timeoutMs: 60_000 });
+
+test("remote of something that is not a function is a TypeError; numWorkers 0 cannot run tasks", async () => {
+  await withCluster(async () => {
+    assert.throws(() => os.remote(5 as unknown as () => void), TypeError);
+    assert.throws(() => os.remote(Math.max), /built in/);
+  });
+  await withCluster(async () => {
+    assert.throws(() => os.remote(() => 1).remote(), /numWorkers: 0/);
+  }, { numWorkers: 0 });
+});
