@@ -17,12 +17,30 @@ export type ToWorker =
   | { t: "define"; fn: number; spec: FunctionSpec }
   /** Registers a custom serializer (SPEC: they apply in workers too). */
   | { t: "serializer"; name: string; cls: string; serialize: string; deserialize: string }
-  /** Runs `fn` (or, in an actor, method `method`) on the arguments stored under `args`. */
-  | { t: "run"; task: number; fn?: number; method?: string; args: string; returns: string[] }
-  /** Makes this worker an actor: constructs class `fn` with the arguments under `args`. */
-  | { t: "actor"; fn: number; args: string }
+  /** Runs `fn` (or, in an actor, method `method`) on `args`. */
+  | { t: "run"; task: number; fn?: number; method?: string; args: WireArguments; returns: string[] }
+  /** Makes this worker an actor: constructs class `fn` with `args`. */
+  | { t: "actor"; fn: number; args: WireArguments }
   /** The driver holds the results now: drop the worker's creator references. */
   | { t: "release"; ids: string[] };
+
+/**
+ * A task's arguments: the hex id of the array stored in the store, or — when every argument
+ * is a plain JSON value (finite number, string, boolean, null) — the array itself, which
+ * saves a put and a get for the most common small calls (Ray inlines small arguments too).
+ */
+export type WireArguments = string | Array<number | string | boolean | null>;
+
+/** True if `args` survive a JSON round trip unchanged. */
+export function isInlineable(args: unknown[]): args is Array<number | string | boolean | null> {
+  for (const a of args) {
+    const kind = typeof a;
+    if (a === null || kind === "string" || kind === "boolean") continue;
+    if (kind === "number" && Number.isFinite(a) && !Object.is(a, -0)) continue;
+    return false;
+  }
+  return true;
+}
 
 export type FromWorker =
   | { t: "ready"; pid: number }

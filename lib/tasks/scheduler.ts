@@ -15,7 +15,7 @@ import type { Session } from "../session.ts";
 import { toHex } from "../store/native_store.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
-import type { FromWorker, FunctionSpec, ToWorker } from "./protocol.ts";
+import { type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
 import { WorkerProcess } from "./worker_process.ts";
 
 /** Tasks sent to one worker before it reports any done: enough to batch, few enough to balance. */
@@ -41,7 +41,7 @@ interface Actor {
   readonly cls: FunctionRecord;
   readonly worker: WorkerProcess;
   /** The constructor's arguments, alive as long as the actor. */
-  readonly argsRef: ObjectRef;
+  readonly args: PackedArguments;
   /** Calls not sent yet, in order; the head goes when its arguments are ready. */
   readonly queue: Task[];
   dead: TaskFailure | undefined;
@@ -53,7 +53,7 @@ class Task {
   readonly fn: FunctionRecord | undefined;
   readonly method: string | undefined;
   readonly actor: Actor | undefined;
-  readonly argsRef: ObjectRef;
+  readonly args: PackedArguments;
   /** Refs the arguments hold; they stay alive while the task may run. */
   readonly argRefs: ObjectRef[];
   readonly returnIds: Uint8Array[];
@@ -67,13 +67,13 @@ class Task {
   readonly done: Promise<void>;
   #resolve!: () => void;
 
-  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, argsRef: ObjectRef, argRefs: ObjectRef[], returnIds: Uint8Array[], retries: number) {
+  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: PackedArguments, argRefs: ObjectRef[], returnIds: Uint8Array[], retries: number) {
     this.id = id;
     this.name = name;
     this.fn = target.fn;
     this.method = target.method;
     this.actor = target.actor;
-    this.argsRef = argsRef;
+    this.args = args;
     this.argRefs = argRefs;
     this.returnIds = returnIds;
     this.returnHex = returnIds.map(toHex);
@@ -83,10 +83,22 @@ class Task {
 
   settle(): void {
     this.settled = true;
-    this.argsRef[Symbol.dispose]();
+    this.args.ref?.[Symbol.dispose]();
     for (const ref of this.argRefs) ref[Symbol.dispose]();
     this.#resolve();
   }
+}
+
+/** Arguments as sent to a worker, and the stored object that holds them, if any. */
+interface PackedArguments {
+  readonly wire: WireArguments;
+  readonly ref: ObjectRef | undefined;
+}
+
+function packArguments(session: Session, args: unknown[]): PackedArguments {
+  if (isInlineable(args)) return { wire: args, ref: undefined };
+  const ref = putArguments(session, args);
+  return { wire: ref.hex(), ref };
 }
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {
@@ -130,11 +142,11 @@ export class Scheduler {
   createActor(cls: FunctionRecord, args: unknown[]): number {
     const id = this.#nextActor++;
     const worker = this.#spawn(id);
-    const argsRef = putArguments(this.#session, args);
-    this.#actors.set(id, { id, cls, worker, argsRef, queue: [], dead: undefined });
+    const packed = packArguments(this.#session, args);
+    this.#actors.set(id, { id, cls, worker, args: packed, queue: [], dead: undefined });
     worker.send({ t: "define", fn: cls.id, spec: cls.spec });
     worker.defined.add(cls.id);
-    worker.send({ t: "actor", fn: cls.id, args: argsRef.hex() });
+    worker.send({ t: "actor", fn: cls.id, args: packed.wire });
     return id;
   }
 
@@ -194,9 +206,9 @@ export class Scheduler {
 
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
     const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef).map((ref) => this.#copyRef(ref));
-    const argsRef = putArguments(this.#session, args);
+    const packed = packArguments(this.#session, args);
     const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
-    const task = new Task(this.#nextTask++, name, target, argsRef, argRefs, returnIds, retries);
+    const task = new Task(this.#nextTask++, name, target, packed, argRefs, returnIds, retries);
     this.#tasks.set(task.id, task);
     return task;
   }
@@ -275,7 +287,7 @@ export class Scheduler {
     }
     task.worker = worker;
     worker.inFlight.add(task.id);
-    worker.send({ t: "run", task: task.id, fn: fn.id, args: task.argsRef.hex(), returns: task.returnHex });
+    worker.send({ t: "run", task: task.id, fn: fn.id, args: task.args.wire, returns: task.returnHex });
   }
 
   #pumpActor(actor: Actor): void {
@@ -288,7 +300,7 @@ export class Scheduler {
       actor.queue.shift();
       head.worker = actor.worker;
       actor.worker.inFlight.add(head.id);
-      actor.worker.send({ t: "run", task: head.id, method: head.method, args: head.argsRef.hex(), returns: head.returnHex });
+      actor.worker.send({ t: "run", task: head.id, method: head.method, args: head.args.wire, returns: head.returnHex });
     }
     this.#updateKeepAlive();
   }

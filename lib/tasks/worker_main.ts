@@ -14,7 +14,7 @@ import type { Session } from "../session.ts";
 import { registerSerializer } from "../codec/mod.ts";
 import { ObjstoreError, TaskError } from "../errors.ts";
 import { describeError, TaskFailure } from "./failure.ts";
-import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker } from "./protocol.ts";
+import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
 // Task output goes to stderr: stdout carries the protocol.
 console.log = console.error;
@@ -68,8 +68,9 @@ function idsOf(hexes: string[]): Uint8Array[] {
 }
 
 /** Reads a task's arguments; a top-level ref arrives as its value. */
-async function resolveArguments(argsHex: string): Promise<unknown[]> {
-  const argsRef = ObjectRef.fromHex<unknown[]>(argsHex);
+async function resolveArguments(wire: WireArguments): Promise<unknown[]> {
+  if (typeof wire !== "string") return wire;
+  const argsRef = ObjectRef.fromHex<unknown[]>(wire);
   try {
     const args = (await get(argsRef)) as unknown[];
     const refs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
