@@ -40,6 +40,13 @@ pub fn build(b: *std.Build) void {
     test_step.dependOn(&run_unit_tests.step);
     test_step.dependOn(&run_stress.step);
 
+    // The benchmark always measures an optimized core, whatever the build's mode.
+    const bench_core = b.createModule(.{
+        .root_source_file = b.path("src/lib.zig"),
+        .target = target,
+        .optimize = .ReleaseSafe,
+        .link_libc = true,
+    });
     const bench = b.addExecutable(.{
         .name = "objstore-bench",
         .root_module = b.createModule(.{
@@ -47,7 +54,7 @@ pub fn build(b: *std.Build) void {
             .target = target,
             .optimize = .ReleaseFast,
             .link_libc = true,
-            .imports = &.{.{ .name = "objstore", .module = core }},
+            .imports = &.{.{ .name = "objstore", .module = bench_core }},
         }),
     });
     b.installArtifact(bench);

@@ -152,7 +152,7 @@ pub fn addNested(self: *Index, id: *const ObjectId) bool {
         const found = self.find(id) orelse return false;
         const s = found.state;
         switch (s.tag) {
-            .writing, .sealed, .spilling, .spilled, .restoring => {},
+            .writing, .sealed, .spilling, .spilled, .restoring, .moving => {},
             else => return false,
         }
         assert(s.nested < std.math.maxInt(u32));

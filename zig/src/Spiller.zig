@@ -258,6 +258,8 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
         self.endSpill(slot_index, .spilled);
     }
     self.store.unlock();
+    // A holder may have let go while we were writing: delete what no one holds now.
+    for (slot_indexes) |slot_index| self.tryDeleteNow(slot_index);
     return freed_bytes;
 }
 
@@ -347,6 +349,12 @@ fn endRestore(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
     }
     _ = self.store.header.seal_sequence.fetchAdd(1, .seq_cst);
     sys.futexWakeAll(&self.store.header.seal_sequence);
+    self.tryDeleteNow(slot_index);
+}
+
+fn tryDeleteNow(self: *Spiller, slot_index: u32) void {
+    const s = State.of(self.store.index.slots[slot_index].state.load(.acquire));
+    self.store.tryDelete(slot_index, s.generation, 0);
 }
 
 /// Deletes one spill file (its last object was freed or restored).

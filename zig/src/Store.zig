@@ -13,6 +13,7 @@ const status = @import("status.zig");
 const BlockBitmap = @import("BlockBitmap.zig");
 const Index = @import("Index.zig");
 const Spiller = @import("Spiller.zig");
+const Compactor = @import("Compactor.zig");
 
 const Store = @This();
 const Error = status.Error;
@@ -378,7 +379,7 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
             extra.extent_size_bytes = 0;
             self.index.retire(slot_index);
         },
-        .spilling => slot.state.store(s.with(.sealed).toWord(), .release),
+        .spilling, .moving => slot.state.store(s.with(.sealed).toWord(), .release),
         .restoring => {
             extra.extent_size_bytes = 0;
             slot.state.store(s.with(.spilled).toWord(), .release);
@@ -389,12 +390,12 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
     self.bumpSealSequence();
 }
 
-fn rebuildBitmapLocked(self: *Store) void {
+pub fn rebuildBitmapLocked(self: *Store) void {
     self.bitmap.reset();
     for (self.index.slots, self.index.extras) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;
         const holds_extent = switch (tag) {
-            .writing, .sealed, .spilling, .restoring, .deleting => true,
+            .writing, .sealed, .spilling, .restoring, .deleting, .moving => true,
             else => false,
         };
         if (holds_extent and extra.extent_size_bytes > 0) {
@@ -473,10 +474,19 @@ pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []co
     try self.addNested(children);
     errdefer self.dropNested(children, 0);
 
+    var compactor = Compactor{ .store = self };
+    // Moved objects may have lost their last holder while moving: check once unlocked.
+    defer for (compactor.moved[0..compactor.moved_count]) |moved| {
+        self.tryDelete(moved, State.of(self.index.slots[moved].state.load(.acquire)).generation, 0);
+    };
     self.lock();
     defer self.unlock();
     const slot_index = try self.index.reserve(id, self.client_index + 1);
-    const block = self.bitmap.alloc(extent_size_bytes / layout.block_size_bytes) orelse {
+    const block_count = extent_size_bytes / layout.block_size_bytes;
+    const block = self.bitmap.alloc(block_count) orelse blk: {
+        if (compactor.makeRoom(block_count)) {
+            if (self.bitmap.alloc(block_count)) |b| break :blk b;
+        }
         self.index.release(slot_index);
         status.setDetail("no room for an object of {d} bytes: {d} of {d} bytes in use", .{ size_bytes, self.header.used_bytes.load(.monotonic), self.header.capacity_bytes });
         return error.StoreFull;
@@ -552,7 +562,7 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
     const found = self.index.find(id) orelse return error.Absent;
     const i = found.slot_index;
     switch (found.state.tag) {
-        .sealed => {},
+        .sealed, .moving => {},
         .writing, .reserved => return error.NotSealed,
         .spilled, .spilling, .restoring => return error.Spilled,
         else => return error.Absent,
@@ -615,7 +625,7 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
     const found = self.index.find(id) orelse return error.Absent;
     const i = found.slot_index;
     switch (found.state.tag) {
-        .sealed, .spilled, .spilling, .restoring => {},
+        .sealed, .spilled, .spilling, .restoring, .moving => {},
         // Only the creator holds an unsealed object, so that `abort` never strands a holder.
         .writing, .reserved => return error.NotSealed,
         else => return error.Absent,
@@ -663,7 +673,7 @@ pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
 
 /// Deletes the object if nobody holds it: CAS to deleting, then re-check the holders and
 /// back off if a holder appeared meanwhile (its own check will then see `deleting` and retry).
-fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) void {
+pub fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) void {
     const slot = &self.index.slots[slot_index];
     var attempt: u32 = 0;
     while (attempt < 64) : (attempt += 1) {
@@ -720,7 +730,7 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     while (true) {
         const sequence = self.header.seal_sequence.load(.seq_cst);
         if (self.index.find(id)) |found| switch (found.state.tag) {
-            .sealed, .spilled, .spilling, .restoring => return,
+            .sealed, .spilled, .spilling, .restoring, .moving => return,
             else => {},
         };
         const now_ns = sys.nowNs();
@@ -738,7 +748,7 @@ pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
     const found = self.index.find(id) orelse return .absent;
     return switch (found.state.tag) {
         .reserved, .writing => .writing,
-        .sealed, .spilling => .sealed,
+        .sealed, .spilling, .moving => .sealed,
         .spilled, .restoring => .spilled,
         else => .absent,
     };

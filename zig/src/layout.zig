@@ -27,6 +27,7 @@ pub const ObjectId = [id_size_bytes]u8;
 /// Slot states. Transitions (all by CAS on `Slot.state`):
 ///   empty/tombstone → reserved → writing → sealed ⇄ spilling → spilled ⇄ restoring → sealed
 ///   writing → tombstone (abort);  sealed/spilled → deleting → tombstone (or back to sealed/spilled)
+///   sealed → moving → sealed (compaction)
 pub const Tag = enum(u4) {
     empty = 0,
     reserved = 1,
@@ -37,6 +38,7 @@ pub const Tag = enum(u4) {
     restoring = 6,
     deleting = 7,
     tombstone = 8,
+    moving = 9,
 };
 
 /// `Slot.state` packs tag, generation and nested-reference count into one word so that a
@@ -151,6 +153,8 @@ pub const Header = extern struct {
     spill_file_next: Atomic(u32),
     used_bytes: Atomic(u64),
     restored_bytes: Atomic(u64),
+    /// Windows cleared by compaction (informational).
+    compactions: Atomic(u64),
     alloc_cursor_block: u64,
     spill_dir_size_bytes: u32,
     /// 1 = spilling disabled for this store.

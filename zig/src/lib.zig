@@ -249,7 +249,7 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
         const s = layout.State.of(slot.state.load(.acquire));
         const state: u32 = switch (s.tag) {
             .writing => 1,
-            .sealed, .spilling => 2,
+            .sealed, .spilling, .moving => 2,
             .spilled, .restoring => 3,
             else => continue,
         };
@@ -311,6 +311,7 @@ test {
     _ = @import("Index.zig");
     _ = @import("spill_io.zig");
     _ = @import("store_test.zig");
+    _ = @import("Compactor.zig");
 }
 
 /// For the native stress tests and benchmarks, which drive the store without the C ABI.

@@ -184,3 +184,40 @@ test "spill and restore return the same bytes; a flipped byte is corruption" {
     try testing.expectError(error.NotFound, sys.pathSize(path));
     try testing.expectEqual(@as(u64, 0), store.stats().spilled_objects);
 }
+
+test "a create that only fits after compaction moves unpinned objects and keeps their bytes" {
+    var name_buffer: [64]u8 = undefined;
+    const capacity_bytes: u64 = 1 << 20;
+    const store = try openFresh(&name_buffer, capacity_bytes);
+    defer _ = store.close(true, true);
+    // 64 objects of 16 KiB fill the store; free every other one: half is free, in 16 KiB holes.
+    var k: u64 = 0;
+    while (k < 64) : (k += 1) {
+        const id = idOf(1000 + k);
+        const w = try store.create(&id, 16 * 1024, &.{});
+        @memset(dataOf(store, w), @truncate(k));
+        try store.seal(&id);
+    }
+    k = 0;
+    while (k < 64) : (k += 2) try store.dropRef(&idOf(1000 + k));
+    // One pinned object stays where it is, whatever happens.
+    const pinned = idOf(1000 + 1);
+    const pinned_region = try store.get(&pinned);
+    // 256 KiB needs 16 neighbouring holes: only compaction can make that.
+    const big = idOf(5000);
+    const w = try store.create(&big, 256 * 1024, &.{});
+    @memset(dataOf(store, w), 0xee);
+    try store.seal(&big);
+    k = 1;
+    while (k < 64) : (k += 2) {
+        const id = idOf(1000 + k);
+        const r = try store.get(&id);
+        for (dataOf(store, r)) |byte| try testing.expectEqual(@as(u8, @truncate(k)), byte);
+        try store.release(&id);
+    }
+    const again = try store.get(&pinned);
+    try testing.expectEqual(pinned_region.offset_bytes, again.offset_bytes);
+    try store.release(&pinned);
+    try store.release(&pinned);
+    try testing.expectError(error.StoreFull, store.create(&idOf(6000), 512 * 1024, &.{}));
+}

@@ -1,7 +1,8 @@
 //! Multi-process tests of the native core, run by `zig build test`:
 //!
 //! 1. stress: N forked processes create, seal, get, reference and drop objects on one shared
-//!    set of ids for `--seconds`; every read is checked against the payload's own seed.
+//!    set of ids for `--seconds`, in a store small enough to need compaction; every read is
+//!    checked against the payload's own seed.
 //!    At the end the arena must be back to 0 bytes and 0 objects.
 //! 2. crash loop: processes doing the same are SIGKILLed at random and replaced; the survivors
 //!    keep checking, and after the last kill the store is reclaimed within 1 s.
@@ -99,7 +100,11 @@ const Worker = struct {
     }
 
     fn createOne(self: *Worker, id: *const layout.ObjectId, random: std.Random) void {
-        const size_bytes: u64 = if (random.boolean()) random.uintLessThan(u64, 512) else random.uintLessThan(u64, 256 * 1024);
+        const size_bytes: u64 = switch (random.uintLessThan(u32, 20)) {
+            0...8 => random.uintLessThan(u64, 512),
+            9...17 => random.uintLessThan(u64, 64 * 1024),
+            else => random.intRangeLessThan(u64, 256 * 1024, 1024 * 1024), // big ones fragment
+        };
         const region = self.store.create(id, size_bytes, &.{}) catch return;
         const data = (self.store.base + region.offset_bytes)[0..@intCast(size_bytes)];
         fill(data, random.int(u64));
@@ -108,7 +113,14 @@ const Worker = struct {
             return;
         }
         self.store.seal(id) catch unreachable;
-        self.store.dropRef(id) catch unreachable; // the store deletes it unless someone holds it
+        // Keep the creator's reference for a while (the store fills up and fragments), or drop
+        // it now (the store deletes the object unless another process holds it).
+        if (self.held_len < held_max and random.boolean()) {
+            self.held[self.held_len] = std.mem.readInt(u32, id[0..4], .little);
+            self.held_len += 1;
+        } else {
+            self.store.dropRef(id) catch unreachable;
+        }
     }
 
     fn readOne(self: *Worker, id: *const layout.ObjectId) void {
@@ -181,7 +193,8 @@ fn expectEmpty(store: *Store, what: []const u8) !void {
 fn stress(config: Config) !void {
     var name_buffer: [64]u8 = undefined;
     const name = storeName(&name_buffer, "churn");
-    const store = try Store.open(name, .{ .capacity_bytes = 64 << 20, .exclusive = true });
+    // Small enough that creates often find it full: compaction moves objects under readers.
+    const store = try Store.open(name, .{ .capacity_bytes = 6 << 20, .exclusive = true });
     defer _ = store.close(true, true);
     const deadline_ns = sys.nowNs() + @as(u64, config.seconds) * std.time.ns_per_s;
     var pids: [64]linux.pid_t = undefined;
@@ -193,7 +206,9 @@ fn stress(config: Config) !void {
     }
     if (failed > 0) return error.ChildFailed;
     try expectEmpty(store, "stress");
-    std.debug.print("stress: {d} processes × {d} s, 0 mismatches, arena back to 0 bytes\n", .{ config.processes, config.seconds });
+    const compactions = store.header.compactions.load(.monotonic);
+    if (compactions == 0) return error.NoCompaction; // the test must exercise moving objects
+    std.debug.print("stress: {d} processes × {d} s, {d} compactions, 0 mismatches, arena back to 0 bytes\n", .{ config.processes, config.seconds, compactions });
 }
 
 fn crashLoop(config: Config) !void {

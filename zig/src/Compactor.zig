@@ -1,0 +1,140 @@
+//! Compaction: when a create finds enough free memory in total but no run long enough, move
+//! the objects out of the cheapest window of the arena to make one.
+//!
+//! Only sealed, unpinned objects move: sealed → moving (this process is the actor), then the
+//! pin bits are re-read (Dekker, as for spilling and deleting) and the move is called off if a
+//! reader appeared. A reader that finds `moving` waits for `sealed`, then reads the new
+//! offset. The bytes are copied before the offset changes, so a mover that dies leaves either
+//! location whole, and the bitmap is rebuilt from the index afterwards either way.
+//!
+//! Caller holds the allocator lock. Moved objects may have lost their last holder meanwhile;
+//! the caller runs `Store.tryDelete` on `moved` after unlocking.
+
+const std = @import("std");
+const assert = std.debug.assert;
+const layout = @import("layout.zig");
+const Store = @import("Store.zig");
+
+const Compactor = @This();
+const State = layout.State;
+
+/// Bounds one compaction: windows tried, objects moved.
+const attempts_max = 8;
+pub const moved_max = 512;
+
+store: *Store,
+moved: [moved_max]u32 = undefined,
+moved_count: usize = 0,
+
+/// Tries to free a run of `block_count` blocks; true if the bitmap now has one.
+pub fn makeRoom(self: *Compactor, block_count: u64) bool {
+    const bitmap = self.store.bitmap;
+    assert(self.store.header.alloc_lock.load(.monotonic) == self.store.client_index + 1);
+    if (bitmap.block_count - bitmap.usedBlocks() < block_count) return false;
+    const window_words = std.math.divCeil(u64, block_count, 64) catch unreachable;
+    var skip_before_word: u64 = 0;
+    var attempt: u32 = 0;
+    while (attempt < attempts_max) : (attempt += 1) {
+        const start_word = self.cheapestWindow(window_words, skip_before_word) orelse return false;
+        const blocker_end_word = self.clearWindow(start_word, window_words) orelse {
+            _ = self.store.header.compactions.fetchAdd(1, .monotonic);
+            return true;
+        };
+        skip_before_word = blocker_end_word; // an object there cannot move: look past it
+    }
+    return false;
+}
+
+/// The window of `window_words` words, starting at or after `from_word`, with the fewest
+/// used blocks (the least to move).
+fn cheapestWindow(self: *Compactor, window_words: u64, from_word: u64) ?u64 {
+    const words = self.store.bitmap.words;
+    if (from_word + window_words > words.len) return null;
+    var used: u64 = 0;
+    for (words[from_word..][0..window_words]) |w| used += @popCount(w);
+    var best_word = from_word;
+    var best_used = used;
+    var start = from_word + 1;
+    while (start + window_words <= words.len) : (start += 1) {
+        used = used - @popCount(words[start - 1]) + @popCount(words[start + window_words - 1]);
+        if (used < best_used) {
+            best_used = used;
+            best_word = start;
+        }
+    }
+    return best_word;
+}
+
+/// Moves every object out of the window and returns null; or, if one cannot move, returns the
+/// word just past it, having moved nothing.
+fn clearWindow(self: *Compactor, start_word: u64, window_words: u64) ?u64 {
+    const first_byte = start_word * 64 * layout.block_size_bytes;
+    const end_byte = (start_word + window_words) * 64 * layout.block_size_bytes;
+    var occupants: [moved_max]u32 = undefined;
+    var count: usize = 0;
+    for (self.store.index.slots, self.store.index.extras, 0..) |*slot, *extra, i| {
+        const tag = State.of(slot.state.load(.acquire)).tag;
+        const holds_extent = tag != .empty and tag != .tombstone and tag != .reserved and tag != .spilled and extra.extent_size_bytes > 0;
+        if (!holds_extent) continue;
+        if (extra.extent_offset_bytes >= end_byte or extra.extent_offset_bytes + extra.extent_size_bytes <= first_byte) continue;
+        if (count == occupants.len or !self.beginMove(@intCast(i))) {
+            for (occupants[0..count]) |claimed| self.endMove(claimed);
+            const blocker_end_byte = extra.extent_offset_bytes + extra.extent_size_bytes;
+            return @max(start_word + 1, std.math.divCeil(u64, blocker_end_byte, 64 * layout.block_size_bytes) catch unreachable);
+        }
+        occupants[count] = @intCast(i);
+        count += 1;
+    }
+    // Fill the window so that every new home lands outside it.
+    const words = self.store.bitmap.words;
+    for (words[start_word..][0..window_words]) |*w| w.* = ~@as(u64, 0);
+    var all_moved = true;
+    for (occupants[0..count]) |slot_index| {
+        if (all_moved) all_moved = self.relocate(slot_index);
+        self.endMove(slot_index);
+    }
+    // The index says where everything is now; the bitmap follows it.
+    self.store.rebuildBitmapLocked();
+    return if (all_moved) null else start_word + window_words;
+}
+
+/// sealed → moving, unless a reader holds a pin.
+fn beginMove(self: *Compactor, slot_index: u32) bool {
+    const slot = &self.store.index.slots[slot_index];
+    const s = State.of(slot.state.load(.seq_cst));
+    if (s.tag != .sealed or slot.pin_holders.load(.seq_cst) != 0) return false;
+    if (slot.state.cmpxchgStrong(s.toWord(), s.with(.moving).toWord(), .seq_cst, .monotonic) != null) return false;
+    slot.actor.store(self.store.client_index + 1, .release);
+    if (slot.pin_holders.load(.seq_cst) == 0) return true;
+    self.endMove(slot_index);
+    return false;
+}
+
+fn endMove(self: *Compactor, slot_index: u32) void {
+    const slot = &self.store.index.slots[slot_index];
+    slot.actor.store(0, .release);
+    // Nested counts may change meanwhile: swap only the tag.
+    var attempt: u32 = 0;
+    while (attempt < 1_000_000) : (attempt += 1) {
+        const s = State.of(slot.state.load(.seq_cst));
+        assert(s.tag == .moving);
+        if (slot.state.cmpxchgWeak(s.toWord(), s.with(.sealed).toWord(), .seq_cst, .monotonic) == null) break;
+    }
+    if (self.moved_count < moved_max) {
+        self.moved[self.moved_count] = slot_index;
+        self.moved_count += 1;
+    }
+}
+
+/// Copies one object to a new extent outside the window and points its slot there.
+fn relocate(self: *Compactor, slot_index: u32) bool {
+    const store = self.store;
+    const extra = &store.index.extras[slot_index];
+    const blocks = extra.extent_size_bytes / layout.block_size_bytes;
+    const new_block = store.bitmap.alloc(blocks) orelse return false;
+    const data = store.base + store.header.data_offset;
+    const new_offset = new_block * layout.block_size_bytes;
+    @memcpy(data[new_offset..][0..extra.extent_size_bytes], data[extra.extent_offset_bytes..][0..extra.extent_size_bytes]);
+    @atomicStore(u64, &extra.extent_offset_bytes, new_offset, .release);
+    return true;
+}
