@@ -19,7 +19,7 @@ const Compactor = @This();
 const State = layout.State;
 
 /// Bounds one compaction: windows tried, objects moved.
-const attempts_max = 8;
+const attempts_max = 32;
 pub const moved_max = 512;
 
 store: *Store,
@@ -32,10 +32,16 @@ pub fn makeRoom(self: *Compactor, block_count: u64) bool {
     assert(self.store.header.alloc_lock.load(.monotonic) == self.store.client_index + 1);
     if (bitmap.block_count - bitmap.usedBlocks() < block_count) return false;
     const window_words = std.math.divCeil(u64, block_count, 64) catch unreachable;
+    const allocator = std.heap.page_allocator;
+    const largest = allocator.alloc(u32, bitmap.words.len) catch return false;
+    defer allocator.free(largest);
+    const deque = allocator.alloc(u64, bitmap.words.len) catch return false;
+    defer allocator.free(deque);
     var skip_before_word: u64 = 0;
     var attempt: u32 = 0;
     while (attempt < attempts_max) : (attempt += 1) {
-        const start_word = self.cheapestWindow(window_words, skip_before_word) orelse return false;
+        self.measureOccupants(largest);
+        const start_word = cheapestWindow(bitmap.words, largest, deque, window_words, skip_before_word) orelse return false;
         const blocker_end_word = self.clearWindow(start_word, window_words) orelse {
             _ = self.store.header.compactions.fetchAdd(1, .monotonic);
             return true;
@@ -45,24 +51,54 @@ pub fn makeRoom(self: *Compactor, block_count: u64) bool {
     return false;
 }
 
-/// The window of `window_words` words, starting at or after `from_word`, with the fewest
-/// used blocks (the least to move).
-fn cheapestWindow(self: *Compactor, window_words: u64, from_word: u64) ?u64 {
-    const words = self.store.bitmap.words;
+const unmovable: u32 = std.math.maxInt(u32);
+
+/// For each bitmap word, the size in blocks of the largest object over it (`unmovable` for a
+/// pinned or unsealed one): a window is cheap when everything in it is small and movable.
+fn measureOccupants(self: *Compactor, largest: []u32) void {
+    @memset(largest, 0);
+    for (self.store.index.slots, self.store.index.extras) |*slot, *extra| {
+        const tag = State.of(slot.state.load(.acquire)).tag;
+        if (tag == .empty or tag == .tombstone or tag == .reserved or tag == .spilled) continue;
+        if (extra.extent_size_bytes == 0) continue;
+        const movable = tag == .sealed and slot.pin_holders.load(.monotonic) == 0;
+        const blocks = extra.extent_size_bytes / layout.block_size_bytes;
+        const weight: u32 = if (movable) @intCast(@min(blocks, unmovable - 1)) else unmovable;
+        const first_word = extra.extent_offset_bytes / layout.block_size_bytes / 64;
+        const last_word = (extra.extent_offset_bytes / layout.block_size_bytes + blocks - 1) / 64;
+        for (largest[first_word .. last_word + 1]) |*w| w.* = @max(w.*, weight);
+    }
+}
+
+/// The window of `window_words` words from `from_word` on whose largest occupant is smallest,
+/// then with the fewest used blocks. Sliding maximum with a monotonic deque of word indexes.
+fn cheapestWindow(words: []const u64, largest: []const u32, deque: []u64, window_words: u64, from_word: u64) ?u64 {
     if (from_word + window_words > words.len) return null;
+    var head: usize = 0;
+    var tail: usize = 0;
     var used: u64 = 0;
-    for (words[from_word..][0..window_words]) |w| used += @popCount(w);
-    var best_word = from_word;
-    var best_used = used;
-    var start = from_word + 1;
-    while (start + window_words <= words.len) : (start += 1) {
-        used = used - @popCount(words[start - 1]) + @popCount(words[start + window_words - 1]);
-        if (used < best_used) {
+    var best: ?u64 = null;
+    var best_largest: u32 = unmovable;
+    var best_used: u64 = std.math.maxInt(u64);
+    var end = from_word;
+    while (end < words.len) : (end += 1) {
+        while (tail > head and largest[deque[tail - 1]] <= largest[end]) tail -= 1;
+        deque[tail] = end;
+        tail += 1;
+        used += @popCount(words[end]);
+        if (end + 1 < from_word + window_words) continue;
+        const start = end + 1 - window_words;
+        if (start > from_word) used -= @popCount(words[start - 1]);
+        while (deque[head] < start) head += 1;
+        const window_largest = largest[deque[head]];
+        if (window_largest == unmovable) continue;
+        if (window_largest < best_largest or (window_largest == best_largest and used < best_used)) {
+            best = start;
+            best_largest = window_largest;
             best_used = used;
-            best_word = start;
         }
     }
-    return best_word;
+    return best;
 }
 
 /// Moves every object out of the window and returns null; or, if one cannot move, returns the
