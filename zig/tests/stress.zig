@@ -214,7 +214,8 @@ fn stress(config: Config) !void {
 fn crashLoop(config: Config) !void {
     var name_buffer: [64]u8 = undefined;
     const name = storeName(&name_buffer, "crash");
-    const store = try Store.open(name, .{ .capacity_bytes = 64 << 20, .exclusive = true });
+    // Small, so that some kills land mid-compaction too.
+    const store = try Store.open(name, .{ .capacity_bytes = 6 << 20, .exclusive = true });
     defer _ = store.close(true, true);
     var prng = std.Random.DefaultPrng.init(7);
     const random = prng.random();
