@@ -15,7 +15,7 @@ import type { RefOwner } from "./object_ref.ts";
 import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
-import { Scheduler } from "./tasks/scheduler.ts";
+import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
 const MAINTAIN_INTERVAL_MS = 250;
@@ -74,16 +74,21 @@ export class Session implements RefOwner {
 
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
-  #scheduler: Scheduler | undefined;
+  #scheduler: Submitter | undefined;
 
-  /** The task scheduler, started on the first remote call. */
-  scheduler(): Scheduler {
+  /** Where tasks go: the scheduler, started on the first remote call (a worker forwards to its driver instead). */
+  scheduler(): Submitter {
     this.#scheduler ??= new Scheduler(this, this.options.numWorkers);
     return this.#scheduler;
   }
 
-  schedulerIfStarted(): Scheduler | undefined {
+  schedulerIfStarted(): Submitter | undefined {
     return this.#scheduler;
+  }
+
+  /** @internal A worker's tasks submit through its driver. */
+  useSubmitter(submitter: Submitter): void {
+    this.#scheduler = submitter;
   }
 
   async close(): Promise<void> {

@@ -232,3 +232,32 @@ test("remote of something that is not a function is a TypeError; numWorkers 0 ca
     assert.throws(() => os.remote(() => 1).remote(), /numWorkers: 0/);
   }, { numWorkers: 0 });
 });
+
+test("actor handles can be passed to tasks, which call the actor through them", () =>
+  withCluster(async () => {
+    class Counter {
+      n = 0;
+      inc(k: number) {
+        return (this.n += k);
+      }
+    }
+    const counter = os.remote(Counter).remote();
+    const bump = os.remote(async (handle: os.ActorHandle<Counter>, k: number) => {
+      const core = await import("@objstore/core");
+      return await core.get(handle.inc.remote(k));
+    });
+    assert.equal(await os.get(bump.remote(counter, 5), { timeout: 30 }), 5);
+    await os.get([bump.remote(counter, 1), counter.inc.remote(10)], { timeout: 30 });
+    assert.equal(await os.get(counter.inc.remote(0)), 16, "calls from the driver and from tasks reach one actor");
+  }), { timeoutMs: 60_000 });
+
+test("tasks submit tasks and get their results, even with a single worker", () =>
+  withCluster(async () => {
+    const outer = os.remote(async (n: number) => {
+      const core = await import("@objstore/core");
+      const square = core.remote((x: number) => x * x);
+      const values = await core.get(Array.from({ length: n }, (_, i) => square.remote(i)));
+      return values.reduce((a: number, b: number) => a + b, 0);
+    });
+    assert.equal(await os.get(outer.remote(10), { timeout: 30 }), 285);
+  }, { numWorkers: 1 }), { timeoutMs: 60_000 });

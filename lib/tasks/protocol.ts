@@ -22,7 +22,9 @@ export type ToWorker =
   /** Makes this worker an actor: constructs class `fn` with `args`. */
   | { t: "actor"; fn: number; args: WireArguments }
   /** The driver holds the results now: drop the worker's creator references. */
-  | { t: "release"; ids: string[] };
+  | { t: "release"; ids: string[] }
+  /** Tasks this worker submitted are done; the driver holds their results until `acquired`. */
+  | { t: "resolved"; ids: string[] };
 
 /**
  * A task's arguments: the hex id of the array stored in the store, or — when every argument
@@ -45,7 +47,13 @@ export function isInlineable(args: unknown[]): args is Array<number | string | b
 export type FromWorker =
   | { t: "ready"; pid: number }
   /** The task's returns are sealed in the store (values or failures). */
-  | { t: "done"; task: number };
+  | { t: "done"; task: number }
+  /** A task submitted from inside a task: `fn` (with its spec the first time) or an actor call. */
+  | { t: "submit"; fn?: number; spec?: FunctionSpec; actor?: number; method?: string; args: WireArguments; deps: string[]; returns: string[]; maxRetries: number }
+  /** The worker took references to these results: the driver can drop its own. */
+  | { t: "acquired"; ids: string[] }
+  | { t: "cancel"; id: string }
+  | { t: "kill"; actor: number };
 
 export interface RemoteErrorInfo {
   name: string;

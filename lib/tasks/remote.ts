@@ -5,7 +5,7 @@ import { registerSerializer as registerInCodec, type Serializer } from "../codec
 import { ObjectRef } from "../object_ref.ts";
 import { session } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
-import { type FunctionRecord, knownSerializers, type Scheduler, type SerializerRecord } from "./scheduler.ts";
+import { type FunctionRecord, knownSerializers, type SerializerRecord, type Submitter } from "./scheduler.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -141,12 +141,20 @@ function actorClass(record: FunctionRecord) {
   };
 }
 
+/** What an actor handle is underneath: its id. Stored by id, so handles can be passed to tasks. */
+class ActorHandleTarget {
+  readonly [actorIdKey]: number;
+  constructor(actorId: number) {
+    this[actorIdKey] = actorId;
+  }
+}
+
 function actorHandle(actorId: number): unknown {
   const methods = new Map<string, unknown>();
-  return new Proxy({ [actorIdKey]: actorId }, {
-    get(target, property) {
-      if (property === actorIdKey) return actorId;
-      if (typeof property !== "string" || property === "then") return undefined;
+  return new Proxy(new ActorHandleTarget(actorId), {
+    get(target, property, receiver) {
+      if (typeof property !== "string" || property in target) return Reflect.get(target, property, receiver);
+      if (property === "then" || property === "toJSON") return undefined;
       let method = methods.get(property);
       if (method === undefined) {
         method = { remote: (...args: unknown[]) => scheduler().callActor(actorId, property, args, 1)[0] };
@@ -157,7 +165,12 @@ function actorHandle(actorId: number): unknown {
   });
 }
 
-function scheduler(): Scheduler {
+registerInCodec(ActorHandleTarget, {
+  serialize: (handle: ActorHandleTarget) => handle[actorIdKey],
+  deserialize: (actorId: number) => actorHandle(actorId) as ActorHandleTarget,
+}, "@objstore/ActorHandle");
+
+function scheduler(): Submitter {
   return session().scheduler();
 }
 
@@ -193,7 +206,7 @@ export function registerSerializer<T>(cls: new (...args: never[]) => T, serializ
   currentScheduler()?.addSerializer(record);
 }
 
-function currentScheduler(): Scheduler | undefined {
+function currentScheduler(): Submitter | undefined {
   try {
     return session().schedulerIfStarted();
   } catch {

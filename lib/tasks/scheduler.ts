@@ -12,7 +12,8 @@ import { ObjstoreError } from "../errors.ts";
 import { ObjectRef } from "../object_ref.ts";
 import { putArguments, putWithId } from "../objects.ts";
 import type { Session } from "../session.ts";
-import { toHex } from "../store/native_store.ts";
+import { fromHex, toHex } from "../store/native_store.ts";
+import { ID_BYTES } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
@@ -62,6 +63,8 @@ class Task {
   readonly returnRefs: WeakRef<ObjectRef>[] = [];
   retriesLeft: number;
   worker: WorkerProcess | undefined;
+  /** The worker that submitted this task from inside one of its own, if any. */
+  requester: WorkerProcess | undefined;
   cancelled = false;
   settled = false;
   readonly done: Promise<void>;
@@ -106,6 +109,24 @@ function sameId(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length;
 }
 
+/** What `remote()` needs from a process: the driver's Scheduler, or a worker's Forwarder. */
+export interface Submitter {
+  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
+  createActor(cls: FunctionRecord, args: unknown[]): number;
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
+  killActor(actorId: number): void;
+  cancel(ref: ObjectRef): void;
+  addSerializer(record: SerializerRecord): void;
+  close(): Promise<void>;
+}
+
+let driverFunctionIds = 1_000_000_000;
+
+/** Ids for functions workers submit; apart from those `remote()` numbers in this process. */
+function nextDriverFunctionId(): number {
+  return driverFunctionIds++;
+}
+
 /** Custom serializers registered in this process; every worker gets them. */
 export const knownSerializers: SerializerRecord[] = [];
 
@@ -114,13 +135,17 @@ export interface SubmitOptions {
   maxRetries: number;
 }
 
-export class Scheduler {
+export class Scheduler implements Submitter {
   readonly #session: Session;
   readonly #numWorkers: number;
   readonly #workers: WorkerProcess[] = [];
   readonly #ready: Task[] = [];
   readonly #tasks = new Map<number, Task>();
   readonly #actors = new Map<number, Actor>();
+  /** Unfinished tasks by the hex id of each of their returns. */
+  readonly #producers = new Map<string, Task>();
+  /** Functions workers submitted, by "<pid>:<their id>". */
+  readonly #workerFunctions = new Map<string, FunctionRecord>();
   #nextTask = 1;
   #nextActor = 1;
   #closing = false;
@@ -175,7 +200,11 @@ export class Scheduler {
   /** Cancels a task: a queued one never runs; a running one's worker is killed. */
   cancel(ref: ObjectRef): void {
     const task = ref.producer as Task | undefined;
-    if (task === undefined || task.settled) return;
+    if (task !== undefined) this.#cancelTask(task);
+  }
+
+  #cancelTask(task: Task): void {
+    if (task.settled) return;
     task.cancelled = true;
     const queued = this.#ready.indexOf(task);
     if (queued >= 0) this.#ready.splice(queued, 1);
@@ -208,9 +237,18 @@ export class Scheduler {
     const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef).map((ref) => this.#copyRef(ref));
     const packed = packArguments(this.#session, args);
     const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
-    const task = new Task(this.#nextTask++, name, target, packed, argRefs, returnIds, retries);
+    return this.#register(new Task(this.#nextTask++, name, target, packed, argRefs, returnIds, retries));
+  }
+
+  #register(task: Task): Task {
     this.#tasks.set(task.id, task);
+    for (const hex of task.returnHex) this.#producers.set(hex, task);
     return task;
+  }
+
+  #forget(task: Task): void {
+    this.#tasks.delete(task.id);
+    for (const hex of task.returnHex) this.#producers.delete(hex);
   }
 
   #returnRefs(task: Task): ObjectRef[] {
@@ -227,9 +265,57 @@ export class Scheduler {
   /** A task's own ref to an argument, so the caller may free theirs meanwhile. */
   #copyRef(ref: ObjectRef): ObjectRef {
     ref.checkUsable();
-    const producer = ref.producer as Task | undefined;
-    if (producer !== undefined && !producer.settled) return this.#pendingRef(producer, ref.bytes);
-    return ObjectRef.fromHex(ref.hex());
+    return this.#refTo(ref.hex());
+  }
+
+  /** A ref of the driver's own to `hex`: pending if a task here still produces it. */
+  #refTo(hex: string): ObjectRef {
+    const producer = this.#producers.get(hex);
+    if (producer !== undefined && !producer.settled) return this.#pendingRef(producer, fromHex(hex, ID_BYTES)!);
+    return ObjectRef.fromHex(hex);
+  }
+
+  /** A task submitted by a worker from inside one of its tasks (or a call through a handle). */
+  #submitFromWorker(worker: WorkerProcess, message: Extract<FromWorker, { t: "submit" }>): void {
+    const actor = message.actor === undefined ? undefined : this.#actors.get(message.actor);
+    const fn = message.fn === undefined ? undefined : this.#workerFunction(worker, message.fn, message.spec);
+    const name = actor !== undefined ? `${actor.cls.name}.${message.method}` : (fn?.name ?? "task");
+    const returnIds = message.returns.map((hex) => fromHex(hex, ID_BYTES)!);
+    const deps = message.deps.map((hex) => this.#refTo(hex));
+    const task = this.#register(new Task(this.#nextTask++, name, { fn, method: message.method, actor }, { wire: message.args, ref: undefined }, deps, returnIds, message.maxRetries));
+    task.requester = worker;
+    worker.outstanding += 1;
+    if (message.actor !== undefined && actor === undefined) {
+      return this.#fail(task, "error", { name: "ObjstoreError", message: `no actor ${message.actor}: handles work only in the driver that created the actor and its workers`, stack: "" });
+    }
+    if (actor === undefined) return this.#whenArgumentsReady(task, () => this.#enqueue(task));
+    if (actor.dead !== undefined) return this.#fail(task, actor.dead.kind, actor.dead.error);
+    actor.queue.push(task);
+    this.#pumpActor(actor);
+  }
+
+  #workerFunction(worker: WorkerProcess, fnId: number, spec: FunctionSpec | undefined): FunctionRecord {
+    const key = `${worker.child.pid}:${fnId}`;
+    let record = this.#workerFunctions.get(key);
+    if (record === undefined) {
+      if (spec === undefined) throw new ObjstoreError(`worker ${worker.child.pid} submitted function ${fnId} without defining it`);
+      record = { id: nextDriverFunctionId(), name: spec.name, spec };
+      this.#workerFunctions.set(key, record);
+    }
+    return record;
+  }
+
+  /** Hands a worker-submitted task's results to its requester: the driver holds them until
+   * the requester says it took its own references. */
+  #resolveForRequester(task: Task, driverHolds: boolean): void {
+    const requester = task.requester!;
+    requester.outstanding -= 1;
+    for (const id of task.returnIds) {
+      if (!driverHolds && this.#session.store.addRef(id) !== 0) continue;
+      if (requester.exited) this.#session.store.dropRef(id);
+      else requester.heldForIt.set(toHex(id), id);
+    }
+    requester.send({ t: "resolved", ids: task.returnHex });
   }
 
   /** Calls `then` once every ref argument of `task` is in the store. */
@@ -263,8 +349,11 @@ export class Scheduler {
       if (worker === undefined) break;
       this.#send(worker, this.#ready.shift()!);
     }
-    if (this.#ready.length > 0 && this.#workers.length < this.#numWorkers && !this.#closing) {
-      const missing = Math.min(this.#numWorkers - this.#workers.length, this.#ready.length);
+    // A worker waiting on tasks it submitted holds no CPU: run others beside it (as Ray
+    // does), or nested tasks would deadlock a full pool.
+    const capacity = this.#numWorkers + this.#workers.filter((w) => w.outstanding > 0).length;
+    if (this.#ready.length > 0 && this.#workers.length < capacity && !this.#closing) {
+      const missing = Math.min(capacity - this.#workers.length, this.#ready.length);
       for (let i = 0; i < missing; i++) this.#workers.push(this.#spawn(undefined));
     }
     this.#updateKeepAlive();
@@ -273,7 +362,8 @@ export class Scheduler {
   #leastBusyWorker(): WorkerProcess | undefined {
     let best: WorkerProcess | undefined;
     for (const w of this.#workers) {
-      if (!w.ready || w.exited || w.inFlight.size >= IN_FLIGHT_PER_WORKER) continue;
+      // A worker waiting on tasks it submitted runs nothing else until they finish.
+      if (!w.ready || w.exited || w.outstanding > 0 || w.inFlight.size >= IN_FLIGHT_PER_WORKER) continue;
       if (best === undefined || w.inFlight.size < best.inFlight.size) best = w;
     }
     return best;
@@ -331,12 +421,30 @@ export class Scheduler {
         else this.#updateKeepAlive();
         return;
       }
+      case "submit":
+        return this.#submitFromWorker(worker, message);
+      case "acquired":
+        for (const hex of message.ids) {
+          const id = worker.heldForIt.get(hex);
+          if (id === undefined) continue;
+          worker.heldForIt.delete(hex);
+          this.#session.store.dropRef(id);
+        }
+        return;
+      case "cancel": {
+        const task = this.#producers.get(message.id);
+        if (task !== undefined) this.#cancelTask(task);
+        return;
+      }
+      case "kill":
+        return this.killActor(message.actor);
     }
   }
 
   /** The returns are sealed: the refs the program still has take their references. */
   #complete(task: Task): void {
-    this.#tasks.delete(task.id);
+    this.#forget(task);
+    if (task.requester !== undefined) this.#resolveForRequester(task, false);
     for (const weak of task.returnRefs) {
       const ref = weak.deref();
       if (ref === undefined) continue;
@@ -358,7 +466,8 @@ export class Scheduler {
         process.emitWarning(`objstore: could not store the failure of ${task.name}: ${describeError(cause).message}`);
         continue;
       }
-      // putWithId left this process one reference: the first live ref takes it over.
+      // putWithId left this process one reference: the requester's, or the first live ref's.
+      if (task.requester !== undefined) continue;
       let adopted = false;
       for (const ref of this.#liveRefsTo(task, id)) {
         ref.producer = undefined;
@@ -368,7 +477,8 @@ export class Scheduler {
       }
       if (!adopted) this.#session.store.dropRef(id);
     }
-    this.#tasks.delete(task.id);
+    this.#forget(task);
+    if (task.requester !== undefined) this.#resolveForRequester(task, true);
     task.settle();
   }
 
@@ -382,6 +492,8 @@ export class Scheduler {
   }
 
   #onExit(worker: WorkerProcess): void {
+    for (const id of worker.heldForIt.values()) this.#session.store.dropRef(id);
+    worker.heldForIt.clear();
     const actor = worker.actorId === undefined ? undefined : this.#actors.get(worker.actorId);
     const lost = [...worker.inFlight].map((id) => this.#tasks.get(id)).filter((t): t is Task => t !== undefined);
     // Finished but unreported tasks keep their results: take them before the reclaim of the

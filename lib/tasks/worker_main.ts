@@ -14,6 +14,8 @@ import type { Session } from "../session.ts";
 import { registerSerializer } from "../codec/mod.ts";
 import { ObjstoreError, TaskError } from "../errors.ts";
 import { describeError, TaskFailure } from "./failure.ts";
+import { Forwarder } from "./forwarder.ts";
+import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
 // Task output goes to stderr: stdout carries the protocol.
@@ -26,6 +28,8 @@ if (!storeName) {
   process.exit(2);
 }
 const session: Session = await initWorker(storeName);
+const forwarder = new Forwarder(session, send);
+session.useSubmitter(forwarder);
 
 type Callable = (...args: unknown[]) => unknown;
 
@@ -39,9 +43,17 @@ let outbox = "";
 
 function send(message: FromWorker): void {
   outbox += encodeMessage(message);
+  // A task awaiting what it submitted would wait forever for a flush at its end.
+  if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flush);
+  }
 }
 
+let flushQueued = false;
+
 function flush(): void {
+  flushQueued = false;
   if (outbox === "") return;
   process.stdout.write(outbox);
   outbox = "";
@@ -184,6 +196,8 @@ async function handle(message: ToWorker): Promise<void> {
       return await run(message);
     case "actor":
       return await becomeActor(message);
+    case "resolved":
+      return forwarder.onResolved(message.ids);
     case "release":
       for (const hex of message.ids) {
         const id = creatorRefs.get(hex);
@@ -221,7 +235,13 @@ let idleCollection: ReturnType<typeof setTimeout> | undefined;
 
 process.stdin.setEncoding("utf8");
 process.stdin.on("data", lineReader((message) => {
-  inbox.push(message as ToWorker);
+  const m = message as ToWorker;
+  // Resolutions cannot wait behind the running task: it may be the one waiting for them.
+  if (m.t === "resolved" || m.t === "release") {
+    void handle(m);
+    return;
+  }
+  inbox.push(m);
   void drain();
 }, () => {}));
 // The driver is gone: so is every reason to run.

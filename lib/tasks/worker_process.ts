@@ -24,6 +24,10 @@ export class WorkerProcess {
   readonly actorId: number | undefined;
   ready = false;
   exited = false;
+  /** Tasks this worker submitted that have not finished. */
+  outstanding = 0;
+  /** Results of those tasks the driver holds until this worker has its own references. */
+  readonly heldForIt = new Map<string, Uint8Array>();
   #outbox = "";
   #flushQueued = false;
 

@@ -1,0 +1,114 @@
+/**
+ * Submissions from inside a task: a worker forwards `remote()` calls and actor-handle calls
+ * to its driver, which schedules them like its own. Result ids are chosen here, so refs are
+ * returned at once; when the driver reports them resolved, the refs still alive take their
+ * references and the driver lets go of its own.
+ */
+import { ObjstoreError } from "../errors.ts";
+import { ObjectRef, type Producer } from "../object_ref.ts";
+import { putArguments } from "../objects.ts";
+import type { Session } from "../session.ts";
+import { type FromWorker, isInlineable } from "./protocol.ts";
+import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./scheduler.ts";
+
+class ForwardedTask implements Producer {
+  settled = false;
+  readonly done: Promise<void>;
+  readonly refs: WeakRef<ObjectRef>[] = [];
+  /** Held until the driver resolves the task: the arguments object and the ref arguments. */
+  readonly holds: ObjectRef[];
+  resolve!: () => void;
+
+  constructor(holds: ObjectRef[]) {
+    this.holds = holds;
+    this.done = new Promise<void>((resolve) => (this.resolve = resolve));
+  }
+}
+
+export class Forwarder implements Submitter {
+  readonly #session: Session;
+  readonly #send: (message: FromWorker) => void;
+  readonly #announced = new Set<number>();
+  readonly #pending = new Map<string, ForwardedTask>();
+
+  constructor(session: Session, send: (message: FromWorker) => void) {
+    this.#session = session;
+    this.#send = send;
+  }
+
+  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[] {
+    const spec = this.#announced.has(fn.id) ? undefined : fn.spec;
+    this.#announced.add(fn.id);
+    return this.#forward({ fn: fn.id, spec }, args, options.numReturns, options.maxRetries);
+  }
+
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+    return this.#forward({ actor: actorId, method }, args, numReturns, 0);
+  }
+
+  createActor(): number {
+    throw new ObjstoreError("actors are created by the driver process; create it there and pass its handle to the task");
+  }
+
+  killActor(actorId: number): void {
+    this.#send({ t: "kill", actor: actorId });
+  }
+
+  cancel(ref: ObjectRef): void {
+    this.#send({ t: "cancel", id: ref.hex() });
+  }
+
+  /** The driver ships serializers to every worker itself. */
+  addSerializer(_record: SerializerRecord): void {}
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** The driver finished these tasks and holds their results for us. */
+  onResolved(ids: string[]): void {
+    for (const hex of ids) {
+      const task = this.#pending.get(hex);
+      if (task === undefined || task.settled) continue;
+      task.settled = true;
+      for (const weak of task.refs) {
+        const ref = weak.deref();
+        if (ref === undefined) continue;
+        ref.producer = undefined;
+        try {
+          ref.acquire();
+        } catch { /* lost: its get says so */ }
+      }
+      for (const hold of task.holds) hold[Symbol.dispose]();
+      task.resolve();
+    }
+    for (const hex of ids) this.#pending.delete(hex);
+    this.#send({ t: "acquired", ids });
+  }
+
+  #forward(target: { fn?: number; spec?: FunctionRecord["spec"]; actor?: number; method?: string }, args: unknown[], numReturns: number, maxRetries: number): ObjectRef[] {
+    const refArgs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
+    for (const ref of refArgs) ref.checkUsable();
+    const argsRef = isInlineable(args) ? undefined : putArguments(this.#session, args);
+    const holds = refArgs.map((ref) => ObjectRef.fromHex(ref.hex()));
+    if (argsRef !== undefined) holds.push(argsRef);
+    const task = new ForwardedTask(holds);
+    const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
+    const refs = returnIds.map((id) => {
+      const ref = new ObjectRef(id, this.#session, false);
+      ref.producer = task;
+      task.refs.push(new WeakRef(ref));
+      this.#pending.set(ref.hex(), task);
+      return ref;
+    });
+    this.#send({
+      t: "submit",
+      ...target,
+      args: argsRef === undefined ? (args as Array<number | string | boolean | null>) : argsRef.hex(),
+      deps: refArgs.map((ref) => ref.hex()),
+      returns: refs.map((ref) => ref.hex()),
+      maxRetries,
+    });
+    return refs;
+  }
+}
