@@ -1,6 +1,6 @@
 /**
- * The demo: SPEC's "Examples" as far as this version implements them (the object store; remote
- * tasks come next), printing what happens and how fast.
+ * The demo: SPEC's "Examples" — the object store, tasks passing refs to each other, actors —
+ * printing what happens and how fast.
  *
  *   bash scripts/demo.sh            (Node 24)
  *   deno run -A examples/demo.ts    bun examples/demo.ts
@@ -15,8 +15,8 @@ function seconds(since: number): number {
 }
 
 const started = performance.now();
-const { storeName } = await os.init({ objectStoreMemory: 2 * GiB });
-console.log(`init: store ${storeName} of 2 GiB on ${runtime} (${(seconds(started) * 1000).toFixed(1)} ms)`);
+const { storeName } = await os.init({ objectStoreMemory: 4 * GiB });
+console.log(`init: store ${storeName} of 4 GiB on ${runtime} (${(seconds(started) * 1000).toFixed(1)} ms)`);
 
 // A large value goes into the store once; readers get views, not copies.
 const big = new Float64Array(10_000 * 10_000); // 800 MB of zeros
@@ -29,13 +29,48 @@ const view = (await os.get(ref)) as Float64Array;
 console.log(`get: ${view.length.toLocaleString()} elements in ${((performance.now() - t) * 1000).toFixed(0)} µs — a view over shared memory, no copy`);
 console.log(`     sum of the view: ${view.reduce((a, b) => a + b, 0)}`);
 
-// Many small objects, then wait for the first ten.
+// Tasks get the ref, not a copy: the worker reads the array zero-copy.
+const total = os.remote((arr: Float64Array) => arr.reduce((a, b) => a + b, 0));
 t = performance.now();
-const refs = Array.from({ length: 100 }, (_, i) => os.put(i * i));
+console.log(`total.remote(ref): ${await os.get(total.remote(ref))} (${(performance.now() - t).toFixed(0)} ms, workers started on first use)`);
+
+// Wait for the first ten of a hundred tasks, five seconds at most.
+const task = os.remote((i: number) => i * i);
+t = performance.now();
+const refs = Array.from({ length: 100 }, (_, i) => task.remote(i));
 const [ready, pending] = await os.wait(refs, { numReturns: 10, timeout: 5.0 });
-console.log(`wait: ${ready.length} ready, ${pending.length} pending of 100 small objects (${((performance.now() - t) * 1000).toFixed(0)} µs with the puts)`);
+console.log(`wait: ${ready.length} ready, ${pending.length} pending of 100 tasks after ${((performance.now() - t) * 1000).toFixed(0)} µs`);
 const squares = await os.get(refs);
 console.log(`get of a list: [${squares.slice(0, 5).join(", ")}, …] in one call`);
+
+// Refs passed from task to task: the driver never touches the array.
+const shift = os.remote((arr: Float64Array, n: number) => arr.map((x) => x + n));
+const stats = os.remote((arr: Float64Array) => {
+  const mean = arr.reduce((a, b) => a + b, 0) / arr.length;
+  const std = Math.sqrt(arr.reduce((a, b) => a + (b - mean) ** 2, 0) / arr.length);
+  return [mean, std];
+});
+t = performance.now();
+console.log(`stats.remote(shift.remote(ref, 5)): [${await os.get(stats.remote(shift.remote(ref, 5)))}] (${(performance.now() - t).toFixed(0)} ms for 2 × 800 MB of work)`);
+
+// An actor keeps its state in a process of its own; calls run in order.
+class Counter {
+  n = 0;
+  inc(k: number) {
+    return (this.n += k);
+  }
+}
+const counter = os.remote(Counter).remote();
+console.log(`actor: ${await os.get([counter.inc.remote(1), counter.inc.remote(2), counter.inc.remote(3)])}`);
+os.kill(counter);
+
+// Tasks per second, one at a time and 1000 in flight.
+t = performance.now();
+for (let i = 0; i < 200; i++) await os.get(task.remote(i));
+const syncRate = 200 / seconds(t);
+t = performance.now();
+await os.get(Array.from({ length: 2000 }, (_, i) => task.remote(i)));
+console.log(`tasks: ${Math.round(syncRate).toLocaleString()}/s one at a time, ${Math.round(2000 / seconds(t)).toLocaleString()}/s in flight`);
 
 // Small puts and gets per second.
 const n = 100_000;
@@ -73,8 +108,7 @@ os.registerSerializer(Point, {
 const point = (await os.get(os.put(new Point(3, 4)))) as Point;
 console.log(`custom class: got back a ${point.constructor.name} (${point.x}, ${point.y})`);
 
-const stats = os.memoryStats();
-console.log(`memory: ${stats.objectCount} objects, ${(stats.usedBytes / 1e6).toFixed(1)} MB used of ${(stats.capacityBytes / 1e9).toFixed(1)} GB`);
-console.log("remote tasks and actors (os.remote) are not in this version yet");
+const memory = os.memoryStats();
+console.log(`memory: ${memory.objectCount} objects, ${(memory.usedBytes / 1e6).toFixed(1)} MB used of ${(memory.capacityBytes / 1e9).toFixed(1)} GB`);
 await os.shutdown();
 console.log(`shutdown: done in ${seconds(started).toFixed(2)} s total`);
