@@ -6,6 +6,21 @@
 import { NotInitializedError, ObjectLostError } from "./errors.ts";
 import { fromHex, toHex } from "./store/native_store.ts";
 
+/**
+ * @internal The producer of these refs finished: the ones still alive take their references
+ * (the object is sealed now). A lost object is reported by its `get`.
+ */
+export function acquireFinished(refs: readonly WeakRef<ObjectRef>[]): void {
+  for (const weak of refs) {
+    const ref = weak.deref();
+    if (ref === undefined) continue;
+    ref.producer = undefined;
+    try {
+      ref.acquire();
+    } catch { /* lost meanwhile */ }
+  }
+}
+
 /** Bytes of an object id, as Ray's ObjectID. */
 export const ID_BYTES = 28;
 

@@ -13,6 +13,7 @@ import { GetTimeoutError, ObjectLostError, ObjectStoreFullError, ObjstoreError }
 import { ID_BYTES, ObjectRef } from "./object_ref.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
+import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
 
@@ -61,17 +62,8 @@ export function put<T>(value: T): ObjectRef<T> {
   if (value instanceof ObjectRef) {
     throw new TypeError("put: the value is already an ObjectRef; pass the ref itself instead of putting it again");
   }
-  const encoded = encode(value, encodeHooks);
   const id = s.newId();
-  const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
-  const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
-  try {
-    encoded.writeInto(target);
-  } catch (error) {
-    s.store.abort(id);
-    throw error;
-  }
-  s.store.seal(id);
+  putWithId(s, id, value);
   return new ObjectRef<T>(id, s);
 }
 
@@ -348,26 +340,10 @@ export function free(refs: ObjectRef | readonly ObjectRef[]): void {
 }
 
 /** Memory of this node's store. */
-export interface MemoryStats {
-  capacityBytes: number;
-  usedBytes: number;
-  pinnedBytes: number;
-  objectCount: number;
-  spilledBytes: number;
-  spilledObjects: number;
-  restoredBytes: number;
-}
+export type MemoryStats = Omit<StoreStats, "attachedProcesses">;
 
 /** The state of this node's store, in bytes and objects. */
 export function memoryStats(): MemoryStats {
-  const stats = session().store.stats();
-  return {
-    capacityBytes: stats.capacityBytes,
-    usedBytes: stats.usedBytes,
-    pinnedBytes: stats.pinnedBytes,
-    objectCount: stats.objectCount,
-    spilledBytes: stats.spilledBytes,
-    spilledObjects: stats.spilledObjects,
-    restoredBytes: stats.restoredBytes,
-  };
+  const { attachedProcesses: _, ...stats } = session().store.stats();
+  return stats;
 }

@@ -5,7 +5,7 @@
  * references and the driver lets go of its own.
  */
 import { ObjstoreError } from "../errors.ts";
-import { ObjectRef, type Producer } from "../object_ref.ts";
+import { acquireFinished, ObjectRef, type Producer } from "../object_ref.ts";
 import { putArguments } from "../objects.ts";
 import type { Session } from "../session.ts";
 import { type FromWorker, isInlineable } from "./protocol.ts";
@@ -71,14 +71,7 @@ export class Forwarder implements Submitter {
       const task = this.#pending.get(hex);
       if (task === undefined || task.settled) continue;
       task.settled = true;
-      for (const weak of task.refs) {
-        const ref = weak.deref();
-        if (ref === undefined) continue;
-        ref.producer = undefined;
-        try {
-          ref.acquire();
-        } catch { /* lost: its get says so */ }
-      }
+      acquireFinished(task.refs);
       for (const hold of task.holds) hold[Symbol.dispose]();
       task.resolve();
     }

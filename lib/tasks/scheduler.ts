@@ -13,7 +13,7 @@ import { ObjectRef } from "../object_ref.ts";
 import { putArguments, putWithId } from "../objects.ts";
 import type { Session } from "../session.ts";
 import { fromHex, toHex } from "../store/native_store.ts";
-import { ID_BYTES } from "../object_ref.ts";
+import { acquireFinished, ID_BYTES } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
@@ -445,14 +445,7 @@ export class Scheduler implements Submitter {
   #complete(task: Task): void {
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, false);
-    for (const weak of task.returnRefs) {
-      const ref = weak.deref();
-      if (ref === undefined) continue;
-      ref.producer = undefined;
-      try {
-        ref.acquire();
-      } catch { /* lost meanwhile: its get reports it */ }
-    }
+    acquireFinished(task.returnRefs);
     task.settle();
   }
 

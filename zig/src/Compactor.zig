@@ -147,15 +147,7 @@ fn beginMove(self: *Compactor, slot_index: u32) bool {
 }
 
 fn endMove(self: *Compactor, slot_index: u32) void {
-    const slot = &self.store.index.slots[slot_index];
-    slot.actor.store(0, .release);
-    // Nested counts may change meanwhile: swap only the tag.
-    var attempt: u32 = 0;
-    while (attempt < 1_000_000) : (attempt += 1) {
-        const s = State.of(slot.state.load(.seq_cst));
-        assert(s.tag == .moving);
-        if (slot.state.cmpxchgWeak(s.toWord(), s.with(.sealed).toWord(), .seq_cst, .monotonic) == null) break;
-    }
+    self.store.index.endTransition(slot_index, .moving, .sealed);
     if (self.moved_count < moved_max) {
         self.moved[self.moved_count] = slot_index;
         self.moved_count += 1;

@@ -145,6 +145,21 @@ pub fn retire(self: *Index, slot_index: u32) void {
     }
 }
 
+/// Ends a transient state that this process is the actor of: clears the actor and moves the
+/// tag from `from` to `to`, keeping the generation and the nested count (which other processes
+/// may change meanwhile, hence the CAS loop; it only retries when they do).
+pub fn endTransition(self: *Index, slot_index: u32, from: Tag, to: Tag) void {
+    const slot = &self.slots[slot_index];
+    slot.actor.store(0, .release);
+    var attempt: u32 = 0;
+    while (attempt < 1_000_000) : (attempt += 1) {
+        const s = State.of(slot.state.load(.seq_cst));
+        assert(s.tag == from);
+        if (slot.state.cmpxchgWeak(s.toWord(), s.with(to).toWord(), .seq_cst, .monotonic) == null) return;
+    }
+    unreachable; // a million concurrent nested-count changes on one object
+}
+
 /// Counts one more containing object for `id`; false if the object is gone.
 pub fn addNested(self: *Index, id: *const ObjectId) bool {
     var attempt: u32 = 0;

@@ -178,16 +178,7 @@ fn beginSpill(self: *Spiller, slot_index: u32) bool {
 }
 
 fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
-    const slot = &self.store.index.slots[slot_index];
-    slot.actor.store(0, .release);
-    // Nested counts may change while spilling, so swap the tag with a CAS loop.
-    var attempt: u32 = 0;
-    while (attempt < 1_000_000) : (attempt += 1) {
-        const s = State.of(slot.state.load(.seq_cst));
-        assert(s.tag == .spilling);
-        if (slot.state.cmpxchgWeak(s.toWord(), s.with(tag).toWord(), .seq_cst, .monotonic) == null) return;
-    }
-    unreachable;
+    self.store.index.endTransition(slot_index, .spilling, tag);
 }
 
 pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
@@ -339,14 +330,7 @@ fn restoreClaimed(self: *Spiller, slot_index: u32) Error!void {
 }
 
 fn endRestore(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
-    const slot = &self.store.index.slots[slot_index];
-    slot.actor.store(0, .release);
-    var attempt: u32 = 0;
-    while (attempt < 1_000_000) : (attempt += 1) {
-        const s = State.of(slot.state.load(.seq_cst));
-        assert(s.tag == .restoring);
-        if (slot.state.cmpxchgWeak(s.toWord(), s.with(tag).toWord(), .seq_cst, .monotonic) == null) break;
-    }
+    self.store.index.endTransition(slot_index, .restoring, tag);
     _ = self.store.header.seal_sequence.fetchAdd(1, .seq_cst);
     sys.futexWakeAll(&self.store.header.seal_sequence);
     self.tryDeleteNow(slot_index);
