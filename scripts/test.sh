@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the native core's unit, stress and crash tests, then the conformance suite
-# on Node 24, Deno and Bun, then the benchmarks in quick mode (they must run, not be fast).
+# Runs every test: the native core's unit, stress and crash tests, the benchmarks in quick mode
+# (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun.
 #   STRESS_SECONDS=60 scripts/test.sh   runs the multi-process stress test longer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,9 @@ source scripts/env.sh
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
 
+echo "== benchmarks, quick mode"
+(cd zig && zig build bench --release=safe -- --quick)
+
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"
 node --expose-gc tests/run.ts "${suite[@]}"
@@ -17,6 +20,3 @@ echo "== conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
 deno run -A --v8-flags=--expose-gc tests/run.ts "${suite[@]}"
 echo "== conformance suite on bun $(bun --version)"
 bun tests/run.ts "${suite[@]}"
-
-echo "== benchmarks, quick mode"
-(cd zig && zig build bench -- --quick)
