@@ -39,12 +39,15 @@ for (const holderRuntime of runtimes) {
     try {
       const refs = [os.put(new Float64Array(10_000)), os.put({ small: true })];
       const holder = start(holderRuntime, fixture("holder.ts"), [storeName, ...refs.map((r) => r.hex())]);
-      assert.equal(await holder.line(), "holding");
-      os.free(refs);
-      assert.equal(os.memoryStats().objectCount, 2, "the other process still holds both");
-      assert.ok(os.memoryStats().pinnedBytes > 0);
-      holder.kill();
-      await holder.exited;
+      try {
+        assert.equal(await holder.line(), "holding");
+        os.free(refs);
+        assert.equal(os.memoryStats().objectCount, 2, "the other process still holds both");
+        assert.ok(os.memoryStats().pinnedBytes > 0);
+      } finally {
+        holder.kill();
+        await holder.exited;
+      }
       const killedAt = Date.now();
       await eventually(() => os.memoryStats().objectCount === 0, 5000, "objects of the killed process freed");
       assert.equal(os.memoryStats().pinnedBytes, 0);

@@ -138,16 +138,18 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     // header is ready keeps them from reading a half-made segment.
     _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
     defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    // tmpfs allocates pages on first touch; a segment larger than what /dev/shm has left would
+    // SIGBUS a process later, so refuse it now. (Reserving every page with fallocate would
+    // zero them all here, seconds for a big store; the prefault thread does that off-thread.)
+    const free_bytes = sys.freeBytes(fd) catch std.math.maxInt(u64);
+    if (free_bytes < sections.segment_size_bytes) {
+        status.setDetail("/dev/shm has {d} bytes free, store '{s}' needs {d}", .{ free_bytes, name, sections.segment_size_bytes });
+        return error.StoreFull;
+    }
     sys.ftruncate(fd, sections.segment_size_bytes) catch |err| {
         status.setDetail("cannot size /dev/shm segment to {d} bytes ({s}); is /dev/shm large enough?", .{ sections.segment_size_bytes, @errorName(err) });
         return if (err == error.NoSpace) error.StoreFull else error.System;
     };
-    // Reserve the tmpfs pages now so a too-small /dev/shm fails here, not as SIGBUS later.
-    const reserve_rc = std.os.linux.fallocate(fd, 0, 0, @intCast(sections.segment_size_bytes));
-    if (std.os.linux.errno(reserve_rc) == .NOSPC) {
-        status.setDetail("/dev/shm has less than {d} bytes free for store '{s}'", .{ sections.segment_size_bytes, name });
-        return error.StoreFull;
-    }
     const base = sys.mapShared(fd, sections.segment_size_bytes) catch return error.System;
     self.fd = fd;
     self.base = base;

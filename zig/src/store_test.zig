@@ -221,3 +221,8 @@ test "a create that only fits after compaction moves unpinned objects and keeps 
     try store.release(&pinned);
     try testing.expectError(error.StoreFull, store.create(&idOf(6000), 512 * 1024, &.{}));
 }
+
+test "a store larger than /dev/shm can hold is refused at open" {
+    var name_buffer: [64]u8 = undefined;
+    try testing.expectError(error.StoreFull, Store.open(uniqueName(&name_buffer), .{ .capacity_bytes = 1 << 50, .prefault = false }));
+}

@@ -71,6 +71,14 @@ pub fn pathSize(path: [*:0]const u8) Error!u64 {
     return stx.size;
 }
 
+/// Bytes an unprivileged user can still allocate on the filesystem of `fd` (fstatfs f_bavail).
+pub fn freeBytes(fd: i32) Error!u64 {
+    // struct statfs on 64-bit Linux: f_type, f_bsize, f_blocks, f_bfree, f_bavail, … (120 bytes).
+    var buffer: [15]u64 = undefined;
+    _ = try check(linux.syscall2(.fstatfs, @as(usize, @bitCast(@as(isize, fd))), @intFromPtr(&buffer)));
+    return buffer[4] * buffer[1];
+}
+
 pub fn mapShared(fd: i32, size_bytes: usize) Error![*]align(4096) u8 {
     const rc = try check(linux.mmap(
         null,
