@@ -2,7 +2,7 @@
  * The `objstore` command: `memory` (the objects of a store, like `ray memory`), `status`
  * (the stores on this machine) and `destroy` (remove a store whose processes all died).
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync, unlinkSync } from "node:fs";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
 
@@ -26,7 +26,7 @@ export async function runCli(args: string[], print: (line: string) => void = con
       return await status(json, print);
     case "destroy":
       if (rest.length !== 1) return fail(print, "destroy takes one store name");
-      NativeStore.destroy(await loadLibrary(), rest[0]);
+      await destroy(rest[0]);
       print(`removed store ${rest[0]}`);
       return 0;
     case undefined:
@@ -52,6 +52,34 @@ function optionValue(args: string[], name: string): string | undefined {
 /** Names of the stores in /dev/shm. */
 export function storeNames(): string[] {
   return readdirSync("/dev/shm").filter((f) => f.startsWith("objstore-")).map((f) => f.slice("objstore-".length)).sort();
+}
+
+/**
+ * Removes a store whose processes all died. A segment this library cannot read (another
+ * version's, or damaged) is removed if no process on the machine maps it.
+ */
+async function destroy(name: string): Promise<void> {
+  try {
+    NativeStore.destroy(await loadLibrary(), name);
+  } catch (error) {
+    if (!/incompatible|not a usable objstore segment/.test((error as Error).message)) throw error;
+    const path = `/dev/shm/objstore-${name}`;
+    const users = processesMapping(path);
+    if (users.length > 0) throw new Error(`${path} is still mapped by processes ${users.join(", ")}`);
+    unlinkSync(path);
+  }
+}
+
+/** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */
+function processesMapping(path: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/maps`, "utf8").includes(path)) pids.push(Number(entry));
+    } catch { /* gone, or not ours to read */ }
+  }
+  return pids;
 }
 
 async function attach(name: string): Promise<NativeStore> {
