@@ -54,3 +54,19 @@ test("objstore with a bad command or store is a clear error", async () => {
   assert.equal(missing.code, 1);
   assert.match(missing.out, /no store named 'no-such-store-here'/);
 });
+
+test("objstore destroy removes a store whose processes were all killed, and refuses a live one", async () => {
+  const storeName = uniqueStoreName("destroy");
+  const writer = start("node", path.join(root, "tests", "fixtures", "writer.ts"), [storeName]);
+  await writer.line();
+  const refused = await run("node", ["destroy", storeName]);
+  assert.equal(refused.code, 1, refused.out);
+  assert.match(refused.out, /still used by 1 other process/);
+  writer.kill();
+  await writer.exited;
+  const { readdirSync } = await import("node:fs");
+  assert.ok(readdirSync("/dev/shm").includes(`objstore-${storeName}`), "a killed process leaves its store");
+  const removed = await run("node", ["destroy", storeName]);
+  assert.equal(removed.code, 0, removed.out);
+  assert.ok(!readdirSync("/dev/shm").includes(`objstore-${storeName}`));
+});
