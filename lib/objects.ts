@@ -16,16 +16,7 @@ import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
-
-interface Pin {
-  id: Uint8Array;
-  session: Session;
-}
-
-// Unpins an object once the last view of it is unreachable.
-const views = new FinalizationRegistry<Pin>((pin) => {
-  if (!pin.session.closed) pin.session.store.release(pin.id);
-});
+import { pinUntilCollected, releaseUnreachablePins } from "./pins.ts";
 
 const encodeHooks: EncodeHooks = {
   refId(value: unknown): Uint8Array | undefined {
@@ -97,15 +88,25 @@ export function putArguments(s: Session, args: unknown[]): ObjectRef {
   return new ObjectRef(id, s);
 }
 
-/** Creates the object; when the store is full, spills cold objects to make room first. */
+/** Creates the object; when the store is full, makes room first (see `makeRoom`). */
 function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, children: Uint8Array | undefined, childCount: number): Uint8Array {
-  const attempts = s.options.spill === false ? 1 : 3;
   for (let attempt = 1; ; attempt++) {
     const target = s.store.create(id, sizeBytes, children, childCount);
     if (typeof target !== "number") return target;
-    if (target !== Status.storeFull || attempt === attempts) throw putFailure(s, target, sizeBytes);
-    if (s.store.spill(sizeBytes * attempt) === 0) throw putFailure(s, target, sizeBytes);
+    if (target !== Status.storeFull || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
+      throw putFailure(s, target, sizeBytes);
+    }
   }
+}
+
+const MAKE_ROOM_ATTEMPTS = 4;
+
+/**
+ * Frees about `sizeBytes`: spills the least recently used unpinned objects, or, when nothing
+ * can spill, releases the pins of views the program no longer reaches. False if neither helped.
+ */
+function makeRoom(s: Session, sizeBytes: number): boolean {
+  return s.store.spill(sizeBytes) > 0 || releaseUnreachablePins(s) > 0;
 }
 
 function concatIds(ids: Uint8Array[]): Uint8Array {
@@ -183,6 +184,8 @@ function deadlineOf(what: string, timeout: number | undefined): number {
 
 async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
   let backoffMs = 0;
+  // How long a restore may wait for pins to go before the store is called full (Ray: 2 s).
+  const roomDeadline = Date.now() + 2000;
   while (true) {
     signal?.throwIfAborted();
     const producer = ref.producer;
@@ -200,6 +203,11 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       const restored = s.store.restore(ref.bytes);
       if (restored === Status.ok) continue;
       if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
+      // No room to bring it back: make some, then try again (or wait for pins to go).
+      if (makeRoom(s, s.store.sizeOf(ref.bytes))) continue;
+      if (Date.now() >= roomDeadline) {
+        throw new ObjectStoreFullError(`get: no room to restore ${ref} (${s.store.sizeOf(ref.bytes)} bytes): the store is full of pinned objects`);
+      }
     } else if (status !== Status.notSealed) {
       throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
     }
@@ -259,7 +267,7 @@ function readPinned(s: Session, id: Uint8Array): unknown {
     if (readHeader(shared).bufferCount === 0) return decode(shared, decodeHooks(s));
     const own = s.store.ownView(offsetBytes, sizeBytes);
     const value = decode(new Uint8Array(own), decodeHooks(s));
-    views.register(own, { id, session: s });
+    pinUntilCollected(s, id, own);
     keepPinned = true;
     return value;
   } finally {

@@ -1,6 +1,7 @@
 /** The Deno shim: `Deno.dlopen`. */
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
+import { collectV8Garbage } from "./v8_gc.ts";
 
 // deno-lint-ignore no-explicit-any
 const Deno = (globalThis as any).Deno;
@@ -33,6 +34,6 @@ export const shim: RuntimeShim = {
     return { command: Deno.execPath(), args: ["run", "-A", "--v8-flags=--expose-gc", script] };
   },
   collectGarbage() {
-    (globalThis as { gc?: () => void }).gc?.();
+    collectV8Garbage();
   },
 };

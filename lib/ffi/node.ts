@@ -3,6 +3,7 @@ import koffi from "koffi";
 import process from "node:process";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
+import { collectV8Garbage } from "./v8_gc.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -34,6 +35,6 @@ export const shim: RuntimeShim = {
     return { command: process.execPath, args: ["--expose-gc", script] };
   },
   collectGarbage() {
-    (globalThis as { gc?: () => void }).gc?.();
+    collectV8Garbage();
   },
 };

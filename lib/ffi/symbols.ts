@@ -32,6 +32,7 @@ export const symbols = {
   objstore_ref_add: { args: ["pointer", "buffer"], result: "i32" },
   objstore_ref_drop: { args: ["pointer", "buffer"], result: "i32" },
   objstore_contains: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_size: { args: ["pointer", "buffer"], result: "i32" },
   objstore_wait_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
   objstore_maintain: { args: ["pointer"], result: "i32" },
   objstore_stats: { args: ["pointer", "buffer"], result: "i32" },

@@ -163,6 +163,11 @@ export class NativeStore {
     return this.#symbols.objstore_contains(this.#handle, id);
   }
 
+  /** The object's data size, in memory or spilled; 0 if it is gone. */
+  sizeOf(id: Uint8Array): number {
+    return this.#symbols.objstore_size(this.#handle, id) === Status.ok ? this.#result[1] : 0;
+  }
+
   restore(id: Uint8Array): number {
     return this.#symbols.objstore_restore(this.#handle, id);
   }
@@ -224,9 +229,10 @@ export class NativeStore {
     if (status !== Status.ok) this.#fail(status, "spill directory");
   }
 
-  /** Spills least recently used objects; returns the bytes freed. */
+  /** Spills least recently used objects; returns the bytes freed (0 when spilling is off). */
   spill(targetBytes: number): number {
     const status = this.#symbols.objstore_spill(this.#handle, targetBytes);
+    if (status === Status.spillDisabled) return 0;
     if (status !== Status.ok) this.#fail(status, "spill");
     return this.#result[3];
   }

@@ -116,6 +116,8 @@ int32_t objstore_release(objstore_t *h, const uint8_t *id);
 int32_t objstore_ref_add(objstore_t *h, const uint8_t *id);
 int32_t objstore_ref_drop(objstore_t *h, const uint8_t *id);
 
+/* result[1] = the object's data size, in memory or spilled. */
+int32_t objstore_size(objstore_t *h, const uint8_t *id);
 /* 0 absent, 1 being written, 2 sealed in memory, 3 spilled. */
 int32_t objstore_contains(objstore_t *h, const uint8_t *id);
 /* Blocks until the object is sealed (a futex shared by every process of the store). */

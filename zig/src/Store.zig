@@ -744,6 +744,12 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     }
 }
 
+/// The data size of an object in any state (spilled included).
+pub fn sizeOf(self: *Store, id: *const ObjectId) Error!u64 {
+    const found = self.index.find(id) orelse return error.Absent;
+    return self.index.extras[found.slot_index].data_size_bytes;
+}
+
 pub const ObjectState = enum(i32) { absent = 0, writing = 1, sealed = 2, spilled = 3 };
 
 pub fn contains(self: *Store, id: *const ObjectId) ObjectState {

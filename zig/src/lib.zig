@@ -197,6 +197,14 @@ export fn objstore_ref_drop(h: ?*anyopaque, id: [*]const u8) i32 {
     return succeed();
 }
 
+/// result[1] = the object's data size, whether in memory or spilled.
+export fn objstore_size(h: ?*anyopaque, id: [*]const u8) i32 {
+    const handle = handleOf(h);
+    const size = handle.store.sizeOf(idOf(id)) catch |err| return fail(err);
+    handle.result[1] = @floatFromInt(size);
+    return succeed();
+}
+
 /// 0 absent, 1 being written, 2 sealed in memory, 3 spilled.
 export fn objstore_contains(h: ?*anyopaque, id: [*]const u8) i32 {
     return @intFromEnum(handleOf(h).store.contains(idOf(id)));

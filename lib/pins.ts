@@ -1,0 +1,46 @@
+/**
+ * Pins held for the program's views: a value with binary payloads comes back over an
+ * ArrayBuffer of its own, and the object stays pinned until that buffer is collected.
+ *
+ * Collection is lazy, so a store full of objects pinned only by unreachable views would wait
+ * for a garbage collection that an idle program never runs. When room is short, the library
+ * runs one itself and releases, at once, the pins whose buffers are gone.
+ */
+import type { Session } from "./session.ts";
+
+interface Pin {
+  readonly id: Uint8Array;
+  readonly session: Session;
+  readonly buffer: WeakRef<ArrayBuffer>;
+  released: boolean;
+}
+
+const live = new Set<Pin>();
+const collected = new FinalizationRegistry<Pin>(release);
+
+function release(pin: Pin): void {
+  if (pin.released) return;
+  pin.released = true;
+  live.delete(pin);
+  if (!pin.session.closed) pin.session.store.release(pin.id);
+}
+
+/** Keeps the pin on `id` (taken by a get) until `buffer` is garbage collected. */
+export function pinUntilCollected(session: Session, id: Uint8Array, buffer: ArrayBuffer): void {
+  const pin: Pin = { id, session, buffer: new WeakRef(buffer), released: false };
+  live.add(pin);
+  collected.register(buffer, pin);
+}
+
+/** Collects garbage now and releases the pins of views that were unreachable; returns how many. */
+export function releaseUnreachablePins(session: Session): number {
+  if (live.size === 0) return 0;
+  session.library.shim.collectGarbage();
+  let released = 0;
+  for (const pin of live) {
+    if (pin.session !== session || pin.buffer.deref() !== undefined) continue;
+    release(pin);
+    released += 1;
+  }
+  return released;
+}
