@@ -3,6 +3,8 @@
  * (the stores on this machine) and `destroy` (remove a store whose processes all died).
  */
 import { readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { hostname } from "node:os";
+import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
 
@@ -10,7 +12,7 @@ const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
-  status [--json]                  list the stores on this machine
+  status [--json]                  list the stores on this machine and the processes using them
   destroy NAME                     remove a store none of whose processes is alive
 
 A store is named by init({ storeName }); without --store, memory shows the only store there is.`;
@@ -125,14 +127,20 @@ async function memory(name: string | undefined, json: boolean, print: (line: str
   return 0;
 }
 
+interface StoreStatus extends StoreStats {
+  store: string;
+  processes: Array<{ pid: number; role: "driver" | "worker"; command: string }>;
+}
+
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
-  const rows: Array<{ store: string } & StoreStats> = [];
+  const rows: StoreStatus[] = [];
   for (const name of storeNames()) {
     try {
       const store = await attach(name);
       try {
         const stats = store.stats();
-        rows.push({ store: name, ...stats, attachedProcesses: stats.attachedProcesses - 1 });
+        const processes = store.attachedPids().filter((pid) => pid !== process.pid).map(describeProcess);
+        rows.push({ store: name, ...stats, attachedProcesses: processes.length, processes });
       } finally {
         store.close();
       }
@@ -141,16 +149,27 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     }
   }
   if (json) {
-    print(JSON.stringify(rows));
+    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows }] }));
     return 0;
   }
+  print(`node ${hostname()} (this machine; clusters are not in this version)`);
   print(`${"STORE".padEnd(30)}  ${"CAPACITY".padStart(10)}  ${"USED".padStart(10)}  ${"OBJECTS".padStart(8)}  PROCESSES`);
   for (const r of rows) {
+    const workers = r.processes.filter((p) => p.role === "worker").length;
     print(`${r.store.padEnd(30)}  ${bytes(r.capacityBytes).padStart(10)}  ${bytes(r.usedBytes).padStart(10)}  ` +
-      `${String(r.objectCount).padStart(8)}  ${r.attachedProcesses}`);
+      `${String(r.objectCount).padStart(8)}  ${r.processes.length - workers} driver(s), ${workers} worker(s)`);
+    for (const p of r.processes) print(`    ${String(p.pid).padStart(7)}  ${p.role.padEnd(6)}  ${p.command}`);
   }
   if (rows.length === 0) print("(no stores on this machine)");
   return 0;
+}
+
+function describeProcess(pid: number): { pid: number; role: "driver" | "worker"; command: string } {
+  let command = "";
+  try {
+    command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+  } catch { /* exited meanwhile */ }
+  return { pid, role: command.includes("worker_main") ? "worker" : "driver", command: command.slice(0, 100) };
 }
 
 function sum(objects: ListedObject[]): number {

@@ -38,7 +38,11 @@ for (const runtime of runtimes) {
       assert.equal(json.objectCount, 2);
       assert.equal(json.objects.length, 2);
       const status = await run(runtime, ["status"]);
-      assert.match(status.out, new RegExp(`${storeName}\\s`));
+      assert.match(status.out, new RegExp(`${storeName}\\s.*1 driver\\(s\\), 0 worker\\(s\\)`));
+      await os.get(os.remote(() => 1).remote());
+      const withWorkers = JSON.parse((await run(runtime, ["status", "--json"])).out);
+      const mine = withWorkers.nodes[0].stores.find((s: { store: string }) => s.store === storeName);
+      assert.ok(mine.processes.some((p: { role: string }) => p.role === "worker"), JSON.stringify(mine));
       assert.equal((view as Uint8Array).length, 100_000, "the view stays reachable (and pinned) until here");
     } finally {
       await os.shutdown();

@@ -196,6 +196,13 @@ export class NativeStore {
     };
   }
 
+  /** Pids of the processes attached to the store. */
+  attachedPids(): number[] {
+    const out = new Uint32Array(64);
+    const count = this.#symbols.objstore_clients(this.#handle, out);
+    return Array.from(out.subarray(0, count));
+  }
+
   /** Every object of the store, as `objstore memory` shows them. */
   list(): ListedObject[] {
     const recordBytes = 64;

@@ -127,6 +127,9 @@ int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
 
+/* Writes the pids of the attached processes into out (room for 64); returns how many. */
+int32_t objstore_clients(objstore_t *h, uint32_t *out);
+
 /* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
  * attached processes. */
 int32_t objstore_stats(objstore_t *h, double *out);

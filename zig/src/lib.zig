@@ -220,6 +220,18 @@ export fn objstore_maintain(h: ?*anyopaque) i32 {
     return @intCast(handleOf(h).store.maintain());
 }
 
+/// Writes the pids of the processes attached to the store into `out` (up to 64); returns how many.
+export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
+    const store = handleOf(h).store;
+    var count: u32 = 0;
+    for (store.clients) |*entry| {
+        if (layout.ClientWord.of(entry.word.load(.acquire)).state == .free or entry.pid == 0) continue;
+        out[count] = entry.pid;
+        count += 1;
+    }
+    return @intCast(count);
+}
+
 /// Fills `out` with 8 doubles: capacity, used, pinned, objects, spilled bytes, spilled
 /// objects, restored bytes, attached processes.
 export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
