@@ -99,13 +99,14 @@ async function memory(name: string | undefined, json: boolean, print: (line: str
   const store = await attach(name);
   let stats: StoreStats;
   let objects: ListedObject[];
+  let processes: number;
   try {
     stats = store.stats();
     objects = store.list();
+    processes = new Set(store.attachedPids().filter((pid) => pid !== process.pid)).size;
   } finally {
     store.close();
   }
-  const processes = stats.attachedProcesses - 1; // not counting this command
   if (json) {
     print(JSON.stringify({ store: name, ...stats, attachedProcesses: processes, objects }));
     return 0;
@@ -139,7 +140,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
       const store = await attach(name);
       try {
         const stats = store.stats();
-        const processes = store.attachedPids().filter((pid) => pid !== process.pid).map(describeProcess);
+        const processes = [...new Set(store.attachedPids())].filter((pid) => pid !== process.pid).map(describeProcess);
         rows.push({ store: name, ...stats, attachedProcesses: processes.length, processes });
       } finally {
         store.close();

@@ -176,10 +176,12 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
   }
   if (options.spill.directory !== undefined) {
     store.configureSpill(options.spill.directory);
+    store.spillInBackground(options.spillThreshold);
     return;
   }
   const directory = defaultSpillDirectory(store.name);
   store.configureSpill(directory);
+  store.spillInBackground(options.spillThreshold);
   const info = lstatSync(directory);
   if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
     throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);

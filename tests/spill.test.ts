@@ -113,3 +113,24 @@ test("with spilling off, a put that does not fit is ObjectStoreFullError and not
     await os.shutdown();
   }
 });
+
+test("above spillThreshold, cold objects spill in the background without any put waiting", async () => {
+  const directory = mkdtempSync(path.join(nodeOs.tmpdir(), "objstore-spill-test-"));
+  await os.init({ objectStoreMemory: 64 * MiB, spill: { type: "filesystem", directory }, spillThreshold: 0.5, prefault: false });
+  try {
+    const refs = Array.from({ length: 10 }, (_, k) => os.put(payload(k, 4 * MiB)));
+    const deadline = Date.now() + 5000;
+    while (os.memoryStats().usedBytes > 0.5 * 64 * MiB && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const stats = os.memoryStats();
+    assert.ok(stats.usedBytes <= 0.5 * 64 * MiB, `${stats.usedBytes} bytes still in memory`);
+    assert.ok(stats.spilledObjects > 0);
+    for (let k = 0; k < refs.length; k++) {
+      assert.equal(checksum((await os.get(refs[k])) as Uint8Array), checksum(payload(k, 4 * MiB)));
+    }
+  } finally {
+    await os.shutdown();
+    rmSync(directory, { recursive: true, force: true });
+  }
+}, { timeoutMs: 60_000 });

@@ -42,6 +42,7 @@ export const symbols = {
   objstore_spill: { args: ["pointer", "f64"], result: "i32" },
   objstore_spill_object: { args: ["pointer", "buffer"], result: "i32" },
   objstore_restore: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_spill_background: { args: ["pointer", "f64"], result: "i32" },
   objstore_io_backend: { args: ["pointer"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 

@@ -236,6 +236,12 @@ export class NativeStore {
     if (status !== Status.ok) this.#fail(status, "spill directory");
   }
 
+  /** Keeps use under `thresholdFraction` of capacity from a native thread of this process. */
+  spillInBackground(thresholdFraction: number): void {
+    const status = this.#symbols.objstore_spill_background(this.#handle, thresholdFraction);
+    if (status !== Status.ok) this.#fail(status, "background spilling");
+  }
+
   /** Spills least recently used objects; returns the bytes freed (0 when spilling is off). */
   spill(targetBytes: number): number {
     const status = this.#symbols.objstore_spill(this.#handle, targetBytes);

@@ -157,6 +157,9 @@ int32_t objstore_spill(objstore_t *h, double target_bytes);
 int32_t objstore_spill_object(objstore_t *h, const uint8_t *id);
 /* Restores a spilled object (one process restores, concurrent callers wait). */
 int32_t objstore_restore(objstore_t *h, const uint8_t *id);
+/* Starts a thread in this process that spills least recently used objects whenever use
+ * passes threshold_fraction of capacity (down to 0.1 below it); stopped by objstore_close. */
+int32_t objstore_spill_background(objstore_t *h, double threshold_fraction);
 /* 1 io_uring, 2 pwritev (forced with OBJSTORE_IO=pwritev). */
 int32_t objstore_io_backend(objstore_t *h);
 

@@ -808,6 +808,21 @@ fn dropAllHoldings(self: *Store) void {
     }
 }
 
+/// Distinct processes attached (one process may hold two entries: its background spiller).
+pub fn attachedProcesses(self: *Store) u32 {
+    var pids: [layout.client_count_max]u32 = undefined;
+    var count: u32 = 0;
+    for (self.clients) |*entry| {
+        if (ClientWord.of(entry.word.load(.acquire)).state == .free) continue;
+        const pid = entry.pid;
+        if (std.mem.indexOfScalar(u32, pids[0..count], pid) != null) continue;
+        pids[count] = pid;
+        count += 1;
+    }
+    return count;
+}
+
+/// Attached entries (each attachment, whatever its process).
 pub fn attachedCount(self: *Store) u32 {
     var count: u32 = 0;
     for (self.clients) |*entry| {
@@ -872,7 +887,7 @@ pub fn stats(self: *Store) Stats {
         .spilled_bytes = 0,
         .spilled_objects = 0,
         .restored_bytes = h.restored_bytes.load(.monotonic),
-        .attached_processes = self.attachedCount(),
+        .attached_processes = self.attachedProcesses(),
     };
     for (self.index.slots, self.index.extras) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;

@@ -10,6 +10,7 @@ const status = @import("status.zig");
 
 
 pub const Spiller = @import("Spiller.zig");
+const BackgroundSpiller = @import("BackgroundSpiller.zig");
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
@@ -21,6 +22,7 @@ const Handle = struct {
     result: [8]f64 align(64) = @splat(0),
     store: *Store,
     spiller: Spiller,
+    background: ?*BackgroundSpiller = null,
 };
 
 threadlocal var last_status: Status = .ok;
@@ -116,6 +118,7 @@ pub const close_unmap: u32 = 2;
 /// Returns 1 if this was the last process and the store (and its spill files) was removed.
 export fn objstore_close(h: ?*anyopaque, flags: u32) i32 {
     const handle = handleOf(h);
+    if (handle.background) |background| background.stopAndDestroy();
     handle.spiller.deinit();
     const removed = handle.store.close(flags & close_remove_if_last != 0, flags & close_unmap != 0);
     std.heap.page_allocator.destroy(handle);
@@ -127,7 +130,7 @@ export fn objstore_destroy(name: [*]const u8, name_size_bytes: u32) i32 {
     status.clearDetail();
     const store = Store.open(name[0..name_size_bytes], .{ .create = false }) catch |err| return fail(err);
     _ = store.maintain();
-    const others = store.attachedCount() - 1;
+    const others = store.attachedProcesses() - 1;
     if (others > 0) {
         status.setDetail("store '{s}' is still used by {d} other processes", .{ name[0..name_size_bytes], others });
         _ = store.close(false, true);
@@ -319,6 +322,15 @@ export fn objstore_restore(h: ?*anyopaque, id: [*]const u8) i32 {
     return succeed();
 }
 
+/// Starts a thread in this process that spills least recently used objects whenever the
+/// store's use passes `threshold_fraction` of its capacity (until 0.1 below it).
+export fn objstore_spill_background(h: ?*anyopaque, threshold_fraction: f64) i32 {
+    const handle = handleOf(h);
+    if (handle.background != null) return succeed();
+    handle.background = BackgroundSpiller.start(handle.store.storeName(), threshold_fraction) catch |err| return fail(err);
+    return succeed();
+}
+
 /// 1 = io_uring, 2 = pwritev.
 export fn objstore_io_backend(h: ?*anyopaque) i32 {
     return @intFromEnum(handleOf(h).spiller.backend());
@@ -332,6 +344,7 @@ test {
     _ = @import("spill_io.zig");
     _ = @import("store_test.zig");
     _ = @import("Compactor.zig");
+    _ = @import("BackgroundSpiller.zig");
 }
 
 /// For the native stress tests and benchmarks, which drive the store without the C ABI.
