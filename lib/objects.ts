@@ -26,13 +26,20 @@ const encodeHooks: EncodeHooks = {
   },
 };
 
+const hooksBySession = new WeakMap<Session, DecodeHooks>();
+
 function decodeHooks(s: Session): DecodeHooks {
-  return {
-    makeRef(id: Uint8Array): unknown {
-      // The containing object holds `id` alive, so taking a reference succeeds.
-      return new ObjectRef(id, s.addRef(id) === "held" ? s : undefined);
-    },
-  };
+  let hooks = hooksBySession.get(s);
+  if (hooks === undefined) {
+    hooks = {
+      makeRef(id: Uint8Array): unknown {
+        // The containing object holds `id` alive, so taking a reference succeeds.
+        return new ObjectRef(id, s.addRef(id) === "held" ? s : undefined);
+      },
+    };
+    hooksBySession.set(s, hooks);
+  }
+  return hooks;
 }
 
 /**
@@ -154,12 +161,30 @@ export function get(refs: ObjectRef[], options?: GetOptions): Promise<unknown[]>
 export async function get(refOrRefs: ObjectRef | readonly ObjectRef[], options: GetOptions = {}): Promise<unknown> {
   const s = session();
   const deadline = deadlineOf("get", options.timeout);
-  const many = Array.isArray(refOrRefs);
-  const refs: readonly ObjectRef[] = many ? refOrRefs : [refOrRefs as ObjectRef];
+  if (!Array.isArray(refOrRefs)) {
+    checkRef("get", refOrRefs);
+    const now = getNow(s, refOrRefs as ObjectRef);
+    return now !== notReady ? now : await getOne(s, refOrRefs as ObjectRef, deadline, options.signal);
+  }
+  const refs: readonly ObjectRef[] = refOrRefs;
   for (const ref of refs) checkRef("get", ref);
   const values = new Array<unknown>(refs.length);
-  for (let i = 0; i < refs.length; i++) values[i] = await getOne(s, refs[i], deadline, options.signal);
-  return many ? values : values[0];
+  for (let i = 0; i < refs.length; i++) {
+    const now = getNow(s, refs[i]);
+    values[i] = now !== notReady ? now : await getOne(s, refs[i], deadline, options.signal);
+  }
+  return values;
+}
+
+const notReady = Symbol("not ready");
+
+/** The value if it is in memory now (the common case), without a promise; else `notReady`. */
+function getNow(s: Session, ref: ObjectRef): unknown {
+  if (ref.producer !== undefined && !ref.producer.settled) return notReady;
+  if (!ref.acquire() || s.store.get(ref.bytes) !== Status.ok) return notReady;
+  const value = readPinned(s, ref.bytes);
+  if (value instanceof TaskFailure) throw value.toError();
+  return value;
 }
 
 function checkRef(what: string, ref: unknown): asserts ref is ObjectRef {
@@ -260,7 +285,8 @@ async function pause(backoffMs: number, deadline: number, signal: AbortSignal | 
 }
 
 function readPinned(s: Session, id: Uint8Array): unknown {
-  const { offsetBytes, sizeBytes } = s.store.pinned;
+  const offsetBytes = s.store.pinnedOffset;
+  const sizeBytes = s.store.pinnedSize;
   let keepPinned = false;
   try {
     const shared = s.store.bytes(offsetBytes, sizeBytes);

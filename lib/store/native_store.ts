@@ -24,11 +24,6 @@ export interface OpenOptions {
   prefault: boolean;
 }
 
-export interface Region {
-  offsetBytes: number;
-  sizeBytes: number;
-}
-
 export interface StoreStats {
   capacityBytes: number;
   usedBytes: number;
@@ -141,9 +136,14 @@ export class NativeStore {
     return this.#symbols.objstore_get(this.#handle, id);
   }
 
-  /** Where the object pinned by the last successful `get` lies. */
-  get pinned(): Region {
-    return { offsetBytes: this.#result[0], sizeBytes: this.#result[1] };
+  /** Where the object pinned by the last successful `get` lies: offset in the segment. */
+  get pinnedOffset(): number {
+    return this.#result[0];
+  }
+
+  /** …and its size. */
+  get pinnedSize(): number {
+    return this.#result[1];
   }
 
   release(id: Uint8Array): void {
