@@ -100,7 +100,8 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
   for (let attempt = 1; ; attempt++) {
     const target = s.store.create(id, sizeBytes, children, childCount);
     if (typeof target !== "number") return target;
-    if (target !== Status.storeFull || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
+    const full = target === Status.storeFull || target === Status.indexFull;
+    if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
       throw putFailure(s, target, sizeBytes);
     }
   }
@@ -111,6 +112,8 @@ const MAKE_ROOM_ATTEMPTS = 4;
 /**
  * Frees about `sizeBytes`: spills the least recently used unpinned objects, or, when nothing
  * can spill, releases the pins of views the program no longer reaches. False if neither helped.
+ * (Refs dropped without `free` cannot be reclaimed here: a WeakRef keeps its target alive to
+ * the end of the current job, so only their finalizers, between tasks, release them.)
  */
 function makeRoom(s: Session, sizeBytes: number): boolean {
   return s.store.spill(sizeBytes) > 0 || releaseUnreachablePins(s) > 0;
