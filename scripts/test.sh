@@ -13,6 +13,7 @@ echo "== native core: unit, stress and crash tests"
 echo "== benchmarks, quick mode"
 (cd zig && zig build bench --release=safe -- --quick)
 bash bench/run_store.sh --quick
+bash bench/run_tasks.sh --quick
 
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"

@@ -1,0 +1,245 @@
+/**
+ * The thread pools people use for tasks on Node today, piscina and tinypool, on the workloads of
+ * bench/tasks_bench.ts, with the same harness, on whichever runtime starts this file:
+ *
+ *   node bench/pool_bench.ts [--quick] [--only piscina|tinypool]
+ *   deno run -A bench/pool_bench.ts [--quick]
+ *   bun bench/pool_bench.ts [--quick]
+ *
+ * The pools are installed (pinned) by bench/run_tasks.sh into .tools/bench-node/, outside the
+ * project's package.json, and imported from there by path. Each pool has 2 worker threads
+ * (minThreads = maxThreads = 2, the cores of the bench machine) and default settings otherwise.
+ * This file is also the pools' worker module: in a worker thread it only exports the task.
+ *
+ *   single_client_tasks_sync    await pool.run(null)                          × 1
+ *   single_client_tasks_async   await Promise.all([pool.run(null) × 1000])    × 1000
+ *   arg_1mib_sync / _async      the same with a 1 MiB Uint8Array argument, which the pool
+ *                               copies to the worker (structured clone) on every task
+ *
+ * The task returns the argument's length (0 for null). Harness as Ray's `timeit` (1 s warm-up,
+ * 4 rounds of ≥ 2 s, mean ± std); `--quick`: 0.05 s warm-up, 3 rounds of 0.1 s. Per op, the
+ * CPU time of this whole process (all threads: the pool's workers are threads of it) and its
+ * voluntary context switches; and, before each workload, a 0.3 s probe of the machine's state
+ * (a bare pipe ping-pong with a child process, as in tasks_bench.ts). Progress goes to stderr; stdout gets one JSON line.
+ */
+import { spawn } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { isMainThread } from "node:worker_threads";
+
+/** The task, in the pools' worker threads. */
+export default function task(value: Uint8Array | null): number {
+  return value === null ? 0 : value.length;
+}
+
+// deno-lint-ignore no-explicit-any
+const g = globalThis as any;
+const runtime: "deno" | "bun" | "node" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+
+const argv: string[] = runtime === "deno" ? g.Deno.args : process.argv.slice(2);
+if (isMainThread && argv.includes("--echo")) {
+  // The probe's child: every chunk read goes straight back in one write.
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk: string) => process.stdout.write(chunk));
+  process.stdin.on("end", () => process.exit(0));
+} else if (isMainThread) {
+  await main();
+}
+
+interface Rate {
+  mean: number;
+  std: number;
+  rounds: number[];
+  split?: { wall_us: number; process_cpu_us: number; runqueue_wait_us: number; voluntary_switches: number };
+  /** The bare pipe ping-pong rate between two processes, measured just before (as tasks_bench). */
+  probe_pipe_sync?: number;
+}
+
+/** A child of this runtime echoing lines: the probe of the machine's state, as in tasks_bench. */
+function startProbe(script: string): { rate(seconds: number): Promise<number>; close(): void } {
+  const command = runtime === "deno" ? g.Deno.execPath() : process.execPath;
+  const child = spawn(command, runtime === "deno" ? ["run", "-A", script, "--echo"] : [script, "--echo"], { stdio: ["pipe", "pipe", "inherit"] });
+  child.stdout!.setEncoding("utf8");
+  let wake: (() => void) | undefined;
+  let pending = "";
+  child.stdout!.on("data", (chunk: string) => {
+    pending += chunk;
+    if (pending.endsWith("\n")) {
+      JSON.parse(pending.slice(4));
+      pending = "";
+      wake!();
+    }
+  });
+  const once = () => new Promise<void>((resolve) => {
+    wake = resolve;
+    child.stdin!.write("\u0001os " + JSON.stringify({ t: "done", task: 1 }) + "\n");
+  });
+  return {
+    async rate(seconds: number) {
+      await once();
+      let count = 0;
+      const start = performance.now();
+      while (performance.now() - start < seconds * 1000) {
+        await once();
+        count++;
+      }
+      return count / ((performance.now() - start) / 1000);
+    },
+    close() {
+      child.stdin!.end();
+    },
+  };
+}
+
+function log(message: string): void {
+  process.stderr.write(message + "\n");
+}
+
+function fmt(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
+}
+
+/**
+ * CPU ns of this process (utime + stime of /proc/self/stat, 10 ms ticks, which keeps the time
+ * of exited threads); run-queue wait ns and voluntary switches summed over its live threads.
+ */
+function selfTimes(): { at: number; cpuNs: number; waitNs: number; voluntary: number } {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const t = { at: performance.now(), cpuNs: (Number(fields[11]) + Number(fields[12])) * 1e7, waitNs: 0, voluntary: 0 };
+  for (const tid of readdirSync("/proc/self/task")) {
+    try {
+      const [, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
+      t.waitNs += wait;
+      t.voluntary += Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"))?.[1] ?? 0);
+    } catch { /* thread gone */ }
+  }
+  return t;
+}
+
+async function main(): Promise<void> {
+  const args: string[] = runtime === "deno" ? g.Deno.args : process.argv.slice(2);
+  const quick = args.includes("--quick");
+  const onlyAt = args.indexOf("--only");
+  const only = onlyAt >= 0 ? new Set(args[onlyAt + 1].split(",")) : undefined;
+  const WARMUP_S = quick ? 0.05 : 1;
+  const ROUNDS = quick ? 3 : 4;
+  const ROUND_S = quick ? 0.1 : 2;
+  const BATCH = 1000;
+  const THREADS = 2;
+  const MiB = 1024 * 1024;
+  const here = fileURLToPath(import.meta.url);
+  const modules = new URL("../.tools/bench-node/node_modules/", import.meta.url);
+  const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : process.version;
+
+  const probe = startProbe(here);
+  async function timeit(name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> {
+    const probeRate = await probe.rate(quick ? 0.05 : 0.3);
+    let count = 0;
+    let start = performance.now();
+    while (performance.now() - start < WARMUP_S * 1000) {
+      await fn();
+      count++;
+    }
+    const step = Math.floor(count / 10) + 1;
+    const rounds: number[] = [];
+    let calls = 0;
+    const before = selfTimes();
+    for (let r = 0; r < ROUNDS; r++) {
+      count = 0;
+      start = performance.now();
+      while (performance.now() - start < ROUND_S * 1000) {
+        for (let i = 0; i < step; i++) await fn();
+        count += step;
+      }
+      rounds.push((multiplier * count) / ((performance.now() - start) / 1000));
+      calls += count;
+    }
+    const after = selfTimes();
+    const ops = calls * multiplier;
+    const mean = rounds.reduce((a, b) => a + b, 0) / rounds.length;
+    const std = Math.sqrt(rounds.reduce((a, b) => a + (b - mean) ** 2, 0) / rounds.length);
+    const split = {
+      wall_us: ((after.at - before.at) * 1000) / ops,
+      process_cpu_us: (after.cpuNs - before.cpuNs) / 1000 / ops,
+      runqueue_wait_us: (after.waitNs - before.waitNs) / 1000 / ops,
+      voluntary_switches: (after.voluntary - before.voluntary) / ops,
+    };
+    log(`${name} per second ${fmt(mean)} +- ${fmt(std)}  [per op: wall ${fmt(split.wall_us)} µs, process CPU ${fmt(split.process_cpu_us)}, run-queue wait ${fmt(split.runqueue_wait_us)}, sleeps ${fmt(split.voluntary_switches)}]`);
+    return { mean, std, rounds, split, probe_pipe_sync: probeRate };
+  }
+
+  interface Pool {
+    run(value: unknown): Promise<unknown>;
+    destroy(): Promise<unknown>;
+  }
+  const pools: Record<string, { version: string; make: () => Promise<Pool> }> = {
+    piscina: {
+      version: JSON.parse(readFileSync(new URL("piscina/package.json", modules), "utf8")).version,
+      make: async () => {
+        const { Piscina } = await import(new URL("piscina/dist/esm-wrapper.mjs", modules).href);
+        return new Piscina({ filename: here, minThreads: THREADS, maxThreads: THREADS }) as Pool;
+      },
+    },
+    tinypool: {
+      version: JSON.parse(readFileSync(new URL("tinypool/package.json", modules), "utf8")).version,
+      make: async () => {
+        const { Tinypool } = await import(new URL("tinypool/dist/index.js", modules).href);
+        return new Tinypool({ filename: here, minThreads: THREADS, maxThreads: THREADS }) as Pool;
+      },
+    },
+  };
+
+  const out: Record<string, unknown> = {
+    runtime,
+    runtime_version: runtimeVersion,
+    quick,
+    threads: THREADS,
+    harness: `Ray's timeit: ${WARMUP_S} s warm-up, ${ROUNDS} rounds of ≥ ${ROUND_S} s, mean ± std`,
+  };
+  const big = new Uint8Array(MiB).fill(1);
+  for (const [name, pool] of Object.entries(pools)) {
+    if (only !== undefined && !only.has(name)) continue;
+    const entry: Record<string, unknown> = { version: pool.version };
+    out[name] = entry;
+    let p: Pool | undefined;
+    try {
+      p = await pool.make();
+      const answer = await withTimeout(p.run(big), 30_000, `${name}: the first task did not finish in 30 s`);
+      if (answer !== MiB) throw new Error(`${name}: the task returned ${answer}, expected ${MiB}`);
+      const results: Record<string, Rate> = {};
+      entry.results = results;
+      const pool_ = p;
+      results.single_client_tasks_sync = await timeit(`${name} no-op sync`, () => pool_.run(null));
+      results.single_client_tasks_async = await timeit(`${name} no-op async`, () => Promise.all(Array.from({ length: BATCH }, () => pool_.run(null))), BATCH);
+      results.arg_1mib_sync = await timeit(`${name} 1 MiB argument (copied), sync`, () => pool_.run(big));
+      // Deno's node:worker_threads copies typed arrays at ~0.01–0.1 GB/s: a batch of 1000 would
+      // take minutes per call. Skip what the sync rate says cannot fit the harness.
+      const batchSeconds = BATCH / results.arg_1mib_sync.mean;
+      if (batchSeconds > (quick ? 1 : 5)) {
+        entry.skipped = { arg_1mib_async: `one batch of ${BATCH} would take ~${batchSeconds.toFixed(0)} s at the sync rate (${fmt(results.arg_1mib_sync.mean)}/s)` };
+        log(`${name} 1 MiB argument (copied), async: skipped, ${(entry.skipped as Record<string, string>).arg_1mib_async}`);
+      } else {
+        results.arg_1mib_async = await timeit(`${name} 1 MiB argument (copied), async`, () => Promise.all(Array.from({ length: BATCH }, () => pool_.run(big))), BATCH);
+      }
+    } catch (error) {
+      entry.error = String((error as Error)?.stack ?? error).split("\n").slice(0, 4).join("\n");
+      log(`${name} on ${runtime}: ${entry.error}`);
+    } finally {
+      if (p !== undefined) await withTimeout(p.destroy(), 10_000, "destroy").catch(() => {});
+    }
+  }
+  probe.close();
+  process.stdout.write(JSON.stringify(out) + "\n");
+  // A pool that hung leaves threads behind: do not wait for them.
+  process.exit(0);
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    promise,
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms))),
+  ]).finally(() => clearTimeout(timer));
+}
