@@ -16,7 +16,8 @@ import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
-import { pinUntilCollected, releaseUnreachablePins } from "./pins.ts";
+import { pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
+import { toHex } from "./store/native_store.ts";
 
 const encodeHooks: EncodeHooks = {
   refId(value: unknown): Uint8Array | undefined {
@@ -294,9 +295,13 @@ function readPinned(s: Session, id: Uint8Array): unknown {
   try {
     const shared = s.store.bytes(offsetBytes, sizeBytes);
     if (readHeader(shared).bufferCount === 0) return decode(shared, decodeHooks(s));
+    const key = toHex(id);
+    // A buffer still viewing this object holds a pin already: reuse both.
+    const existing = viewingBuffer(s, key);
+    if (existing !== undefined) return decode(new Uint8Array(existing), decodeHooks(s));
     const own = s.store.ownView(offsetBytes, sizeBytes);
     const value = decode(new Uint8Array(own), decodeHooks(s));
-    pinUntilCollected(s, id, own);
+    pinUntilCollected(s, key, id, own);
     keepPinned = true;
     return value;
   } finally {

@@ -9,6 +9,7 @@
 import type { Session } from "./session.ts";
 
 interface Pin {
+  readonly key: string;
   readonly id: Uint8Array;
   readonly session: Session;
   readonly buffer: WeakRef<ArrayBuffer>;
@@ -16,19 +17,34 @@ interface Pin {
 }
 
 const live = new Set<Pin>();
+/** The buffer of each object currently viewed, by hex id: a second get of the object reuses it. */
+const buffers = new Map<string, Pin>();
 const collected = new FinalizationRegistry<Pin>(release);
 
 function release(pin: Pin): void {
   if (pin.released) return;
   pin.released = true;
   live.delete(pin);
+  if (buffers.get(pin.key) === pin) buffers.delete(pin.key);
   if (!pin.session.closed) pin.session.store.release(pin.id);
 }
 
+/**
+ * The buffer already viewing object `key` in this session, if one is still alive. Reusing it
+ * keeps repeated gets of a big object O(1): every new external buffer makes V8 count its
+ * size as external memory and, soon, run a full collection.
+ */
+export function viewingBuffer(session: Session, key: string): ArrayBuffer | undefined {
+  const pin = buffers.get(key);
+  if (pin === undefined || pin.released || pin.session !== session) return undefined;
+  return pin.buffer.deref();
+}
+
 /** Keeps the pin on `id` (taken by a get) until `buffer` is garbage collected. */
-export function pinUntilCollected(session: Session, id: Uint8Array, buffer: ArrayBuffer): void {
-  const pin: Pin = { id, session, buffer: new WeakRef(buffer), released: false };
+export function pinUntilCollected(session: Session, key: string, id: Uint8Array, buffer: ArrayBuffer): void {
+  const pin: Pin = { key, id, session, buffer: new WeakRef(buffer), released: false };
   live.add(pin);
+  buffers.set(key, pin);
   collected.register(buffer, pin);
 }
 
