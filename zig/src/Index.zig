@@ -70,26 +70,40 @@ pub fn find(self: *const Index, id: *const ObjectId) ?Found {
 /// (invisible to lookups) until `publish`.
 pub fn reserve(self: *Index, id: *const ObjectId, actor: u32) status.Error!u32 {
     const mask = self.slots.len - 1;
-    var i = self.home(id);
     var candidate: ?usize = null;
-    var probes: usize = 0;
-    while (probes < self.slots.len) : (probes += 1) {
-        const s = State.of(self.slots[i].state.load(.acquire));
-        switch (s.tag) {
-            .empty => {
-                if (candidate == null) candidate = i;
-                break;
-            },
-            .tombstone => if (candidate == null) {
-                candidate = i;
-            },
-            .reserved => unreachable, // reserved slots exist only under the lock we hold
-            else => if (self.idEquals(@intCast(i), id)) {
-                status.setDetail("an object with this id already exists", .{});
-                return error.Exists;
-            },
+    var purged = false;
+    probe: while (true) {
+        var i = self.home(id);
+        var probes: usize = 0;
+        var tombstones: usize = 0;
+        candidate = null;
+        while (probes < self.slots.len) : (probes += 1) {
+            const s = State.of(self.slots[i].state.load(.acquire));
+            switch (s.tag) {
+                .empty => {
+                    if (candidate == null) candidate = i;
+                    break;
+                },
+                .tombstone => {
+                    tombstones += 1;
+                    if (candidate == null) candidate = i;
+                },
+                .reserved => unreachable, // reserved slots exist only under the lock we hold
+                else => if (self.idEquals(@intCast(i), id)) {
+                    status.setDetail("an object with this id already exists", .{});
+                    return error.Exists;
+                },
+            }
+            // A long probe made mostly of tombstones: they outlived their use (the table was
+            // once full, so no empty slot let `retire` clear them). Clear them and start over.
+            if (!purged and probes > long_probe and tombstones * 2 > probes) {
+                purged = true;
+                _ = self.purgeTombstones();
+                continue :probe;
+            }
+            i = (i + 1) & mask;
         }
-        i = (i + 1) & mask;
+        break;
     }
     const chosen = candidate orelse {
         status.setDetail("the store already holds its maximum of {d} objects; free refs or use a larger store", .{self.slots.len});
@@ -102,6 +116,43 @@ pub fn reserve(self: *Index, id: *const ObjectId, actor: u32) status.Error!u32 {
     for (&slot.id_words, 0..) |*dst, k| dst.store(std.mem.readInt(u32, id[k * 4 ..][0..4], .little), .monotonic);
     slot.actor.store(actor, .release);
     return @intCast(chosen);
+}
+
+const long_probe = 128;
+
+/// Empties every tombstone that no live object's probe passes through; returns how many.
+/// Caller holds the allocator lock (no insert races). A live object at j whose home is h
+/// probes [h, j): marking those ranges (a difference array over the circle) finds the
+/// tombstones still needed; the others become empty, which lock-free readers cannot notice.
+pub fn purgeTombstones(self: *Index) u64 {
+    const n = self.slots.len;
+    const cover = std.heap.page_allocator.alloc(i32, n) catch return 0;
+    defer std.heap.page_allocator.free(cover);
+    @memset(cover, 0);
+    for (self.slots, 0..) |*slot, j| {
+        switch (State.of(slot.state.load(.acquire)).tag) {
+            .empty, .tombstone => continue,
+            else => {},
+        }
+        var id: ObjectId = undefined;
+        self.readId(@intCast(j), &id);
+        const h = self.home(&id);
+        if (h == j) continue;
+        cover[h] += 1;
+        cover[j] -= 1;
+        if (j < h) cover[0] += 1; // the range wraps past the end
+    }
+    var emptied: u64 = 0;
+    var covering: i32 = 0;
+    for (self.slots, 0..) |*slot, p| {
+        covering += cover[p];
+        assert(covering >= 0);
+        const s = State.of(slot.state.load(.acquire));
+        if (s.tag != .tombstone or covering > 0) continue;
+        slot.state.store(s.with(.empty).toWord(), .seq_cst);
+        emptied += 1;
+    }
+    return emptied;
 }
 
 /// Makes a reserved slot visible in `tag` (writing).
@@ -243,6 +294,26 @@ test "retired slots next to an empty slot become empty, and lookups still find t
     k = 1;
     while (k < 40) : (k += 2) index.retire(placed[k]);
     for (&slots) |*slot| try std.testing.expectEqual(Tag.empty, State.of(slot.state.load(.monotonic)).tag);
+}
+
+test "tombstones left by a once-full table are purged, and lookups still find the rest" {
+    var slots: [256]layout.Slot = undefined;
+    var extras: [256]layout.SlotExtra = undefined;
+    var index = testIndex(256, &slots, &extras);
+    var placed: [256]u32 = undefined;
+    for (&placed, 0..) |*p, k| {
+        p.* = try index.reserve(&testId(@intCast(k)), 1);
+        index.publish(p.*, .sealed);
+    }
+    // Full: no empty slot, so every retire leaves a tombstone.
+    var k: u32 = 0;
+    while (k < 256) : (k += 1) if (k % 5 != 0) index.retire(placed[k]);
+    const emptied = index.purgeTombstones();
+    try std.testing.expect(emptied > 0);
+    k = 0;
+    while (k < 256) : (k += 5) try std.testing.expect(index.find(&testId(k)) != null);
+    k = 1;
+    while (k < 256) : (k += 5) try std.testing.expect(index.find(&testId(k)) == null);
 }
 
 test "a full index is an error, not a hang" {
