@@ -37,6 +37,11 @@ export interface RefOwner {
 export interface Producer {
   readonly settled: boolean;
   readonly done: Promise<void>;
+  /**
+   * Readies a `get` to spin for the result instead of awaiting `done`: returns how long it may
+   * spin (µs), 0 for not at all.
+   */
+  prepareSpin?(): number;
 }
 
 let currentOwner: RefOwner | undefined;

@@ -6,6 +6,8 @@
  * garbage collected, so a view never outlives its pin. Values without payloads are copied out
  * and unpinned at once.
  */
+import { setImmediate } from "node:timers";
+import { SpinBackoff } from "./spin_backoff.ts";
 import { decode, encode } from "./codec/mod.ts";
 import { readHeader } from "./codec/header.ts";
 import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
@@ -219,6 +221,15 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
     signal?.throwIfAborted();
     const producer = ref.producer;
     if (producer !== undefined && !producer.settled) {
+      const spinMicros = producer.prepareSpin?.() ?? 0;
+      if (spinMicros > 0) {
+        const value = spinForResult(s, ref, spinMicros);
+        if (value !== notReady) {
+          // A loop of quick tasks would otherwise never let the event loop read their "done"s.
+          await new Promise((resolve) => setImmediate(resolve));
+          return value;
+        }
+      }
       await settledBy(producer.done, deadline, signal, ref);
       continue;
     }
@@ -243,6 +254,23 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
     if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
     backoffMs = await pause(backoffMs, deadline, signal);
   }
+}
+
+const spinBackoff = new SpinBackoff();
+
+/**
+ * The result of a quick task, read as soon as the worker seals it, before its "done" arrives:
+ * spinning keeps this CPU awake, so the worker's write does not have to wake it. The worker
+ * keeps its creator reference until the driver has handled "done", so the object stays.
+ */
+function spinForResult(s: Session, ref: ObjectRef, spinMicros: number): unknown {
+  if (spinBackoff.skip()) return notReady;
+  const sealed = s.store.spinSealed(ref.bytes, spinMicros);
+  spinBackoff.record(sealed);
+  if (!sealed || s.store.get(ref.bytes) !== Status.ok) return notReady;
+  const value = readPinned(s, ref.bytes);
+  if (value instanceof TaskFailure) throw value.toError();
+  return value;
 }
 
 /** Waits for `done`, but not past the deadline and not past an abort. */

@@ -34,6 +34,8 @@ export const symbols = {
   objstore_contains: { args: ["pointer", "buffer"], result: "i32" },
   objstore_size: { args: ["pointer", "buffer"], result: "i32" },
   objstore_wait_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
+  objstore_spin_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
+  objstore_spin_readable: { args: ["i32", "u32"], result: "i32" },
   objstore_maintain: { args: ["pointer"], result: "i32" },
   objstore_stats: { args: ["pointer", "buffer"], result: "i32" },
   objstore_clients: { args: ["pointer", "buffer"], result: "i32" },

@@ -159,6 +159,11 @@ export class NativeStore {
   }
 
   /** One of `Presence`. */
+  /** Spins (never sleeps) for at most `spinMicros` until `id` is sealed; true if it is. */
+  spinSealed(id: Uint8Array, spinMicros: number): boolean {
+    return this.#symbols.objstore_spin_sealed(this.#handle, id, spinMicros) === 0;
+  }
+
   contains(id: Uint8Array): number {
     return this.#symbols.objstore_contains(this.#handle, id);
   }

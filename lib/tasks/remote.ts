@@ -194,7 +194,8 @@ export function cancel(ref: ObjectRef): void {
  * Registers how to store instances of `cls`, in this process and in its workers (the class
  * and both functions are shipped by source, so they must be self-contained).
  */
-export function registerSerializer<T>(cls: new (...args: never[]) => T, serializer: Serializer<T>, name?: string): void {
+// deno-lint-ignore no-explicit-any
+export function registerSerializer<T>(cls: new (...args: any[]) => T, serializer: Serializer<T>, name?: string): void {
   registerInCodec(cls, serializer, name);
   const record: SerializerRecord = {
     name: name ?? cls.name,

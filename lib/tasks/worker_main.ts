@@ -6,6 +6,7 @@
  * Started by the driver (lib/tasks/pool.ts) with OBJSTORE_STORE set; not for direct use.
  */
 import process from "node:process";
+import { setImmediate } from "node:timers";
 import { get, putWithId } from "../objects.ts";
 import { fromHex } from "../store/native_store.ts";
 import { ID_BYTES, ObjectRef } from "../object_ref.ts";
@@ -15,6 +16,7 @@ import { registerSerializer } from "../codec/mod.ts";
 import { ObjstoreError, TaskError } from "../errors.ts";
 import { describeError, TaskFailure } from "./failure.ts";
 import { Forwarder } from "./forwarder.ts";
+import { SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
@@ -40,6 +42,18 @@ const creatorRefs = new Map<string, Uint8Array>();
 const inbox: ToWorker[] = [];
 let running = false;
 let outbox = "";
+/** Finished tasks not reported yet, and how long each ran: reported together in one message. */
+const finished: number[] = [];
+const finishedMicros: number[] = [];
+/** When the oldest unreported task finished (performance.now()). */
+let oldestFinishedMs = 0;
+
+/**
+ * Results are reported in batches: while more tasks wait in the inbox, one write reports them
+ * all. A task done more than this long ago is reported before the next task starts, so a slow
+ * task does not hold back the results of the quick ones before it for long.
+ */
+const REPORT_DELAY_MAX_MS = 1;
 
 function send(message: FromWorker): void {
   outbox += encodeMessage(message);
@@ -50,10 +64,25 @@ function send(message: FromWorker): void {
   }
 }
 
+function reportDone(task: number, micros: number): void {
+  if (finished.length === 0) {
+    oldestFinishedMs = performance.now();
+    // Reported at the latest when the event loop turns (the next task awaits I/O, say).
+    setImmediate(flush);
+  }
+  finished.push(task);
+  finishedMicros.push(micros);
+}
+
 let flushQueued = false;
 
 function flush(): void {
   flushQueued = false;
+  if (finished.length > 0) {
+    outbox += encodeMessage({ t: "done", tasks: finished, micros: finishedMicros });
+    finished.length = 0;
+    finishedMicros.length = 0;
+  }
   if (outbox === "") return;
   process.stdout.write(outbox);
   outbox = "";
@@ -145,6 +174,7 @@ function storeReturns(returns: string[], value: unknown, failure: TaskFailure | 
 }
 
 async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
+  const startMs = performance.now();
   const fn = message.fn === undefined ? undefined : functions.get(message.fn);
   const taskName = actor !== undefined ? `${actor.className}.${message.method}` : (fn?.name ?? "task");
   let value: unknown;
@@ -160,7 +190,8 @@ async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
     }
   }
   storeReturns(message.returns, value, failure, taskName);
-  send({ t: "done", task: message.task });
+  lastRunMicros = Math.round((performance.now() - startMs) * 1000);
+  reportDone(message.task, lastRunMicros);
 }
 
 function methodOf(name: string): Callable {
@@ -217,14 +248,24 @@ async function drain(): Promise<void> {
   try {
     while (inbox.length > 0) {
       await handle(inbox.shift()!);
-      if (inbox.length === 0) flush();
+      if (inbox.length === 0 || (finished.length > 0 && performance.now() - oldestFinishedMs > REPORT_DELAY_MAX_MS)) flush();
     }
   } finally {
     running = false;
     flush();
     idleCollection = setTimeout(() => session.library.shim.collectGarbage(), IDLE_COLLECT_MS);
+    // After quick tasks the next one usually follows at once: spin on stdin for it, so the
+    // driver's write finds this process awake instead of paying to wake an idle CPU.
+    if (lastRunMicros < SPIN_AFTER_RUN_MICROS && !spinBackoff.skip()) {
+      spinBackoff.record(session.library.symbols.objstore_spin_readable(0, SPIN_MICROS) === 1);
+    }
   }
 }
+
+const SPIN_AFTER_RUN_MICROS = 200;
+const SPIN_MICROS = Number(process.env.OBJSTORE_SPIN_US ?? 50);
+let lastRunMicros = Infinity;
+const spinBackoff = new SpinBackoff();
 
 /**
  * An idle worker allocates nothing, so its garbage collector would never run and the views

@@ -122,6 +122,11 @@ int32_t objstore_size(objstore_t *h, const uint8_t *id);
 int32_t objstore_contains(objstore_t *h, const uint8_t *id);
 /* Blocks until the object is sealed (a futex shared by every process of the store). */
 int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_ms);
+/* As wait_sealed without sleeping: spins for at most spin_us (OBJSTORE_TIMEOUT after). */
+int32_t objstore_spin_sealed(objstore_t *h, const uint8_t *id, uint32_t spin_us);
+/* Spins for at most spin_us until fd is readable: 1 if it is, 0 if not. A spinning process is
+ * woken by a write without the cost of waking an idle CPU. */
+int32_t objstore_spin_readable(int32_t fd, uint32_t spin_us);
 
 /* Reclaims the references, pins and unsealed objects of processes that died; returns how
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */

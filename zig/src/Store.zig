@@ -744,6 +744,19 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     }
 }
 
+/// Like waitSealed, but never sleeps: spins for at most `spin_ns` (see sys.spinUntilReadable).
+pub fn spinSealed(self: *Store, id: *const ObjectId, spin_ns: u64) Error!void {
+    const deadline_ns = sys.nowNs() + spin_ns;
+    while (true) {
+        if (self.index.find(id)) |found| switch (found.state.tag) {
+            .sealed, .spilled, .spilling, .restoring, .moving => return,
+            else => {},
+        };
+        if (sys.nowNs() >= deadline_ns) return error.Timeout;
+        std.atomic.spinLoopHint();
+    }
+}
+
 /// The data size of an object in any state (spilled included).
 pub fn sizeOf(self: *Store, id: *const ObjectId) Error!u64 {
     const found = self.index.find(id) orelse return error.Absent;

@@ -218,6 +218,17 @@ export fn objstore_wait_sealed(h: ?*anyopaque, id: [*]const u8, timeout_ms: u32)
     return succeed();
 }
 
+/// Spins without sleeping for at most `spin_us` until `id` is sealed (OBJSTORE_TIMEOUT if not).
+export fn objstore_spin_sealed(h: ?*anyopaque, id: [*]const u8, spin_us: u32) i32 {
+    handleOf(h).store.spinSealed(idOf(id), @as(u64, spin_us) * std.time.ns_per_us) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Spins without sleeping for at most `spin_us` until `fd` is readable; 1 if it is, else 0.
+export fn objstore_spin_readable(fd: i32, spin_us: u32) i32 {
+    return @intFromBool(sys.spinUntilReadable(fd, @as(u64, spin_us) * std.time.ns_per_us));
+}
+
 /// Reclaims dead processes' holdings; returns how many processes were reclaimed.
 export fn objstore_maintain(h: ?*anyopaque) i32 {
     return @intCast(handleOf(h).store.maintain());
