@@ -15,10 +15,12 @@ const status = @import("status.zig");
 const sys = @import("sys.zig");
 const spill_io = @import("spill_io.zig");
 const Store = @import("Store.zig");
+const RemoteFiles = @import("RemoteFiles.zig");
 
 const Spiller = @This();
 const State = layout.State;
 const ObjectId = layout.ObjectId;
+const FileState = layout.FileState;
 const Error = status.Error;
 
 /// Bounds one spill call: objects per fused file, and how many candidates are sorted.
@@ -194,7 +196,7 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
 
 fn claimFileEntry(self: *Spiller) Error!u32 {
     for (self.store.spill_files, 0..) |*file, i| {
-        if (file.state.cmpxchgStrong(0, 1, .acq_rel, .monotonic) == null) {
+        if (RemoteFiles.transition(file, .free, .writing)) {
             file.live_objects.store(0, .release);
             file.serial = self.store.header.spill_file_next.fetchAdd(1, .monotonic);
             return @intCast(i);
@@ -225,12 +227,12 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
     const file_path = self.filePath(&path_buffer, file.serial);
     const written = self.ioWriter().writeFile(file_path, records[0..slot_indexes.len]) catch |err| {
         for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
-        file.state.store(0, .release);
+        file.state.store(@intFromEnum(FileState.free), .release);
         return ioError(err, file_path);
     };
     file.size_bytes = written;
     file.live_objects.store(@intCast(slot_indexes.len), .release);
-    file.state.store(2, .release);
+    file.state.store(@intFromEnum(FileState.local), .release);
     return self.finishBatch(slot_indexes, records[0..slot_indexes.len], file_index);
 }
 
@@ -267,8 +269,45 @@ fn ioError(err: spill_io.Error, file_path: []const u8) Error {
 
 const restore_wait_ns = 30 * std.time.ns_per_s;
 
-/// Brings a spilled object back. One process restores; the others wait for it.
+/// Where a restore reads the object's record from.
+const Source = union(enum) {
+    local_file,
+    /// The record's region, fetched from the file's remote copy.
+    region: []const u8,
+};
+
+/// Brings a spilled object back from its spill file. One process restores; the others wait.
 pub fn restore(self: *Spiller, id: *const ObjectId) Error!void {
+    return self.restoreFrom(id, .local_file);
+}
+
+/// Brings a spilled object back from its record's region, fetched from remote storage.
+pub fn restoreFromRegion(self: *Spiller, id: *const ObjectId, region: []const u8) Error!void {
+    return self.restoreFrom(id, .{ .region = region });
+}
+
+pub const Location = struct { file_state: FileState, serial: u64, offset_bytes: u64, region_size_bytes: u64 };
+
+/// Where a spilled object's record is: which file, in which state, and at which offset.
+pub fn location(self: *Spiller, id: *const ObjectId) Error!Location {
+    const found = self.store.index.find(id) orelse return error.Absent;
+    if (found.state.tag != .spilled and found.state.tag != .restoring) {
+        status.setDetail("the object is not spilled", .{});
+        return error.InvalidArgument;
+    }
+    const extra = &self.store.index.extras[found.slot_index];
+    const file_number = extra.spill_file;
+    if (file_number == 0 or file_number > layout.spill_file_count_max) return error.SpillMissing;
+    const file = &self.store.spill_files[file_number - 1];
+    return .{
+        .file_state = RemoteFiles.stateOf(file),
+        .serial = file.serial,
+        .offset_bytes = extra.spill_offset_bytes,
+        .region_size_bytes = spill_io.regionSizeBytes(extra.data_size_bytes),
+    };
+}
+
+fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
     const deadline_ns = sys.nowNs() + restore_wait_ns;
     while (sys.nowNs() < deadline_ns) {
         const sequence = self.store.header.seal_sequence.load(.seq_cst);
@@ -279,7 +318,7 @@ pub fn restore(self: *Spiller, id: *const ObjectId) Error!void {
                 const slot = &self.store.index.slots[found.slot_index];
                 if (slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.restoring).toWord(), .seq_cst, .monotonic) == null) {
                     slot.actor.store(self.store.client_index + 1, .release);
-                    return self.restoreClaimed(found.slot_index);
+                    return self.restoreClaimed(found.slot_index, source);
                 }
             },
             .restoring, .spilling, .deleting => {
@@ -292,7 +331,7 @@ pub fn restore(self: *Spiller, id: *const ObjectId) Error!void {
     return error.Timeout;
 }
 
-fn restoreClaimed(self: *Spiller, slot_index: u32) Error!void {
+fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
     const store = self.store;
     const extra = &store.index.extras[slot_index];
     const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
@@ -315,7 +354,11 @@ fn restoreClaimed(self: *Spiller, slot_index: u32) Error!void {
     var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
     const file_path = self.filePath(&path_buffer, file.serial);
     const dest = (store.base + store.header.data_offset + extra.extent_offset_bytes)[0..@intCast(extra.data_size_bytes)];
-    spill_io.readRecord(file_path, extra.spill_offset_bytes, id, dest) catch |err| {
+    const read = switch (source) {
+        .local_file => spill_io.readRecord(file_path, extra.spill_offset_bytes, id, dest),
+        .region => |region| spill_io.verifyRecord(region, id, dest),
+    };
+    read catch |err| {
         store.lock();
         store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extent_size_bytes / layout.block_size_bytes);
         _ = store.header.used_bytes.fetchSub(extent_size_bytes, .monotonic);
@@ -341,19 +384,41 @@ fn tryDeleteNow(self: *Spiller, slot_index: u32) void {
     self.store.tryDelete(slot_index, s.generation, 0);
 }
 
-/// Deletes one spill file (its last object was freed or restored).
+/// Deletes one spill file: called once, by the process that dropped its last object. A file
+/// being uploaded is left to its uploader; a remote copy waits for a process to delete it.
 pub fn removeFile(store: *Store, file_index: u32) void {
     const file = &store.spill_files[file_index];
-    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
-    var spiller = Spiller.init(store);
-    sys.unlink(spiller.filePath(&path_buffer, file.serial)) catch {};
-    file.state.store(0, .release);
+    const serial = file.serial;
+    var turns: u32 = 0;
+    while (true) : (turns += 1) {
+        assert(turns < 64); // each failed transition is another process's single step
+        const state = RemoteFiles.stateOf(file);
+        const next: FileState = switch (state) {
+            .local => .free,
+            .uploading => .upload_orphaned,
+            .remote => .remote_unused,
+            else => unreachable, // a file with live objects is in one of the three
+        };
+        if (!RemoteFiles.transition(file, state, next)) continue;
+        if (state == .local) unlinkLocal(store, serial);
+        return;
+    }
 }
 
-/// Deletes every spill file of the store, finished or not (the last process is leaving).
+/// Deletes the local file `serial`, if it exists.
+pub fn unlinkLocal(store: *Store, serial: u64) void {
+    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
+    var spiller = Spiller.init(store);
+    sys.unlink(spiller.filePath(&path_buffer, serial)) catch {};
+}
+
+/// Deletes every local spill file of the store, finished or not (the last process is leaving;
+/// remote copies are deleted by the TypeScript side, which owns the remote storage).
 pub fn removeAllFiles(store: *Store) void {
     if (store.header.spill_dir_size_bytes == 0) return;
-    for (store.spill_files, 0..) |*file, i| {
-        if (file.state.load(.acquire) != 0) removeFile(store, @intCast(i));
+    for (store.spill_files) |*file| {
+        if (file.state.load(.acquire) == @intFromEnum(FileState.free)) continue;
+        unlinkLocal(store, file.serial);
+        file.state.store(@intFromEnum(FileState.free), .release);
     }
 }

@@ -13,6 +13,7 @@ const status = @import("status.zig");
 const BlockBitmap = @import("BlockBitmap.zig");
 const Index = @import("Index.zig");
 const Spiller = @import("Spiller.zig");
+const RemoteFiles = @import("RemoteFiles.zig");
 const Compactor = @import("Compactor.zig");
 
 const Store = @This();
@@ -367,6 +368,7 @@ fn reclaimClientLocked(self: *Store, client: u32) void {
         }
         if (slot.actor.load(.acquire) == client + 1) self.undoTransitionLocked(slot_index);
     }
+    RemoteFiles.reclaimClient(self, client);
     self.rebuildBitmapLocked();
 }
 

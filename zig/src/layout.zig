@@ -117,11 +117,29 @@ pub const Client = extern struct {
 /// One fused spill file; deleted when its last object is freed or restored.
 pub const SpillFile = extern struct {
     live_objects: Atomic(u32),
-    state: Atomic(u32), // 0 free, 1 being written, 2 written
+    /// A FileState.
+    state: Atomic(u32),
     size_bytes: u64,
-    /// Names the file: `<spill dir>/objstore-<store>-<serial>.spill`.
+    /// Names the file: `<spill dir>/objstore-<store>-<serial>.spill`, and its remote copy.
     serial: u64,
-    reserved: [8]u8,
+    /// The client (index + 1) uploading the file or deleting its remote copy; 0 for none.
+    actor: Atomic(u32),
+    reserved: [4]u8,
+};
+
+/// Where a spill file is. Remote storage (S3) is driven from TypeScript: a process claims a
+/// `local` file, copies it, and makes it `remote` (the local file is then deleted); a remote
+/// copy whose objects are all gone waits in `remote_unused` until a process deletes it.
+pub const FileState = enum(u32) {
+    free = 0,
+    writing = 1,
+    local = 2,
+    uploading = 3,
+    remote = 4,
+    remote_unused = 5,
+    remote_deleting = 6,
+    /// Its objects went away while it was uploading: the uploader finishes it.
+    upload_orphaned = 7,
 };
 
 pub const Header = extern struct {

@@ -11,6 +11,7 @@ const status = @import("status.zig");
 
 pub const Spiller = @import("Spiller.zig");
 const BackgroundSpiller = @import("BackgroundSpiller.zig");
+const RemoteFiles = @import("RemoteFiles.zig");
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
@@ -331,6 +332,78 @@ export fn objstore_spill_object(h: ?*anyopaque, id: [*]const u8) i32 {
 export fn objstore_restore(h: ?*anyopaque, id: [*]const u8) i32 {
     handleOf(h).spiller.restore(idOf(id)) catch |err| return fail(err);
     return succeed();
+}
+
+/// Restores a spilled object from its record's region (header, data, padding), fetched from
+/// the remote copy of its spill file; checked like a local file (OBJSTORE_CORRUPT if bad).
+export fn objstore_restore_region(h: ?*anyopaque, id: [*]const u8, region: [*]const u8, region_size_bytes: f64) i32 {
+    const size: usize = @intFromFloat(region_size_bytes);
+    handleOf(h).spiller.restoreFromRegion(idOf(id), region[0..size]) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Writes where a spilled object's record is into objstore_result: [file state (see
+/// layout.FileState), file serial, offset, region size in bytes].
+export fn objstore_spill_location(h: ?*anyopaque, id: [*]const u8) i32 {
+    const handle = handleOf(h);
+    const where = handle.spiller.location(idOf(id)) catch |err| return fail(err);
+    handle.result[0] = @floatFromInt(@intFromEnum(where.file_state));
+    handle.result[1] = @floatFromInt(where.serial);
+    handle.result[2] = @floatFromInt(where.offset_bytes);
+    handle.result[3] = @floatFromInt(where.region_size_bytes);
+    return succeed();
+}
+
+/// Claims a local spill file to copy to remote storage: 1 and [file index, serial, size in
+/// bytes] in objstore_result, or 0 if there is none to copy.
+export fn objstore_upload_claim(h: ?*anyopaque) i32 {
+    const handle = handleOf(h);
+    return claimInto(handle, RemoteFiles.claimUpload(handle.store));
+}
+
+/// Ends this process's upload claim; `copied` 1 if the copy is complete (the local file goes).
+export fn objstore_upload_finish(h: ?*anyopaque, file_index: u32, serial: f64, copied: u32) i32 {
+    const handle = handleOf(h);
+    const c = claimOf(handle, file_index, serial, .uploading) orelse return fail(error.InvalidArgument);
+    RemoteFiles.finishUpload(handle.store, c, copied != 0);
+    return succeed();
+}
+
+/// Claims a remote copy whose objects are gone, to delete: as objstore_upload_claim.
+export fn objstore_remote_delete_claim(h: ?*anyopaque) i32 {
+    const handle = handleOf(h);
+    return claimInto(handle, RemoteFiles.claimDelete(handle.store));
+}
+
+export fn objstore_remote_delete_finish(h: ?*anyopaque, file_index: u32, serial: f64, deleted: u32) i32 {
+    const handle = handleOf(h);
+    const c = claimOf(handle, file_index, serial, .remote_deleting) orelse return fail(error.InvalidArgument);
+    RemoteFiles.finishDelete(handle.store, c, deleted != 0);
+    return succeed();
+}
+
+fn claimInto(handle: *Handle, claimed: ?RemoteFiles.Claim) i32 {
+    const c = claimed orelse return 0;
+    handle.result[0] = @floatFromInt(c.file_index);
+    handle.result[1] = @floatFromInt(c.serial);
+    handle.result[2] = @floatFromInt(c.size_bytes);
+    return 1;
+}
+
+/// The claim this process holds on file `file_index`, checked: a wrong argument is an error,
+/// not corruption of another process's claim.
+fn claimOf(handle: *Handle, file_index: u32, serial: f64, state: layout.FileState) ?RemoteFiles.Claim {
+    if (file_index >= layout.spill_file_count_max) {
+        status.setDetail("no spill file {d}", .{file_index});
+        return null;
+    }
+    const file = &handle.store.spill_files[file_index];
+    const mine = file.actor.load(.acquire) == handle.store.client_index + 1;
+    if (!mine or RemoteFiles.stateOf(file) != state and !(state == .uploading and RemoteFiles.stateOf(file) == .upload_orphaned) or @as(f64, @floatFromInt(file.serial)) != serial) {
+        status.setDetail("spill file {d} is not claimed by this process", .{file_index});
+        return null;
+    }
+    return .{ .file_index = file_index, .serial = file.serial, .size_bytes = file.size_bytes };
 }
 
 /// Starts a thread in this process that spills least recently used objects whenever the

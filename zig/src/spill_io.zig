@@ -460,6 +460,18 @@ pub fn readRecord(path: [*:0]const u8, file_offset: u64, id: [28]u8, dest: []u8)
     if (crc.final() != header.crc32c) return error.Corrupt;
 }
 
+/// Checks a record read from elsewhere (a byte range of a remote copy) as readRecord checks
+/// one in a file, and copies its data into `dest`. `region` starts at the record's header.
+pub fn verifyRecord(region: []const u8, id: [28]u8, dest: []u8) Error!void {
+    if (region.len < record_header_size_bytes + dest.len) return error.Corrupt;
+    var header: RecordHeader = undefined;
+    @memcpy(std.mem.asBytes(&header), region[0..record_header_size_bytes]);
+    try checkHeader(&header, id, dest.len);
+    const data = region[record_header_size_bytes..][0..dest.len];
+    if (Crc32c.hash(data) != header.crc32c) return error.Corrupt;
+    @memcpy(dest, data);
+}
+
 fn checkHeader(header: *const RecordHeader, id: [28]u8, size_bytes: u64) Error!void {
     if (header.magic != record_magic) return error.Corrupt;
     if (header.version != record_version) return error.Corrupt;

@@ -240,3 +240,90 @@ test "spinSealed returns once the object is sealed and times out while it is wri
     try store.spinSealed(&id, 0);
     try store.dropRef(&id);
 }
+
+fn readWholeFile(path: [:0]const u8, buffer: []u8) ![]u8 {
+    const fd = try sys.open(path, .{ .ACCMODE = .RDONLY }, 0);
+    defer sys.close(fd);
+    const rc = std.os.linux.pread(fd, buffer.ptr, buffer.len, 0);
+    return buffer[0..rc];
+}
+
+test "remote copies: upload, restore from a fetched region, delete once the objects are gone" {
+    const RemoteFiles = @import("RemoteFiles.zig");
+    const spill_io = @import("spill_io.zig");
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    var dir_buffer: [128]u8 = undefined;
+    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-remote-{d}", .{sys.getpid()});
+    var spiller = Spiller.init(store);
+    defer spiller.deinit();
+    try spiller.configure(dir);
+    var ids: [3]layout.ObjectId = undefined;
+    for (&ids, 0..) |*id, k| {
+        id.* = idOf(200 + k);
+        const w = try store.create(id, 5000 + k, &.{});
+        for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 7 + k);
+        try store.seal(id);
+    }
+    _ = try spiller.spillLru(1 << 30);
+    const c = RemoteFiles.claimUpload(store).?;
+    try testing.expect(RemoteFiles.claimUpload(store) == null); // one claim per file
+    // "Upload": keep the file's bytes, as the remote copy.
+    var path_buffer: [256]u8 = undefined;
+    const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), c.serial }, 0);
+    var copy_buffer: [64 << 10]u8 = undefined;
+    const copy = try readWholeFile(path, &copy_buffer);
+    try testing.expectEqual(c.size_bytes, copy.len);
+    RemoteFiles.finishUpload(store, c, true);
+    try testing.expectError(error.NotFound, sys.pathSize(path));
+    const where = try spiller.location(&ids[1]);
+    try testing.expectEqual(layout.FileState.remote, where.file_state);
+    try testing.expectEqual(spill_io.regionSizeBytes(5001), where.region_size_bytes);
+    // A local restore finds no file; a region from the copy restores; a flipped byte is corrupt.
+    try testing.expectError(error.SpillMissing, spiller.restore(&ids[1]));
+    const region = copy[@intCast(where.offset_bytes)..][0..@intCast(where.region_size_bytes)];
+    region[100] ^= 1;
+    try testing.expectError(error.Corrupt, spiller.restoreFromRegion(&ids[1], region));
+    region[100] ^= 1;
+    try spiller.restoreFromRegion(&ids[1], region);
+    const r = try store.get(&ids[1]);
+    for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 7 + 1)), byte);
+    try store.release(&ids[1]);
+    // The last object gone: the copy waits for deletion, claimed once.
+    for (&ids) |*id| try store.dropRef(id);
+    const d = RemoteFiles.claimDelete(store).?;
+    try testing.expectEqual(c.serial, d.serial);
+    try testing.expect(RemoteFiles.claimDelete(store) == null);
+    RemoteFiles.finishDelete(store, d, true);
+    try testing.expectEqual(layout.FileState.free, RemoteFiles.stateOf(&store.spill_files[d.file_index]));
+}
+
+test "remote copies: objects freed mid-upload leave the copy for deletion; a dead uploader's claim is undone" {
+    const RemoteFiles = @import("RemoteFiles.zig");
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    var dir_buffer: [128]u8 = undefined;
+    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-orphan-{d}", .{sys.getpid()});
+    var spiller = Spiller.init(store);
+    defer spiller.deinit();
+    try spiller.configure(dir);
+    const id = idOf(300);
+    _ = try store.create(&id, 100, &.{});
+    try store.seal(&id);
+    _ = try spiller.spillLru(1 << 30);
+    const c = RemoteFiles.claimUpload(store).?;
+    try store.dropRef(&id);
+    try testing.expectEqual(layout.FileState.upload_orphaned, RemoteFiles.stateOf(&store.spill_files[c.file_index]));
+    RemoteFiles.finishUpload(store, c, false); // even a failed PUT may have stored something
+    try testing.expectEqual(layout.FileState.remote_unused, RemoteFiles.stateOf(&store.spill_files[c.file_index]));
+    // A claim held by a client that died goes back one step.
+    const d = RemoteFiles.claimDelete(store).?;
+    store.lock();
+    RemoteFiles.reclaimClient(store, store.client_index);
+    store.unlock();
+    try testing.expectEqual(layout.FileState.remote_unused, RemoteFiles.stateOf(&store.spill_files[d.file_index]));
+    const again = RemoteFiles.claimDelete(store).?;
+    RemoteFiles.finishDelete(store, again, true);
+}
