@@ -240,7 +240,8 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       return value;
     }
     if (status === Status.spilled) {
-      const restored = s.store.restore(ref.bytes);
+      let restored = s.store.restore(ref.bytes);
+      if (restored === Status.spillMissing && s.s3Spill !== undefined) restored = await s.s3Spill.restore(ref.bytes, `${ref}`);
       if (restored === Status.ok) continue;
       if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
       // No room to bring it back: make some, then try again (or wait for pins to go).

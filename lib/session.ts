@@ -16,9 +16,12 @@ import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
+import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
 const MAINTAIN_INTERVAL_MS = 250;
+/** How a worker learns its store spills to S3: the driver's `spill` option, as JSON. */
+const SPILL_ENV = "OBJSTORE_SPILL";
 
 /** What `init()` resolves to. */
 export interface InitResult {
@@ -37,14 +40,35 @@ export class Session implements RefOwner {
   #idSlab = new Uint8Array(0);
   #idSlabUsed = 0;
   readonly #janitor: ReturnType<typeof setInterval>;
-  constructor(library: Library, store: NativeStore, options: ResolvedOptions) {
+  /** Copies spill files to S3 and reads them back, when the store spills there. */
+  readonly s3Spill: S3Spill | undefined;
+
+  /** Whether this process copies spill files out (workers only read copies back). */
+  readonly #copiesOut: boolean;
+
+  constructor(library: Library, store: NativeStore, options: ResolvedOptions, s3Spill?: S3Spill, copiesOut = true) {
     this.library = library;
     this.store = store;
     this.options = options;
+    this.s3Spill = s3Spill;
+    this.#copiesOut = copiesOut;
     this.nodeId = toHex(randomBytes(16));
     this.#idPrefix = randomBytes(ID_BYTES - 8);
-    this.#janitor = setInterval(() => store.maintain(), MAINTAIN_INTERVAL_MS);
+    this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
+  }
+
+  #tidy(): void {
+    this.store.maintain();
+    if (this.s3Spill !== undefined && this.#copiesOut) {
+      this.s3Spill.pump().catch((error) => process.emitWarning(`objstore: S3 spilling: ${(error as Error).message}`));
+    }
+  }
+
+  /** What a worker process needs in its environment beyond the store's name. */
+  workerEnvironment(): Record<string, string> {
+    const spill = this.options.spill;
+    return spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
   }
 
   /** A fresh object id: a random per-process prefix and a counter, so no two processes
@@ -95,13 +119,18 @@ export class Session implements RefOwner {
     await this.#scheduler?.close();
     this.closed = true;
     clearInterval(this.#janitor);
+    await this.s3Spill?.idle();
     const wasLast = this.store.close();
     if (wasLast) {
       // The store's spill files are gone with it; remove the default folder if that was it.
       try {
         rmdirSync(defaultSpillDirectory(this.store.name));
       } catch { /* absent, or not ours to remove */ }
+      await this.s3Spill?.removeAll().catch((error) => {
+        process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
+      });
     }
+    this.s3Spill?.close();
   }
 }
 
@@ -141,9 +170,6 @@ export async function init(options?: InitOptions): Promise<InitResult> {
   if (resolved.address !== undefined) {
     throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
   }
-  if (resolved.spill !== false && resolved.spill.type === "s3") {
-    throw new ObjstoreError("init: spilling to S3 is not available in this version yet; use { type: \"filesystem\" }");
-  }
   const library = await loadLibrary();
   const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
   const store = NativeStore.open(library, name, {
@@ -152,13 +178,19 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     capacityBytes: resolved.objectStoreMemory,
     prefault: resolved.prefault,
   });
+  let s3Spill: S3Spill | undefined;
   try {
     configureSpill(store, resolved);
+    if (resolved.spill !== false && resolved.spill.type === "s3") {
+      s3Spill = new S3Spill(store, resolved.spill, defaultSpillDirectory(name));
+      await s3Spill.check();
+    }
   } catch (error) {
+    s3Spill?.close();
     store.close();
     throw error;
   }
-  current = new Session(library, store, resolved);
+  current = new Session(library, store, resolved, s3Spill);
   setRefOwner(current);
   return { storeName: name, nodeId: current.nodeId };
 }
@@ -170,11 +202,12 @@ export async function init(options?: InitOptions): Promise<InitResult> {
  */
 function configureSpill(store: NativeStore, options: ResolvedOptions): void {
   if (!store.created) return; // the creator's settings hold for the whole store
-  if (options.spill === false || options.spill.type !== "filesystem") {
+  if (options.spill === false) {
     store.configureSpill("");
     return;
   }
-  if (options.spill.directory !== undefined) {
+  // S3 spilling stages its files in the default folder.
+  if (options.spill.type === "filesystem" && options.spill.directory !== undefined) {
     store.configureSpill(options.spill.directory);
     store.spillInBackground(options.spillThreshold);
     return;
@@ -200,7 +233,9 @@ export async function initWorker(storeName: string): Promise<Session> {
   if (current !== undefined) throw new ObjstoreError("initWorker: already initialized");
   const library = await loadLibrary();
   const store = NativeStore.open(library, storeName, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
-  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0 }));
+  const spill = process.env[SPILL_ENV] ? JSON.parse(process.env[SPILL_ENV]) as S3SpillConfig : undefined;
+  const s3Spill = spill === undefined ? undefined : new S3Spill(store, spill, defaultSpillDirectory(storeName));
+  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false }), s3Spill, false);
   setRefOwner(current);
   return current;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the native core's unit, stress and crash tests, the benchmarks in quick mode
-# (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun.
+# (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
+# S3-compatible server started on loopback for the S3 spilling tests).
 #   STRESS_SECONDS=60 scripts/test.sh   runs the multi-process stress test longer
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,10 @@ echo "== benchmarks, quick mode"
 (cd zig && zig build bench --release=safe -- --quick)
 bash bench/run_store.sh --quick
 bash bench/run_tasks.sh --quick
+
+echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests"
+eval "$(bash scripts/s3_server.sh start)"
+trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
 
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"

@@ -44,6 +44,12 @@ export const symbols = {
   objstore_spill: { args: ["pointer", "f64"], result: "i32" },
   objstore_spill_object: { args: ["pointer", "buffer"], result: "i32" },
   objstore_restore: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_restore_region: { args: ["pointer", "buffer", "buffer", "f64"], result: "i32" },
+  objstore_spill_location: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_upload_claim: { args: ["pointer"], result: "i32" },
+  objstore_upload_finish: { args: ["pointer", "u32", "f64", "u32"], result: "i32" },
+  objstore_remote_delete_claim: { args: ["pointer"], result: "i32" },
+  objstore_remote_delete_finish: { args: ["pointer", "u32", "f64", "u32"], result: "i32" },
   objstore_spill_background: { args: ["pointer", "f64"], result: "i32" },
   objstore_io_backend: { args: ["pointer"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;

@@ -17,6 +17,24 @@ const encoder = new TextEncoder();
 const messageBuffer = new Uint8Array(1024);
 const noChildren = new Uint8Array(28);
 
+/** Where a spilled object's record lies (`fileState`: see FileState). */
+export interface SpillLocation {
+  fileState: number;
+  serial: number;
+  offsetBytes: number;
+  regionSizeBytes: number;
+}
+
+/** A spill file this process claimed, to copy out or to delete its remote copy. */
+export interface SpillFileClaim {
+  fileIndex: number;
+  serial: number;
+  sizeBytes: number;
+}
+
+/** The states of a spill file (zig/src/layout.zig FileState). */
+export const FileState = { free: 0, writing: 1, local: 2, uploading: 3, remote: 4, remoteUnused: 5, remoteDeleting: 6, uploadOrphaned: 7 } as const;
+
 export interface OpenOptions {
   create: boolean;
   exclusive: boolean;
@@ -175,6 +193,46 @@ export class NativeStore {
 
   restore(id: Uint8Array): number {
     return this.#symbols.objstore_restore(this.#handle, id);
+  }
+
+  /** Restores a spilled object from its record's region, fetched from a remote copy. */
+  restoreRegion(id: Uint8Array, region: Uint8Array): number {
+    return this.#symbols.objstore_restore_region(this.#handle, id, region, region.byteLength);
+  }
+
+  /** Where a spilled object's record is, or a status if it is not spilled. */
+  spillLocation(id: Uint8Array): SpillLocation | number {
+    const status = this.#symbols.objstore_spill_location(this.#handle, id);
+    if (status !== Status.ok) return status;
+    const r = this.#result;
+    return { fileState: r[0], serial: r[1], offsetBytes: r[2], regionSizeBytes: r[3] };
+  }
+
+  /** Claims a local spill file to copy to remote storage; undefined if none waits. */
+  claimUpload(): SpillFileClaim | undefined {
+    return this.#claimed(this.#symbols.objstore_upload_claim(this.#handle));
+  }
+
+  /** Ends an upload claim: `copied` if the remote copy is complete (the local file goes). */
+  finishUpload(claim: SpillFileClaim, copied: boolean): void {
+    const status = this.#symbols.objstore_upload_finish(this.#handle, claim.fileIndex, claim.serial, copied ? 1 : 0);
+    if (status !== Status.ok) this.#fail(status, "finish upload");
+  }
+
+  /** Claims a remote copy whose objects are all gone, to delete it. */
+  claimRemoteDelete(): SpillFileClaim | undefined {
+    return this.#claimed(this.#symbols.objstore_remote_delete_claim(this.#handle));
+  }
+
+  finishRemoteDelete(claim: SpillFileClaim, deleted: boolean): void {
+    const status = this.#symbols.objstore_remote_delete_finish(this.#handle, claim.fileIndex, claim.serial, deleted ? 1 : 0);
+    if (status !== Status.ok) this.#fail(status, "finish remote delete");
+  }
+
+  #claimed(found: number): SpillFileClaim | undefined {
+    if (found !== 1) return undefined;
+    const r = this.#result;
+    return { fileIndex: r[0], serial: r[1], sizeBytes: r[2] };
   }
 
   maintain(): number {

@@ -444,7 +444,7 @@ export class Scheduler implements Submitter {
   }
 
   #spawn(actorId: number | undefined): WorkerProcess {
-    const worker = new WorkerProcess(this.#session.library.shim, this.#session.store.name, {
+    const worker = new WorkerProcess(this.#session.library.shim, this.#session.store.name, this.#session.workerEnvironment(), {
       onMessage: (w, message) => this.#onMessage(w, message),
       onExit: (w) => this.#onExit(w),
     }, actorId);

@@ -41,13 +41,13 @@ export class WorkerProcess {
   #keptAlive = true;
   readonly #shim: RuntimeShim;
 
-  constructor(shim: RuntimeShim, storeName: string, events: WorkerEvents, actorId?: number) {
+  constructor(shim: RuntimeShim, storeName: string, environment: Record<string, string>, events: WorkerEvents, actorId?: number) {
     this.actorId = actorId;
     this.#shim = shim;
     const { command, args } = shim.scriptCommand(workerScript);
     this.child = spawn(command, args, {
       stdio: ["pipe", "pipe", "inherit"],
-      env: { ...process.env, OBJSTORE_STORE: storeName },
+      env: { ...process.env, ...environment, OBJSTORE_STORE: storeName },
     });
     this.child.stdout!.setEncoding("utf8");
     this.child.stdout!.on("data", lineReader(
