@@ -2,7 +2,7 @@
  * The thread pools people use for tasks on Node today, piscina and tinypool, on the workloads of
  * bench/tasks_bench.ts, with the same harness, on whichever runtime starts this file:
  *
- *   node bench/pool_bench.ts [--quick] [--only piscina|tinypool]
+ *   node bench/pool_bench.ts [--quick] [--only piscina|tinypool] [--workloads NAME,…] [--placement same|split]
  *   deno run -A bench/pool_bench.ts [--quick]
  *   bun bench/pool_bench.ts [--quick]
  *
@@ -19,10 +19,11 @@
  * The task returns the argument's length (0 for null). Harness as Ray's `timeit` (1 s warm-up,
  * 4 rounds of ≥ 2 s, mean ± std); `--quick`: 0.05 s warm-up, 3 rounds of 0.1 s. Per op, the
  * CPU time of this whole process (all threads: the pool's workers are threads of it) and its
- * voluntary context switches; and, before each workload, a 0.3 s probe of the machine's state
- * (a bare pipe ping-pong with a child process, as in tasks_bench.ts). Progress goes to stderr; stdout gets one JSON line.
+ * voluntary context switches. `--workloads a,b` runs only those; `--placement same|split` pins the
+ * threads (taskset): `same` all on CPU 0, `split` the main thread on CPU 0 and the others (the
+ * pool's workers among them) on CPU 1, as tasks_bench.ts does with processes. Progress goes to stderr; stdout gets one JSON line.
  */
-import { spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -37,59 +38,13 @@ export default function task(value: Uint8Array | null): number {
 const g = globalThis as any;
 const runtime: "deno" | "bun" | "node" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 
-const argv: string[] = runtime === "deno" ? g.Deno.args : process.argv.slice(2);
-if (isMainThread && argv.includes("--echo")) {
-  // The probe's child: every chunk read goes straight back in one write.
-  process.stdin.setEncoding("utf8");
-  process.stdin.on("data", (chunk: string) => process.stdout.write(chunk));
-  process.stdin.on("end", () => process.exit(0));
-} else if (isMainThread) {
-  await main();
-}
+if (isMainThread) await main();
 
 interface Rate {
   mean: number;
   std: number;
   rounds: number[];
   split?: { wall_us: number; process_cpu_us: number; runqueue_wait_us: number; voluntary_switches: number };
-  /** The bare pipe ping-pong rate between two processes, measured just before (as tasks_bench). */
-  probe_pipe_sync?: number;
-}
-
-/** A child of this runtime echoing lines: the probe of the machine's state, as in tasks_bench. */
-function startProbe(script: string): { rate(seconds: number): Promise<number>; close(): void } {
-  const command = runtime === "deno" ? g.Deno.execPath() : process.execPath;
-  const child = spawn(command, runtime === "deno" ? ["run", "-A", script, "--echo"] : [script, "--echo"], { stdio: ["pipe", "pipe", "inherit"] });
-  child.stdout!.setEncoding("utf8");
-  let wake: (() => void) | undefined;
-  let pending = "";
-  child.stdout!.on("data", (chunk: string) => {
-    pending += chunk;
-    if (pending.endsWith("\n")) {
-      JSON.parse(pending.slice(4));
-      pending = "";
-      wake!();
-    }
-  });
-  const once = () => new Promise<void>((resolve) => {
-    wake = resolve;
-    child.stdin!.write("\u0001os " + JSON.stringify({ t: "done", task: 1 }) + "\n");
-  });
-  return {
-    async rate(seconds: number) {
-      await once();
-      let count = 0;
-      const start = performance.now();
-      while (performance.now() - start < seconds * 1000) {
-        await once();
-        count++;
-      }
-      return count / ((performance.now() - start) / 1000);
-    },
-    close() {
-      child.stdin!.end();
-    },
-  };
 }
 
 function log(message: string): void {
@@ -133,9 +88,21 @@ async function main(): Promise<void> {
   const modules = new URL("../.tools/bench-node/node_modules/", import.meta.url);
   const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : process.version;
 
-  const probe = startProbe(here);
+  const placementAt = args.indexOf("--placement");
+  const placement = placementAt >= 0 ? args[placementAt + 1] : "free";
+  if (!["free", "same", "split"].includes(placement)) throw new Error(`--placement same|split, got ${placement}`);
+  const workloadsAt = args.indexOf("--workloads");
+  const workloads = workloadsAt >= 0 ? new Set(args[workloadsAt + 1].split(",")) : undefined;
+  const want = (key: string) => workloads === undefined || workloads.has(key);
+  const pinThread = (tid: string, cpu: number) => execFileSync("taskset", ["-p", "-c", String(cpu), tid], { stdio: "ignore" });
+  /** same: every thread on CPU 0; split: the main thread on CPU 0, every other (the pool's) on CPU 1. */
+  const place = () => {
+    if (placement === "free") return;
+    for (const tid of readdirSync("/proc/self/task")) pinThread(tid, placement === "split" && Number(tid) !== process.pid ? 1 : 0);
+  };
+  place();
+
   async function timeit(name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> {
-    const probeRate = await probe.rate(quick ? 0.05 : 0.3);
     let count = 0;
     let start = performance.now();
     while (performance.now() - start < WARMUP_S * 1000) {
@@ -145,6 +112,7 @@ async function main(): Promise<void> {
     const step = Math.floor(count / 10) + 1;
     const rounds: number[] = [];
     let calls = 0;
+    place(); // threads the pool or the runtime started since
     const before = selfTimes();
     for (let r = 0; r < ROUNDS; r++) {
       count = 0;
@@ -167,7 +135,7 @@ async function main(): Promise<void> {
       voluntary_switches: (after.voluntary - before.voluntary) / ops,
     };
     log(`${name} per second ${fmt(mean)} +- ${fmt(std)}  [per op: wall ${fmt(split.wall_us)} µs, process CPU ${fmt(split.process_cpu_us)}, run-queue wait ${fmt(split.runqueue_wait_us)}, sleeps ${fmt(split.voluntary_switches)}]`);
-    return { mean, std, rounds, split, probe_pipe_sync: probeRate };
+    return { mean, std, rounds, split };
   }
 
   interface Pool {
@@ -196,6 +164,7 @@ async function main(): Promise<void> {
     runtime_version: runtimeVersion,
     quick,
     threads: THREADS,
+    placement,
     harness: `Ray's timeit: ${WARMUP_S} s warm-up, ${ROUNDS} rounds of ≥ ${ROUND_S} s, mean ± std`,
   };
   const big = new Uint8Array(MiB).fill(1);
@@ -211,13 +180,15 @@ async function main(): Promise<void> {
       const results: Record<string, Rate> = {};
       entry.results = results;
       const pool_ = p;
-      results.single_client_tasks_sync = await timeit(`${name} no-op sync`, () => pool_.run(null));
-      results.single_client_tasks_async = await timeit(`${name} no-op async`, () => Promise.all(Array.from({ length: BATCH }, () => pool_.run(null))), BATCH);
-      results.arg_1mib_sync = await timeit(`${name} 1 MiB argument (copied), sync`, () => pool_.run(big));
+      if (want("single_client_tasks_sync")) results.single_client_tasks_sync = await timeit(`${name} no-op sync`, () => pool_.run(null));
+      if (want("single_client_tasks_async")) results.single_client_tasks_async = await timeit(`${name} no-op async`, () => Promise.all(Array.from({ length: BATCH }, () => pool_.run(null))), BATCH);
+      if (want("arg_1mib_sync") || want("arg_1mib_async")) results.arg_1mib_sync = await timeit(`${name} 1 MiB argument (copied), sync`, () => pool_.run(big));
       // Deno's node:worker_threads copies typed arrays at ~0.01–0.1 GB/s: a batch of 1000 would
       // take minutes per call. Skip what the sync rate says cannot fit the harness.
-      const batchSeconds = BATCH / results.arg_1mib_sync.mean;
-      if (batchSeconds > (quick ? 1 : 5)) {
+      const batchSeconds = results.arg_1mib_sync === undefined ? 0 : BATCH / results.arg_1mib_sync.mean;
+      if (!want("arg_1mib_async")) {
+        // not asked for
+      } else if (batchSeconds > (quick ? 1 : 5)) {
         entry.skipped = { arg_1mib_async: `one batch of ${BATCH} would take ~${batchSeconds.toFixed(0)} s at the sync rate (${fmt(results.arg_1mib_sync.mean)}/s)` };
         log(`${name} 1 MiB argument (copied), async: skipped, ${(entry.skipped as Record<string, string>).arg_1mib_async}`);
       } else {
@@ -230,7 +201,6 @@ async function main(): Promise<void> {
       if (p !== undefined) await withTimeout(p.destroy(), 10_000, "destroy").catch(() => {});
     }
   }
-  probe.close();
   process.stdout.write(JSON.stringify(out) + "\n");
   // A pool that hung leaves threads behind: do not wait for them.
   process.exit(0);

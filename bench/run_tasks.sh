@@ -2,11 +2,14 @@
 # Remote tasks and actors: @objstore/core on Node, Deno and Bun against Ray measured on this
 # machine, and against piscina and tinypool (thread pools) on the same runtime. One command:
 #
-#   bash bench/run_tasks.sh            # full: REPEAT (default 3) runs per runtime + Ray (~30 min)
+#   bash bench/run_tasks.sh            # full: REPEAT (default 3) runs per runtime + Ray (~40 min)
 #   bash bench/run_tasks.sh --quick    # CI smoke: one short run per runtime, no Ray (< 1 min)
+#   PLACE=1 bash bench/run_tasks.sh --quick   # the same plus the pinned runs, shortened
 #
 # Each run is bench/tasks_bench.ts (ours, plus a bare pipe ping-pong floor) then
-# bench/pool_bench.ts (piscina, tinypool), runtimes interleaved; Ray is bench/ray_tasks.py
+# bench/pool_bench.ts (piscina, tinypool), runtimes interleaved, with the kernel placing the
+# processes; then (full mode) one run of each pinned to one vCPU and to two (taskset), since
+# one-in-flight rates depend on that placement; Ray is bench/ray_tasks.py
 # (installed by bench/setup_ray.sh into .tools/ray-venv), REPEAT times. Figures are medians over
 # the runs of each run's mean, with the range. Prints a Markdown table per runtime (workload |
 # ours | Ray | piscina | tinypool | ratio vs Ray | ratio vs piscina), where the time goes per op,
@@ -84,6 +87,26 @@ for i in $(seq 1 "$repeat"); do
   done
 done
 
+# Pinned runs (full mode): one-in-flight rates depend on whether the two sides share a vCPU, which
+# the kernel decides differently from run to run; these place ours and the pools the same way.
+place_runs=()
+if [ "$quick" = 0 ] || [ -n "${PLACE:-}" ]; then
+  for runtime in node deno bun; do
+    case "$runtime" in
+      node) run=(node) ;;
+      deno) run=(deno run -A) ;;
+      bun) run=(bun) ;;
+    esac
+    for placement in same split; do
+      bench "tasks_bench --placement $placement" "$runtime" "$work/place-tasks-$runtime-$placement.json" "${run[@]}" bench/tasks_bench.ts $flag \
+        --placement "$placement" --only pipe_pingpong_sync,single_client_tasks_sync,single_client_tasks_async,1_1_actor_calls_sync,1_1_actor_calls_async
+      bench "pool_bench --placement $placement" "$runtime" "$work/place-pool-$runtime-$placement.json" "${run[@]}" bench/pool_bench.ts $flag \
+        --placement "$placement" --workloads single_client_tasks_sync,single_client_tasks_async
+      place_runs+=("$work/place-tasks-$runtime-$placement.json" "$work/place-pool-$runtime-$placement.json")
+    done
+  done
+fi
+
 ray_runs=()
 if [ "$quick" = 0 ]; then
   echo "== Ray: installing (once) into .tools/ray-venv" >&2
@@ -107,7 +130,8 @@ virt="$(systemd-detect-virt 2>/dev/null || (grep -q hypervisor /proc/cpuinfo && 
 out="$results/$date-tasks$([ "$quick" = 1 ] && echo -quick || true).json"
 
 python3 - "$out" "$started" "$cpu" "$(nproc)" "$ram_gib" "$(uname -r)" "$virt" "$load_before" "$(load)" "$repeat" "$quick" "$git_rev" "$git_dirty" \
-  "${#tasks_runs[@]}" "${tasks_runs[@]}" "${#pool_runs[@]}" "${pool_runs[@]}" "${#ray_runs[@]}" "${ray_runs[@]}" <<'PY'
+  "${#tasks_runs[@]}" "${tasks_runs[@]}" "${#pool_runs[@]}" "${pool_runs[@]}" "${#ray_runs[@]}" "${ray_runs[@]}" \
+  "${#place_runs[@]}" "${place_runs[@]}" <<'PY'
 import json
 import statistics
 import sys
@@ -125,6 +149,7 @@ def take(rest):
 tasks_files, rest = take(rest)
 pool_files, rest = take(rest)
 ray_files, rest = take(rest)
+place_files, rest = take(rest)
 
 
 def load_json(path):
@@ -138,6 +163,7 @@ def load_json(path):
 tasks = [load_json(p) for p in tasks_files]
 pools = [load_json(p) for p in pool_files]
 rays = [load_json(p) for p in ray_files]
+place_runs = [load_json(p) for p in place_files]
 
 WORKLOADS = [
     ("single_client_tasks_sync", "tasks sync: `get(f.remote())`"),
@@ -302,47 +328,32 @@ for runtime in ["node", "deno", "bun"]:
         print(f"| {label} | {cell(floors[key])} | | | | | |")
     for note in sorted(set(pool_notes)):
         print(f"\n{note}")
-    # The machine's state, probed (bare pipe ping-pong) before every workload: compare like with like.
-    samples = []  # (workload, who, rate, probe)
-    for key, _ in WORKLOADS:
-        for t in ours_runs:
-            r = t["results"].get(key)
-            if r and r.get("probe_pipe_sync"):
-                samples.append((key, "ours", r["mean"], r["probe_pipe_sync"]))
+    # Pinned runs: the same placement for ours and the pools.
+    placed = {}
+    for t in place_runs:
+        if t.get("runtime") != runtime or "placement" not in t:
+            continue
+        pl = t["placement"]
+        if "results" in t:  # ours (tasks_bench)
+            for key, r in list(t["results"].items()) + list(t.get("floors", {}).items()):
+                placed.setdefault((key, pl, "ours"), []).append(r["mean"])
         for name in ["piscina", "tinypool"]:
-            for p in pool_runs:
-                r = p.get(name, {}).get("results", {}).get(key)
-                if r and r.get("probe_pipe_sync"):
-                    samples.append((key, name, r["mean"], r["probe_pipe_sync"]))
-    if samples:
-        best = max(s[3] for s in samples)
-        threshold = best / 2
-        state = {}
-        for key, who, rate, probe in samples:
-            state.setdefault((key, "fast" if probe >= threshold else "slow", who), []).append(rate)
-        probes = [s[3] for s in samples]
-        report["runtimes"][runtime]["by_state"] = {
-            "threshold_probe_per_s": threshold,
-            "probe_per_s": stat(probes),
-            "rates": {f"{k[0]}/{k[1]}/{k[2]}": stat(v) for k, v in state.items()},
-        }
+            for key, r in t.get(name, {}).get("results", {}).items():
+                placed.setdefault((key, pl, name), []).append(r["mean"])
+    if placed:
+        report["runtimes"][runtime]["pinned"] = {f"{k[0]}/{k[1]}/{k[2]}": stat(v) for k, v in placed.items()}
         print()
-        print(
-            f"By machine state: before each workload a 0.3 s bare pipe ping-pong probe (median {fmt(statistics.median(probes))}/s, "
-            f"range {fmt(min(probes))}–{fmt(max(probes))}); 'fast' = probe ≥ {fmt(threshold)}/s (half the best), else 'slow' "
-            f"(waking an idle vCPU is slow). Medians (n runs):"
-        )
+        print("Pinned (taskset): 'one vCPU' = every process and thread on CPU 0; 'two vCPUs' = the driver (pool: main thread) on CPU 0, workers (pool: its other threads) on CPU 1:")
         print()
-        print("| workload | state | ours | piscina | tinypool | ratio vs piscina |")
-        print("| --- | --- | ---: | ---: | ---: | ---: |")
-        for key, label in WORKLOADS:
-            for st in ["fast", "slow"]:
-                cells = {who: stat(state.get((key, st, who), [])) for who in ["ours", "piscina", "tinypool"]}
-                if all(c is None for c in cells.values()):
-                    continue
-                r2 = ratio(cells["ours"], cells["piscina"])
-                show = lambda c: "—" if c is None else f"{fmt(c['median'])} ({c['n']})"
-                print(f"| {key} | {st} | {show(cells['ours'])} | {show(cells['piscina'])} | {show(cells['tinypool'])} | {'—' if r2 is None else f'{r2:.2f}×'} |")
+        print("| workload | one vCPU: ours | piscina | tinypool | ratio vs piscina | two vCPUs: ours | piscina | tinypool | ratio vs piscina |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for key, label in FLOORS[:1] + WORKLOADS[:4]:
+            cells = []
+            for pl in ["same", "split"]:
+                c = {who: stat(placed.get((key, pl, who), [])) for who in ["ours", "piscina", "tinypool"]}
+                r2 = ratio(c["ours"], c["piscina"])
+                cells += [cell(c["ours"]), cell(c["piscina"]), cell(c["tinypool"]), "—" if r2 is None else f"{r2:.2f}×"]
+            print(f"| {key} | " + " | ".join(cells) + " |")
     print()
     print("Ours, per op, medians (µs; sleeps = voluntary context switches; wall − CPU < 0 when both sides run at once):")
     print()

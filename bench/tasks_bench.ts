@@ -2,7 +2,7 @@
  * The task and actor workloads of `ray microbenchmark`, through the public API only, on whichever
  * runtime starts this file:
  *
- *   node bench/tasks_bench.ts [--quick] [--only NAME[,NAME]]
+ *   node bench/tasks_bench.ts [--quick] [--only NAME[,NAME]] [--placement same|split]
  *   deno run -A bench/tasks_bench.ts [--quick]
  *   bun bench/tasks_bench.ts [--quick]
  *
@@ -23,10 +23,12 @@
  * and JSON that the scheduler uses, with no store and no scheduler: pipe_pingpong_sync (one
  * message in flight) and pipe_pingpong_async (1000 messages in one write, then all the replies).
  *
- * The machine has two states that matter for one-in-flight workloads (measured: the floor runs
- * at ~13k/s in one and ~90k/s in the other on the 2-vCPU VM, minutes apart, with no change in
- * load; the slow one is the cost of waking an idle vCPU). So every workload is preceded by a
- * 0.3 s probe of the floor, recorded as `probe_pipe_sync`, for comparing runs in the same state.
+ * `--placement same|split` pins the processes (taskset; default: the kernel places them): `same`
+ * puts the driver and every child on CPU 0; `split` the driver on CPU 0 and its children on CPU 1
+ * (pinned after each warm-up, since workers start on the first task). On the 2-vCPU VM this was
+ * written on, a wake-up across vCPUs costs ~30 µs of CPU per side instead of ~5 (the floor runs
+ * at ~90k/s on one vCPU and ~13k/s across two), and the kernel picks either depending on load,
+ * so one-in-flight figures are bimodal unless placed.
  *
  * For every workload, where the time goes during the timed rounds (from /proc, per op):
  * wall µs; CPU µs of the driver and of its child processes (workers); run-queue wait µs (time
@@ -42,7 +44,7 @@
  *
  * Progress goes to stderr; stdout gets one JSON line.
  */
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
@@ -67,8 +69,6 @@ interface Rate {
   std: number;
   rounds: number[];
   split?: Split;
-  /** The bare pipe ping-pong rate (1 in flight) measured just before this workload. */
-  probe_pipe_sync?: number;
 }
 
 function log(message: string): void {
@@ -201,14 +201,26 @@ function splitOf(a: TreeSample, b: TreeSample, ops: number): Split {
   };
 }
 
+/** Pins every thread of `pid` (or only its main thread) to `cpu`. */
+function pin(pid: number, cpu: number, allThreads: boolean): void {
+  try {
+    execFileSync("taskset", [...(allThreads ? ["-a"] : []), "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
+  } catch (error) {
+    throw new Error(`taskset failed for pid ${pid}: ${error}`);
+  }
+}
+
+/** Pins the children of this process (workers, the echo child), all their threads, to `cpu`. */
+function pinChildren(cpu: number): void {
+  for (const child of childPids(process.pid)) pin(child, cpu, true);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The floor: a child of the same runtime (this file with --echo) over node:child_process pipes,
 // with the scheduler's framing (MARK + JSON + newline).
 
 interface Echo {
   roundTrip(n: number): Promise<void>;
-  /** Ping-pongs (1 in flight) for `seconds`; returns round trips per second. */
-  probe(seconds: number): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -242,15 +254,6 @@ function startEcho(): Echo {
     });
   return {
     roundTrip,
-    async probe(seconds: number) {
-      let count = 0;
-      const start = performance.now();
-      while (performance.now() - start < seconds * 1000) {
-        await roundTrip(1);
-        count++;
-      }
-      return count / ((performance.now() - start) / 1000);
-    },
     async close() {
       const exited = new Promise((r) => child.once("exit", r));
       child.stdin!.end();
@@ -271,16 +274,17 @@ async function main(): Promise<void> {
   const WARMUP_S = quick ? 0.05 : 1;
   const ROUNDS = quick ? 3 : 4;
   const ROUND_S = quick ? 0.1 : 2;
-  const PROBE_S = quick ? 0.05 : 0.3;
+  const placementAt = args.indexOf("--placement");
+  const placement = placementAt >= 0 ? args[placementAt + 1] : "free";
+  if (!["free", "same", "split"].includes(placement)) throw new Error(`--placement same|split, got ${placement}`);
+  if (placement !== "free") pin(process.pid, 0, true);
   const BATCH = 1000;
   const MiB = 1024 * 1024;
   const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : process.version;
 
   /** Ray's `timeit`, with the /proc split of the timed rounds. */
-  let probe: Echo | undefined;
   async function timeit(name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> {
     if (SLEEP_S > 0) await new Promise((r) => setTimeout(r, SLEEP_S * 1000));
-    const probeRate = probe === undefined ? undefined : await probe.probe(PROBE_S);
     let count = 0;
     let start = performance.now();
     while (performance.now() - start < WARMUP_S * 1000) {
@@ -290,6 +294,7 @@ async function main(): Promise<void> {
     const step = Math.floor(count / 10) + 1;
     const rounds: number[] = [];
     let calls = 0;
+    if (placement === "split") pinChildren(1);
     const before = sampleTree();
     for (let r = 0; r < ROUNDS; r++) {
       count = 0;
@@ -312,7 +317,7 @@ async function main(): Promise<void> {
         `sleeps ${fmt(split.driver_voluntary_switches)}+${fmt(split.workers_voluntary_switches)}, ` +
         `writes ${fmt(split.driver_write_syscalls)}+${fmt(split.workers_write_syscalls)}, reads ${fmt(split.driver_read_syscalls)}+${fmt(split.workers_read_syscalls)}]`,
     );
-    return { mean, std, rounds, split, probe_pipe_sync: probeRate };
+    return { mean, std, rounds, split };
   }
 
   const wanted = (name: string) => only === undefined || only.has(name);
@@ -321,10 +326,9 @@ async function main(): Promise<void> {
   const loadBefore = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
   const t0 = performance.now();
 
-  // --- the floor, and the probe of the machine's state before every workload
+  // --- the floor
   const echo = startEcho();
   await echo.roundTrip(1);
-  probe = echo;
   if (wanted("pipe_pingpong_sync")) floors.pipe_pingpong_sync = await timeit("pipe ping-pong sync (floor)", () => echo.roundTrip(1));
   if (wanted("pipe_pingpong_async")) floors.pipe_pingpong_async = await timeit("pipe ping-pong async (floor)", () => echo.roundTrip(BATCH), BATCH);
 
@@ -403,6 +407,7 @@ async function main(): Promise<void> {
     runtime,
     runtime_version: runtimeVersion,
     quick,
+    placement,
     harness: `Ray's timeit: ${WARMUP_S} s warm-up, ${ROUNDS} rounds of ≥ ${ROUND_S} s, mean ± std (sleep ${SLEEP_S} s)`,
     num_workers: 2,
     load_before: loadBefore,
