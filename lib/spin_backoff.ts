@@ -1,7 +1,9 @@
 /**
  * When to stop spinning: a spin that ends without what it waited for wasted its CPU (on a
- * loaded machine, CPU another process needed). After a miss the next spins are skipped, twice
- * as many after each further miss in a row; one hit starts over.
+ * loaded machine, CPU another process needed). After a miss the next spin is skipped, one more
+ * after each further miss in a row (up to MISSES_COUNTED_MAX); one hit starts over. Linear,
+ * not exponential: the driver's and the worker's spins pay off only together, and doubling
+ * backoffs on both sides locked them into sleeping after a few misses.
  */
 export class SpinBackoff {
   #missesInRow = 0;
@@ -20,9 +22,10 @@ export class SpinBackoff {
       return;
     }
     this.#missesInRow = Math.min(this.#missesInRow + 1, MISSES_COUNTED_MAX);
-    this.#toSkip = 2 ** this.#missesInRow;
+    this.#toSkip = this.#missesInRow;
   }
 }
 
-/** At most 2^10 waits skipped after a run of misses. */
-const MISSES_COUNTED_MAX = 10;
+/** At most this many waits skipped after a run of misses: a miss costs a spin, so a machine
+ * where spins never pay off loses at most 1/(this+1) of a spin per wait. */
+const MISSES_COUNTED_MAX = 16;
