@@ -5,24 +5,10 @@ import nodeOs from "node:os";
 import path from "node:path";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { uniqueStoreName } from "./helpers.ts";
+import { type Child, collectGarbage, currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
+import { checksum, payload } from "./fixtures/payload.ts";
 
 const MiB = 1024 * 1024;
-
-/** 16 MiB whose bytes depend on `k`; `checksum` recomputes what they must add up to. */
-function payload(k: number, sizeBytes: number): Uint8Array {
-  const bytes = new Uint8Array(sizeBytes);
-  const words = new Uint32Array(bytes.buffer);
-  for (let i = 0; i < words.length; i++) words[i] = (i * 2654435761 + k) >>> 0;
-  return bytes;
-}
-
-function checksum(bytes: Uint8Array): number {
-  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-  let sum = 0;
-  for (let i = 0; i < words.length; i++) sum = (sum + words[i] * (i % 7 + 1)) >>> 0;
-  return sum;
-}
 
 test("a 64 MiB store takes 1 GiB in 16 MiB objects and returns every byte", async () => {
   const directory = mkdtempSync(path.join(nodeOs.tmpdir(), "objstore-spill-test-"));
@@ -133,4 +119,121 @@ test("above spillThreshold, cold objects spill in the background without any put
     await os.shutdown();
     rmSync(directory, { recursive: true, force: true });
   }
+}, { timeoutMs: 60_000 });
+
+/** The spill files in `directory`. */
+function spillFiles(directory: string): string[] {
+  return readdirSync(directory).filter((f) => f.endsWith(".spill"));
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Collects garbage until `done()`: views the program dropped release their pins (and let freed objects go). */
+async function collectUntil(done: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    await collectGarbage();
+    if (done()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(os.memoryStats())}`);
+  }
+}
+
+test("a process killed mid-spill leaves a store that the survivors and the next process can use", async () => {
+  const memory = 64 * MiB;
+  const directory = mkdtempSync(path.join(nodeOs.tmpdir(), "objstore-spill-test-"));
+  const storeName = uniqueStoreName("spill-kill");
+  const fixture = (name: string) => path.join(root, "tests", "fixtures", name);
+  const children: Child[] = [];
+  let segmentLeft = true;
+  let filesLeft: string[] = [];
+  try {
+    // spillThreshold 1: no background spilling, so each spill is made by the process whose put
+    // needs room, here the child that gets killed: it is the actor of every spill in flight.
+    await os.init({ storeName, objectStoreMemory: memory, spill: { type: "filesystem", directory }, spillThreshold: 1, prefault: false });
+    // The survivor's objects: 32 MiB of the 64, the coldest, so the child's first spills take them.
+    const mine = Array.from({ length: 4 }, (_, k) => os.put(payload(k, 8 * MiB)));
+    const extent = os.memoryStats().usedBytes / mine.length;
+    assert.ok(extent >= 8 * MiB && extent < 8 * MiB + 4096, `extent of ${extent} bytes`);
+    const readMine = async (what: string) => {
+      for (let k = 0; k < mine.length; k++) {
+        assert.equal(checksum((await os.get(mine[k])) as Uint8Array), checksum(payload(k, 8 * MiB)), `${what}: object ${k}`);
+      }
+    };
+    /** `objects` of ours in the store and nothing else: memory used is exactly theirs. */
+    const checkStats = (what: string, objects: number) => {
+      const s = os.memoryStats();
+      const detail = `${what}: ${JSON.stringify(s)}`;
+      assert.equal(s.objectCount, objects, detail);
+      assert.equal(s.usedBytes, (objects - s.spilledObjects) * extent, `no bytes stranded; ${detail}`);
+      assert.ok(s.spilledBytes <= s.spilledObjects * extent && s.spilledBytes >= s.spilledObjects * (extent - 64), detail);
+      assert.ok(s.pinnedBytes <= s.usedBytes, detail);
+    };
+
+    for (let round = 0; round < 4; round++) {
+      // Our views' pins go, so the child may spill our objects too.
+      await collectUntil(() => os.memoryStats().pinnedBytes === 0, "our pins released");
+      // The first spill takes our objects; later ones the child's own.
+      const nth = round === 0 ? 1 : 1 + Math.floor(Math.random() * 3);
+      const delayMs = Math.floor(Math.random() * 5);
+      const what = `round ${round} (killed ${delayMs} ms into spill file ${nth})`;
+      const before = new Set(spillFiles(directory));
+      const child = start(currentRuntime, fixture("spill_churn.ts"), [storeName, String(memory)]);
+      children.push(child);
+      assert.equal(await child.line(), "attached");
+      // A new spill file means a spill is being written (write, fsync, then free the memory).
+      const deadline = Date.now() + 10_000;
+      while (spillFiles(directory).filter((f) => !before.has(f)).length < nth) {
+        if (Date.now() > deadline) throw new Error(`${what}: the child wrote no spill file`);
+        await sleep(1);
+      }
+      if (delayMs > 0) await sleep(delayMs);
+      child.kill();
+      assert.equal((await child.exited).signal, "SIGKILL", `${what}: the child was still putting`);
+
+      await eventually(() => os.memoryStats().objectCount === mine.length, 5000, `${what}: the killed process's objects reclaimed`);
+      checkStats(`${what}, reclaimed`, mine.length);
+      await readMine(what);
+      checkStats(`${what}, ours read back`, mine.length);
+      assert.equal(os.memoryStats().spilledObjects, 0, `${what}: ours are all in memory again`);
+    }
+
+    // The survivor spills and restores objects of its own.
+    await collectUntil(() => os.memoryStats().pinnedBytes === 0, "our pins released");
+    const more = Array.from({ length: 5 }, (_, k) => os.put(payload(100 + k, 16 * MiB)));
+    assert.ok(os.memoryStats().spilledObjects >= 3, "the survivor's puts spilled");
+    const restoredBefore = os.memoryStats().restoredBytes;
+    for (let k = 0; k < more.length; k++) {
+      assert.equal(checksum((await os.get(more[k])) as Uint8Array), checksum(payload(100 + k, 16 * MiB)), `new object ${k}`);
+    }
+    assert.ok(os.memoryStats().restoredBytes > restoredBefore, "the survivor's gets restored");
+    os.free(more);
+    await collectUntil(() => os.memoryStats().objectCount === mine.length, "the new objects deleted");
+    await readMine("after the survivor's own spills");
+    checkStats("after the survivor's own spills", mine.length);
+
+    // A process that attaches after the crashes reads our objects and spills and restores its own.
+    await collectUntil(() => os.memoryStats().pinnedBytes === 0, "our pins released");
+    const expected = Object.fromEntries(mine.map((ref, k) => [ref.hex(), [k, 8 * MiB]]));
+    const user = start(currentRuntime, fixture("spill_user.ts"), [storeName, String(memory), JSON.stringify(expected)]);
+    children.push(user);
+    const line = await user.line().catch((error) => error.message);
+    const { code, stderr } = await user.exited;
+    assert.equal(line, "ok", stderr);
+    assert.equal(code, 0, stderr);
+    checkStats("after the next process left", mine.length);
+    await readMine("after the next process left");
+
+    os.free(mine);
+    await collectUntil(() => os.memoryStats().objectCount === 0, "our objects deleted");
+    checkStats("all freed", 0);
+  } finally {
+    for (const child of children) child.kill();
+    await Promise.all(children.map((child) => child.exited));
+    await os.shutdown();
+    segmentLeft = existsSync(`/dev/shm/objstore-${storeName}`);
+    filesLeft = spillFiles(directory);
+    rmSync(directory, { recursive: true, force: true });
+  }
+  assert.equal(segmentLeft, false, "the last process to leave removes the segment");
+  assert.deepStrictEqual(filesLeft, [], "and every spill file");
 }, { timeoutMs: 60_000 });
