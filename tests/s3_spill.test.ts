@@ -11,7 +11,7 @@ import process from "node:process";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { eventually, uniqueStoreName } from "./helpers.ts";
+import { currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
 import { checksum, payload } from "./fixtures/payload.ts";
 
 const MiB = 1024 * 1024;
@@ -138,3 +138,42 @@ test("S3: a bucket that does not exist is a clear error at init, and nothing is 
   assert.equal(os.isInitialized(), false);
   await assert.rejects(os.init({ spill: { type: "s3", bucket: "" } as never }), /spill\.bucket/);
 });
+
+test("S3: a process killed while copying spill files out leaves them to the next process; nothing is lost", async () => {
+  const { endpoint, bucket, client } = server();
+  const storeName = uniqueStoreName("s3kill");
+  const prefix = `test-${process.pid}`;
+  const keyPrefix = `${prefix}/${storeName}/`;
+  const count = 10;
+  const sizeBytes = 24 * MiB; // 240 MiB through a 64 MiB store: most of it staged for S3
+  const uploader = start(currentRuntime, path.join(root, "tests/fixtures/s3_uploader.ts"), [storeName, endpoint, bucket, prefix, String(count), String(sizeBytes)]);
+  const hexes = JSON.parse(await uploader.line()) as string[];
+  const holder = start(currentRuntime, path.join(root, "tests/fixtures/ref_holder.ts"), [storeName, ...hexes]);
+  try {
+    assert.equal(await holder.line(), "holding");
+    // Copies start on the uploader's next tick (every 250 ms) and take a while each: kill it
+    // somewhere in the middle of them.
+    await new Promise((resolve) => setTimeout(resolve, 250 + Math.random() * 500));
+    const stagedAtKill = stagedFiles(storeName).length
+    uploader.kill();
+    await uploader.exited;
+    await os.init({ storeName, spill: { type: "s3", bucket, prefix, endpoint }, prefault: false });
+    try {
+      // The dead uploader's claims are undone by the janitor; this process copies what is left.
+      await eventually(() => stagedFiles(storeName).length === 0, 30_000, `spill files copied out (${stagedAtKill} were staged at the kill)`);
+      for (let k = 0; k < count; k++) {
+        const view = (await os.get(os.ObjectRef.fromHex(hexes[k]))) as Uint8Array;
+        assert.equal(checksum(view), checksum(payload(k, sizeBytes)), `object ${k}`);
+      }
+    } finally {
+      holder.send("");
+      holder.kill();
+      await holder.exited;
+      await os.shutdown();
+    }
+  } finally {
+    uploader.kill();
+    holder.kill();
+  }
+  assert.deepStrictEqual(await keysUnder(client, bucket, keyPrefix), [], "the last process deleted every copy");
+}, { timeoutMs: 120_000 });
