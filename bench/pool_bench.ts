@@ -6,7 +6,7 @@
  *   deno run -A bench/pool_bench.ts [--quick]
  *   bun bench/pool_bench.ts [--quick]
  *
- * The pools are installed (pinned) by bench/run_tasks.sh into .tools/bench-node/, outside the
+ * The pools are installed (pinned) by bench/run_all.sh into .tools/bench-node/, outside the
  * project's package.json, and imported from there by path. Each pool has 2 worker threads
  * (minThreads = maxThreads = 2, the cores of the bench machine) and default settings otherwise.
  * This file is also the pools' worker module: in a worker thread it only exports the task.
@@ -16,127 +16,44 @@
  *   arg_1mib_sync / _async      the same with a 1 MiB Uint8Array argument, which the pool
  *                               copies to the worker (structured clone) on every task
  *
- * The task returns the argument's length (0 for null). Harness as Ray's `timeit` (1 s warm-up,
- * 4 rounds of ≥ 2 s, mean ± std); `--quick`: 0.05 s warm-up, 3 rounds of 0.1 s. Per op, the
+ * The task returns the argument's length (0 for null). Harness: Ray's `timeit`
+ * (bench/lib/harness.ts); `--quick`: 0.05 s warm-up, 3 rounds of 0.1 s. Per op, the
  * CPU time of this whole process (all threads: the pool's workers are threads of it) and its
  * voluntary context switches. `--workloads a,b` runs only those; `--placement same|split` pins the
  * threads (taskset): `same` all on CPU 0, `split` the main thread on CPU 0 and the others (the
  * pool's workers among them) on CPU 1, as tasks_bench.ts does with processes. Progress goes to stderr; stdout gets one JSON line.
  */
-import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { isMainThread } from "node:worker_threads";
+import { emit, fmt, HARNESS, log, MiB, optionSet, pin, placementOption, quick, type Rate, runtime, runtimeVersion, selfProbe, timeit as harnessTimeit } from "./lib/harness.ts";
 
 /** The task, in the pools' worker threads. */
 export default function task(value: Uint8Array | null): number {
   return value === null ? 0 : value.length;
 }
 
-// deno-lint-ignore no-explicit-any
-const g = globalThis as any;
-const runtime: "deno" | "bun" | "node" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
-
 if (isMainThread) await main();
 
-interface Rate {
-  mean: number;
-  std: number;
-  rounds: number[];
-  split?: { wall_us: number; process_cpu_us: number; runqueue_wait_us: number; voluntary_switches: number };
-}
-
-function log(message: string): void {
-  process.stderr.write(message + "\n");
-}
-
-function fmt(x: number): string {
-  return x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
-}
-
-/**
- * CPU ns of this process (utime + stime of /proc/self/stat, 10 ms ticks, which keeps the time
- * of exited threads); run-queue wait ns and voluntary switches summed over its live threads.
- */
-function selfTimes(): { at: number; cpuNs: number; waitNs: number; voluntary: number } {
-  const stat = readFileSync("/proc/self/stat", "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const t = { at: performance.now(), cpuNs: (Number(fields[11]) + Number(fields[12])) * 1e7, waitNs: 0, voluntary: 0 };
-  for (const tid of readdirSync("/proc/self/task")) {
-    try {
-      const [, wait] = readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
-      t.waitNs += wait;
-      t.voluntary += Number(/\nvoluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/self/task/${tid}/status`, "utf8"))?.[1] ?? 0);
-    } catch { /* thread gone */ }
-  }
-  return t;
-}
-
 async function main(): Promise<void> {
-  const args: string[] = runtime === "deno" ? g.Deno.args : process.argv.slice(2);
-  const quick = args.includes("--quick");
-  const onlyAt = args.indexOf("--only");
-  const only = onlyAt >= 0 ? new Set(args[onlyAt + 1].split(",")) : undefined;
-  const WARMUP_S = quick ? 0.05 : 1;
-  const ROUNDS = quick ? 3 : 4;
-  const ROUND_S = quick ? 0.1 : 2;
+  const only = optionSet("--only");
   const BATCH = 1000;
   const THREADS = 2;
-  const MiB = 1024 * 1024;
   const here = fileURLToPath(import.meta.url);
   const modules = new URL("../.tools/bench-node/node_modules/", import.meta.url);
-  const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : process.version;
-
-  const placementAt = args.indexOf("--placement");
-  const placement = placementAt >= 0 ? args[placementAt + 1] : "free";
-  if (!["free", "same", "split"].includes(placement)) throw new Error(`--placement same|split, got ${placement}`);
-  const workloadsAt = args.indexOf("--workloads");
-  const workloads = workloadsAt >= 0 ? new Set(args[workloadsAt + 1].split(",")) : undefined;
+  const placement = placementOption();
+  const workloads = optionSet("--workloads");
   const want = (key: string) => workloads === undefined || workloads.has(key);
-  const pinThread = (tid: string, cpu: number) => execFileSync("taskset", ["-p", "-c", String(cpu), tid], { stdio: "ignore" });
   /** same: every thread on CPU 0; split: the main thread on CPU 0, every other (the pool's) on CPU 1. */
   const place = () => {
     if (placement === "free") return;
-    for (const tid of readdirSync("/proc/self/task")) pinThread(tid, placement === "split" && Number(tid) !== process.pid ? 1 : 0);
+    for (const tid of readdirSync("/proc/self/task")) pin(tid, placement === "split" && Number(tid) !== process.pid ? 1 : 0, false);
   };
   place();
-
-  async function timeit(name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> {
-    let count = 0;
-    let start = performance.now();
-    while (performance.now() - start < WARMUP_S * 1000) {
-      await fn();
-      count++;
-    }
-    const step = Math.floor(count / 10) + 1;
-    const rounds: number[] = [];
-    let calls = 0;
-    place(); // threads the pool or the runtime started since
-    const before = selfTimes();
-    for (let r = 0; r < ROUNDS; r++) {
-      count = 0;
-      start = performance.now();
-      while (performance.now() - start < ROUND_S * 1000) {
-        for (let i = 0; i < step; i++) await fn();
-        count += step;
-      }
-      rounds.push((multiplier * count) / ((performance.now() - start) / 1000));
-      calls += count;
-    }
-    const after = selfTimes();
-    const ops = calls * multiplier;
-    const mean = rounds.reduce((a, b) => a + b, 0) / rounds.length;
-    const std = Math.sqrt(rounds.reduce((a, b) => a + (b - mean) ** 2, 0) / rounds.length);
-    const split = {
-      wall_us: ((after.at - before.at) * 1000) / ops,
-      process_cpu_us: (after.cpuNs - before.cpuNs) / 1000 / ops,
-      runqueue_wait_us: (after.waitNs - before.waitNs) / 1000 / ops,
-      voluntary_switches: (after.voluntary - before.voluntary) / ops,
-    };
-    log(`${name} per second ${fmt(mean)} +- ${fmt(std)}  [per op: wall ${fmt(split.wall_us)} µs, process CPU ${fmt(split.process_cpu_us)}, run-queue wait ${fmt(split.runqueue_wait_us)}, sleeps ${fmt(split.voluntary_switches)}]`);
-    return { mean, std, rounds, split };
-  }
+  // place() again after the warm-up: threads the pool or the runtime started since.
+  const timeit = (name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> =>
+    harnessTimeit(name, fn, { multiplier, afterWarmup: place, probe: selfProbe });
 
   interface Pool {
     run(value: unknown): Promise<unknown>;
@@ -165,7 +82,7 @@ async function main(): Promise<void> {
     quick,
     threads: THREADS,
     placement,
-    harness: `Ray's timeit: ${WARMUP_S} s warm-up, ${ROUNDS} rounds of ≥ ${ROUND_S} s, mean ± std`,
+    harness: `Ray's timeit: ${HARNESS.warmup_s} s warm-up, ${HARNESS.rounds} rounds of ≥ ${HARNESS.round_s} s, mean ± std`,
   };
   const big = new Uint8Array(MiB).fill(1);
   for (const [name, pool] of Object.entries(pools)) {
@@ -201,7 +118,7 @@ async function main(): Promise<void> {
       if (p !== undefined) await withTimeout(p.destroy(), 10_000, "destroy").catch(() => {});
     }
   }
-  process.stdout.write(JSON.stringify(out) + "\n");
+  emit(out);
   // A pool that hung leaves threads behind: do not wait for them.
   process.exit(0);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Ray (pinned, default 2.60.0) and numpy into .tools/ray-venv, once.
-# Used by bench/run_store.sh; safe to run again (skips when the venv already has Ray).
+# Used by bench/run_all.sh; safe to run again (skips when the venv already has Ray).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/ray-venv"

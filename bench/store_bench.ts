@@ -6,116 +6,22 @@
  *   deno run -A --v8-flags=--expose-gc bench/store_bench.ts [--quick]
  *   bun bench/store_bench.ts [--quick]
  *
- * (`bench/run_store.sh` runs all three and compares them with Ray.) The GC flag lets the bench
+ * (`bench/run_all.sh` runs all three and compares them with Ray.) The GC flag lets the bench
  * unpin views it no longer needs between sections; without it the store may fill.
  *
- * Harness, as Ray's `timeit` (ray/_private/ray_microbenchmark_helpers.py) minus its 10 s
- * sleep: run `fn` for 1 s and count → `step = count // 10 + 1` → 4 rounds, each running `fn` in
- * groups of `step` until ≥ 2 s → rate = multiplier × calls / elapsed; mean and std of the 4.
- * `--quick` (CI smoke): 0.05 s warm-up, 3 rounds of 0.1 s, 80 MiB instead of 800 MiB, 128 MiB
- * instead of 1 GiB, a 512 MiB store.
+ * Harness: Ray's `timeit` (bench/lib/harness.ts). `--quick` (CI smoke) also shrinks the sizes:
+ * 80 MiB instead of 800 MiB, 128 MiB instead of 1 GiB, a 512 MiB store.
  *
  * Progress goes to stderr; stdout gets one JSON line. GB = 10⁹ bytes.
  */
 import * as os from "../mod.ts";
+import { collect, emit, g, HARNESS, log, MiB, percentile, quick, runtime, runtimeVersion, summarize, timeit } from "./lib/harness.ts";
 
-// deno-lint-ignore no-explicit-any
-const g = globalThis as any;
-const args: string[] = g.Deno ? g.Deno.args : g.process.argv.slice(2);
-const quick = args.includes("--quick");
-const MiB = 1024 * 1024;
-const WARMUP_S = quick ? 0.05 : 1;
-const ROUNDS = quick ? 3 : 4;
-const ROUND_S = quick ? 0.1 : 2;
 const STORE_BYTES = quick ? 512 * MiB : 2048 * MiB;
 /** Ray's `np.zeros(100 * 1024 * 1024, dtype=np.int64)`: 838,860,800 bytes. */
 const BIG_ELEMENTS = quick ? 10 * MiB : 100 * MiB;
 const LATENCY_SIZES: [string, number][] = [["1KiB", 1024], ["1MiB", MiB], ["1GiB", quick ? 128 * MiB : 1024 * MiB]];
 const LATENCY_SAMPLES = quick ? 20 : 100;
-
-const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
-const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : g.process.version;
-
-function log(message: string): void {
-  if (runtime === "deno") g.Deno.stderr.writeSync(new TextEncoder().encode(message + "\n"));
-  else g.process.stderr.write(message + "\n");
-}
-
-/** Mean, std (population, as numpy's) and the rates of each round. */
-interface Rate {
-  mean: number;
-  std: number;
-  rounds: number[];
-}
-
-function summarize(rounds: number[]): Rate {
-  const mean = rounds.reduce((a, b) => a + b, 0) / rounds.length;
-  const std = Math.sqrt(rounds.reduce((a, b) => a + (b - mean) ** 2, 0) / rounds.length);
-  return { mean, std, rounds };
-}
-
-/**
- * Ray's `timeit`. `cleanup` (optional) runs after each group of `step` calls with the clock
- * stopped, for workloads whose results must be released outside the timed part.
- */
-async function timeit(
-  name: string,
-  fn: () => unknown,
-  multiplier = 1,
-  cleanup?: () => void,
-): Promise<Rate> {
-  const first = fn(); // one untimed call tells whether to await
-  const isAsync = first instanceof Promise;
-  if (isAsync) await first;
-  cleanup?.();
-  let count = 0;
-  let start = performance.now();
-  while (performance.now() - start < WARMUP_S * 1000) {
-    if (isAsync) await fn();
-    else fn();
-    count++;
-    if (cleanup) {
-      const paused = performance.now();
-      cleanup();
-      start += performance.now() - paused;
-    }
-  }
-  const step = Math.floor(count / 10) + 1;
-  const rounds: number[] = [];
-  for (let r = 0; r < ROUNDS; r++) {
-    let excluded = 0;
-    count = 0;
-    start = performance.now();
-    while (performance.now() - start - excluded < ROUND_S * 1000) {
-      if (isAsync) for (let i = 0; i < step; i++) await fn();
-      else for (let i = 0; i < step; i++) fn();
-      count += step;
-      if (cleanup) {
-        const paused = performance.now();
-        cleanup();
-        excluded += performance.now() - paused;
-      }
-    }
-    const elapsed = performance.now() - start - excluded;
-    rounds.push((multiplier * count) / (elapsed / 1000));
-  }
-  const rate = summarize(rounds);
-  log(`${name} per second ${fmt(rate.mean)} +- ${fmt(rate.std)}`);
-  return rate;
-}
-
-function fmt(x: number): string {
-  return x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
-}
-
-/** Collects garbage so unreachable views unpin and forgotten refs drop, then lets finalizers run. */
-async function collect(): Promise<void> {
-  for (let i = 0; i < 3; i++) {
-    if (typeof g.gc === "function") g.gc();
-    else if (g.Bun?.gc) g.Bun.gc(true);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** Reads the array back (in a function of its own, so the view is unreachable on return). */
 async function checkBig(ref: os.ObjectRef): Promise<boolean> {
@@ -123,16 +29,12 @@ async function checkBig(ref: os.ObjectRef): Promise<boolean> {
   return view.length === BIG_ELEMENTS && view[512] === 512;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
 const results: Record<string, unknown> = {
   runtime,
   runtime_version: runtimeVersion,
   quick,
   gc_exposed: typeof g.gc === "function" || typeof g.Bun?.gc === "function",
-  harness: { warmup_s: WARMUP_S, rounds: ROUNDS, round_s: ROUND_S },
+  harness: HARNESS,
   store_bytes: STORE_BYTES,
 };
 
@@ -152,7 +54,7 @@ for (let i = 0; i < big.length; i += 512) big[i] = i; // touch every page: no ze
   ref[Symbol.dispose]();
   results.put_800mib_cold_ms = ms;
   results.put_800mib_cold_gb_per_s = bigBytes / (ms / 1000) / 1e9;
-  log(`cold put of ${bigBytes} B: ${ms.toFixed(1)} ms (${fmt(bigBytes / (ms / 1000) / 1e9)} GB/s, ${(performance.now() - initStarted).toFixed(0)} ms after init began)`);
+  log(`cold put of ${bigBytes} B: ${ms.toFixed(1)} ms (${(bigBytes / (ms / 1000) / 1e9).toFixed(2)} GB/s, ${(performance.now() - initStarted).toFixed(0)} ms after init began)`);
 }
 // memcpy of the same bytes between two warm arrays, timed before and after the puts (the
 // store's prefault thread may still be running at first, and the machine may be shared):
@@ -160,9 +62,9 @@ for (let i = 0; i < big.length; i += 512) big[i] = i; // touch every page: no ze
 {
   const dst = new Float64Array(BIG_ELEMENTS);
   dst.set(big);
-  const before = await timeit("memcpy 800 MiB (GB), before the puts", () => dst.set(big), bigBytes / 1e9);
-  results.put_800mib_gb_per_s = await timeit("put 800 MiB (GB)", () => os.put(big)[Symbol.dispose](), bigBytes / 1e9);
-  const after = await timeit("memcpy 800 MiB (GB), after the puts", () => dst.set(big), bigBytes / 1e9);
+  const before = await timeit("memcpy 800 MiB (GB), before the puts", () => dst.set(big), { multiplier: bigBytes / 1e9 });
+  results.put_800mib_gb_per_s = await timeit("put 800 MiB (GB)", () => os.put(big)[Symbol.dispose](), { multiplier: bigBytes / 1e9 });
+  const after = await timeit("memcpy 800 MiB (GB), after the puts", () => dst.set(big), { multiplier: bigBytes / 1e9 });
   results.memcpy_gb_per_s = summarize([...before.rounds, ...after.rounds]);
 }
 
@@ -170,7 +72,7 @@ for (let i = 0; i < big.length; i += 512) big[i] = i; // touch every page: no ze
 {
   const ref = os.put(big);
   if (!(await checkBig(ref))) throw new Error("get of the 800 MiB array returned wrong data");
-  results.get_800mib_gb_per_s = await timeit("get 800 MiB (GB, nominal)", () => os.get(ref), bigBytes / 1e9);
+  results.get_800mib_gb_per_s = await timeit("get 800 MiB (GB, nominal)", () => os.get(ref), { multiplier: bigBytes / 1e9 });
   ref[Symbol.dispose]();
 }
 await collect();
@@ -237,10 +139,11 @@ await collect();
   results.get_10k_refs_only_per_s = await timeit(
     "get object containing 10k refs (get only)",
     async () => held.push((await os.get(outer)) as os.ObjectRef[]),
-    1,
-    () => {
-      for (const refs of held) for (const ref of refs) ref[Symbol.dispose]();
-      held = [];
+    {
+      cleanup: () => {
+        for (const refs of held) for (const ref of refs) ref[Symbol.dispose]();
+        held = [];
+      },
     },
   );
   outer[Symbol.dispose]();
@@ -267,4 +170,4 @@ await os.init({ objectStoreMemory: STORE_BYTES });
   }
 }
 await os.shutdown();
-console.log(JSON.stringify(results));
+emit(results);

@@ -2,21 +2,34 @@
  * The task and actor workloads of `ray microbenchmark`, through the public API only, on whichever
  * runtime starts this file:
  *
- *   node bench/tasks_bench.ts [--quick] [--only NAME[,NAME]] [--placement same|split]
+ *   node bench/tasks_bench.ts [--quick] [--only NAME[,NAME]] [--placement same|split] [--sleep S]
  *   deno run -A bench/tasks_bench.ts [--quick]
  *   bun bench/tasks_bench.ts [--quick]
  *
- * (`bench/run_tasks.sh` runs all three and compares them with Ray, piscina and tinypool.)
+ * (`bench/run_all.sh` runs all three and compares them with Ray, piscina and tinypool.)
  *
- * Workloads (Ray's keys; `small_value` returns "ok", as Ray's returns b"ok"):
- *   single_client_tasks_sync    await get(f.remote())                               × 1
- *   single_client_tasks_async   await get([f.remote() × 1000])                      × 1000
- *   1_1_actor_calls_sync        await get(a.small_value.remote())                   × 1
- *   1_1_actor_calls_async       await get([a.small_value.remote() × 1000])          × 1000
+ * Workloads, Ray's keys and fixtures (ray/_private/ray_perf.py): `small_value` returns "ok" (Ray:
+ * b"ok"); `Actor` has small_value, small_value_arg(x), small_value_batch(n) (submits n small_value
+ * tasks and gets them); `AsyncActor` the same as async methods; `Client(servers)` calls n
+ * small_value (or small_value_arg(put(0))) on each of its actors and gets them. N = the number of
+ * CPUs // 2 (at least 1), as Ray's n_cpu.
+ *   single_client_tasks_sync        get(f.remote())                                      × 1
+ *   single_client_tasks_async       get([f.remote() × 1000])                             × 1000
+ *   multi_client_put_calls_Plasma_Store   get([do_put_small.remote() × 10]), each put(0) × 100   × 1000
+ *   multi_client_put_gigabytes      get([do_put.remote() × 10]), each puts a zeroed Float64Array of
+ *                                   10 Mi elements (80 MiB) × 10; GB/s in 10⁹ B (Ray: nominal 8/call)
+ *   single_client_wait_1k_refs      1000 × f.remote(), then 1000 × [ready, pending] = wait(pending)
+ *   multi_client_tasks_async        4 Actors, small_value_batch(10000) each, get all    × 40000
+ *   1_1_actor_calls_sync / _async   on one Actor, 1 / 1000 in flight
+ *   1_n_actor_calls_async           a Client over N Actors, small_value_batch(5000)      × 5000·N
+ *   n_n_actor_calls_async           4 tasks, each 5000 calls round-robin over N Actors   × 20000
+ *   n_n_actor_calls_with_arg_async  N Clients with one Actor each, small_value_batch_arg(1000) × 1000·N
+ *   1_1_async_actor_calls_sync / _async / _with_args_async   the same on one AsyncActor
  * and, for the comparison with the thread pools (bench/pool_bench.ts), a task taking a 1 MiB
  * Uint8Array, `put` once and passed by ref (arrives as a zero-copy view):
  *   arg_1mib_sync / arg_1mib_async  (1 / 1000 in flight)
  * Every result ref is freed right after its get (Python drops Ray's refs the same way).
+ * `--quick` shrinks the batch sizes (10000 → 500, 5000 → 250, 1000 per client → 100, 80 MiB → 8 MiB).
  *
  * Floors, measured in the same run: a bare pipe ping-pong between this process and a child of
  * the same runtime (this file with --echo), over the same node:child_process pipes, line framing
@@ -30,29 +43,92 @@
  * at ~90k/s on one vCPU and ~13k/s across two), and the kernel picks either depending on load,
  * so one-in-flight figures are bimodal unless placed.
  *
- * For every workload, where the time goes during the timed rounds (from /proc, per op):
- * wall µs; CPU µs of the driver and of its child processes (workers); run-queue wait µs (time
- * runnable but not running: other load on the machine); voluntary context switches (sleeps
- * and wake-ups); read and write system calls (/proc/PID/io syscr/syscw: pipe reads and writes,
- * and eventfd wake-ups of the event loop). In a one-in-flight workload, wall − driver CPU −
- * worker CPU is the time when neither side runs (wake-up latency); negative when they overlap.
+ * For every workload, where the time goes during the timed rounds (bench/lib/harness.ts
+ * processTreeProbe, per op): wall µs; CPU µs of the driver and of its child processes (workers);
+ * run-queue wait µs; voluntary context switches; read and write system calls. In a
+ * one-in-flight workload, wall − driver CPU − worker CPU is the time when neither side runs.
  *
- * Harness, as Ray's `timeit` (ray/_private/ray_microbenchmark_helpers.py) minus its 10 s sleep
- * (`--sleep S` restores it): run `fn` for 1 s and count → `step = count // 10 + 1` → 4 rounds,
- * each running `fn` in groups of `step` until ≥ 2 s → rate = multiplier × calls / elapsed; mean
- * and std of the 4. `--quick` (CI smoke, < 10 s): 0.05 s warm-up, 3 rounds of 0.1 s.
- *
- * Progress goes to stderr; stdout gets one JSON line.
+ * Harness: Ray's `timeit` (bench/lib/harness.ts) without its 10 s sleep (`--sleep S` restores
+ * it). Progress goes to stderr; stdout gets one JSON line.
  */
-import { execFileSync, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { cpus } from "node:os";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import {
+  emit,
+  g,
+  HARNESS,
+  loadavg,
+  MiB,
+  option,
+  optionSet,
+  pin,
+  pinChildren,
+  placementOption,
+  processTreeProbe,
+  quick,
+  type Rate,
+  runtime,
+  runtimeVersion,
+  args,
+  timeit as harnessTimeit,
+} from "./lib/harness.ts";
 
-// deno-lint-ignore no-explicit-any
-const g = globalThis as any;
-const runtime: "deno" | "bun" | "node" = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
-const args: string[] = runtime === "deno" ? g.Deno.args : process.argv.slice(2);
+// ---------------------------------------------------------------------------------------------
+// Ray's fixtures (ray_perf.py). Shipped to the workers by source: self-contained.
+
+class Actor {
+  small_value() {
+    return "ok";
+  }
+  small_value_arg(_x: unknown) {
+    return "ok";
+  }
+  async small_value_batch(n: number) {
+    const core = await import("@objstore/core");
+    const f = core.remote(function small_value() {
+      return "ok";
+    });
+    const refs = Array.from({ length: n }, () => f.remote());
+    await core.get(refs);
+    core.free(refs);
+  }
+}
+
+class AsyncActor {
+  async small_value() {
+    return "ok";
+  }
+  async small_value_with_arg(_x: unknown) {
+    return "ok";
+  }
+}
+
+class Client {
+  // deno-lint-ignore no-explicit-any
+  servers: any[];
+  // deno-lint-ignore no-explicit-any
+  constructor(servers: any) {
+    this.servers = Array.isArray(servers) ? servers : [servers];
+  }
+  async small_value_batch(n: number) {
+    const core = await import("@objstore/core");
+    const refs = [];
+    for (const s of this.servers) for (let i = 0; i < n; i++) refs.push(s.small_value.remote());
+    await core.get(refs);
+    core.free(refs);
+  }
+  async small_value_batch_arg(n: number) {
+    const core = await import("@objstore/core");
+    const x = core.put(0);
+    const refs = [];
+    for (const s of this.servers) for (let i = 0; i < n; i++) refs.push(s.small_value_arg.remote(x));
+    await core.get(refs);
+    core.free(refs);
+    core.free(x);
+  }
+}
 
 if (args.includes("--echo")) {
   // The floor's child: every chunk read goes straight back in one write.
@@ -61,158 +137,6 @@ if (args.includes("--echo")) {
   process.stdin.on("end", () => process.exit(0));
 } else {
   await main();
-}
-
-/** Mean, std (population, as numpy's) and the rates of each round. */
-interface Rate {
-  mean: number;
-  std: number;
-  rounds: number[];
-  split?: Split;
-}
-
-function log(message: string): void {
-  process.stderr.write(message + "\n");
-}
-
-function fmt(x: number): string {
-  return x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toPrecision(3);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Where the time goes: CPU, run-queue wait and context switches of this process and its children.
-
-interface ProcTimes {
-  cpuNs: number;
-  waitNs: number;
-  voluntary: number;
-  involuntary: number;
-  /** read/write-family system calls (/proc/PID/io syscr, syscw): pipe reads and writes, mostly. */
-  reads: number;
-  writes: number;
-}
-
-interface TreeSample {
-  at: number;
-  driver: ProcTimes;
-  children: Map<number, ProcTimes>;
-}
-
-/** Per op, over the timed rounds. µs; switches as counts. */
-interface Split {
-  wall_us: number;
-  driver_cpu_us: number;
-  workers_cpu_us: number;
-  /** wall − driver CPU − workers CPU: neither side on a CPU (meaningful with one op in flight). */
-  neither_running_us: number;
-  driver_runqueue_wait_us: number;
-  workers_runqueue_wait_us: number;
-  driver_voluntary_switches: number;
-  workers_voluntary_switches: number;
-  driver_involuntary_switches: number;
-  workers_involuntary_switches: number;
-  driver_read_syscalls: number;
-  workers_read_syscalls: number;
-  driver_write_syscalls: number;
-  workers_write_syscalls: number;
-  children: number;
-}
-
-/**
- * CPU time is the process's utime + stime (/proc/PID/stat), which keeps the time of threads
- * that have exited (a sum over /proc/PID/task would lose it); 10 ms ticks, fine over rounds of
- * seconds. Run-queue wait and context switches are summed over the live threads.
- */
-function readProc(pid: number): ProcTimes | undefined {
-  const times: ProcTimes = { cpuNs: 0, waitNs: 0, voluntary: 0, involuntary: 0, reads: 0, writes: 0 };
-  let tasks: string[];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-    const io = readFileSync(`/proc/${pid}/io`, "utf8");
-    times.reads = Number(/syscr:\s+(\d+)/.exec(io)?.[1] ?? 0);
-    times.writes = Number(/syscw:\s+(\d+)/.exec(io)?.[1] ?? 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime, stime (fields 14, 15), in USER_HZ = 100 ticks (a function, not a module constant:
-    // main() runs before the module's later declarations are initialized).
-    times.cpuNs = (Number(fields[11]) + Number(fields[12])) * 1e7;
-  } catch {
-    return undefined;
-  }
-  for (const tid of tasks) {
-    try {
-      const [, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ").map(Number);
-      times.waitNs += wait;
-      const status = readFileSync(`/proc/${pid}/task/${tid}/status`, "utf8");
-      times.voluntary += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
-      times.involuntary += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    } catch { /* the thread ended */ }
-  }
-  return times;
-}
-
-function childPids(parent: number): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      if (ppid === parent) pids.push(Number(entry));
-    } catch { /* gone */ }
-  }
-  return pids;
-}
-
-function sampleTree(): TreeSample {
-  const children = new Map<number, ProcTimes>();
-  for (const pid of childPids(process.pid)) {
-    const t = readProc(pid);
-    if (t !== undefined) children.set(pid, t);
-  }
-  return { at: performance.now(), driver: readProc(process.pid)!, children };
-}
-
-function splitOf(a: TreeSample, b: TreeSample, ops: number): Split {
-  const sumChildren = (key: keyof ProcTimes) => {
-    let total = 0;
-    for (const [pid, after] of b.children) total += after[key] - (a.children.get(pid)?.[key] ?? 0);
-    return total;
-  };
-  const wallUs = ((b.at - a.at) * 1000) / ops;
-  const driverCpu = (b.driver.cpuNs - a.driver.cpuNs) / 1000 / ops;
-  const workersCpu = sumChildren("cpuNs") / 1000 / ops;
-  return {
-    wall_us: wallUs,
-    driver_cpu_us: driverCpu,
-    workers_cpu_us: workersCpu,
-    neither_running_us: wallUs - driverCpu - workersCpu,
-    driver_runqueue_wait_us: (b.driver.waitNs - a.driver.waitNs) / 1000 / ops,
-    workers_runqueue_wait_us: sumChildren("waitNs") / 1000 / ops,
-    driver_voluntary_switches: (b.driver.voluntary - a.driver.voluntary) / ops,
-    workers_voluntary_switches: sumChildren("voluntary") / ops,
-    driver_involuntary_switches: (b.driver.involuntary - a.driver.involuntary) / ops,
-    workers_involuntary_switches: sumChildren("involuntary") / ops,
-    driver_read_syscalls: (b.driver.reads - a.driver.reads) / ops,
-    workers_read_syscalls: sumChildren("reads") / ops,
-    driver_write_syscalls: (b.driver.writes - a.driver.writes) / ops,
-    workers_write_syscalls: sumChildren("writes") / ops,
-    children: b.children.size,
-  };
-}
-
-/** Pins every thread of `pid` (or only its main thread) to `cpu`. */
-function pin(pid: number, cpu: number, allThreads: boolean): void {
-  try {
-    execFileSync("taskset", [...(allThreads ? ["-a"] : []), "-p", "-c", String(cpu), String(pid)], { stdio: "ignore" });
-  } catch (error) {
-    throw new Error(`taskset failed for pid ${pid}: ${error}`);
-  }
-}
-
-/** Pins the children of this process (workers, the echo child), all their threads, to `cpu`. */
-function pinChildren(cpu: number): void {
-  for (const child of childPids(process.pid)) pin(child, cpu, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,69 +186,41 @@ function startEcho(): Echo {
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-
 async function main(): Promise<void> {
   const os = await import("../mod.ts");
-  const quick = args.includes("--quick");
-  const onlyAt = args.indexOf("--only");
-  const only = onlyAt >= 0 ? new Set(args[onlyAt + 1].split(",")) : undefined;
-  const sleepAt = args.indexOf("--sleep");
-  const SLEEP_S = sleepAt >= 0 ? Number(args[sleepAt + 1]) : 0;
-  const WARMUP_S = quick ? 0.05 : 1;
-  const ROUNDS = quick ? 3 : 4;
-  const ROUND_S = quick ? 0.1 : 2;
-  const placementAt = args.indexOf("--placement");
-  const placement = placementAt >= 0 ? args[placementAt + 1] : "free";
-  if (!["free", "same", "split"].includes(placement)) throw new Error(`--placement same|split, got ${placement}`);
+  const only = optionSet("--only");
+  const sleepS = Number(option("--sleep") ?? 0);
+  const placement = placementOption();
   if (placement !== "free") pin(process.pid, 0, true);
   const BATCH = 1000;
-  const MiB = 1024 * 1024;
-  const runtimeVersion = runtime === "deno" ? g.Deno.version.deno : runtime === "bun" ? g.Bun.version : process.version;
+  const N_CPU = Math.max(1, Math.floor(cpus().length / 2));
+  const size = (full: number, small: number) => (quick ? small : full);
 
   /** Ray's `timeit`, with the /proc split of the timed rounds. */
-  async function timeit(name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> {
-    if (SLEEP_S > 0) await new Promise((r) => setTimeout(r, SLEEP_S * 1000));
-    let count = 0;
-    let start = performance.now();
-    while (performance.now() - start < WARMUP_S * 1000) {
-      await fn();
-      count++;
-    }
-    const step = Math.floor(count / 10) + 1;
-    const rounds: number[] = [];
-    let calls = 0;
-    if (placement === "split") pinChildren(1);
-    const before = sampleTree();
-    for (let r = 0; r < ROUNDS; r++) {
-      count = 0;
-      start = performance.now();
-      while (performance.now() - start < ROUND_S * 1000) {
-        for (let i = 0; i < step; i++) await fn();
-        count += step;
-      }
-      rounds.push((multiplier * count) / ((performance.now() - start) / 1000));
-      calls += count;
-    }
-    const after = sampleTree();
-    const mean = rounds.reduce((a, b) => a + b, 0) / rounds.length;
-    const std = Math.sqrt(rounds.reduce((a, b) => a + (b - mean) ** 2, 0) / rounds.length);
-    const split = splitOf(before, after, calls * multiplier);
-    log(
-      `${name} per second ${fmt(mean)} +- ${fmt(std)}  ` +
-        `[per op: wall ${fmt(split.wall_us)} µs, driver CPU ${fmt(split.driver_cpu_us)}, workers CPU ${fmt(split.workers_cpu_us)}, ` +
-        `run-queue wait ${fmt(split.driver_runqueue_wait_us)}+${fmt(split.workers_runqueue_wait_us)}, ` +
-        `sleeps ${fmt(split.driver_voluntary_switches)}+${fmt(split.workers_voluntary_switches)}, ` +
-        `writes ${fmt(split.driver_write_syscalls)}+${fmt(split.workers_write_syscalls)}, reads ${fmt(split.driver_read_syscalls)}+${fmt(split.workers_read_syscalls)}]`,
-    );
-    return { mean, std, rounds, split };
-  }
+  const timeit = (name: string, fn: () => Promise<unknown>, multiplier = 1): Promise<Rate> =>
+    harnessTimeit(name, fn, {
+      multiplier,
+      sleepS,
+      afterWarmup: placement === "split" ? () => pinChildren(1) : undefined,
+      probe: processTreeProbe,
+    });
 
   const wanted = (name: string) => only === undefined || only.has(name);
   const results: Record<string, Rate> = {};
   const floors: Record<string, Rate> = {};
-  const loadBefore = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+  const errors: Record<string, string> = {};
+  const loadBefore = loadavg();
   const t0 = performance.now();
+  /** Runs one workload; a failure is recorded and the next workload runs. */
+  const run = async (key: string, body: () => Promise<Rate>) => {
+    if (!wanted(key)) return;
+    try {
+      results[key] = await body();
+    } catch (error) {
+      errors[key] = String((error as Error)?.stack ?? error).split("\n").slice(0, 3).join("\n");
+      process.stderr.write(`${key} FAILED: ${errors[key]}\n`);
+    }
+  };
 
   // --- the floor
   const echo = startEcho();
@@ -337,65 +233,160 @@ async function main(): Promise<void> {
     const smallValue = os.remote(function small_value() {
       return "ok";
     });
-    if (wanted("single_client_tasks_sync")) {
-      results.single_client_tasks_sync = await timeit("single client tasks sync", async () => {
+    await run("single_client_tasks_sync", () =>
+      timeit("single client tasks sync", async () => {
         const ref = smallValue.remote();
         await os.get(ref);
         os.free(ref);
-      });
-    }
-    if (wanted("single_client_tasks_async")) {
-      results.single_client_tasks_async = await timeit("single client tasks async", async () => {
+      }));
+    await run("single_client_tasks_async", () =>
+      timeit("single client tasks async", async () => {
         const refs = Array.from({ length: BATCH }, () => smallValue.remote());
         await os.get(refs);
         os.free(refs);
-      }, BATCH);
-    }
-    if (wanted("1_1_actor_calls_sync") || wanted("1_1_actor_calls_async")) {
-      class Actor {
-        small_value() {
-          return "ok";
-        }
+      }, BATCH));
+
+    await run("multi_client_put_calls_Plasma_Store", () => {
+      const doPutSmall = os.remote(async function do_put_small() {
+        const core = await import("@objstore/core");
+        for (let i = 0; i < 100; i++) core.put(0)[Symbol.dispose]();
+      });
+      return timeit("multi client put calls", async () => {
+        const refs = Array.from({ length: 10 }, () => doPutSmall.remote());
+        await os.get(refs);
+        os.free(refs);
+      }, 1000);
+    });
+    await run("multi_client_put_gigabytes", () => {
+      const elements = size(10 * MiB, MiB);
+      const doPut = os.remote(async function do_put(elements: number) {
+        const core = await import("@objstore/core");
+        for (let i = 0; i < 10; i++) core.put(new Float64Array(elements))[Symbol.dispose]();
+      });
+      return timeit(`multi client put gigabytes (GB, ${elements * 8 / MiB} MiB puts)`, async () => {
+        const refs = Array.from({ length: 10 }, () => doPut.remote(elements));
+        await os.get(refs);
+        os.free(refs);
+      }, (10 * 10 * elements * 8) / 1e9);
+    });
+    await run("single_client_wait_1k_refs", () =>
+      timeit("single client wait 1k refs", async () => {
+        const all = Array.from({ length: BATCH }, () => smallValue.remote());
+        let pending = all;
+        for (let i = 0; i < BATCH; i++) [, pending] = await os.wait(pending);
+        os.free(all);
+      }));
+
+    const actorClass = os.remote(Actor);
+    const asyncActorClass = os.remote(AsyncActor);
+    const clientClass = os.remote(Client);
+    /** Starts actors, waits until they answer, runs `body`, kills them. */
+    const withActors = async <T>(handles: { small_value?: unknown }[], body: () => Promise<T>): Promise<T> => {
+      try {
+        return await body();
+      } finally {
+        // deno-lint-ignore no-explicit-any
+        for (const h of handles) os.kill(h as any);
       }
-      const actorClass = os.remote(Actor);
-      if (wanted("1_1_actor_calls_sync")) {
-        const a = actorClass.remote();
-        results["1_1_actor_calls_sync"] = await timeit("1:1 actor calls sync", async () => {
-          const ref = a.small_value.remote();
-          await os.get(ref);
-          os.free(ref);
-        });
-        os.kill(a);
-      }
-      if (wanted("1_1_actor_calls_async")) {
-        const a = actorClass.remote();
-        results["1_1_actor_calls_async"] = await timeit("1:1 actor calls async", async () => {
-          const refs = Array.from({ length: BATCH }, () => a.small_value.remote());
+    };
+
+    await run("multi_client_tasks_async", () => {
+      const n = size(10_000, 500), m = 4;
+      const actors = Array.from({ length: m }, () => actorClass.remote());
+      return withActors(actors, () =>
+        timeit(`multi client tasks async (${m} actors × ${n})`, async () => {
+          const refs = actors.map((a) => a.small_value_batch.remote(n));
           await os.get(refs);
           os.free(refs);
-        }, BATCH);
-        os.kill(a);
-      }
+        }, n * m));
+    });
+    for (const [prefix, cls] of [["1_1_actor_calls", actorClass], ["1_1_async_actor_calls", asyncActorClass]] as const) {
+      const label = prefix.replaceAll("_", " ").replace("1 1", "1:1").replace("async actor", "async-actor");
+      await run(`${prefix}_sync`, () => {
+        const a = cls.remote();
+        return withActors([a], () =>
+          timeit(`${label} sync`, async () => {
+            const ref = a.small_value.remote();
+            await os.get(ref);
+            os.free(ref);
+          }));
+      });
+      await run(`${prefix}_async`, () => {
+        const a = cls.remote();
+        return withActors([a], () =>
+          timeit(`${label} async`, async () => {
+            const refs = Array.from({ length: BATCH }, () => a.small_value.remote());
+            await os.get(refs);
+            os.free(refs);
+          }, BATCH));
+      });
     }
+    await run("1_1_async_actor_calls_with_args_async", () => {
+      const a = asyncActorClass.remote();
+      return withActors([a], () =>
+        timeit("1:1 async-actor calls with args async", async () => {
+          const refs = Array.from({ length: BATCH }, (_, i) => a.small_value_with_arg.remote(i));
+          await os.get(refs);
+          os.free(refs);
+        }, BATCH));
+    });
+    await run("1_n_actor_calls_async", () => {
+      const n = size(5000, 250);
+      const actors = Array.from({ length: N_CPU }, () => actorClass.remote());
+      const client = clientClass.remote(actors);
+      return withActors([...actors, client], () =>
+        timeit(`1:n actor calls async (${N_CPU} actors)`, async () => {
+          const ref = client.small_value_batch.remote(n);
+          await os.get(ref);
+          os.free(ref);
+        }, n * N_CPU));
+    });
+    await run("n_n_actor_calls_async", () => {
+      const n = size(5000, 250), m = 4;
+      const actors = Array.from({ length: N_CPU }, () => actorClass.remote());
+      // deno-lint-ignore no-explicit-any
+      const work = os.remote(async function work(actors: any[], n: number) {
+        const core = await import("@objstore/core");
+        const refs = Array.from({ length: n }, (_, i) => actors[i % actors.length].small_value.remote());
+        await core.get(refs);
+        core.free(refs);
+      });
+      return withActors(actors, () =>
+        timeit(`n:n actor calls async (${m} tasks, ${N_CPU} actors)`, async () => {
+          const refs = Array.from({ length: m }, () => work.remote(actors, n));
+          await os.get(refs);
+          os.free(refs);
+        }, m * n));
+    });
+    await run("n_n_actor_calls_with_arg_async", () => {
+      const n = size(1000, 100);
+      const actors = Array.from({ length: N_CPU }, () => actorClass.remote());
+      const clients = actors.map((a) => clientClass.remote(a));
+      return withActors([...actors, ...clients], () =>
+        timeit(`n:n actor calls with arg async (${N_CPU} clients)`, async () => {
+          const refs = clients.map((c) => c.small_value_batch_arg.remote(n));
+          await os.get(refs);
+          os.free(refs);
+        }, n * clients.length));
+    });
+
     if (wanted("arg_1mib_sync") || wanted("arg_1mib_async")) {
       const big = os.put(new Uint8Array(MiB).fill(1));
       const takesArray = os.remote(function length(array: Uint8Array) {
         return array.length;
       });
-      if (wanted("arg_1mib_sync")) {
-        results.arg_1mib_sync = await timeit("1 MiB argument by ref, sync", async () => {
+      await run("arg_1mib_sync", () =>
+        timeit("1 MiB argument by ref, sync", async () => {
           const ref = takesArray.remote(big);
           await os.get(ref);
           os.free(ref);
-        });
-      }
-      if (wanted("arg_1mib_async")) {
-        results.arg_1mib_async = await timeit("1 MiB argument by ref, async", async () => {
+        }));
+      await run("arg_1mib_async", () =>
+        timeit("1 MiB argument by ref, async", async () => {
           const refs = Array.from({ length: BATCH }, () => takesArray.remote(big));
           await os.get(refs);
           os.free(refs);
-        }, BATCH);
-      }
+        }, BATCH));
       os.free(big);
     }
   } finally {
@@ -403,17 +394,19 @@ async function main(): Promise<void> {
     await echo.close();
   }
 
-  process.stdout.write(JSON.stringify({
+  emit({
     runtime,
     runtime_version: runtimeVersion,
     quick,
     placement,
-    harness: `Ray's timeit: ${WARMUP_S} s warm-up, ${ROUNDS} rounds of ≥ ${ROUND_S} s, mean ± std (sleep ${SLEEP_S} s)`,
+    harness: `Ray's timeit: ${HARNESS.warmup_s} s warm-up, ${HARNESS.rounds} rounds of ≥ ${HARNESS.round_s} s, mean ± std (sleep ${sleepS} s)`,
     num_workers: 2,
+    n_cpu: N_CPU,
     load_before: loadBefore,
-    load_after: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" "),
+    load_after: loadavg(),
     seconds: (performance.now() - t0) / 1000,
     results,
     floors,
-  }) + "\n");
+    errors,
+  });
 }

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Every benchmark, side by side with Ray and the thread pools, in one command:
+#
+#   bash bench/run_all.sh            # full (~45 min): limits, native, store and task workloads on
+#                                    # node, deno, bun, piscina/tinypool, Ray 2.60's `ray microbenchmark`
+#   bash bench/run_all.sh --quick    # CI smoke (~1.5 min): every benchmark runs, shortly, no Ray
+#   options: --only limits,native,store,tasks,pools,ray   (default: all)
+#            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
+#   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
+#            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
+#
+# Steps: bench/limits.py (memcpy, disk, TCP loopback); `zig build bench` (the native core against
+# memcpy and dd); per runtime bench/store_bench.ts, bench/tasks_bench.ts and bench/pool_bench.ts
+# on one snapshot of the library; Ray (installed once into .tools/ray-venv) running its own
+# `ray microbenchmark` through bench/ray_micro.py. Progress goes to stderr. bench/report.py then
+# writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
+# one per runtime, workload | ours | Ray | piscina | ratios | fraction of the physical limit.
+# With --quick, a benchmark that fails makes the command fail (after the report).
+set -euo pipefail
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+quick=0
+pinned=0
+only="limits,native,store,tasks,pools,ray"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --pinned) pinned=1 ;;
+    --only) only="$2"; shift ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,ray] [--pinned]" >&2; exit 2 ;;
+  esac
+  shift
+done
+step() { [[ ",$only," == *",$1,"* ]]; }
+repeat="${REPEAT:-1}"
+flag=$([ "$quick" = 1 ] && echo --quick || true)
+limit=$([ "$quick" = 1 ] && echo 180 || echo 1800) # seconds one bench run may take
+started="$(date -u '+%Y-%m-%d %H:%M UTC')"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+trap 'progress "interrupted; raw runs kept in $work"' ERR INT
+progress "bench/run_all.sh $([ "$quick" = 1 ] && echo "--quick " || true)($only), $repeat run(s) per runtime; raw runs in $work"
+
+if step limits; then
+  run_bench "physical limits: memcpy, disk (dd), TCP loopback" system "$work/limits.json" "$limit" python3 "$root/bench/limits.py" $flag
+fi
+
+if step native; then
+  progress "native core: zig build bench $flag"
+  if (cd zig && timeout "$limit" "$root/.tools/zig-venv/bin/python" -m ziglang build bench --release=safe -- $flag) >"$work/native.txt" 2>&1; then
+    grep '^|' "$work/native.txt" | cut -c1-220 | sed 's/^/    /' >&2
+  else
+    failures=$((failures + 1))
+    tail -8 "$work/native.txt" | sed 's/^/    /' >&2
+    progress "FAILED: zig build bench"
+  fi
+fi
+
+if step pools; then install_pools; fi
+snapshot_library
+progress "measuring commit $lib_commit ($lib_dirty uncommitted library files), snapshot in $snap"
+for i in $(seq 1 "$repeat"); do
+  for runtime in "${RUNTIMES[@]}"; do
+    runtime_cmd "$runtime"
+    if step store; then
+      run_bench "store_bench (run $i of $repeat)" "$runtime" "$work/store-$runtime-$i.json" "$limit" "${cmd[@]}" bench/store_bench.ts $flag
+    fi
+    if step tasks; then
+      run_bench "tasks_bench (run $i of $repeat)" "$runtime" "$work/tasks-$runtime-$i.json" "$limit" "${cmd[@]}" bench/tasks_bench.ts $flag
+    fi
+    if step pools; then
+      run_bench "pool_bench (run $i of $repeat)" "$runtime" "$work/pool-$runtime-$i.json" "$limit" "${cmd[@]}" bench/pool_bench.ts $flag
+    fi
+  done
+done
+
+# Pinned runs: one-in-flight rates depend on whether the two sides share a vCPU, which the
+# kernel decides differently from run to run; these place ours and the pools the same way.
+if [ "$pinned" = 1 ]; then
+  for runtime in "${RUNTIMES[@]}"; do
+    runtime_cmd "$runtime"
+    for placement in same split; do
+      run_bench "tasks_bench --placement $placement" "$runtime" "$work/place-tasks-$runtime-$placement.json" "$limit" "${cmd[@]}" bench/tasks_bench.ts $flag \
+        --placement "$placement" --only pipe_pingpong_sync,single_client_tasks_sync,single_client_tasks_async,1_1_actor_calls_sync,1_1_actor_calls_async
+      run_bench "pool_bench --placement $placement" "$runtime" "$work/place-pool-$runtime-$placement.json" "$limit" "${cmd[@]}" bench/pool_bench.ts $flag \
+        --placement "$placement" --workloads single_client_tasks_sync,single_client_tasks_async
+    done
+  done
+fi
+
+if step ray && [ "$quick" = 0 ]; then
+  if install_ray >"$work/ray-setup.log" 2>&1; then
+    run_bench "Ray: \`ray microbenchmark\` (ray_perf.main) + extras; timeit sleeps ${RAY_SLEEP:-10} s per workload" ray \
+      "$work/ray.json" 3600 "$root/.tools/ray-venv/bin/python" "$root/bench/ray_micro.py" --sleep "${RAY_SLEEP:-10}"
+  else
+    failures=$((failures + 1))
+    tail -5 "$work/ray-setup.log" >&2
+    python3 -c 'import json,sys; print(json.dumps({"measured": False, "error": "install failed: " + open(sys.argv[1]).read()[-600:]}))' \
+      "$work/ray-setup.log" >"$work/ray.json"
+  fi
+fi
+
+machine_json "$load_before" "$started" "$quick" "$repeat" >"$work/machine.json"
+host="$(hostname -s 2>/dev/null || echo machine)-$(nproc)cpu"
+out="$results/$(date -u +%Y-%m-%d)-$host$([ "$quick" = 1 ] && echo -quick || true)"
+progress "report: ${out#"$root"/}.json and .md"
+python3 bench/report.py "$work" "$out"
+progress "done in $(((SECONDS - bench_started) / 60)) min $(((SECONDS - bench_started) % 60)) s; $failures failure(s)"
+rm -rf "$work"
+if [ "$quick" = 1 ] && [ "$failures" -gt 0 ]; then
+  exit 1
+fi
