@@ -11,10 +11,8 @@ source scripts/env.sh
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
 
-echo "== benchmarks, quick mode"
-(cd zig && zig build bench --release=safe -- --quick)
-bash bench/run_store.sh --quick
-bash bench/run_tasks.sh --quick
+echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools)"
+bash bench/run_all.sh --quick
 
 echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests"
 eval "$(bash scripts/s3_server.sh start)"
