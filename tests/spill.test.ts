@@ -226,6 +226,8 @@ test("a process killed mid-spill leaves a store that the survivors and the next 
     os.free(mine);
     await collectUntil(() => os.memoryStats().objectCount === 0, "our objects deleted");
     checkStats("all freed", 0);
+    // A killed spiller's files are released by its reclaimer, not left until the store goes.
+    await eventually(() => spillFiles(directory).length === 0, 5000, "spill files of killed spillers deleted");
   } finally {
     for (const child of children) child.kill();
     await Promise.all(children.map((child) => child.exited));

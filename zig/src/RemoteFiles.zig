@@ -30,7 +30,10 @@ pub fn transition(file: *layout.SpillFile, from: FileState, to: FileState) bool 
 
 fn claim(store: *Store, from: FileState, to: FileState) ?Claim {
     for (store.spill_files, 0..) |*file, i| {
-        if (stateOf(file) != from or !transition(file, from, to)) continue;
+        if (stateOf(file) != from) continue;
+        // A local file whose writer has not recorded every object yet is not ready to copy.
+        if (from == .local and file.actor.load(.seq_cst) != 0) continue;
+        if (!transition(file, from, to)) continue;
         file.actor.store(store.client_index + 1, .release);
         return .{ .file_index = @intCast(i), .serial = file.serial, .size_bytes = file.size_bytes };
     }

@@ -199,6 +199,8 @@ fn claimFileEntry(self: *Spiller) Error!u32 {
         if (RemoteFiles.transition(file, .free, .writing)) {
             file.live_objects.store(0, .release);
             file.serial = self.store.header.spill_file_next.fetchAdd(1, .monotonic);
+            // Until finishBatch is done: a reclaimer of this process finds the file by it.
+            file.actor.store(self.store.client_index + 1, .release);
             return @intCast(i);
         }
     }
@@ -227,6 +229,7 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
     const file_path = self.filePath(&path_buffer, file.serial);
     const written = self.ioWriter().writeFile(file_path, records[0..slot_indexes.len]) catch |err| {
         for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
+        file.actor.store(0, .release);
         file.state.store(@intFromEnum(FileState.free), .release);
         return ioError(err, file_path);
     };
@@ -242,14 +245,17 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
     self.store.lock();
     for (slot_indexes, records) |slot_index, record| {
         const extra = &self.store.index.extras[slot_index];
+        // The location first: a reclaimer that finds `spilling` with a location finishes the
+        // spill (see Store.undoTransitionLocked) instead of keeping an extent already freed.
+        extra.spill_offset_bytes = record.file_offset;
+        extra.spill_file = file_index + 1;
         self.store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
         _ = h.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
         freed_bytes += extra.extent_size_bytes;
         extra.extent_size_bytes = 0;
-        extra.spill_file = file_index + 1;
-        extra.spill_offset_bytes = record.file_offset;
         self.endSpill(slot_index, .spilled);
     }
+    self.store.spill_files[file_index].actor.store(0, .release);
     self.store.unlock();
     // A holder may have let go while we were writing: delete what no one holds now.
     for (slot_indexes) |slot_index| self.tryDeleteNow(slot_index);
@@ -403,6 +409,32 @@ pub fn removeFile(store: *Store, file_index: u32) void {
         if (state == .local) unlinkLocal(store, serial);
         return;
     }
+}
+
+/// Releases the spill files a dead client was writing (called with the lock held, after its
+/// objects' transitions were undone): a file no finished spill refers to is deleted, and the
+/// others count only the objects that made it into `spilled`.
+pub fn reclaimFiles(store: *Store, client: u32) void {
+    for (store.spill_files, 0..) |*file, file_index| {
+        if (file.actor.load(.acquire) != client + 1) continue;
+        const state = RemoteFiles.stateOf(file);
+        if (state != .writing and state != .local) continue; // upload claims: RemoteFiles
+        const referring = if (state == .local) countReferring(store, @intCast(file_index)) else 0;
+        file.live_objects.store(referring, .release);
+        file.actor.store(0, .release);
+        if (referring > 0) continue;
+        unlinkLocal(store, file.serial);
+        file.state.store(@intFromEnum(FileState.free), .release);
+    }
+}
+
+fn countReferring(store: *Store, file_index: u32) u32 {
+    var count: u32 = 0;
+    for (store.index.slots, store.index.extras) |*slot, *extra| {
+        const tag = State.of(slot.state.load(.acquire)).tag;
+        if (extra.spill_file == file_index + 1 and (tag == .spilled or tag == .restoring or tag == .deleting)) count += 1;
+    }
+    return count;
 }
 
 /// Deletes the local file `serial`, if it exists.

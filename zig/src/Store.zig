@@ -368,6 +368,7 @@ fn reclaimClientLocked(self: *Store, client: u32) void {
         }
         if (slot.actor.load(.acquire) == client + 1) self.undoTransitionLocked(slot_index);
     }
+    Spiller.reclaimFiles(self, client);
     RemoteFiles.reclaimClient(self, client);
     self.rebuildBitmapLocked();
 }
@@ -383,7 +384,13 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
             extra.extent_size_bytes = 0;
             self.index.retire(slot_index);
         },
-        .spilling, .moving => slot.state.store(s.with(.sealed).toWord(), .release),
+        .spilling => {
+            // A spill that recorded the object's location had its file written: finish it
+            // (its extent may be freed already; the bitmap is rebuilt from the index next).
+            if (extra.spill_file != 0) extra.extent_size_bytes = 0;
+            slot.state.store(s.with(if (extra.spill_file != 0) .spilled else .sealed).toWord(), .release);
+        },
+        .moving => slot.state.store(s.with(.sealed).toWord(), .release),
         .restoring => {
             extra.extent_size_bytes = 0;
             slot.state.store(s.with(.spilled).toWord(), .release);
