@@ -56,6 +56,8 @@ export function start(runtime: Runtime, script: string, args: string[] = []): Ch
   child.stderr!.on("data", (chunk: string) => (stderr += chunk));
   const exited = new Promise<{ code: number | null; signal: string | null; stderr: string }>((resolve) => {
     child.on("exit", (code, signal) => resolve({ code, signal, stderr }));
+    // A command that cannot start (say, node_modules/.bin missing) fails the test, not the run.
+    child.on("error", (error) => resolve({ code: null, signal: null, stderr: `${stderr}cannot start ${cmd}: ${error.message}` }));
   });
   return {
     line() {
