@@ -427,6 +427,8 @@ test {
     _ = @import("Index.zig");
     _ = @import("spill_io.zig");
     _ = @import("store_test.zig");
+    _ = @import("Progress.zig");
+    _ = @import("RemoteFiles.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
 }
