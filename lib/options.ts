@@ -24,7 +24,7 @@ export interface InitOptions {
   address?: string;
   /** Processes passing the same name share one store; absent: a fresh private name. */
   storeName?: string;
-  /** Fault the store's memory in from a background thread so puts copy at warm speed (default true). */
+  /** Fault the store's first GiB in from a background thread so puts copy at warm speed (default true). */
   prefault?: boolean;
 }
 

@@ -332,10 +332,10 @@ fn putOnce(store: *Store, next: *u64, source: []const u8, copy: MemcpyFn) !u64 {
     return sys.nowNs() - start_ns;
 }
 
-/// Waits until the whole data region is mapped into this process (RssShmem of /proc/self/status
-/// reaches the capacity) or stops growing; returns the time since `opened_ns`.
+/// Waits until the prefaulted part of the data region is mapped into this process (RssShmem of
+/// /proc/self/status reaches it) or stops growing; returns the time since `opened_ns`.
 fn waitPrefault(store: *Store, opened_ns: u64) !u64 {
-    const target_kib = store.header.capacity_bytes / KiB;
+    const target_kib = @min(store.header.capacity_bytes, Store.prefault_data_max_bytes) / KiB;
     var last_kib: u64 = 0;
     var stalls: u32 = 0;
     const deadline_ns = sys.nowNs() + 120 * std.time.ns_per_s;

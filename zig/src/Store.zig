@@ -887,8 +887,12 @@ fn stopPrefault(self: *Store) void {
 /// at close.
 fn prefaultRun(self: *Store, with_data: bool) void {
     if (!self.populateRange(0, self.header.data_offset)) return;
-    if (with_data) _ = self.populateRange(self.header.data_offset, self.header.capacity_bytes);
+    if (with_data) _ = self.populateRange(self.header.data_offset, @min(self.header.capacity_bytes, prefault_data_max_bytes));
 }
+
+/// The data prefaulted at most: puts land low first, so this covers most programs' working
+/// set, and a store of 30 % of RAM does not take all of it (and seconds of CPU) at init.
+pub const prefault_data_max_bytes: u64 = 1 << 30;
 
 fn populateRange(self: *Store, offset_bytes: u64, size_bytes: u64) bool {
     const step_bytes: u64 = 32 * 1024 * 1024;
