@@ -52,12 +52,13 @@ run_bench() { # label runtime out seconds cmd...
   local label="$1" runtime="$2" out="$3" limit="$4"
   shift 4
   progress "$label on $runtime"
-  if (cd "${snap:-$root}" && timeout "$limit" "$@") >"$out" 2>"$out.err"; then
-    sed 's/^/    /' "$out.err" | cut -c1-220 >&2
+  # Its progress lines are shown as they come (indented, cut to 220 columns) and kept in $out.err.
+  if (cd "${snap:-$root}" && timeout "$limit" "$@") >"$out" 2> >(tee "$out.err" | sed -u 's/^\(.\{0,216\}\).*/    \1/' >&2); then
+    :
   else
     local rc=$?
     failures=$((failures + 1))
-    sed 's/^/    /' "$out.err" | tail -8 >&2
+    sleep 0.5 # the tee behind the process substitution finishes writing $out.err
     progress "FAILED ($([ $rc = 124 ] && echo "timed out after ${limit} s" || echo "exit $rc")): $label on $runtime"
     python3 -c 'import json,sys; print(json.dumps({"runtime": sys.argv[1], "error": "exit %s: %s" % (sys.argv[2], open(sys.argv[3]).read()[-600:])}))' \
       "$runtime" "$rc" "$out.err" >"$out"
