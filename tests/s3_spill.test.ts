@@ -11,7 +11,7 @@ import process from "node:process";
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
+import { collectGarbage, currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
 import { checksum, payload } from "./fixtures/payload.ts";
 
 const MiB = 1024 * 1024;
@@ -55,15 +55,17 @@ test("S3: objects spill to the bucket, local files go, every byte comes back; sh
     await eventually(() => stagedFiles(storeName).length === 0, 20_000, "local spill files copied to S3 and deleted");
     const keys = await keysUnder(client, bucket, keyPrefix);
     assert.ok(keys.length > 0 && keys.every((k) => k.endsWith(".spill")), `keys: ${keys}`);
-    for (let k = 0; k < refs.length; k++) {
-      const view = (await os.get(refs[k])) as Uint8Array;
-      assert.equal(checksum(view), expected[k], `object ${k}`);
-    }
-    // Restored objects no longer need their copies: deleted once every object of a file is back or freed.
+    // Read in a function of its own: an async frame may keep its last value (and pin) alive.
+    const checksumOf = async (ref: os.ObjectRef) => checksum((await os.get(ref)) as Uint8Array);
+    for (let k = 0; k < refs.length; k++) assert.equal(await checksumOf(refs[k]), expected[k], `object ${k}`);
+    // Copies are deleted with their objects: once freed and their views collected.
     os.free(refs);
     let left: string[] = keys;
     const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && (left = await keysUnder(client, bucket, keyPrefix)).length > 0) await new Promise((r) => setTimeout(r, 100));
+    while (Date.now() < deadline && (left = await keysUnder(client, bucket, keyPrefix)).length > 0) {
+      await collectGarbage();
+      await new Promise((r) => setTimeout(r, 100));
+    }
     assert.deepStrictEqual(left, [], "copies of files whose objects are gone are deleted");
   } finally {
     await os.shutdown();
@@ -154,7 +156,7 @@ test("S3: a process killed while copying spill files out leaves them to the next
     // Copies start on the uploader's next tick (every 250 ms) and take a while each: kill it
     // somewhere in the middle of them.
     await new Promise((resolve) => setTimeout(resolve, 250 + Math.random() * 500));
-    const stagedAtKill = stagedFiles(storeName).length
+    const stagedAtKill = stagedFiles(storeName).length;
     uploader.kill();
     await uploader.exited;
     await os.init({ storeName, spill: { type: "s3", bucket, prefix, endpoint }, prefault: false });

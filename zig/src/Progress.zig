@@ -18,6 +18,8 @@ total_bytes: u64,
 start_ns: u64,
 last_report_ns: u64 = 0,
 reported: bool = false,
+/// Where lines go: stderr, or a pipe in tests.
+fd: i32 = 2,
 
 pub fn init(verb: []const u8, path: [*:0]const u8, total_bytes: u64) Progress {
     return .{ .verb = verb, .path = path, .total_bytes = total_bytes, .start_ns = sys.nowNs() };
@@ -45,17 +47,27 @@ fn report(self: *Progress, done_bytes: u64, now_ns: u64) void {
     const line = std.fmt.bufPrint(&buffer, "objstore: {s} {s}: {d}% ({d:.0} of {d:.0} MB, {d:.0} MB/s)\n", .{
         self.verb, std.mem.span(self.path), percent, done_mb, total_mb, done_mb / seconds,
     }) catch return;
-    _ = linux.write(2, line.ptr, line.len);
+    _ = linux.write(self.fd, line.ptr, line.len);
 }
 
 test "reports only work that has run for a while, then at most once a second" {
-    var progress = Progress.init("spilling to", "/tmp/unit.spill", 100);
-    progress.update(10);
+    var fds: [2]i32 = undefined;
+    try std.testing.expectEqual(linux.E.SUCCESS, linux.errno(linux.pipe2(&fds, .{ .CLOEXEC = true, .NONBLOCK = true })));
+    defer _ = linux.close(fds[0]);
+    defer _ = linux.close(fds[1]);
+    var progress = Progress.init("spilling to", "/tmp/unit.spill", 100_000_000);
+    progress.fd = fds[1];
+    progress.update(10_000_000);
     try std.testing.expect(!progress.reported);
     progress.start_ns -= 3 * std.time.ns_per_s; // as if it started 3 s ago
-    progress.update(50);
-    try std.testing.expect(progress.reported or std.c.getenv("OBJSTORE_QUIET") != null);
+    progress.update(50_000_000);
     const last_ns = progress.last_report_ns;
-    progress.update(60);
+    progress.update(60_000_000);
     try std.testing.expectEqual(last_ns, progress.last_report_ns);
+    if (std.c.getenv("OBJSTORE_QUIET") != null) return;
+    var buffer: [256]u8 = undefined;
+    const rc = linux.read(fds[0], &buffer, buffer.len);
+    const line = buffer[0..rc];
+    try std.testing.expect(std.mem.startsWith(u8, line, "objstore: spilling to /tmp/unit.spill: 50% (50 of 100 MB, "));
+    try std.testing.expect(std.mem.endsWith(u8, line, " MB/s)\n"));
 }

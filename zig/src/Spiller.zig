@@ -136,6 +136,11 @@ pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
         var batch_bytes: u64 = 0;
         while (next < found.len and batch_len < batch.len and batch_bytes < batch_bytes_max and outcome.bytes + batch_bytes < target_bytes) : (next += 1) {
             if (!self.beginSpill(found[next].slot_index)) continue;
+            if (self.store.index.extras[found[next].slot_index].spill_file != 0) {
+                outcome.bytes += self.evictClean(found[next].slot_index);
+                outcome.objects += 1;
+                continue;
+            }
             batch[batch_len] = found[next].slot_index;
             batch_len += 1;
             batch_bytes += self.store.index.extras[found[next].slot_index].extent_size_bytes;
@@ -190,8 +195,28 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
         status.setDetail("only a sealed, unpinned object without nested refs can be spilled", .{});
         return error.Busy;
     }
+    if (self.store.index.extras[found.slot_index].spill_file != 0) {
+        _ = self.evictClean(found.slot_index);
+        return;
+    }
     var batch = [1]u32{found.slot_index};
     _ = try self.writeBatch(&batch);
+}
+
+/// Spills an object (in `spilling`, this process its actor) that was restored earlier and
+/// still has its copy in a spill file: only its memory is freed. Returns the bytes freed.
+fn evictClean(self: *Spiller, slot_index: u32) u64 {
+    const extra = &self.store.index.extras[slot_index];
+    assert(extra.spill_file != 0);
+    self.store.lock();
+    const freed_bytes = extra.extent_size_bytes;
+    self.store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
+    _ = self.store.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
+    extra.extent_size_bytes = 0;
+    self.endSpill(slot_index, .spilled);
+    self.store.unlock();
+    self.tryDeleteNow(slot_index);
+    return freed_bytes;
 }
 
 fn claimFileEntry(self: *Spiller) Error!u32 {
@@ -374,7 +399,7 @@ fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
         return ioError(err, file_path);
     };
     _ = store.header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
-    store.dropSpillCopy(extra);
+    // The copy stays (objects never change): spilling this object again only frees its memory.
     self.endRestore(slot_index, .sealed);
 }
 

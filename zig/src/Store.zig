@@ -724,25 +724,29 @@ fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
         const at: [*]const ObjectId = @ptrCast(self.base + self.header.data_offset + extra.extent_offset_bytes);
         self.dropNested(at[0..extra.child_count], depth);
     }
-    const was_spilled = extra.extent_size_bytes == 0;
     self.lock();
-    if (!was_spilled) {
+    if (extra.extent_size_bytes != 0) {
         self.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
         _ = self.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
         extra.extent_size_bytes = 0;
     }
+    // Spilled, or restored with its copy kept: either way the copy goes with the object. Taken
+    // before `retire`, after which the slot (and its extra) may be reused.
+    const spill_file = extra.spill_file;
+    extra.spill_file = 0;
     self.index.retire(slot_index);
     self.unlock();
-    if (was_spilled) self.dropSpillCopy(extra);
+    self.dropSpillFile(spill_file);
     self.bumpSealSequence();
 }
 
-/// Forgets the spill-file copy of an object (deleted or restored); the last one deletes the file.
-pub fn dropSpillCopy(self: *Store, extra: *layout.SlotExtra) void {
-    if (extra.spill_file == 0) return;
-    const file_index = extra.spill_file - 1;
+/// Forgets one object's copy in spill file `spill_file` (1-based; 0 for none); the last one
+/// deletes the file.
+pub fn dropSpillFile(self: *Store, spill_file: u32) void {
+    if (spill_file == 0) return;
+    assert(spill_file <= layout.spill_file_count_max);
+    const file_index = spill_file - 1;
     const file = &self.spill_files[file_index];
-    extra.spill_file = 0;
     if (file.live_objects.fetchSub(1, .acq_rel) == 1) Spiller.removeFile(self, file_index);
 }
 

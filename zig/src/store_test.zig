@@ -327,3 +327,37 @@ test "remote copies: objects freed mid-upload leave the copy for deletion; a dea
     const again = RemoteFiles.claimDelete(store).?;
     RemoteFiles.finishDelete(store, again, true);
 }
+
+test "a restored object keeps its copy: spilling it again writes nothing; deleting it deletes the file" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 1 << 20);
+    defer _ = store.close(true, true);
+    var dir_buffer: [128]u8 = undefined;
+    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-clean-{d}", .{sys.getpid()});
+    var spiller = Spiller.init(store);
+    defer spiller.deinit();
+    try spiller.configure(dir);
+    const id = idOf(400);
+    const w = try store.create(&id, 4000, &.{});
+    for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 13);
+    try store.seal(&id);
+    _ = try spiller.spillLru(1 << 30);
+    try spiller.restore(&id);
+    const files_written = store.header.spill_file_next.load(.monotonic);
+    const again = try spiller.spillLru(1 << 30);
+    try testing.expectEqual(@as(u64, 1), again.objects);
+    try testing.expectEqual(files_written, store.header.spill_file_next.load(.monotonic));
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&id));
+    try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
+    try spiller.restore(&id);
+    const r = try store.get(&id);
+    for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 13)), byte);
+    try store.release(&id);
+    const extra = &store.index.extras[store.index.find(&id).?.slot_index];
+    const file = store.spill_files[extra.spill_file - 1];
+    var path_buffer: [256]u8 = undefined;
+    const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
+    _ = try sys.pathSize(path);
+    try store.dropRef(&id);
+    try testing.expectError(error.NotFound, sys.pathSize(path));
+}
