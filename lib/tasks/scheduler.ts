@@ -16,7 +16,7 @@ import { fromHex, toHex } from "../store/native_store.ts";
 import { acquireFinished, ID_BYTES } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
-import { type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
+import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
 import { WorkerProcess } from "./worker_process.ts";
 
 /**
@@ -86,8 +86,8 @@ class Task {
   readonly runKey: string;
   cancelled = false;
   settled = false;
-  readonly done: Promise<void>;
-  #resolve!: () => void;
+  #done: Promise<void> | undefined;
+  #resolve: (() => void) | undefined;
 
   constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: PackedArguments, argRefs: ObjectRef[], returnIds: Uint8Array[], retries: number) {
     this.id = id;
@@ -101,7 +101,7 @@ class Task {
     this.returnHex = returnIds.map(toHex);
     this.retriesLeft = retries;
     this.runKey = target.fn !== undefined ? `f${target.fn.id}` : `a${target.actor?.id}.${target.method}`;
-    this.done = new Promise<void>((resolve) => (this.#resolve = resolve));
+
   }
 
   prepareSpin(): number {
@@ -110,12 +110,20 @@ class Task {
     return this.spinMicros;
   }
 
+  /** Resolves when the task is settled; made only when someone waits (most results are read
+   * after they are done, and a promise per task was a measurable share of the driver's GC). */
+  get done(): Promise<void> {
+    if (this.settled) return Promise.resolve();
+    this.#done ??= new Promise<void>((resolve) => (this.#resolve = resolve));
+    return this.#done;
+  }
+
   settle(): void {
     this.settled = true;
     this.spinMicros = 0;
     this.args.ref?.[Symbol.dispose]();
     for (const ref of this.argRefs) ref[Symbol.dispose]();
-    this.#resolve();
+    this.#resolve?.();
   }
 }
 
@@ -169,8 +177,9 @@ export class Scheduler implements Submitter {
   readonly #ready: Task[] = [];
   readonly #tasks = new Map<number, Task>();
   readonly #actors = new Map<number, Actor>();
-  /** Unfinished tasks by the hex id of each of their returns. */
-  readonly #producers = new Map<string, Task>();
+  /** Unfinished tasks by the hex id of each of their returns: built on first use, since only
+   * workers name results by id (nested submissions, cancels). */
+  #producers: Map<string, Task> | undefined;
   /** Functions workers submitted, by "<pid>:<their id>". */
   readonly #workerFunctions = new Map<string, FunctionRecord>();
   /** Running mean of each function's run time in a worker, in µs. */
@@ -272,13 +281,21 @@ export class Scheduler implements Submitter {
 
   #register(task: Task): Task {
     this.#tasks.set(task.id, task);
-    for (const hex of task.returnHex) this.#producers.set(hex, task);
+    if (this.#producers !== undefined) for (const hex of task.returnHex) this.#producers.set(hex, task);
     return task;
+  }
+
+  #producersByHex(): Map<string, Task> {
+    if (this.#producers === undefined) {
+      this.#producers = new Map();
+      for (const task of this.#tasks.values()) for (const hex of task.returnHex) this.#producers.set(hex, task);
+    }
+    return this.#producers;
   }
 
   #forget(task: Task): void {
     this.#tasks.delete(task.id);
-    for (const hex of task.returnHex) this.#producers.delete(hex);
+    if (this.#producers !== undefined) for (const hex of task.returnHex) this.#producers.delete(hex);
   }
 
   #returnRefs(task: Task): ObjectRef[] {
@@ -300,7 +317,7 @@ export class Scheduler implements Submitter {
 
   /** A ref of the driver's own to `hex`: pending if a task here still produces it. */
   #refTo(hex: string): ObjectRef {
-    const producer = this.#producers.get(hex);
+    const producer = this.#producersByHex().get(hex);
     if (producer !== undefined && !producer.settled) return this.#pendingRef(producer, fromHex(hex, ID_BYTES)!);
     return ObjectRef.fromHex(hex);
   }
@@ -424,7 +441,7 @@ export class Scheduler implements Submitter {
     task.sentAsSlow = !this.#isQuick(task);
     task.spinMicros = task.sentAsSlow ? 0 : SPIN_MICROS;
     if (task.sentAsSlow) worker.slowInFlight += 1;
-    worker.send({ t: "run", task: task.id, fn: fn.id, args: task.args.wire, returns: task.returnHex });
+    worker.sendEncoded(encodeRun(task.id, { fn: fn.id }, task.args.wire, task.returnHex));
   }
 
   #pumpActor(actor: Actor): void {
@@ -438,7 +455,7 @@ export class Scheduler implements Submitter {
       head.worker = actor.worker;
       head.spinMicros = this.#isQuick(head) ? SPIN_MICROS : 0;
       actor.worker.inFlight.add(head.id);
-      actor.worker.send({ t: "run", task: head.id, method: head.method, args: head.args.wire, returns: head.returnHex });
+      actor.worker.sendEncoded(encodeRun(head.id, { method: head.method! }, head.args.wire, head.returnHex));
     }
     this.#updateKeepAlive();
   }
@@ -486,7 +503,7 @@ export class Scheduler implements Submitter {
         }
         return;
       case "cancel": {
-        const task = this.#producers.get(message.id);
+        const task = this.#producersByHex().get(message.id);
         if (task !== undefined) this.#cancelTask(task);
         return;
       }

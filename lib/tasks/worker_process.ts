@@ -63,8 +63,13 @@ export class WorkerProcess {
 
   /** Queues a message; every message queued in one turn of the event loop goes in one write. */
   send(message: ToWorker): void {
+    this.sendEncoded(encodeMessage(message));
+  }
+
+  /** As `send`, for a message already encoded (protocol.ts). */
+  sendEncoded(line: string): void {
     if (this.exited) return;
-    this.#outbox += encodeMessage(message);
+    this.#outbox += line;
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     queueMicrotask(() => this.flush());
