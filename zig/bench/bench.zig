@@ -456,20 +456,14 @@ fn spill(config: Config, table: *Table, notes: *Notes, dir: [:0]const u8, force_
 
     const object_count = config.spill_bytes / config.spill_object_bytes;
     const object_size: usize = @intCast(config.spill_object_bytes);
-    for (0..object_count) |k| {
-        const id = idFor(6, k);
-        const region = try store.create(&id, object_size, &.{});
-        const data = store.base[region.offset_bytes..][0..object_size];
-        for (0..object_size / 8) |i| std.mem.writeInt(u64, data[i * 8 ..][0..8], (k << 32 | i) *% 0x9e3779b97f4a7c15, .little);
-        try store.seal(&id);
-    }
     const data_bytes = object_count * config.spill_object_bytes;
     var path_buffer: [600]u8 = undefined;
     const dd_path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/dd.tmp", .{dir}, 0);
     defer _ = linux.unlink(dd_path.ptr);
 
-    // Each repetition: spill all, dd write, restore all (cold), dd read (cold). Restored
-    // objects are sealed again, so the next repetition spills the same objects.
+    // Each repetition: new objects, spill all, dd write, restore all (cold), dd read (cold),
+    // delete them. New ones each time: a restored object keeps its copy, and spilling it
+    // again writes nothing.
     var write_samples: [spill_repeats_max]f64 = undefined;
     var dd_write_samples: [spill_repeats_max]f64 = undefined;
     var read_samples: [spill_repeats_max]f64 = undefined;
@@ -477,6 +471,14 @@ fn spill(config: Config, table: *Table, notes: *Notes, dir: [:0]const u8, force_
     const repeats: usize = if (config.quick) 1 else spill_repeats_max;
     var dropped = true;
     for (0..repeats) |rep| {
+        const tag: u8 = @intCast(100 + rep);
+        for (0..object_count) |k| {
+            const id = idFor(tag, k);
+            const region = try store.create(&id, object_size, &.{});
+            const data = store.base[region.offset_bytes..][0..object_size];
+            for (0..object_size / 8) |i| std.mem.writeInt(u64, data[i * 8 ..][0..8], (k << 32 | i) *% 0x9e3779b97f4a7c15, .little);
+            try store.seal(&id);
+        }
         // Odd repetitions run dd first, so neither side always inherits the other's page
         // cache state.
         if (rep % 2 == 1) {
@@ -499,11 +501,15 @@ fn spill(config: Config, table: *Table, notes: *Notes, dir: [:0]const u8, force_
         dropped = dropPageCache() and dropped;
         const read_start_ns = sys.nowNs();
         for (0..object_count) |k| {
-            const id = idFor(6, k);
+            const id = idFor(tag, k);
             try spiller.restore(&id);
         }
         read_samples[rep] = gbPerS(data_bytes, sys.nowNs() - read_start_ns);
-        try checkRestored(store, object_count, object_size);
+        try checkRestored(store, tag, object_count, object_size);
+        for (0..object_count) |k| {
+            const id = idFor(tag, k);
+            try store.dropRef(&id);
+        }
 
         dropped = dropPageCache() and dropped;
         dd_read_samples[rep] = gbPerS(data_bytes, try runDd(.read, dd_path, data_bytes / MiB));
@@ -535,9 +541,9 @@ fn spill(config: Config, table: *Table, notes: *Notes, dir: [:0]const u8, force_
 }
 
 /// Checks a restored object's first and last words against what was written.
-fn checkRestored(store: *Store, object_count: u64, object_size: usize) !void {
+fn checkRestored(store: *Store, tag: u8, object_count: u64, object_size: usize) !void {
     for (0..object_count) |k| {
-        const id = idFor(6, k);
+        const id = idFor(tag, k);
         const region = try store.get(&id);
         defer store.release(&id) catch {};
         const data = store.base[region.offset_bytes..][0..object_size];
