@@ -25,6 +25,29 @@ fn idOf(k: u64) layout.ObjectId {
     return id;
 }
 
+/// A 1 MiB store spilling to `/tmp/objstore-unit-<what>-<pid>`. Opened in place: `spiller`
+/// points at `store`, and `dir` into `dir_buffer`.
+const SpillFixture = struct {
+    name_buffer: [64]u8,
+    dir_buffer: [128]u8,
+    store: *Store,
+    dir: []const u8,
+    spiller: Spiller,
+
+    fn open(self: *SpillFixture, what: []const u8) !void {
+        self.store = try openFresh(&self.name_buffer, 1 << 20);
+        errdefer _ = self.store.close(true, true);
+        self.dir = try std.fmt.bufPrint(&self.dir_buffer, "/tmp/objstore-unit-{s}-{d}", .{ what, sys.getpid() });
+        self.spiller = Spiller.init(self.store);
+        try self.spiller.configure(self.dir);
+    }
+
+    fn close(self: *SpillFixture) void {
+        self.spiller.deinit();
+        _ = self.store.close(true, true);
+    }
+};
+
 fn dataOf(store: *Store, region: Store.Region) []u8 {
     return (store.base + region.offset_bytes)[0..@intCast(region.size_bytes)];
 }
@@ -140,14 +163,12 @@ test "bad names and a foreign file are clear errors" {
 }
 
 test "spill and restore return the same bytes; a flipped byte is corruption" {
-    var name_buffer: [64]u8 = undefined;
-    const store = try openFresh(&name_buffer, 1 << 20);
-    defer _ = store.close(true, true);
-    var dir_buffer: [128]u8 = undefined;
-    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-spill-{d}", .{sys.getpid()});
-    var spiller = Spiller.init(store);
-    defer spiller.deinit();
-    try spiller.configure(dir);
+    var fixture: SpillFixture = undefined;
+    try fixture.open("spill");
+    defer fixture.close();
+    const store = fixture.store;
+    const dir = fixture.dir;
+    const spiller = &fixture.spiller;
     var ids: [4]layout.ObjectId = undefined;
     for (&ids, 0..) |*id, k| {
         id.* = idOf(100 + k);
@@ -251,14 +272,12 @@ fn readWholeFile(path: [:0]const u8, buffer: []u8) ![]u8 {
 test "remote copies: upload, restore from a fetched region, delete once the objects are gone" {
     const RemoteFiles = @import("RemoteFiles.zig");
     const spill_io = @import("spill_io.zig");
-    var name_buffer: [64]u8 = undefined;
-    const store = try openFresh(&name_buffer, 1 << 20);
-    defer _ = store.close(true, true);
-    var dir_buffer: [128]u8 = undefined;
-    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-remote-{d}", .{sys.getpid()});
-    var spiller = Spiller.init(store);
-    defer spiller.deinit();
-    try spiller.configure(dir);
+    var fixture: SpillFixture = undefined;
+    try fixture.open("remote");
+    defer fixture.close();
+    const store = fixture.store;
+    const dir = fixture.dir;
+    const spiller = &fixture.spiller;
     var ids: [3]layout.ObjectId = undefined;
     for (&ids, 0..) |*id, k| {
         id.* = idOf(200 + k);
@@ -301,14 +320,11 @@ test "remote copies: upload, restore from a fetched region, delete once the obje
 
 test "remote copies: objects freed mid-upload leave the copy for deletion; a dead uploader's claim is undone" {
     const RemoteFiles = @import("RemoteFiles.zig");
-    var name_buffer: [64]u8 = undefined;
-    const store = try openFresh(&name_buffer, 1 << 20);
-    defer _ = store.close(true, true);
-    var dir_buffer: [128]u8 = undefined;
-    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-orphan-{d}", .{sys.getpid()});
-    var spiller = Spiller.init(store);
-    defer spiller.deinit();
-    try spiller.configure(dir);
+    var fixture: SpillFixture = undefined;
+    try fixture.open("orphan");
+    defer fixture.close();
+    const store = fixture.store;
+    const spiller = &fixture.spiller;
     const id = idOf(300);
     _ = try store.create(&id, 100, &.{});
     try store.seal(&id);
@@ -329,14 +345,12 @@ test "remote copies: objects freed mid-upload leave the copy for deletion; a dea
 }
 
 test "a restored object keeps its copy: spilling it again writes nothing; deleting it deletes the file" {
-    var name_buffer: [64]u8 = undefined;
-    const store = try openFresh(&name_buffer, 1 << 20);
-    defer _ = store.close(true, true);
-    var dir_buffer: [128]u8 = undefined;
-    const dir = try std.fmt.bufPrint(&dir_buffer, "/tmp/objstore-unit-clean-{d}", .{sys.getpid()});
-    var spiller = Spiller.init(store);
-    defer spiller.deinit();
-    try spiller.configure(dir);
+    var fixture: SpillFixture = undefined;
+    try fixture.open("clean");
+    defer fixture.close();
+    const store = fixture.store;
+    const dir = fixture.dir;
+    const spiller = &fixture.spiller;
     const id = idOf(400);
     const w = try store.create(&id, 4000, &.{});
     for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 13);
