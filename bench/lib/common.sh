@@ -18,7 +18,7 @@ bench_started=$SECONDS
 # Progress: one line per step, with the minutes elapsed and the load average.
 progress() {
   printf '[%3dm%02ds load %s] %s\n' $(((SECONDS - bench_started) / 60)) $(((SECONDS - bench_started) % 60)) \
-    "$(cut -d' ' -f1 /proc/loadavg)" "$*" >&2
+    "$(cut -d' ' -f1 /proc/loadavg)" "$*" | tee -a "$work/progress.log" >&2
 }
 
 # How each runtime starts a TypeScript file (GC exposed: the store bench unpins views with it).
@@ -86,11 +86,14 @@ install_ray() {
 
 # The machine, the date and the load, as JSON.
 machine_json() { # load_before started quick repeat → stdout
-  python3 - "$@" "$lib_commit" "$lib_dirty" <<'PY'
+  (cd "$work" && python3 - "$@" "$lib_commit" "$lib_dirty") <<'PY'
 import json, os, platform, subprocess, sys
 load_before, started, quick, repeat, commit, dirty = sys.argv[1:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+loads = []
+if os.path.exists("progress.log"):
+    loads = [float(l.split("load ", 1)[1].split("]")[0]) for l in open("progress.log") if l.startswith("[") and "load " in l]
 try:
     virt = subprocess.run(["systemd-detect-virt"], capture_output=True, text=True).stdout.strip()
 except OSError:
@@ -106,6 +109,7 @@ print(json.dumps({
     "date": started, "host": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "ram_gib": round(mem / 1048576, 1),
     "kernel": platform.release(), "virtualization": virt, "load_before": load_before,
     "load_after": " ".join(open("/proc/loadavg").read().split()[:3]), "quick": quick == "1", "repeat": int(repeat),
+    "load_1min_range": [min(loads), max(loads)] if loads else None,
     "library": {"commit": commit, "uncommitted_files": int(dirty)},
     "runtimes": {"node": version(["node", "--version"]), "deno": version(["deno", "--version"]), "bun": version(["bun", "--version"])},
 }))
