@@ -271,6 +271,28 @@ def key_ratios(report):
     return out
 
 
+def pinned_table(report):
+    """Rows of the pinned runs: runtime, workload, then per placement ours, piscina, ratio."""
+    placed = {}
+    for r in report.get("pinned_runs", []):
+        if "placement" not in r:
+            continue
+        for key, v in list(r.get("results", {}).items()) + list(r.get("floors", {}).items()):
+            placed[(r["runtime"], key, r["placement"], "ours")] = mean_of(v)
+        for key, v in r.get("piscina", {}).get("results", {}).items():
+            placed[(r["runtime"], key, r["placement"], "piscina")] = mean_of(v)
+    rows = []
+    for runtime in RUNTIMES:
+        for key in ["pipe_pingpong_sync", "single_client_tasks_sync", "single_client_tasks_async", "1_1_actor_calls_sync", "1_1_actor_calls_async"]:
+            cells = []
+            for placement in ["same", "split"]:
+                ours, pool = placed.get((runtime, key, placement, "ours")), placed.get((runtime, key, placement, "piscina"))
+                cells += [fmt(ours), fmt(pool) if pool else "", rfmt(ratio(ours, pool)) if pool else ""]
+            if any(c not in ("—", "") for c in cells):
+                rows.append([runtime, key] + cells)
+    return rows
+
+
 def markdown(report):
     m = report["machine"]
     lines = []
@@ -368,6 +390,16 @@ def markdown(report):
             add(f"- **FAILED**: {str(e).strip()[:400]}")
         if t["pool_notes"] or t["errors"]:
             add("")
+
+    pinned = pinned_table(report)
+    if pinned:
+        add("## Pinned (`--pinned`, taskset): one vCPU = every process and thread on CPU 0; two = driver (pool: main thread) on 0, the rest on 1")
+        add("")
+        add("| runtime | workload | one vCPU: ours | piscina | ours/piscina | two vCPUs: ours | piscina | ours/piscina |")
+        add("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for row in pinned:
+            add("| " + " | ".join(row) + " |")
+        add("")
 
     if native:
         add("## Native core (`zig build bench`)")

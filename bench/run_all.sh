@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with Ray and the thread pools, in one command:
 #
-#   bash bench/run_all.sh            # full (~45 min): limits, native, store and task workloads on
+#   bash bench/run_all.sh            # full (~35 min): limits, native, store and task workloads on
 #                                    # node, deno, bun, piscina/tinypool, Ray 2.60's `ray microbenchmark`
-#   bash bench/run_all.sh --quick    # CI smoke (~1.5 min): every benchmark runs, shortly, no Ray
+#   bash bench/run_all.sh --quick    # CI smoke (70-90 s): every benchmark runs, shortly, no Ray
 #   options: --only limits,native,store,tasks,pools,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
