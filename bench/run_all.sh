@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with Ray and the thread pools, in one command:
 #
-#   bash bench/run_all.sh            # full (~35 min): limits, native, store and task workloads on
-#                                    # node, deno, bun, piscina/tinypool, Ray 2.60's `ray microbenchmark`
+#   bash bench/run_all.sh            # full (~45 min): limits, native, store and task workloads on
+#                                    # node, deno, bun, piscina/tinypool, spilling, Ray 2.60's
+#                                    # `ray microbenchmark`
 #   bash bench/run_all.sh --quick    # CI smoke (70-90 s): every benchmark runs, shortly, no Ray
-#   options: --only limits,native,store,tasks,pools,ray   (default: all)
+#   options: --only limits,native,store,tasks,pools,spill,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
 #            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
 #
 # Steps: bench/limits.py (memcpy, disk, TCP loopback); `zig build bench` (the native core against
 # memcpy and dd); per runtime bench/store_bench.ts, bench/tasks_bench.ts and bench/pool_bench.ts
-# on one snapshot of the library; Ray (installed once into .tools/ray-venv) running its own
+# on one snapshot of the library; bench/run_spill.sh (8 GiB through a 1 GiB store, against dd and
+# Ray; its own tables); Ray (installed once into .tools/ray-venv) running its own
 # `ray microbenchmark` through bench/ray_micro.py. Progress goes to stderr. bench/report.py then
 # writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
 # one per runtime, workload | ours | Ray | piscina | ratios | fraction of the physical limit.
@@ -22,13 +24,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 quick=0
 pinned=0
-only="limits,native,store,tasks,pools,ray"
+only="limits,native,store,tasks,pools,spill,ray"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --pinned) pinned=1 ;;
     --only) only="$2"; shift ;;
-    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,ray] [--pinned]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,ray] [--pinned]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -73,6 +75,19 @@ for i in $(seq 1 "$repeat"); do
     fi
   done
 done
+
+# Spilling (issue #5): 8 GiB through a 1 GiB store on each runtime and on Ray (not in quick
+# mode), beside dd; its own tables and bench/results/<date>-spill.json.
+if step spill; then
+  progress "spill: bench/run_spill.sh $flag"
+  if timeout "$limit" bash bench/run_spill.sh $flag >"$work/spill.txt" 2>&1; then
+    grep '^|' "$work/spill.txt" | cut -c1-220 | sed 's/^/    /' >&2
+  else
+    failures=$((failures + 1))
+    tail -8 "$work/spill.txt" | sed 's/^/    /' >&2
+    progress "FAILED: bench/run_spill.sh"
+  fi
+fi
 
 # Pinned runs: one-in-flight rates depend on whether the two sides share a vCPU, which the
 # kernel decides differently from run to run; these place ours and the pools the same way.
