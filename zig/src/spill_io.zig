@@ -78,8 +78,10 @@ pub const io_size_max_bytes: u32 = 0x7ffff000;
 /// always available for a slot (see `uringQueueSlot`).
 const ring_entries: u16 = 64;
 const slot_count: u8 = 64;
-/// readRecord reads and checksums in pieces this size (L2-sized, well under MAX_RW_COUNT).
-const read_chunk_size_bytes: u64 = 1 << 20;
+/// readRecord reads and checksums in pieces this size (well under MAX_RW_COUNT). Large reads
+/// widen the kernel's readahead: 16 MiB restored 64 MiB objects ~7 % faster than 1 MiB (cold
+/// cache, 2 runs each); the checksum then reads the chunk back from L3/memory, which costs less.
+const read_chunk_size_bytes: u64 = 1 << 24;
 /// Bounds for loops that can spin without making progress (EINTR, EAGAIN, empty completions).
 const retries_max: u32 = 1024;
 /// user_data of the fdatasync SQE; write SQEs use their slot index.
