@@ -11,7 +11,7 @@ source scripts/env.sh
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
 
-echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools)"
+echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill)"
 bash bench/run_all.sh --quick
 
 echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests"
