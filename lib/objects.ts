@@ -188,9 +188,7 @@ const notReady = Symbol("not ready");
 function getNow(s: Session, ref: ObjectRef): unknown {
   if (ref.producer !== undefined && !ref.producer.settled) return notReady;
   if (!ref.acquire() || s.store.get(ref.bytes) !== Status.ok) return notReady;
-  const value = readPinned(s, ref.bytes);
-  if (value instanceof TaskFailure) throw value.toError();
-  return value;
+  return valueOfPinned(s, ref.bytes);
 }
 
 function checkRef(what: string, ref: unknown): asserts ref is ObjectRef {
@@ -234,11 +232,7 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       continue;
     }
     const status = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
-    if (status === Status.ok) {
-      const value = readPinned(s, ref.bytes);
-      if (value instanceof TaskFailure) throw value.toError();
-      return value;
-    }
+    if (status === Status.ok) return valueOfPinned(s, ref.bytes);
     if (status === Status.spilled) {
       let restored = s.store.restore(ref.bytes);
       if (restored === Status.spillMissing && s.s3Spill !== undefined) restored = await s.s3Spill.restore(ref.bytes, `${ref}`);
@@ -269,9 +263,7 @@ function spinForResult(s: Session, ref: ObjectRef, spinMicros: number): unknown 
   const sealed = s.store.spinSealed(ref.bytes, spinMicros);
   spinBackoff.record(sealed);
   if (!sealed || s.store.get(ref.bytes) !== Status.ok) return notReady;
-  const value = readPinned(s, ref.bytes);
-  if (value instanceof TaskFailure) throw value.toError();
-  return value;
+  return valueOfPinned(s, ref.bytes);
 }
 
 /** Waits for `done`, but not past the deadline and not past an abort. */
@@ -315,6 +307,13 @@ async function pause(backoffMs: number, deadline: number, signal: AbortSignal | 
     signal?.addEventListener("abort", aborted, { once: true });
   });
   return next;
+}
+
+/** The value of the object the last `get` pinned; a stored task failure is thrown as its error. */
+function valueOfPinned(s: Session, id: Uint8Array): unknown {
+  const value = readPinned(s, id);
+  if (value instanceof TaskFailure) throw value.toError();
+  return value;
 }
 
 function readPinned(s: Session, id: Uint8Array): unknown {

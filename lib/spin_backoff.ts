@@ -1,3 +1,15 @@
+import process from "node:process";
+
+/**
+ * How long a wait for a quick task spins before it sleeps, in µs, on both sides (a `get` of its
+ * result in the driver, a worker's read of its next task): a process that sleeps costs the one
+ * waking it ~15 µs per write on a VM, more than the task itself. `OBJSTORE_SPIN_US=0` turns it off.
+ */
+export const SPIN_MICROS = Number(process.env.OBJSTORE_SPIN_US ?? 50);
+
+/** A task whose function ran under this lately is quick: it is pipelined and waited for by spinning. */
+export const QUICK_TASK_MICROS = 200;
+
 /**
  * When to stop spinning: a spin that ends without what it waited for wasted its CPU (on a
  * loaded machine, CPU another process needed). After a miss the next spin is skipped, one more

@@ -176,12 +176,12 @@ export class NativeStore {
     return this.#symbols.objstore_ref_drop(this.#handle, id);
   }
 
-  /** One of `Presence`. */
   /** Spins (never sleeps) for at most `spinMicros` until `id` is sealed; true if it is. */
   spinSealed(id: Uint8Array, spinMicros: number): boolean {
     return this.#symbols.objstore_spin_sealed(this.#handle, id, spinMicros) === 0;
   }
 
+  /** One of `Presence`. */
   contains(id: Uint8Array): number {
     return this.#symbols.objstore_contains(this.#handle, id);
   }

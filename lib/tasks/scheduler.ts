@@ -18,6 +18,7 @@ import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
 import { WorkerProcess } from "./worker_process.ts";
+import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -26,12 +27,6 @@ import { WorkerProcess } from "./worker_process.ts";
  */
 const IN_FLIGHT_QUICK = 64;
 const IN_FLIGHT_OTHER = 4;
-const QUICK_TASK_MICROS = 200;
-/**
- * A `get` of a quick task's result spins this long for it before it sleeps: a process that
- * sleeps costs the one waking it ~15 µs per write on a VM, more than the task itself.
- */
-const SPIN_MICROS = Number(process.env.OBJSTORE_SPIN_US ?? 50);
 /** Weight of the latest run in a function's running mean. */
 const RUN_TIME_WEIGHT = 0.25;
 /** How long shutdown waits for workers to leave on their own. */
@@ -101,7 +96,6 @@ class Task {
     this.returnHex = returnIds.map(toHex);
     this.retriesLeft = retries;
     this.runKey = target.fn !== undefined ? `f${target.fn.id}` : `a${target.actor?.id}.${target.method}`;
-
   }
 
   prepareSpin(): number {

@@ -16,7 +16,7 @@ import { registerSerializer } from "../codec/mod.ts";
 import { ObjstoreError, TaskError } from "../errors.ts";
 import { describeError, TaskFailure } from "./failure.ts";
 import { Forwarder } from "./forwarder.ts";
-import { SpinBackoff } from "../spin_backoff.ts";
+import { QUICK_TASK_MICROS, SPIN_MICROS, SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
@@ -256,14 +256,12 @@ async function drain(): Promise<void> {
     idleCollection = setTimeout(() => session.library.shim.collectGarbage(), IDLE_COLLECT_MS);
     // After quick tasks the next one usually follows at once: spin on stdin for it, so the
     // driver's write finds this process awake instead of paying to wake an idle CPU.
-    if (lastRunMicros < SPIN_AFTER_RUN_MICROS && !spinBackoff.skip()) {
+    if (lastRunMicros < QUICK_TASK_MICROS && !spinBackoff.skip()) {
       spinBackoff.record(session.library.symbols.objstore_spin_readable(0, SPIN_MICROS) === 1);
     }
   }
 }
 
-const SPIN_AFTER_RUN_MICROS = 200;
-const SPIN_MICROS = Number(process.env.OBJSTORE_SPIN_US ?? 50);
 let lastRunMicros = Infinity;
 const spinBackoff = new SpinBackoff();
 
