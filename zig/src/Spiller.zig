@@ -209,10 +209,7 @@ fn evictClean(self: *Spiller, slot_index: u32) u64 {
     const extra = &self.store.index.extras[slot_index];
     assert(extra.spill_file != 0);
     self.store.lock();
-    const freed_bytes = extra.extent_size_bytes;
-    self.store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
-    _ = self.store.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
-    extra.extent_size_bytes = 0;
+    const freed_bytes = self.store.freeExtentLocked(extra);
     self.endSpill(slot_index, .spilled);
     self.store.unlock();
     self.tryDeleteNow(slot_index);
@@ -266,7 +263,6 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
 
 fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill_io.Record, file_index: u32) u64 {
     var freed_bytes: u64 = 0;
-    const h = self.store.header;
     self.store.lock();
     for (slot_indexes, records) |slot_index, record| {
         const extra = &self.store.index.extras[slot_index];
@@ -274,10 +270,7 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
         // spill (see Store.undoTransitionLocked) instead of keeping an extent already freed.
         extra.spill_offset_bytes = record.file_offset;
         extra.spill_file = file_index + 1;
-        self.store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
-        _ = h.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
-        freed_bytes += extra.extent_size_bytes;
-        extra.extent_size_bytes = 0;
+        freed_bytes += self.store.freeExtentLocked(extra);
         self.endSpill(slot_index, .spilled);
     }
     self.store.spill_files[file_index].actor.store(0, .release);
@@ -391,9 +384,7 @@ fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
     };
     read catch |err| {
         store.lock();
-        store.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extent_size_bytes / layout.block_size_bytes);
-        _ = store.header.used_bytes.fetchSub(extent_size_bytes, .monotonic);
-        extra.extent_size_bytes = 0;
+        _ = store.freeExtentLocked(extra);
         store.unlock();
         self.endRestore(slot_index, .spilled);
         return ioError(err, file_path);

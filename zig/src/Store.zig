@@ -390,8 +390,9 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
         .spilling => {
             // A spill that recorded the object's location had its file written: finish it
             // (its extent may be freed already; the bitmap is rebuilt from the index next).
-            if (extra.spill_file != 0) extra.extent_size_bytes = 0;
-            slot.state.store(s.with(if (extra.spill_file != 0) .spilled else .sealed).toWord(), .release);
+            const written = extra.spill_file != 0;
+            if (written) extra.extent_size_bytes = 0;
+            slot.state.store(s.with(if (written) .spilled else .sealed).toWord(), .release);
         },
         .moving => slot.state.store(s.with(.sealed).toWord(), .release),
         .restoring => {
@@ -402,6 +403,17 @@ fn undoTransitionLocked(self: *Store, slot_index: u32) void {
     }
     slot.actor.store(0, .release);
     self.bumpSealSequence();
+}
+
+/// Returns an object's extent to the allocator (none if it has none); returns its size.
+pub fn freeExtentLocked(self: *Store, extra: *layout.SlotExtra) u64 {
+    assert(self.header.alloc_lock.load(.monotonic) == self.client_index + 1);
+    const size_bytes = extra.extent_size_bytes;
+    if (size_bytes == 0) return 0;
+    self.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, size_bytes / layout.block_size_bytes);
+    _ = self.header.used_bytes.fetchSub(size_bytes, .monotonic);
+    extra.extent_size_bytes = 0;
+    return size_bytes;
 }
 
 pub fn rebuildBitmapLocked(self: *Store) void {
@@ -725,11 +737,7 @@ fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
         self.dropNested(at[0..extra.child_count], depth);
     }
     self.lock();
-    if (extra.extent_size_bytes != 0) {
-        self.bitmap.free(extra.extent_offset_bytes / layout.block_size_bytes, extra.extent_size_bytes / layout.block_size_bytes);
-        _ = self.header.used_bytes.fetchSub(extra.extent_size_bytes, .monotonic);
-        extra.extent_size_bytes = 0;
-    }
+    _ = self.freeExtentLocked(extra);
     // Spilled, or restored with its copy kept: either way the copy goes with the object. Taken
     // before `retire`, after which the slot (and its extra) may be reused.
     const spill_file = extra.spill_file;
@@ -755,10 +763,7 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     const deadline_ns = sys.nowNs() + timeout_ns;
     while (true) {
         const sequence = self.header.seal_sequence.load(.seq_cst);
-        if (self.index.find(id)) |found| switch (found.state.tag) {
-            .sealed, .spilled, .spilling, .restoring, .moving => return,
-            else => {},
-        };
+        if (self.index.find(id)) |found| if (isSealed(found.state.tag)) return;
         const now_ns = sys.nowNs();
         if (now_ns >= deadline_ns) return error.Timeout;
         _ = self.header.seal_waiters.fetchAdd(1, .seq_cst);
@@ -768,14 +773,19 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     }
 }
 
+/// Sealed, in memory or not: what waitSealed and spinSealed wait for.
+fn isSealed(tag: layout.Tag) bool {
+    return switch (tag) {
+        .sealed, .spilled, .spilling, .restoring, .moving => true,
+        else => false,
+    };
+}
+
 /// Like waitSealed, but never sleeps: spins for at most `spin_ns` (see sys.spinUntilReadable).
 pub fn spinSealed(self: *Store, id: *const ObjectId, spin_ns: u64) Error!void {
     const deadline_ns = sys.nowNs() + spin_ns;
     while (true) {
-        if (self.index.find(id)) |found| switch (found.state.tag) {
-            .sealed, .spilled, .spilling, .restoring, .moving => return,
-            else => {},
-        };
+        if (self.index.find(id)) |found| if (isSealed(found.state.tag)) return;
         if (sys.nowNs() >= deadline_ns) return error.Timeout;
         std.atomic.spinLoopHint();
     }

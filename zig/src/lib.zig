@@ -399,7 +399,10 @@ fn claimOf(handle: *Handle, file_index: u32, serial: f64, state: layout.FileStat
     }
     const file = &handle.store.spill_files[file_index];
     const mine = file.actor.load(.acquire) == handle.store.client_index + 1;
-    if (!mine or RemoteFiles.stateOf(file) != state and !(state == .uploading and RemoteFiles.stateOf(file) == .upload_orphaned) or @as(f64, @floatFromInt(file.serial)) != serial) {
+    const current = RemoteFiles.stateOf(file);
+    // An upload whose objects went away meanwhile is still this process's to finish.
+    const in_state = current == state or (state == .uploading and current == .upload_orphaned);
+    if (!mine or !in_state or @as(f64, @floatFromInt(file.serial)) != serial) {
         status.setDetail("spill file {d} is not claimed by this process", .{file_index});
         return null;
     }
