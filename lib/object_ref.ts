@@ -37,11 +37,10 @@ export interface RefOwner {
 export interface Producer {
   readonly settled: boolean;
   readonly done: Promise<void>;
-  /**
-   * Readies a `get` to spin for the result instead of awaiting `done`: returns how long it may
-   * spin (µs), 0 for not at all.
-   */
-  prepareSpin?(): number;
+  /** Above 0 while a `get` may spin for the result (µs) instead of awaiting `done`. */
+  readonly spinMicros?: number;
+  /** Spins up to `spinMicros` for the producer to settle; true if it did. */
+  spinUntilSettled?(): boolean;
 }
 
 let currentOwner: RefOwner | undefined;

@@ -6,13 +6,12 @@
  * garbage collected, so a view never outlives its pin. Values without payloads are copied out
  * and unpinned at once.
  */
-import { setImmediate } from "node:timers";
 import { SpinBackoff } from "./spin_backoff.ts";
 import { decode, encode } from "./codec/mod.ts";
 import { readHeader } from "./codec/header.ts";
 import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
 import { GetTimeoutError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
-import { ID_BYTES, ObjectRef } from "./object_ref.ts";
+import { ID_BYTES, ObjectRef, type Producer } from "./object_ref.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
@@ -219,15 +218,7 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
     signal?.throwIfAborted();
     const producer = ref.producer;
     if (producer !== undefined && !producer.settled) {
-      const spinMicros = producer.prepareSpin?.() ?? 0;
-      if (spinMicros > 0) {
-        const value = spinForResult(s, ref, spinMicros);
-        if (value !== notReady) {
-          // A loop of quick tasks would otherwise never let the event loop read their "done"s.
-          await new Promise((resolve) => setImmediate(resolve));
-          return value;
-        }
-      }
+      if ((producer.spinMicros ?? 0) > 0 && spinForResult(producer)) continue;
       await settledBy(producer.done, deadline, signal, ref);
       continue;
     }
@@ -254,16 +245,15 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
 const spinBackoff = new SpinBackoff();
 
 /**
- * The result of a quick task, read as soon as the worker seals it, before its "done" arrives:
- * spinning keeps this CPU awake, so the worker's write does not have to wake it. The worker
- * keeps its creator reference until the driver has handled "done", so the object stays.
+ * Waits for a quick task by spinning on its worker's channel: this CPU stays awake, so the
+ * worker's report needs no wake-up, and it is handled here at once, without a turn of the
+ * event loop. True if the task settled.
  */
-function spinForResult(s: Session, ref: ObjectRef, spinMicros: number): unknown {
-  if (spinBackoff.skip()) return notReady;
-  const sealed = s.store.spinSealed(ref.bytes, spinMicros);
-  spinBackoff.record(sealed);
-  if (!sealed || s.store.get(ref.bytes) !== Status.ok) return notReady;
-  return valueOfPinned(s, ref.bytes);
+function spinForResult(producer: Producer): boolean {
+  if (spinBackoff.skip()) return false;
+  const settled = producer.spinUntilSettled!();
+  spinBackoff.record(settled);
+  return settled;
 }
 
 /** Waits for `done`, but not past the deadline and not past an abort. */

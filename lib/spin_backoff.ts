@@ -12,32 +12,32 @@ export const QUICK_TASK_MICROS = 200;
 
 /**
  * When to stop spinning: a spin that ends without what it waited for wasted its CPU (on a
- * loaded machine, CPU another process needed). After a miss the next spin is skipped, one more
- * after each further miss in a row (up to MISSES_COUNTED_MAX); one hit starts over. Linear,
- * not exponential: the driver's and the worker's spins pay off only together, and doubling
- * backoffs on both sides locked them into sleeping after a few misses.
+ * loaded machine, CPU another process needed). Spins stop when fewer than HIT_RATE_MIN of the
+ * recent ones paid off (a running mean, so one miss — a garbage collection on the other side —
+ * changes nothing); then one wait in PROBE_EVERY still spins, to notice when they pay again.
+ * Backing off after each single miss did worse: the driver's and the worker's spins pay off
+ * only together, so one side's miss made the other miss, and both fell into sleeping.
  */
 export class SpinBackoff {
-  #missesInRow = 0;
-  #toSkip = 0;
+  #hitRate = 1;
+  #waitsSinceProbe = 0;
 
   /** True if this wait should not spin. */
   skip(): boolean {
-    if (this.#toSkip === 0) return false;
-    this.#toSkip -= 1;
-    return true;
+    if (this.#hitRate >= HIT_RATE_MIN) return false;
+    this.#waitsSinceProbe += 1;
+    if (this.#waitsSinceProbe < PROBE_EVERY) return true;
+    this.#waitsSinceProbe = 0;
+    return false;
   }
 
   record(hit: boolean): void {
-    if (hit) {
-      this.#missesInRow = 0;
-      return;
-    }
-    this.#missesInRow = Math.min(this.#missesInRow + 1, MISSES_COUNTED_MAX);
-    this.#toSkip = this.#missesInRow;
+    this.#hitRate += HIT_WEIGHT * ((hit ? 1 : 0) - this.#hitRate);
   }
 }
 
-/** At most this many waits skipped after a run of misses: a miss costs a spin, so a machine
- * where spins never pay off loses at most 1/(this+1) of a spin per wait. */
-const MISSES_COUNTED_MAX = 16;
+/** Weight of the latest spin in the running hit rate (about the last 16 count). */
+const HIT_WEIGHT = 1 / 16;
+const HIT_RATE_MIN = 0.5;
+/** While spins do not pay, a machine loses at most one spin per this many waits. */
+const PROBE_EVERY = 8;

@@ -3,8 +3,10 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os_ from "node:os";
 import path from "node:path";
+import process from "node:process";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
+import { currentRuntime, root, start, uniqueStoreName } from "./helpers.ts";
 
 const MiB = 1024 * 1024;
 
@@ -261,3 +263,19 @@ test("tasks submit tasks and get their results, even with a single worker", () =
     });
     assert.equal(await os.get(outer.remote(10), { timeout: 30 }), 285);
   }, { numWorkers: 1 }), { timeoutMs: 60_000 });
+
+test("4 KiB channels: messages larger than a ring, full rings, a worker killed with its ring full", async () => {
+  const markerDir = mkdtempSync(path.join(os_.tmpdir(), "objstore-channel-"));
+  const storeName = uniqueStoreName("channel");
+  process.env.OBJSTORE_CHANNEL_BYTES = "4096";
+  try {
+    const child = start(currentRuntime, path.join(root, "tests", "fixtures", "channel_stress.ts"), [storeName, markerDir]);
+    const report = JSON.parse(await child.line());
+    const exit = await child.exited;
+    assert.equal(exit.code, 0, exit.stderr);
+    assert.deepStrictEqual(report, { tasks: 600, actorCalls: 300, fanOuts: 4, killed: true, mismatches: [], leftovers: [] });
+  } finally {
+    delete process.env.OBJSTORE_CHANNEL_BYTES;
+    rmSync(markerDir, { recursive: true, force: true });
+  }
+}, { timeoutMs: 120_000 });

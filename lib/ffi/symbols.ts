@@ -34,8 +34,6 @@ export const symbols = {
   objstore_contains: { args: ["pointer", "buffer"], result: "i32" },
   objstore_size: { args: ["pointer", "buffer"], result: "i32" },
   objstore_wait_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
-  objstore_spin_sealed: { args: ["pointer", "buffer", "u32"], result: "i32" },
-  objstore_spin_readable: { args: ["i32", "u32"], result: "i32" },
   objstore_maintain: { args: ["pointer"], result: "i32" },
   objstore_stats: { args: ["pointer", "buffer"], result: "i32" },
   objstore_clients: { args: ["pointer", "buffer"], result: "i32" },
@@ -52,12 +50,25 @@ export const symbols = {
   objstore_remote_delete_finish: { args: ["pointer", "u32", "f64", "u32"], result: "i32" },
   objstore_spill_background: { args: ["pointer", "f64"], result: "i32" },
   objstore_io_backend: { args: ["pointer"], result: "i32" },
+  objstore_channel_create: { args: ["buffer", "u32", "u32"], result: "pointer" },
+  objstore_channel_open: { args: ["buffer", "u32"], result: "pointer" },
+  objstore_channel_unlink: { args: ["buffer", "u32"], result: "i32" },
+  objstore_channel_close: { args: ["pointer"], result: "i32" },
+  objstore_channel_send: { args: ["pointer", "u32", "buffer", "u32"], result: "i32" },
+  objstore_channel_receive: { args: ["pointer", "u32", "buffer", "u32", "u32"], result: "i32" },
+  objstore_channel_park: { args: ["pointer", "u32"], result: "i32" },
+  objstore_channel_listen: { args: ["pointer", "u32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 export type SymbolTable = typeof symbols;
 
 /** An opaque native pointer: a Deno `PointerObject`, a Bun number, a koffi bigint. */
 export type NativePointer = unknown;
+
+/** True for the null pointer in any runtime's spelling. */
+export function isNullPointer(pointer: NativePointer): boolean {
+  return pointer === null || pointer === 0 || pointer === 0n;
+}
 
 type JsOf<T extends NativeType> = T extends "pointer" ? NativePointer
   : T extends "buffer" ? ArrayBufferView

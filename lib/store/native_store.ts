@@ -4,7 +4,7 @@
  * view more than 4 GiB at once), so reading an object costs a `subarray`, not a new view.
  */
 import type { Library } from "../ffi/load.ts";
-import type { NativePointer, NativeSymbols } from "../ffi/symbols.ts";
+import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjstoreError } from "../errors.ts";
 import { errorFor, Status } from "./status.ts";
 
@@ -102,7 +102,7 @@ export class NativeStore {
     const flags = (options.create ? OPEN_CREATE : 0) | (options.exclusive ? OPEN_EXCLUSIVE : 0) |
       (options.prefault ? OPEN_PREFAULT : 0);
     const handle = library.symbols.objstore_open(bytes, bytes.length, flags, options.capacityBytes, 0);
-    if (handle === null || handle === 0 || handle === 0n) {
+    if (isNullPointer(handle)) {
       const status = library.symbols.objstore_last_status();
       throw errorFor(status, lastError(library.symbols), `cannot open store '${name}'`);
     }
@@ -174,11 +174,6 @@ export class NativeStore {
 
   dropRef(id: Uint8Array): number {
     return this.#symbols.objstore_ref_drop(this.#handle, id);
-  }
-
-  /** Spins (never sleeps) for at most `spinMicros` until `id` is sealed; true if it is. */
-  spinSealed(id: Uint8Array, spinMicros: number): boolean {
-    return this.#symbols.objstore_spin_sealed(this.#handle, id, spinMicros) === 0;
   }
 
   /** One of `Presence`. */

@@ -1,11 +1,12 @@
 /**
- * Messages between the driver and its worker processes: one JSON object per line on the
- * worker's stdin (driver → worker) and stdout (worker → driver). Protocol lines start with
- * MARK, so anything a task prints to stdout passes through to the driver's output untouched.
- * Values never travel here: arguments and results live in the store, messages carry ids.
+ * Messages between the driver and its worker processes: one JSON object per line, through
+ * the worker's channel (channel.ts). Values never travel here: arguments and results live in
+ * the store, messages carry ids. The worker's stdin and stdout carry only doorbells (DOORBELL:
+ * "look at the channel") and, on stdout, whatever a task prints, passed through untouched.
  */
 
-export const MARK = "\u0001os ";
+/** The byte that rings a doorbell; stripped from a worker's stdout before it is passed on. */
+export const DOORBELL = "\u0001";
 
 /** How a function reaches a worker: by source, or by module URL and export name. */
 export type FunctionSpec =
@@ -62,29 +63,37 @@ export interface RemoteErrorInfo {
 }
 
 export function encodeMessage(message: ToWorker | FromWorker): string {
-  return MARK + JSON.stringify(message) + "\n";
+  return JSON.stringify(message) + "\n";
 }
 
 /** `encodeMessage` of a `run`, the most frequent message, without building its object first. */
 export function encodeRun(task: number, target: { fn: number } | { method: string }, args: WireArguments, returns: string[]): string {
   const which = "fn" in target ? `"fn":${target.fn}` : `"method":${JSON.stringify(target.method)}`;
   const wire = typeof args === "string" ? `"${args}"` : args.length === 0 ? "[]" : JSON.stringify(args);
-  return `${MARK}{"t":"run","task":${task},${which},"args":${wire},"returns":["${returns.join('","')}"]}\n`;
+  return `{"t":"run","task":${task},${which},"args":${wire},"returns":["${returns.join('","')}"]}\n`;
 }
 
 /**
- * Splits a byte stream into lines; protocol lines go to `onMessage`, others to `onOther`.
+ * Splits a channel's text into messages; a message split between two reads waits for its end.
+ * A message handled here may cause another read (a handler that pumps the channel): its text
+ * queues behind the messages not yet handled, so order holds.
  */
-export function lineReader(onMessage: (message: unknown) => void, onOther: (line: string) => void): (chunk: string) => void {
+export function messageReader(onMessage: (message: unknown) => void): (text: string) => void {
   let pending = "";
-  return (chunk: string) => {
-    pending += chunk;
-    let end: number;
-    while ((end = pending.indexOf("\n")) >= 0) {
-      const line = pending.slice(0, end);
-      pending = pending.slice(end + 1);
-      if (line.startsWith(MARK)) onMessage(JSON.parse(line.slice(MARK.length)));
-      else onOther(line);
+  let reading = false;
+  return (text: string) => {
+    pending += text;
+    if (reading) return;
+    reading = true;
+    try {
+      let end: number;
+      while ((end = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, end);
+        pending = pending.slice(end + 1);
+        onMessage(JSON.parse(line));
+      }
+    } finally {
+      reading = false;
     }
   };
 }

@@ -98,10 +98,10 @@ class Task {
     this.runKey = target.fn !== undefined ? `f${target.fn.id}` : `a${target.actor?.id}.${target.method}`;
   }
 
-  prepareSpin(): number {
-    if (this.spinMicros === 0 || this.worker === undefined) return 0;
-    this.worker.flush(); // the task may still wait in the outbox for the end of this turn
-    return this.spinMicros;
+  /** Spins briefly for this task to settle (see SPIN_MICROS); true if it did. */
+  spinUntilSettled(): boolean {
+    if (this.spinMicros === 0 || this.worker === undefined) return false;
+    return this.worker.spinUntilSettled(this, this.spinMicros);
   }
 
   /** Resolves when the task is settled; made only when someone waits (most results are read
@@ -455,7 +455,7 @@ export class Scheduler implements Submitter {
   }
 
   #spawn(actorId: number | undefined): WorkerProcess {
-    const worker = new WorkerProcess(this.#session.library.shim, this.#session.store.name, this.#session.workerEnvironment(), {
+    const worker = new WorkerProcess(this.#session.library, this.#session.store.name, this.#session.workerEnvironment(), {
       onMessage: (w, message) => this.#onMessage(w, message),
       onExit: (w) => this.#onExit(w),
     }, actorId);

@@ -1,7 +1,7 @@
 /**
  * A worker process: attaches to its driver's store, then runs the tasks the driver sends, one
  * at a time, in order. Arguments are read from the store (top-level refs resolved, zero-copy);
- * results are written into the store under ids the driver chose; only ids cross the pipe.
+ * results are written into the store under ids the driver chose; only ids cross the channel.
  *
  * Started by the driver (lib/tasks/pool.ts) with OBJSTORE_STORE set; not for direct use.
  */
@@ -18,9 +18,10 @@ import { describeError, TaskFailure } from "./failure.ts";
 import { Forwarder } from "./forwarder.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS, SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
-import { encodeMessage, type FromWorker, type FunctionSpec, lineReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
+import { Channel } from "./channel.ts";
+import { DOORBELL, encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
-// Task output goes to stderr: stdout carries the protocol.
+// Task output goes to stderr: the driver's stdout is for the program's own output.
 console.log = console.error;
 console.info = console.error;
 
@@ -30,6 +31,7 @@ if (!storeName) {
   process.exit(2);
 }
 const session: Session = await initWorker(storeName);
+const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL ?? "", () => process.stdout.write(DOORBELL));
 const forwarder = new Forwarder(session, send);
 session.useSubmitter(forwarder);
 
@@ -84,7 +86,7 @@ function flush(): void {
     finishedMicros.length = 0;
   }
   if (outbox === "") return;
-  process.stdout.write(outbox);
+  channel.send(outbox);
   outbox = "";
 }
 
@@ -246,7 +248,11 @@ async function drain(): Promise<void> {
   running = true;
   clearTimeout(idleCollection);
   try {
-    while (inbox.length > 0) {
+    while (true) {
+      // What came while the last task ran, without waiting for the doorbell's turn of the loop.
+      if (inbox.length === 0) read(channel.receive());
+      if (inbox.length === 0) spinForNext();
+      if (inbox.length === 0) break;
       await handle(inbox.shift()!);
       if (inbox.length === 0 || (finished.length > 0 && performance.now() - oldestFinishedMs > REPORT_DELAY_MAX_MS)) flush();
     }
@@ -254,11 +260,52 @@ async function drain(): Promise<void> {
     running = false;
     flush();
     idleCollection = setTimeout(() => session.library.shim.collectGarbage(), IDLE_COLLECT_MS);
-    // After quick tasks the next one usually follows at once: spin on stdin for it, so the
-    // driver's write finds this process awake instead of paying to wake an idle CPU.
-    if (lastRunMicros < QUICK_TASK_MICROS && !spinBackoff.skip()) {
-      spinBackoff.record(session.library.symbols.objstore_spin_readable(0, SPIN_MICROS) === 1);
-    }
+    pump();
+  }
+}
+
+/**
+ * After quick tasks the next one usually follows at once: spin on the channel for it, awake
+ * and listening, so the driver need not ring to wake an idle CPU.
+ */
+function spinForNext(): void {
+  if (lastRunMicros >= QUICK_TASK_MICROS || spinBackoff.skip()) return;
+  flush();
+  channel.listen();
+  parkIfTheLoopTurns();
+  // Until a task comes: other messages (releases) are handled on the way.
+  const deadline = performance.now() + SPIN_MICROS / 1000;
+  let leftMicros = SPIN_MICROS;
+  do {
+    read(channel.receive(leftMicros));
+    leftMicros = Math.floor((deadline - performance.now()) * 1000);
+  } while (inbox.length === 0 && leftMicros > 0);
+  spinBackoff.record(inbox.length > 0);
+}
+
+let parkCheckQueued = false;
+
+/**
+ * A listening worker is not rung: if a task it runs then waits on the event loop (for I/O,
+ * or for a "resolved" message), park, so that messages ring again. Quick tasks run from one
+ * spin to the next without a turn of the loop, and never get here.
+ */
+function parkIfTheLoopTurns(): void {
+  if (parkCheckQueued) return;
+  parkCheckQueued = true;
+  setImmediate(() => {
+    parkCheckQueued = false;
+    pump();
+  });
+}
+
+/** Handles every message waiting in the channel, then parks it (until the doorbell rings). */
+function pump(): void {
+  channel.retry();
+  while (true) {
+    const text = channel.receive();
+    if (text !== "") read(text);
+    else if (channel.park()) return;
   }
 }
 
@@ -272,8 +319,7 @@ const spinBackoff = new SpinBackoff();
 const IDLE_COLLECT_MS = 50;
 let idleCollection: ReturnType<typeof setTimeout> | undefined;
 
-process.stdin.setEncoding("utf8");
-process.stdin.on("data", lineReader((message) => {
+const read = messageReader((message) => {
   const m = message as ToWorker;
   // Resolutions cannot wait behind the running task: it may be the one waiting for them.
   if (m.t === "resolved" || m.t === "release") {
@@ -282,7 +328,9 @@ process.stdin.on("data", lineReader((message) => {
   }
   inbox.push(m);
   void drain();
-}, () => {}));
+});
+process.stdin.on("data", pump);
 // The driver is gone: so is every reason to run.
 process.stdin.on("end", () => process.exit(0));
-process.stdout.write(encodeMessage({ t: "ready", pid: process.pid }));
+send({ t: "ready", pid: process.pid });
+pump();

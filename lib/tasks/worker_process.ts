@@ -1,11 +1,13 @@
 /**
- * One worker process as the driver sees it: spawn, a batched message channel, and exit.
+ * One worker process as the driver sees it: spawn, its message channel (messages of one turn
+ * of the event loop go in one send), and exit.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import type { RuntimeShim } from "../ffi/symbols.ts";
-import { encodeMessage, type FromWorker, lineReader, type ToWorker } from "./protocol.ts";
+import type { Library } from "../ffi/load.ts";
+import { Channel } from "./channel.ts";
+import { DOORBELL, encodeMessage, type FromWorker, messageReader, type ToWorker } from "./protocol.ts";
 
 /** How long a release waits for a message to ride along with. */
 const RELEASE_DELAY_MS = 5;
@@ -39,26 +41,64 @@ export class WorkerProcess {
   #released: string[] = [];
   #releaseTimer: ReturnType<typeof setTimeout> | undefined;
   #keptAlive = true;
-  readonly #shim: RuntimeShim;
+  readonly #library: Library;
+  readonly #channel: Channel;
+  readonly #read: (text: string) => void;
 
-  constructor(shim: RuntimeShim, storeName: string, environment: Record<string, string>, events: WorkerEvents, actorId?: number) {
+  constructor(library: Library, storeName: string, environment: Record<string, string>, events: WorkerEvents, actorId?: number) {
     this.actorId = actorId;
-    this.#shim = shim;
-    const { command, args } = shim.scriptCommand(workerScript);
+    this.#library = library;
+    this.#channel = Channel.create(library, storeName, () => this.child.stdin!.write(DOORBELL));
+    this.#read = messageReader((message) => events.onMessage(this, message as FromWorker));
+    const { command, args } = library.shim.scriptCommand(workerScript);
     this.child = spawn(command, args, {
       stdio: ["pipe", "pipe", "inherit"],
-      env: { ...process.env, ...environment, OBJSTORE_STORE: storeName },
+      env: { ...process.env, ...environment, OBJSTORE_STORE: storeName, OBJSTORE_CHANNEL: this.#channel.name },
     });
     this.child.stdout!.setEncoding("utf8");
-    this.child.stdout!.on("data", lineReader(
-      (message) => events.onMessage(this, message as FromWorker),
-      (line) => process.stdout.write(line + "\n"),
-    ));
+    this.child.stdout!.on("data", (chunk: string) => {
+      if (!chunk.includes(DOORBELL)) return void process.stdout.write(chunk);
+      const printed = chunk.replaceAll(DOORBELL, "");
+      if (printed !== "") process.stdout.write(printed);
+      this.pump();
+    });
     this.child.stdin!.on("error", () => {}); // a dead worker's pipe; its exit is handled below
     this.child.on("exit", (code, signal) => {
+      this.pump(); // what it reported before it died (tasks it finished)
       this.exited = true;
+      this.#channel.close();
       events.onExit(this, code, signal);
     });
+  }
+
+  /** Handles every message waiting in the channel, then parks it (the doorbell rang). */
+  pump(): void {
+    if (this.exited) return;
+    this.#channel.retry();
+    while (true) {
+      const text = this.#channel.receive();
+      if (text !== "") this.#read(text);
+      else if (this.#channel.park()) return;
+    }
+  }
+
+  /**
+   * Waits for `task` to settle by spinning on the channel for up to `spinMicros` (its result
+   * is due within microseconds: waking this process for it would cost more); true if it did.
+   */
+  spinUntilSettled(task: { readonly settled: boolean }, spinMicros: number): boolean {
+    if (this.exited) return false;
+    this.flush();
+    this.#channel.listen();
+    const deadline = performance.now() + spinMicros / 1000;
+    while (!task.settled && !this.exited) {
+      const leftMicros = Math.floor((deadline - performance.now()) * 1000);
+      if (leftMicros <= 0) break;
+      const text = this.#channel.receive(leftMicros);
+      if (text !== "") this.#read(text);
+    }
+    this.pump();
+    return task.settled;
   }
 
   /** Queues a message; every message queued in one turn of the event loop goes in one write. */
@@ -83,20 +123,24 @@ export class WorkerProcess {
     if (this.exited) return;
     for (const id of ids) this.#released.push(id);
     if (this.#releaseTimer !== undefined) return;
-    this.#releaseTimer = setTimeout(() => this.flush(), RELEASE_DELAY_MS);
-    this.#shim.unrefTimer(this.#releaseTimer);
+    this.#releaseTimer = setTimeout(() => this.flush(true), RELEASE_DELAY_MS);
+    this.#library.shim.unrefTimer(this.#releaseTimer);
   }
 
-  /** Writes what is queued now rather than at the end of this turn. */
-  flush(): void {
+  /**
+   * Sends what is queued now rather than at the end of this turn. Releases go only with other
+   * messages, or on their own when `releasesToo` (their timer).
+   */
+  flush(releasesToo = false): void {
     this.#flushQueued = false;
+    if (this.#outbox === "" && !releasesToo) return;
     if (this.#released.length > 0) {
       this.#outbox = encodeMessage({ t: "release", ids: this.#released }) + this.#outbox;
       this.#released = [];
       clearTimeout(this.#releaseTimer);
       this.#releaseTimer = undefined;
     }
-    if (!this.exited && this.#outbox !== "") this.child.stdin!.write(this.#outbox);
+    if (!this.exited) this.#channel.send(this.#outbox);
     this.#outbox = "";
   }
 

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 1
+#define OBJSTORE_ABI_VERSION 3
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -122,12 +122,6 @@ int32_t objstore_size(objstore_t *h, const uint8_t *id);
 int32_t objstore_contains(objstore_t *h, const uint8_t *id);
 /* Blocks until the object is sealed (a futex shared by every process of the store). */
 int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_ms);
-/* As wait_sealed without sleeping: spins for at most spin_us (OBJSTORE_TIMEOUT after). */
-int32_t objstore_spin_sealed(objstore_t *h, const uint8_t *id, uint32_t spin_us);
-/* Spins for at most spin_us until fd is readable: 1 if it is, 0 if not. A spinning process is
- * woken by a write without the cost of waking an idle CPU. */
-int32_t objstore_spin_readable(int32_t fd, uint32_t spin_us);
-
 /* Reclaims the references, pins and unsealed objects of processes that died; returns how
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
@@ -167,6 +161,29 @@ int32_t objstore_restore(objstore_t *h, const uint8_t *id);
 int32_t objstore_spill_background(objstore_t *h, double threshold_fraction);
 /* 1 io_uring, 2 pwritev (forced with OBJSTORE_IO=pwritev). */
 int32_t objstore_io_backend(objstore_t *h);
+
+/* Driver <-> worker channels: two single-producer single-consumer byte rings in
+ * /dev/shm/<name> (0600), ring 0 driver -> worker, ring 1 worker -> driver. `side` is the
+ * caller's: 0 driver, 1 worker. Send and receive return the byte count times 4 plus flags:
+ * OBJSTORE_CHANNEL_WAKE_PEER (ring the other process's doorbell: it was parked, or blocked
+ * on a full ring that now has room) and OBJSTORE_CHANNEL_BLOCKED (send only: not all fit;
+ * the receiver will ring this side's doorbell when it makes room). */
+#define OBJSTORE_CHANNEL_WAKE_PEER 1
+#define OBJSTORE_CHANNEL_BLOCKED 2
+typedef struct objstore_channel objstore_channel_t;
+/* capacity_bytes: per ring, a power of two in 4096..2^28. Fails if the name exists. */
+objstore_channel_t *objstore_channel_create(const uint8_t *name, uint32_t name_size_bytes, uint32_t capacity_bytes);
+objstore_channel_t *objstore_channel_open(const uint8_t *name, uint32_t name_size_bytes);
+/* Removes the name (mappings stay); a missing name is not an error. */
+int32_t objstore_channel_unlink(const uint8_t *name, uint32_t name_size_bytes);
+int32_t objstore_channel_close(objstore_channel_t *c);
+int32_t objstore_channel_send(objstore_channel_t *c, uint32_t side, const uint8_t *bytes, uint32_t size_bytes);
+/* Spins up to spin_us for data if the inbound ring is empty. */
+int32_t objstore_channel_receive(objstore_channel_t *c, uint32_t side, uint8_t *out, uint32_t capacity_bytes, uint32_t spin_us);
+/* Stops watching the inbound ring: 1 parked (senders will report WAKE_PEER), 0 if data waits. */
+int32_t objstore_channel_park(objstore_channel_t *c, uint32_t side);
+/* Watches the inbound ring again (before a spinning receive): senders need not wake it. */
+int32_t objstore_channel_listen(objstore_channel_t *c, uint32_t side);
 
 #ifdef __cplusplus
 }

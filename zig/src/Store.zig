@@ -773,22 +773,12 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     }
 }
 
-/// Sealed, in memory or not: what waitSealed and spinSealed wait for.
+/// Sealed, in memory or not: what waitSealed waits for.
 fn isSealed(tag: layout.Tag) bool {
     return switch (tag) {
         .sealed, .spilled, .spilling, .restoring, .moving => true,
         else => false,
     };
-}
-
-/// Like waitSealed, but never sleeps: spins for at most `spin_ns` (see sys.spinUntilReadable).
-pub fn spinSealed(self: *Store, id: *const ObjectId, spin_ns: u64) Error!void {
-    const deadline_ns = sys.nowNs() + spin_ns;
-    while (true) {
-        if (self.index.find(id)) |found| if (isSealed(found.state.tag)) return;
-        if (sys.nowNs() >= deadline_ns) return error.Timeout;
-        std.atomic.spinLoopHint();
-    }
 }
 
 /// The data size of an object in any state (spilled included).

@@ -12,6 +12,7 @@ const status = @import("status.zig");
 pub const Spiller = @import("Spiller.zig");
 const BackgroundSpiller = @import("BackgroundSpiller.zig");
 const RemoteFiles = @import("RemoteFiles.zig");
+const Channel = @import("Channel.zig");
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
@@ -219,17 +220,6 @@ export fn objstore_wait_sealed(h: ?*anyopaque, id: [*]const u8, timeout_ms: u32)
     return succeed();
 }
 
-/// Spins without sleeping for at most `spin_us` until `id` is sealed (OBJSTORE_TIMEOUT if not).
-export fn objstore_spin_sealed(h: ?*anyopaque, id: [*]const u8, spin_us: u32) i32 {
-    handleOf(h).store.spinSealed(idOf(id), @as(u64, spin_us) * std.time.ns_per_us) catch |err| return fail(err);
-    return succeed();
-}
-
-/// Spins without sleeping for at most `spin_us` until `fd` is readable; 1 if it is, else 0.
-export fn objstore_spin_readable(fd: i32, spin_us: u32) i32 {
-    return @intFromBool(sys.spinUntilReadable(fd, @as(u64, spin_us) * std.time.ns_per_us));
-}
-
 /// Reclaims dead processes' holdings; returns how many processes were reclaimed.
 export fn objstore_maintain(h: ?*anyopaque) i32 {
     return @intCast(handleOf(h).store.maintain());
@@ -418,6 +408,95 @@ export fn objstore_spill_background(h: ?*anyopaque, threshold_fraction: f64) i32
     return succeed();
 }
 
+/// Creates a driver↔worker channel `/dev/shm/<name>` with two rings of `capacity_bytes`.
+export fn objstore_channel_create(name: [*]const u8, name_size_bytes: u32, capacity_bytes: u32) ?*anyopaque {
+    status.clearDetail();
+    const channel = Channel.create(name[0..name_size_bytes], capacity_bytes) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    return boxChannel(channel);
+}
+
+/// Maps a channel the driver created (the worker's side).
+export fn objstore_channel_open(name: [*]const u8, name_size_bytes: u32) ?*anyopaque {
+    status.clearDetail();
+    const channel = Channel.open(name[0..name_size_bytes]) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    return boxChannel(channel);
+}
+
+fn boxChannel(channel: Channel) ?*anyopaque {
+    const box = std.heap.c_allocator.create(Channel) catch {
+        channel.close();
+        _ = fail(error.System);
+        return null;
+    };
+    box.* = channel;
+    last_status = .ok;
+    return box;
+}
+
+fn channelOf(c: ?*anyopaque) *Channel {
+    return @ptrCast(@alignCast(c.?));
+}
+
+/// Removes the channel's name; mappings stay valid. A missing name is not an error.
+export fn objstore_channel_unlink(name: [*]const u8, name_size_bytes: u32) i32 {
+    status.clearDetail();
+    Channel.unlink(name[0..name_size_bytes]) catch |err| return fail(err);
+    return succeed();
+}
+
+export fn objstore_channel_close(c: ?*anyopaque) i32 {
+    const channel = channelOf(c);
+    channel.close();
+    std.heap.c_allocator.destroy(channel);
+    return succeed();
+}
+
+pub const channel_wake_peer: i32 = 1;
+pub const channel_blocked: i32 = 2;
+/// Results of send and receive: the byte count times 4, plus the flags above.
+const channel_count_max_bytes: u32 = 1 << 28;
+
+fn sideOf(side: u32) ?Channel.Side {
+    return if (side <= 1) @enumFromInt(side) else null;
+}
+
+/// Writes what fits of `bytes` into `side`'s outbound ring: written × 4 | wake_peer | blocked.
+export fn objstore_channel_send(c: ?*anyopaque, side: u32, bytes: [*]const u8, size_bytes: u32) i32 {
+    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
+    if (size_bytes > channel_count_max_bytes) return fail(error.InvalidArgument);
+    const sent = channelOf(c).send(caller, bytes[0..size_bytes]);
+    const flags = @as(i32, @intFromBool(sent.wake_receiver)) * channel_wake_peer + @as(i32, @intFromBool(sent.blocked)) * channel_blocked;
+    return @as(i32, @intCast(sent.written_bytes)) * 4 + flags;
+}
+
+/// Reads up to `capacity_bytes` from `side`'s inbound ring, spinning up to `spin_us` for
+/// something to arrive: read × 4 | wake_peer.
+export fn objstore_channel_receive(c: ?*anyopaque, side: u32, out: [*]u8, capacity_bytes: u32, spin_us: u32) i32 {
+    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
+    if (capacity_bytes > channel_count_max_bytes) return fail(error.InvalidArgument);
+    const received = channelOf(c).receive(caller, out[0..capacity_bytes], @as(u64, spin_us) * std.time.ns_per_us);
+    return @as(i32, @intCast(received.read_bytes)) * 4 + @as(i32, @intFromBool(received.wake_sender)) * channel_wake_peer;
+}
+
+/// 1 if parked (senders now ring the doorbell); 0 if something waits in the ring already.
+export fn objstore_channel_park(c: ?*anyopaque, side: u32) i32 {
+    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
+    return @intFromBool(channelOf(c).park(caller));
+}
+
+/// Un-parks: the caller is about to spin on its inbound ring.
+export fn objstore_channel_listen(c: ?*anyopaque, side: u32) i32 {
+    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
+    channelOf(c).listen(caller);
+    return succeed();
+}
+
 /// 1 = io_uring, 2 = pwritev.
 export fn objstore_io_backend(h: ?*anyopaque) i32 {
     return @intFromEnum(handleOf(h).spiller.backend());
@@ -432,6 +511,7 @@ test {
     _ = @import("store_test.zig");
     _ = @import("Progress.zig");
     _ = @import("RemoteFiles.zig");
+    _ = @import("Channel.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
 }

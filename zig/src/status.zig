@@ -2,7 +2,7 @@
 
 const std = @import("std");
 
-/// Keep in sync with `zig/include/objstore.h` (checked by the header test in lib.zig).
+/// Keep in sync with `zig/include/objstore.h`.
 pub const Status = enum(i32) {
     ok = 0,
     invalid_argument = 1,

@@ -248,20 +248,6 @@ test "a store larger than /dev/shm can hold is refused at open" {
     try testing.expectError(error.StoreFull, Store.open(uniqueName(&name_buffer), .{ .capacity_bytes = 1 << 50, .prefault = false }));
 }
 
-test "spinSealed returns once the object is sealed and times out while it is written" {
-    var name_buffer: [64]u8 = undefined;
-    const store = try openFresh(&name_buffer, 1 << 20);
-    defer _ = store.close(true, true);
-    const id = idOf(7);
-    _ = try store.create(&id, 8, &.{});
-    const before_ns = sys.nowNs();
-    try testing.expectError(error.Timeout, store.spinSealed(&id, 200 * std.time.ns_per_us));
-    try testing.expect(sys.nowNs() - before_ns >= 200 * std.time.ns_per_us);
-    try store.seal(&id);
-    try store.spinSealed(&id, 0);
-    try store.dropRef(&id);
-}
-
 fn readWholeFile(path: [:0]const u8, buffer: []u8) ![]u8 {
     const fd = try sys.open(path, .{ .ACCMODE = .RDONLY }, 0);
     defer sys.close(fd);

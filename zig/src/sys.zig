@@ -142,20 +142,6 @@ pub fn sleepNs(duration_ns: u64) void {
     _ = linux.nanosleep(&ts, null);
 }
 
-/// Spins (one poll syscall per turn, no sleeping) until `fd` is readable or `spin_ns` passed;
-/// true if readable. A process that spins instead of sleeping is woken by a write without the
-/// cost of waking an idle CPU, which dominates a round trip through a pipe on a VM.
-pub fn spinUntilReadable(fd: i32, spin_ns: u64) bool {
-    const deadline_ns = nowNs() + spin_ns;
-    var fds = [1]linux.pollfd{.{ .fd = fd, .events = linux.POLL.IN, .revents = 0 }};
-    while (true) {
-        const rc = linux.poll(&fds, 1, 0);
-        if (linux.errno(rc) == .SUCCESS and rc == 1) return true;
-        if (nowNs() >= deadline_ns) return false;
-        std.atomic.spinLoopHint();
-    }
-}
-
 /// Waits on a futex shared between processes (never FUTEX_PRIVATE: Zig's own are private).
 pub fn futexWait(word: *const std.atomic.Value(u32), expected: u32, timeout_ns: u64) void {
     const ts = linux.timespec{
@@ -217,14 +203,4 @@ test "processStartTime of this process is stable and non-zero" {
     try std.testing.expect(start != 0);
     try std.testing.expect(isAlive(getpid(), start));
     try std.testing.expect(!isAlive(getpid(), start + 1));
-}
-
-test "spinUntilReadable sees a pipe's data and times out on an empty pipe" {
-    var fds: [2]i32 = undefined;
-    try std.testing.expectEqual(linux.E.SUCCESS, linux.errno(linux.pipe2(&fds, .{ .CLOEXEC = true })));
-    defer _ = linux.close(fds[0]);
-    defer _ = linux.close(fds[1]);
-    try std.testing.expect(!spinUntilReadable(fds[0], 100 * std.time.ns_per_us));
-    _ = linux.write(fds[1], "x", 1);
-    try std.testing.expect(spinUntilReadable(fds[0], 0));
 }

@@ -1,0 +1,139 @@
+/**
+ * The message channel between the driver and one worker: two byte rings in shared memory
+ * (`zig/src/Channel.zig`), so a message costs a copy, not a pipe write, a wake-up and a read.
+ *
+ * A side that is not looking at its inbound ring is *parked*; a send that finds the other side
+ * parked rings its doorbell (`ringPeer`: a byte on the worker's stdin or stdout, which the
+ * peer's event loop watches), and the peer `pump`s. A side waiting for a quick reply spins on
+ * the ring instead (`listen`, then `receive` with a spin), and nobody rings anything.
+ */
+import process from "node:process";
+import type { Library } from "../ffi/load.ts";
+import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
+import { ObjstoreError } from "../errors.ts";
+import { errorFor } from "../store/status.ts";
+import { lastError } from "../store/native_store.ts";
+
+/** Which end of the channel this process is. */
+export const Side = { driver: 0, worker: 1 } as const;
+export type Side = typeof Side[keyof typeof Side];
+
+/** Per direction; a send that does not fit waits for room (OBJSTORE_CHANNEL_BYTES for tests). */
+const CAPACITY_BYTES = Number(process.env.OBJSTORE_CHANNEL_BYTES ?? 1 << 20);
+const WAKE_PEER = 1;
+const BLOCKED = 2;
+const RECEIVE_CHUNK_BYTES = 64 * 1024;
+
+const encoder = new TextEncoder();
+const nameBytes = (name: string) => encoder.encode(name);
+
+export class Channel {
+  readonly name: string;
+  readonly #symbols: NativeSymbols;
+  readonly #handle: NativePointer;
+  readonly #side: Side;
+  readonly #ringPeer: () => void;
+  /** Bytes sent while the ring was full, in order; they go when the peer makes room. */
+  readonly #waiting: Uint8Array[] = [];
+  readonly #inbound = new Uint8Array(RECEIVE_CHUNK_BYTES);
+  readonly #decoder = new TextDecoder();
+  #closed = false;
+
+  private constructor(library: Library, name: string, handle: NativePointer, side: Side, ringPeer: () => void) {
+    this.name = name;
+    this.#symbols = library.symbols;
+    this.#handle = handle;
+    this.#side = side;
+    this.#ringPeer = ringPeer;
+  }
+
+  /** Makes a new channel for a worker about to start (the driver's side), parked. */
+  static create(library: Library, storeName: string, ringPeer: () => void): Channel {
+    const suffix = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
+    const name = `objstore-ch-${storeName}-${suffix}`;
+    const bytes = nameBytes(name);
+    const handle = library.symbols.objstore_channel_create(bytes, bytes.length, CAPACITY_BYTES);
+    if (isNullPointer(handle)) throw Channel.#failure(library, `create channel ${name}`);
+    const channel = new Channel(library, name, handle, Side.driver, ringPeer);
+    channel.park();
+    return channel;
+  }
+
+  /** Opens the channel the driver made for this worker, and removes its name (only the two
+   * processes need it, and they have it mapped). */
+  static open(library: Library, name: string, ringPeer: () => void): Channel {
+    const bytes = nameBytes(name);
+    const handle = library.symbols.objstore_channel_open(bytes, bytes.length);
+    if (isNullPointer(handle)) throw Channel.#failure(library, `open channel ${name}`);
+    library.symbols.objstore_channel_unlink(bytes, bytes.length);
+    return new Channel(library, name, handle, Side.worker, ringPeer);
+  }
+
+  static #failure(library: Library, what: string): Error {
+    return errorFor(library.symbols.objstore_last_status(), lastError(library.symbols), what);
+  }
+
+  /** Sends `text` (whole protocol lines); what does not fit now goes when the peer makes room. */
+  send(text: string): void {
+    if (this.#closed || text === "") return;
+    const bytes = encoder.encode(text);
+    if (this.#waiting.length > 0) this.#waiting.push(bytes);
+    else this.#write(bytes);
+  }
+
+  /** Sends what waited for room; the peer rang because it made some. */
+  retry(): void {
+    while (this.#waiting.length > 0 && !this.#closed) {
+      if (!this.#write(this.#waiting.shift()!)) return;
+    }
+  }
+
+  /** Writes `bytes`; false if some had to wait (kept at the head of `#waiting`). */
+  #write(bytes: Uint8Array): boolean {
+    const result = this.#symbols.objstore_channel_send(this.#handle, this.#side, bytes, bytes.length);
+    if (result < 0) throw new ObjstoreError(`channel ${this.name}: send refused (status ${-result})`);
+    const written = result >>> 2;
+    if (result & WAKE_PEER) this.#ringPeer();
+    if (written === bytes.length) return true;
+    if ((result & BLOCKED) === 0) throw new ObjstoreError(`channel ${this.name}: short send without a full ring`);
+    this.#waiting.unshift(bytes.subarray(written));
+    return false;
+  }
+
+  /** What has arrived ("" if nothing), spinning up to `spinMicros` if nothing has yet. */
+  receive(spinMicros = 0): string {
+    if (this.#closed) return "";
+    let text = "";
+    let spin = spinMicros;
+    while (true) {
+      const result = this.#symbols.objstore_channel_receive(this.#handle, this.#side, this.#inbound, this.#inbound.length, spin);
+      if (result < 0) throw new ObjstoreError(`channel ${this.name}: receive refused (status ${-result})`);
+      spin = 0;
+      const count = result >>> 2;
+      if (result & WAKE_PEER) this.#ringPeer();
+      if (count === 0) return text;
+      text += this.#decoder.decode(this.#inbound.subarray(0, count), { stream: true });
+      if (count < this.#inbound.length) return text;
+    }
+  }
+
+  /** Stops looking: later sends ring the doorbell. False if something arrived meanwhile
+   * (then it stays awake: receive it, and park again). */
+  park(): boolean {
+    return this.#closed || this.#symbols.objstore_channel_park(this.#handle, this.#side) === 1;
+  }
+
+  /** Looks again (a spinning `receive` follows): the peer's sends need not ring. */
+  listen(): void {
+    if (!this.#closed) this.#symbols.objstore_channel_listen(this.#handle, this.#side);
+  }
+
+  /** Unmaps the rings; removes the name too, in case the worker never opened it. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const bytes = nameBytes(this.name);
+    this.#symbols.objstore_channel_unlink(bytes, bytes.length);
+    this.#symbols.objstore_channel_close(this.#handle);
+  }
+}
