@@ -32,9 +32,11 @@
  * `--quick` shrinks the batch sizes (10000 → 500, 5000 → 250, 1000 per client → 100, 80 MiB → 8 MiB).
  *
  * Floors, measured in the same run: a bare pipe ping-pong between this process and a child of
- * the same runtime (this file with --echo), over the same node:child_process pipes, line framing
- * and JSON that the scheduler uses, with no store and no scheduler: pipe_pingpong_sync (one
- * message in flight) and pipe_pingpong_async (1000 messages in one write, then all the replies).
+ * the same runtime (this file with --echo), over node:child_process pipes with line framing and
+ * JSON, as the scheduler talked before it had shared-memory channels (zig/src/Channel.zig), with
+ * no store and no scheduler: pipe_pingpong_sync (one message in flight) and pipe_pingpong_async
+ * (1000 messages in one write, then all the replies). One-in-flight tasks now pass it: what
+ * the channel saves is this floor.
  *
  * `--placement same|split` pins the processes (taskset; default: the kernel places them): `same`
  * puts the driver and every child on CPU 0; `split` the driver on CPU 0 and its children on CPU 1
@@ -140,8 +142,8 @@ if (args.includes("--echo")) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The floor: a child of the same runtime (this file with --echo) over node:child_process pipes,
-// with the scheduler's framing (MARK + JSON + newline).
+// The pipe floor: a child of the same runtime (this file with --echo) over node:child_process
+// pipes, with the framing the scheduler used on them (MARK + JSON + newline).
 
 interface Echo {
   roundTrip(n: number): Promise<void>;

@@ -279,3 +279,17 @@ test("4 KiB channels: messages larger than a ring, full rings, a worker killed w
     rmSync(markerDir, { recursive: true, force: true });
   }
 }, { timeoutMs: 120_000 });
+
+test("a store with the longest allowed name (200 characters) runs tasks and actors", () =>
+  withCluster(async () => {
+    const double = os.remote((n: number) => n * 2);
+    assert.equal(await os.get(double.remote(21)), 42);
+    class Echo {
+      echo(s: string) {
+        return s;
+      }
+    }
+    const echo = os.remote(Echo).remote();
+    assert.equal(await os.get(echo.echo.remote("hi")), "hi");
+    os.kill(echo);
+  }, { storeName: `t${process.pid}-`.padEnd(200, "n") }), { timeoutMs: 60_000 });

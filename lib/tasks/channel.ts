@@ -23,6 +23,8 @@ const CAPACITY_BYTES = Number(process.env.OBJSTORE_CHANNEL_BYTES ?? 1 << 20);
 const WAKE_PEER = 1;
 const BLOCKED = 2;
 const RECEIVE_CHUNK_BYTES = 64 * 1024;
+/** The most one native send takes (its result packs the count into an i32). */
+const SEND_MAX_BYTES = 1 << 28;
 
 const encoder = new TextEncoder();
 const nameBytes = (name: string) => encoder.encode(name);
@@ -47,7 +49,8 @@ export class Channel {
     this.#ringPeer = ringPeer;
   }
 
-  /** Makes a new channel for a worker about to start (the driver's side), parked. */
+  /** Makes a new channel for a worker about to start; the driver's side starts parked (the
+   * worker's first messages ring), the worker's listening until its first `park`. */
   static create(library: Library, storeName: string, ringPeer: () => void): Channel {
     const suffix = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
     const name = `objstore-ch-${storeName}-${suffix}`;
@@ -61,7 +64,8 @@ export class Channel {
 
   /** Opens the channel the driver made for this worker, and removes its name (only the two
    * processes need it, and they have it mapped). */
-  static open(library: Library, name: string, ringPeer: () => void): Channel {
+  static open(library: Library, name: string | undefined, ringPeer: () => void): Channel {
+    if (!name) throw new ObjstoreError("OBJSTORE_CHANNEL is not set: workers are started by the driver");
     const bytes = nameBytes(name);
     const handle = library.symbols.objstore_channel_open(bytes, bytes.length);
     if (isNullPointer(handle)) throw Channel.#failure(library, `open channel ${name}`);
@@ -90,12 +94,16 @@ export class Channel {
 
   /** Writes `bytes`; false if some had to wait (kept at the head of `#waiting`). */
   #write(bytes: Uint8Array): boolean {
-    const result = this.#symbols.objstore_channel_send(this.#handle, this.#side, bytes, bytes.length);
-    if (result < 0) throw new ObjstoreError(`channel ${this.name}: send refused (status ${-result})`);
-    const written = result >>> 2;
-    if (result & WAKE_PEER) this.#ringPeer();
+    let written = 0;
+    while (written < bytes.length) {
+      const piece = bytes.subarray(written, written + SEND_MAX_BYTES);
+      const result = this.#symbols.objstore_channel_send(this.#handle, this.#side, piece, piece.length);
+      if (result < 0) throw new ObjstoreError(`channel ${this.name}: send refused (status ${-result})`);
+      if (result & WAKE_PEER) this.#ringPeer();
+      written += result >>> 2;
+      if (result & BLOCKED) break;
+    }
     if (written === bytes.length) return true;
-    if ((result & BLOCKED) === 0) throw new ObjstoreError(`channel ${this.name}: short send without a full ring`);
     this.#waiting.unshift(bytes.subarray(written));
     return false;
   }
@@ -120,7 +128,10 @@ export class Channel {
   /** Stops looking: later sends ring the doorbell. False if something arrived meanwhile
    * (then it stays awake: receive it, and park again). */
   park(): boolean {
-    return this.#closed || this.#symbols.objstore_channel_park(this.#handle, this.#side) === 1;
+    if (this.#closed) return true;
+    const result = this.#symbols.objstore_channel_park(this.#handle, this.#side);
+    if (result < 0) throw new ObjstoreError(`channel ${this.name}: park refused (status ${-result})`);
+    return result === 1;
   }
 
   /** Looks again (a spinning `receive` follows): the peer's sends need not ring. */

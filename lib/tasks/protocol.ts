@@ -29,16 +29,26 @@ export type ToWorker =
 
 /**
  * A task's arguments: the hex id of the array stored in the store, or — when every argument
- * is a plain JSON value (finite number, string, boolean, null) — the array itself, which
+ * is a plain JSON value (finite number, short string, boolean, null) — the array itself, which
  * saves a put and a get for the most common small calls (Ray inlines small arguments too).
  */
 export type WireArguments = string | Array<number | string | boolean | null>;
 
-/** True if `args` survive a JSON round trip unchanged. */
+/** Above this many characters of strings, arguments go through the store (zero-copy) rather
+ * than through the channel as JSON. */
+const INLINE_STRING_CHARS_MAX = 16 * 1024;
+
+/** True if `args` survive a JSON round trip unchanged and are small. */
 export function isInlineable(args: unknown[]): args is Array<number | string | boolean | null> {
+  let stringChars = 0;
   for (const a of args) {
     const kind = typeof a;
-    if (a === null || kind === "string" || kind === "boolean") continue;
+    if (kind === "string") {
+      stringChars += (a as string).length;
+      if (stringChars > INLINE_STRING_CHARS_MAX) return false;
+      continue;
+    }
+    if (a === null || kind === "boolean") continue;
     if (kind === "number" && Number.isFinite(a) && !Object.is(a, -0)) continue;
     return false;
   }

@@ -3,7 +3,8 @@
  * at a time, in order. Arguments are read from the store (top-level refs resolved, zero-copy);
  * results are written into the store under ids the driver chose; only ids cross the channel.
  *
- * Started by the driver (lib/tasks/pool.ts) with OBJSTORE_STORE set; not for direct use.
+ * Started by the driver (lib/tasks/worker_process.ts) with OBJSTORE_STORE and OBJSTORE_CHANNEL
+ * set; not for direct use.
  */
 import process from "node:process";
 import { setImmediate } from "node:timers";
@@ -31,7 +32,7 @@ if (!storeName) {
   process.exit(2);
 }
 const session: Session = await initWorker(storeName);
-const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL ?? "", () => process.stdout.write(DOORBELL));
+const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => process.stdout.write(DOORBELL));
 const forwarder = new Forwarder(session, send);
 session.useSubmitter(forwarder);
 
@@ -277,6 +278,7 @@ function spinForNext(): void {
   const deadline = performance.now() + SPIN_MICROS / 1000;
   let leftMicros = SPIN_MICROS;
   do {
+    channel.retry();
     read(channel.receive(leftMicros));
     leftMicros = Math.floor((deadline - performance.now()) * 1000);
   } while (inbox.length === 0 && leftMicros > 0);
@@ -301,11 +303,16 @@ function parkIfTheLoopTurns(): void {
 
 /** Handles every message waiting in the channel, then parks it (until the doorbell rings). */
 function pump(): void {
-  channel.retry();
-  while (true) {
-    const text = channel.receive();
-    if (text !== "") read(text);
-    else if (channel.park()) return;
+  try {
+    channel.retry();
+    while (true) {
+      const text = channel.receive();
+      if (text !== "") read(text);
+      else if (channel.park()) return;
+    }
+  } catch (error) {
+    setImmediate(pump); // never stay unparked: what comes next would not ring
+    throw error;
   }
 }
 

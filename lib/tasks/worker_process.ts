@@ -64,8 +64,8 @@ export class WorkerProcess {
     });
     this.child.stdin!.on("error", () => {}); // a dead worker's pipe; its exit is handled below
     this.child.on("exit", (code, signal) => {
-      this.pump(); // what it reported before it died (tasks it finished)
-      this.exited = true;
+      this.exited = true; // first: nothing handled below may send it more work
+      this.#receiveAll(); // what it reported before it died (tasks it finished)
       this.#channel.close();
       events.onExit(this, code, signal);
     });
@@ -74,12 +74,19 @@ export class WorkerProcess {
   /** Handles every message waiting in the channel, then parks it (the doorbell rang). */
   pump(): void {
     if (this.exited) return;
-    this.#channel.retry();
-    while (true) {
-      const text = this.#channel.receive();
-      if (text !== "") this.#read(text);
-      else if (this.#channel.park()) return;
+    try {
+      this.#channel.retry();
+      this.#receiveAll();
+      while (!this.#channel.park()) this.#receiveAll();
+    } catch (error) {
+      setTimeout(() => this.pump(), 0); // never stay unparked: what comes next would not ring
+      throw error;
     }
+  }
+
+  #receiveAll(): void {
+    let text: string;
+    while ((text = this.#channel.receive()) !== "") this.#read(text);
   }
 
   /**
@@ -90,14 +97,17 @@ export class WorkerProcess {
     if (this.exited) return false;
     this.flush();
     this.#channel.listen();
-    const deadline = performance.now() + spinMicros / 1000;
-    while (!task.settled && !this.exited) {
-      const leftMicros = Math.floor((deadline - performance.now()) * 1000);
-      if (leftMicros <= 0) break;
-      const text = this.#channel.receive(leftMicros);
-      if (text !== "") this.#read(text);
+    try {
+      const deadline = performance.now() + spinMicros / 1000;
+      while (!task.settled && !this.exited) {
+        const leftMicros = Math.floor((deadline - performance.now()) * 1000);
+        if (leftMicros <= 0) break;
+        const text = this.#channel.receive(leftMicros);
+        if (text !== "") this.#read(text);
+      }
+    } finally {
+      this.pump();
     }
-    this.pump();
     return task.settled;
   }
 

@@ -167,7 +167,8 @@ int32_t objstore_io_backend(objstore_t *h);
  * caller's: 0 driver, 1 worker. Send and receive return the byte count times 4 plus flags:
  * OBJSTORE_CHANNEL_WAKE_PEER (ring the other process's doorbell: it was parked, or blocked
  * on a full ring that now has room) and OBJSTORE_CHANNEL_BLOCKED (send only: not all fit;
- * the receiver will ring this side's doorbell when it makes room). */
+ * the receiver will ring this side's doorbell when it makes room). size_bytes and
+ * capacity_bytes are at most 2^28; errors come back negated (-OBJSTORE_INVALID_ARGUMENT). */
 #define OBJSTORE_CHANNEL_WAKE_PEER 1
 #define OBJSTORE_CHANNEL_BLOCKED 2
 typedef struct objstore_channel objstore_channel_t;
@@ -180,7 +181,8 @@ int32_t objstore_channel_close(objstore_channel_t *c);
 int32_t objstore_channel_send(objstore_channel_t *c, uint32_t side, const uint8_t *bytes, uint32_t size_bytes);
 /* Spins up to spin_us for data if the inbound ring is empty. */
 int32_t objstore_channel_receive(objstore_channel_t *c, uint32_t side, uint8_t *out, uint32_t capacity_bytes, uint32_t spin_us);
-/* Stops watching the inbound ring: 1 parked (senders will report WAKE_PEER), 0 if data waits. */
+/* Stops watching the inbound ring: 1 parked (senders will report WAKE_PEER), 0 if data waits,
+ * negative on error. */
 int32_t objstore_channel_park(objstore_channel_t *c, uint32_t side);
 /* Watches the inbound ring again (before a spinning receive): senders need not wake it. */
 int32_t objstore_channel_listen(objstore_channel_t *c, uint32_t side);

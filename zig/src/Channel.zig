@@ -28,7 +28,8 @@ pub const version: u32 = 1;
 pub const capacity_min_bytes: u32 = 4096;
 pub const capacity_max_bytes: u32 = 1 << 28;
 const header_size_bytes: usize = 4096;
-const name_max_bytes: usize = 200;
+/// NAME_MAX of tmpfs: a 200-byte store name plus the channel prefix and suffix fits.
+const name_max_bytes: usize = 255;
 
 /// Which process calls: its outbound ring is `rings[side]`, its inbound one the other.
 pub const Side = enum(u1) {
@@ -68,6 +69,11 @@ capacity_bytes: u32,
 
 pub const Error = status.Error;
 
+fn validCapacity(capacity_bytes: u32) bool {
+    return capacity_bytes >= capacity_min_bytes and capacity_bytes <= capacity_max_bytes and
+        std.math.isPowerOfTwo(capacity_bytes);
+}
+
 fn mappedSize(capacity_bytes: u32) usize {
     return header_size_bytes + 2 * @as(usize, capacity_bytes);
 }
@@ -90,7 +96,7 @@ fn pathOf(buffer: *[Store.shm_dir.len + name_max_bytes + 1]u8, name: []const u8)
 
 /// Creates the channel file (it must not exist) and maps it; the creator is the driver.
 pub fn create(name: []const u8, capacity_bytes: u32) Error!Channel {
-    if (!std.math.isPowerOfTwo(capacity_bytes) or capacity_bytes < capacity_min_bytes or capacity_bytes > capacity_max_bytes) {
+    if (!validCapacity(capacity_bytes)) {
         status.setDetail("a channel's capacity must be a power of two in {d}..{d} bytes, got {d}", .{ capacity_min_bytes, capacity_max_bytes, capacity_bytes });
         return error.InvalidArgument;
     }
@@ -129,7 +135,7 @@ pub fn open(name: []const u8) Error!Channel {
     if (size_bytes < header_size_bytes) return badChannel(path);
     const base = sys.mapShared(fd, @intCast(size_bytes)) catch return error.System;
     const h: *const Header = @ptrCast(base);
-    if (h.magic != magic or h.version != version or !std.math.isPowerOfTwo(h.capacity_bytes) or
+    if (h.magic != magic or h.version != version or !validCapacity(h.capacity_bytes) or
         mappedSize(h.capacity_bytes) != size_bytes)
     {
         sys.unmap(base, @intCast(size_bytes));
@@ -168,17 +174,18 @@ pub fn send(self: Channel, side: Side, bytes: []const u8) Sent {
     const control = &self.header().rings[@intFromEnum(side)];
     var written_bytes: u32 = 0;
     var blocked = false;
-    // Each turn writes at least one byte or ends, and the receiver frees room at most once
-    // per turn seen; the bound only guards against a receiver that corrupts the counters.
-    var turns: u32 = 0;
+    // A turn after the first runs only because the receiver freed room, so it writes at least
+    // one byte: at most bytes.len + 1 turns.
+    var turns: usize = 0;
     while (written_bytes < bytes.len) : (turns += 1) {
+        assert(turns <= bytes.len);
         const tail = control.tail.load(.seq_cst);
         const fitted = self.write(side, bytes[written_bytes..], tail);
         written_bytes += fitted;
         if (written_bytes == bytes.len) break;
         // Full. Ask to be woken, then look again: the receiver may have drained meanwhile.
         control.producer_blocked.store(1, .seq_cst);
-        if (control.tail.load(.seq_cst) == tail or turns >= 64) {
+        if (control.tail.load(.seq_cst) == tail) {
             blocked = true;
             break;
         }
@@ -263,17 +270,34 @@ pub fn listen(self: Channel, side: Side) void {
 
 const testing = std.testing;
 
-fn testName(buffer: []u8, what: []const u8) []const u8 {
-    return std.fmt.bufPrint(buffer, "objstore-test-channel-{s}-{d}", .{ what, sys.getpid() }) catch unreachable;
-}
+/// A fresh 4 KiB channel for one test; `deinit` removes it.
+const TestChannel = struct {
+    name_buffer: [80]u8 = undefined,
+    name_size_bytes: usize = 0,
+    channel: Channel = undefined,
+
+    fn init(self: *TestChannel, what: []const u8) !void {
+        const written = std.fmt.bufPrint(&self.name_buffer, "objstore-test-channel-{s}-{d}", .{ what, sys.getpid() }) catch unreachable;
+        self.name_size_bytes = written.len;
+        self.channel = try create(written, capacity_min_bytes);
+    }
+
+    fn name(self: *const TestChannel) []const u8 {
+        return self.name_buffer[0..self.name_size_bytes];
+    }
+
+    fn deinit(self: *TestChannel) void {
+        unlink(self.name()) catch {};
+        self.channel.close();
+    }
+};
 
 test "a message wraps around the ring and comes back whole" {
-    var name_buffer: [80]u8 = undefined;
-    const name = testName(&name_buffer, "wrap");
-    const driver = try create(name, capacity_min_bytes);
-    defer unlink(name) catch {};
-    defer driver.close();
-    const worker = try open(name);
+    var fixture = TestChannel{};
+    try fixture.init("wrap");
+    defer fixture.deinit();
+    const driver = fixture.channel;
+    const worker = try open(fixture.name());
     defer worker.close();
 
     var message: [3000]u8 = undefined;
@@ -292,11 +316,10 @@ test "a message wraps around the ring and comes back whole" {
 }
 
 test "a full ring takes what fits and wakes the blocked sender once drained" {
-    var name_buffer: [80]u8 = undefined;
-    const name = testName(&name_buffer, "full");
-    const worker_side = try create(name, capacity_min_bytes);
-    defer unlink(name) catch {};
-    defer worker_side.close();
+    var fixture = TestChannel{};
+    try fixture.init("full");
+    defer fixture.deinit();
+    const worker_side = fixture.channel;
 
     var message: [capacity_min_bytes + 100]u8 = @splat(0xab);
     const sent = worker_side.send(.worker, &message);
@@ -316,11 +339,10 @@ test "a full ring takes what fits and wakes the blocked sender once drained" {
 }
 
 test "a parked receiver is woken by the first send only, and refuses to park over data" {
-    var name_buffer: [80]u8 = undefined;
-    const name = testName(&name_buffer, "park");
-    const channel = try create(name, capacity_min_bytes);
-    defer unlink(name) catch {};
-    defer channel.close();
+    var fixture = TestChannel{};
+    try fixture.init("park");
+    defer fixture.deinit();
+    const channel = fixture.channel;
 
     // Nobody parked yet: no doorbell.
     try testing.expect(!channel.send(.driver, "a").wake_receiver);
@@ -367,16 +389,15 @@ fn expectedByte(position: u64) u8 {
 }
 
 test "two processes stream 8 MiB through a 4 KiB ring in uneven pieces, every byte in order" {
-    var name_buffer: [80]u8 = undefined;
-    const name = testName(&name_buffer, "stream");
-    const channel = try create(name, capacity_min_bytes);
-    defer unlink(name) catch {};
-    defer channel.close();
+    var fixture = TestChannel{};
+    try fixture.init("stream");
+    defer fixture.deinit();
+    const channel = fixture.channel;
     const total_bytes: u64 = 8 << 20;
 
     const rc = linux.fork();
     try testing.expect(linux.errno(rc) == .SUCCESS);
-    if (rc == 0) echoChild(name, total_bytes);
+    if (rc == 0) echoChild(fixture.name(), total_bytes);
 
     var piece: [5000]u8 = undefined;
     var position: u64 = 0;

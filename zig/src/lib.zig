@@ -451,6 +451,7 @@ export fn objstore_channel_unlink(name: [*]const u8, name_size_bytes: u32) i32 {
 }
 
 export fn objstore_channel_close(c: ?*anyopaque) i32 {
+    if (c == null) return fail(error.InvalidArgument);
     const channel = channelOf(c);
     channel.close();
     std.heap.c_allocator.destroy(channel);
@@ -459,7 +460,8 @@ export fn objstore_channel_close(c: ?*anyopaque) i32 {
 
 pub const channel_wake_peer: i32 = 1;
 pub const channel_blocked: i32 = 2;
-/// Results of send and receive: the byte count times 4, plus the flags above.
+/// Results of send and receive: the byte count times 4, plus the flags above, or a negated
+/// status. Counts stay below 2^28 so that fits an i32.
 const channel_count_max_bytes: u32 = 1 << 28;
 
 fn sideOf(side: u32) ?Channel.Side {
@@ -468,8 +470,8 @@ fn sideOf(side: u32) ?Channel.Side {
 
 /// Writes what fits of `bytes` into `side`'s outbound ring: written × 4 | wake_peer | blocked.
 export fn objstore_channel_send(c: ?*anyopaque, side: u32, bytes: [*]const u8, size_bytes: u32) i32 {
-    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
-    if (size_bytes > channel_count_max_bytes) return fail(error.InvalidArgument);
+    const caller = sideOf(side) orelse return -fail(error.InvalidArgument);
+    if (size_bytes > channel_count_max_bytes) return -fail(error.InvalidArgument);
     const sent = channelOf(c).send(caller, bytes[0..size_bytes]);
     const flags = @as(i32, @intFromBool(sent.wake_receiver)) * channel_wake_peer + @as(i32, @intFromBool(sent.blocked)) * channel_blocked;
     return @as(i32, @intCast(sent.written_bytes)) * 4 + flags;
@@ -478,15 +480,15 @@ export fn objstore_channel_send(c: ?*anyopaque, side: u32, bytes: [*]const u8, s
 /// Reads up to `capacity_bytes` from `side`'s inbound ring, spinning up to `spin_us` for
 /// something to arrive: read × 4 | wake_peer.
 export fn objstore_channel_receive(c: ?*anyopaque, side: u32, out: [*]u8, capacity_bytes: u32, spin_us: u32) i32 {
-    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
-    if (capacity_bytes > channel_count_max_bytes) return fail(error.InvalidArgument);
+    const caller = sideOf(side) orelse return -fail(error.InvalidArgument);
+    if (capacity_bytes > channel_count_max_bytes) return -fail(error.InvalidArgument);
     const received = channelOf(c).receive(caller, out[0..capacity_bytes], @as(u64, spin_us) * std.time.ns_per_us);
     return @as(i32, @intCast(received.read_bytes)) * 4 + @as(i32, @intFromBool(received.wake_sender)) * channel_wake_peer;
 }
 
 /// 1 if parked (senders now ring the doorbell); 0 if something waits in the ring already.
 export fn objstore_channel_park(c: ?*anyopaque, side: u32) i32 {
-    const caller = sideOf(side) orelse return fail(error.InvalidArgument);
+    const caller = sideOf(side) orelse return -fail(error.InvalidArgument);
     return @intFromBool(channelOf(c).park(caller));
 }
 
