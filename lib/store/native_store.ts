@@ -351,9 +351,32 @@ export function toHex(bytes: Uint8Array): string {
   return text;
 }
 
+/** The bytes of `hex`, or undefined if it is not `sizeBytes` bytes of hex digits. Results are
+ * cut from a shared slab: a new small typed array costs V8 ~0.5 µs, and ids come by the thousand. */
 export function fromHex(hex: string, sizeBytes: number): Uint8Array | undefined {
-  if (hex.length !== sizeBytes * 2 || !/^[0-9a-fA-F]*$/.test(hex)) return undefined;
-  const bytes = new Uint8Array(sizeBytes);
-  for (let i = 0; i < sizeBytes; i++) bytes[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  if (hex.length !== sizeBytes * 2) return undefined;
+  if (hexSlabUsed + sizeBytes > hexSlab.length) {
+    hexSlab = new Uint8Array(Math.max(HEX_SLAB_BYTES, sizeBytes));
+    hexSlabUsed = 0;
+  }
+  const bytes = hexSlab.subarray(hexSlabUsed, hexSlabUsed + sizeBytes);
+  for (let i = 0; i < sizeBytes; i++) {
+    const high = hexValue(hex.charCodeAt(2 * i));
+    const low = hexValue(hex.charCodeAt(2 * i + 1));
+    if ((high | low) < 0) return undefined;
+    bytes[i] = high * 16 + low;
+  }
+  hexSlabUsed += sizeBytes;
   return bytes;
+}
+
+const HEX_SLAB_BYTES = 4096;
+let hexSlab = new Uint8Array(HEX_SLAB_BYTES);
+let hexSlabUsed = 0;
+
+/** 0–15 for a hex digit's char code, -1 for anything else. */
+function hexValue(code: number): number {
+  if (code >= 48 && code <= 57) return code - 48; // 0-9
+  const lower = code | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1; // a-f, A-F
 }

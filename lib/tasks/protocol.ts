@@ -22,8 +22,8 @@ export type ToWorker =
   | { t: "run"; task: number; fn?: number; method?: string; args: WireArguments; returns: string[] }
   /** Makes this worker an actor: constructs class `fn` with `args`. */
   | { t: "actor"; fn: number; args: WireArguments }
-  /** The driver holds the results now: drop the worker's creator references. */
-  | { t: "release"; ids: string[] }
+  /** The driver holds these tasks' results now: drop the worker's creator references. */
+  | { t: "release"; tasks: number[] }
   /** Tasks this worker submitted are done; the driver holds their results until `acquired`. */
   | { t: "resolved"; ids: string[] };
 

@@ -64,7 +64,7 @@ class Task {
   readonly actor: Actor | undefined;
   readonly args: PackedArguments;
   /** Refs the arguments hold; they stay alive while the task may run. */
-  readonly argRefs: ObjectRef[];
+  readonly argRefs: readonly ObjectRef[];
   readonly returnIds: Uint8Array[];
   readonly returnHex: string[];
   /** Every ref made to one of the returns (the caller's, and tasks' copies), weakly. */
@@ -84,7 +84,7 @@ class Task {
   #done: Promise<void> | undefined;
   #resolve: (() => void) | undefined;
 
-  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: PackedArguments, argRefs: ObjectRef[], returnIds: Uint8Array[], retries: number) {
+  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: PackedArguments, argRefs: readonly ObjectRef[], returnIds: Uint8Array[], retries: number) {
     this.id = id;
     this.name = name;
     this.fn = target.fn;
@@ -132,6 +132,9 @@ function packArguments(session: Session, args: unknown[]): PackedArguments {
   const ref = putArguments(session, args);
   return { wire: ref.hex(), ref };
 }
+
+/** Most calls take no refs: one shared empty list instead of a new one per task. */
+const noRefs: readonly ObjectRef[] = Object.freeze([]);
 
 function sameId(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -267,10 +270,11 @@ export class Scheduler implements Submitter {
   }
 
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
-    const argRefs = args.filter((a): a is ObjectRef => a instanceof ObjectRef).map((ref) => this.#copyRef(ref));
+    let argRefs: ObjectRef[] | undefined;
+    for (const a of args) if (a instanceof ObjectRef) (argRefs ??= []).push(this.#copyRef(a));
     const packed = packArguments(this.#session, args);
-    const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());
-    return this.#register(new Task(this.#nextTask++, name, target, packed, argRefs, returnIds, retries));
+    const returnIds = numReturns === 1 ? [this.#session.newId()] : Array.from({ length: numReturns }, () => this.#session.newId());
+    return this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
   }
 
   #register(task: Task): Task {
@@ -480,7 +484,7 @@ export class Scheduler implements Submitter {
           task.sentAsSlow = false;
           this.#recordRunTime(task, message.micros[i]);
           this.#complete(task);
-          worker.release(task.returnHex);
+          worker.release(task.id);
         }
         if (worker.actorId === undefined) this.#dispatch();
         else this.#updateKeepAlive();

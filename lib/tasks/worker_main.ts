@@ -41,7 +41,8 @@ type Callable = (...args: unknown[]) => unknown;
 const functions = new Map<number, { name: string; value: Promise<unknown> }>();
 let actor: { instance: Record<string, unknown>; className: string } | undefined;
 let actorFailure: TaskFailure | undefined;
-const creatorRefs = new Map<string, Uint8Array>();
+/** The results of each task run here, referenced until the driver has its own references. */
+const creatorRefs = new Map<number, Uint8Array[]>();
 const inbox: ToWorker[] = [];
 let running = false;
 let outbox = "";
@@ -149,7 +150,7 @@ function failureOf(error: unknown, taskName: string): TaskFailure {
   return new TaskFailure("error", describeError(explain(error, taskName)), taskName);
 }
 
-function storeReturns(returns: string[], value: unknown, failure: TaskFailure | undefined, taskName: string): void {
+function storeReturns(task: number, returns: string[], value: unknown, failure: TaskFailure | undefined, taskName: string): void {
   const ids = idsOf(returns);
   let values: unknown[];
   if (failure !== undefined) {
@@ -172,8 +173,8 @@ function storeReturns(returns: string[], value: unknown, failure: TaskFailure | 
     } catch (error) {
       putWithId(session, ids[i], new TaskFailure("error", describeError(error), taskName));
     }
-    creatorRefs.set(returns[i], ids[i]);
   }
+  creatorRefs.set(task, ids);
 }
 
 async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
@@ -192,7 +193,7 @@ async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
       failure = failureOf(error, taskName);
     }
   }
-  storeReturns(message.returns, value, failure, taskName);
+  storeReturns(message.task, message.returns, value, failure, taskName);
   lastRunMicros = Math.round((performance.now() - startMs) * 1000);
   reportDone(message.task, lastRunMicros);
 }
@@ -233,11 +234,11 @@ async function handle(message: ToWorker): Promise<void> {
     case "resolved":
       return forwarder.onResolved(message.ids);
     case "release":
-      for (const hex of message.ids) {
-        const id = creatorRefs.get(hex);
-        if (id === undefined) continue;
-        creatorRefs.delete(hex);
-        session.store.dropRef(id);
+      for (const task of message.tasks) {
+        const ids = creatorRefs.get(task);
+        if (ids === undefined) continue;
+        creatorRefs.delete(task);
+        for (const id of ids) session.store.dropRef(id);
       }
       return;
   }

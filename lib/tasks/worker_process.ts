@@ -9,6 +9,8 @@ import type { Library } from "../ffi/load.ts";
 import { Channel } from "./channel.ts";
 import { DOORBELL, encodeMessage, type FromWorker, messageReader, type ToWorker } from "./protocol.ts";
 
+/** Queued messages this long are sent without waiting for the end of the turn (~60 runs). */
+const EARLY_FLUSH_CHARS = 8 * 1024;
 /** How long a release waits for a message to ride along with. */
 const RELEASE_DELAY_MS = 5;
 
@@ -38,7 +40,7 @@ export class WorkerProcess {
   #outbox = "";
   #flushQueued = false;
   /** Results the driver holds now, whose creator references the worker may drop. */
-  #released: string[] = [];
+  #released: number[] = [];
   #releaseTimer: ReturnType<typeof setTimeout> | undefined;
   #keptAlive = true;
   readonly #library: Library;
@@ -120,18 +122,20 @@ export class WorkerProcess {
   sendEncoded(line: string): void {
     if (this.exited) return;
     this.#outbox += line;
+    // A long batch goes in pieces, so the worker starts on it while the rest is submitted.
+    if (this.#outbox.length >= EARLY_FLUSH_CHARS) return this.flush();
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     queueMicrotask(() => this.flush());
   }
 
   /**
-   * Lets the worker drop its creator references to `ids`. Not urgent: it rides along with the
+   * Lets the worker drop its creator references to `task`'s results. Not urgent: it rides along with the
    * next message (the next task, usually), or goes on its own after RELEASE_DELAY_MS.
    */
-  release(ids: readonly string[]): void {
+  release(task: number): void {
     if (this.exited) return;
-    for (const id of ids) this.#released.push(id);
+    this.#released.push(task);
     if (this.#releaseTimer !== undefined) return;
     this.#releaseTimer = setTimeout(() => this.flush(true), RELEASE_DELAY_MS);
     this.#library.shim.unrefTimer(this.#releaseTimer);
@@ -145,7 +149,7 @@ export class WorkerProcess {
     this.#flushQueued = false;
     if (this.#outbox === "" && !releasesToo) return;
     if (this.#released.length > 0) {
-      this.#outbox = encodeMessage({ t: "release", ids: this.#released }) + this.#outbox;
+      this.#outbox = `{"t":"release","tasks":[${this.#released.join(",")}]}\n` + this.#outbox;
       this.#released = [];
       clearTimeout(this.#releaseTimer);
       this.#releaseTimer = undefined;
