@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { tableFromArrays } from "apache-arrow";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { collectGarbage, eventually, uniqueStoreName } from "./helpers.ts";
+import { collectGarbage, eventually, eventuallyCollected, uniqueStoreName } from "./helpers.ts";
 import { sampleValues } from "./fixtures/values.ts";
 
 const MiB = 1024 * 1024;
@@ -139,8 +139,7 @@ test("refs inside values keep their objects alive and come back as refs", () =>
     assert.equal(got.inner.id, inner.id);
     assert.deepStrictEqual(await os.get(got.inner), new Float64Array([1, 2, 3]));
     os.free([outer, got.inner, got.list[0]]);
-    await collectGarbage();
-    await eventually(() => os.memoryStats().objectCount === 0, 5000, "both objects deleted");
+    await eventuallyCollected(() => os.memoryStats().objectCount === 0, 5000, "both objects deleted");
     assert.throws(() => os.put({ gone: inner }), (error: unknown) => {
       assert.ok(error instanceof os.SerializationError);
       assert.match((error as Error).message, /value\.gone.*released/);

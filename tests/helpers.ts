@@ -101,6 +101,17 @@ export async function eventually(check: () => boolean, timeoutMs = 5000, what = 
   }
 }
 
+/** Collects garbage until `check` holds or `timeoutMs` passes: Bun's collector is conservative,
+ * so a stale stack slot can keep a view alive through one collection. */
+export async function eventuallyCollected(check: () => boolean, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (true) {
+    await collectGarbage();
+    if (check()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  }
+}
+
 /** A store name no other test uses. */
 export function uniqueStoreName(what: string): string {
   return `test-${what}-${process.pid}-${Math.floor(Math.random() * 1e9)}`;

@@ -58,6 +58,7 @@ export const symbols = {
   objstore_channel_receive: { args: ["pointer", "u32", "buffer", "u32", "u32"], result: "i32" },
   objstore_channel_park: { args: ["pointer", "u32"], result: "i32" },
   objstore_channel_listen: { args: ["pointer", "u32"], result: "i32" },
+  objstore_doorbell_ring: { args: ["i32"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 export type SymbolTable = typeof symbols;

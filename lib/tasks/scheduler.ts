@@ -8,6 +8,7 @@
  * results are `WorkerCrashedError` failures. Actors get a worker of their own, fed in call order.
  */
 import process from "node:process";
+import { setImmediate } from "node:timers";
 import { ObjstoreError } from "../errors.ts";
 import { ObjectRef } from "../object_ref.ts";
 import { putArguments, putWithId } from "../objects.ts";
@@ -185,6 +186,8 @@ export class Scheduler implements Submitter {
   #nextActor = 1;
   #closing = false;
   #busy = false;
+  /** An idle scheduler lets go of its workers at the next turn of the event loop, if still idle. */
+  #idleCheckQueued = false;
 
   constructor(session: Session, numWorkers: number) {
     this.#session = session;
@@ -591,9 +594,28 @@ export class Scheduler implements Submitter {
     return [...this.#workers, ...[...this.#actors.values()].map((a) => a.worker)];
   }
 
-  /** Workers keep the program alive only while tasks are in flight. */
+  /**
+   * Workers keep the program alive only while tasks are in flight. Letting go waits for the
+   * event loop's next turn: a loop of one-at-a-time tasks is idle between each two for a
+   * moment only, and flipping every worker's handles twice per task cost time (and, on Deno,
+   * a listener per flip on a pipe not yet connected).
+   */
   #updateKeepAlive(): void {
     const busy = this.#tasks.size > 0;
+    if (busy) {
+      this.#idleCheckQueued = false;
+      return this.#keepAlive(true);
+    }
+    if (!this.#busy || this.#idleCheckQueued) return;
+    this.#idleCheckQueued = true;
+    setImmediate(() => {
+      if (!this.#idleCheckQueued) return;
+      this.#idleCheckQueued = false;
+      if (this.#tasks.size === 0) this.#keepAlive(false);
+    });
+  }
+
+  #keepAlive(busy: boolean): void {
     if (busy === this.#busy) return;
     this.#busy = busy;
     for (const worker of this.#allWorkers()) worker.keepAlive(busy);

@@ -20,7 +20,7 @@ import { Forwarder } from "./forwarder.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS, SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { Channel } from "./channel.ts";
-import { DOORBELL, encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
+import { encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
 // Task output goes to stderr: the driver's stdout is for the program's own output.
 console.log = console.error;
@@ -32,7 +32,10 @@ if (!storeName) {
   process.exit(2);
 }
 const session: Session = await initWorker(storeName);
-const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => process.stdout.write(DOORBELL));
+const STDOUT_FD = 1;
+// The doorbell goes straight to fd 1, not through process.stdout: a runtime may hold a stream
+// write until its event loop turns, and a worker spinning through quick tasks turns it rarely.
+const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => session.library.symbols.objstore_doorbell_ring(STDOUT_FD));
 const forwarder = new Forwarder(session, send);
 session.useSubmitter(forwarder);
 

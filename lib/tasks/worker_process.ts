@@ -58,9 +58,9 @@ export class WorkerProcess {
       env: { ...process.env, ...environment, OBJSTORE_STORE: storeName, OBJSTORE_CHANNEL: this.#channel.name },
     });
     this.child.stdout!.setEncoding("utf8");
+    // Any read looks at the channel: a doorbell rung into a full pipe is dropped (zig/src/Channel.zig).
     this.child.stdout!.on("data", (chunk: string) => {
-      if (!chunk.includes(DOORBELL)) return void process.stdout.write(chunk);
-      const printed = chunk.replaceAll(DOORBELL, "");
+      const printed = chunk.includes(DOORBELL) ? chunk.replaceAll(DOORBELL, "") : chunk;
       if (printed !== "") process.stdout.write(printed);
       this.pump();
     });

@@ -186,6 +186,9 @@ int32_t objstore_channel_receive(objstore_channel_t *c, uint32_t side, uint8_t *
 int32_t objstore_channel_park(objstore_channel_t *c, uint32_t side);
 /* Watches the inbound ring again (before a spinning receive): senders need not wake it. */
 int32_t objstore_channel_listen(objstore_channel_t *c, uint32_t side);
+/* Writes the doorbell byte 0x01 to fd now (a full pipe drops it: its reader reads soon, and
+ * looks at the channel on any read). */
+int32_t objstore_doorbell_ring(int32_t fd);
 
 #ifdef __cplusplus
 }

@@ -157,6 +157,28 @@ pub fn unlink(name: []const u8) Error!void {
     };
 }
 
+/// The doorbell byte (see lib/tasks/protocol.ts DOORBELL).
+pub const doorbell_byte: u8 = 0x01;
+
+/// Writes the doorbell byte to `fd` (a pipe the peer's event loop watches), now, whatever the
+/// caller's runtime does with its own streams. A full pipe drops it: the peer reads that pipe
+/// soon, and looks at the channel on any read.
+pub fn ringDoorbell(fd: i32) Error!void {
+    const byte = [1]u8{doorbell_byte};
+    while (true) {
+        const rc = linux.write(fd, &byte, 1);
+        switch (linux.errno(rc)) {
+            .SUCCESS => return,
+            .INTR => continue,
+            .AGAIN => return,
+            else => {
+                status.setDetail("cannot ring the doorbell on fd {d}: {s}", .{ fd, @tagName(linux.errno(rc)) });
+                return error.System;
+            },
+        }
+    }
+}
+
 pub fn close(self: Channel) void {
     sys.unmap(self.base, mappedSize(self.capacity_bytes));
 }
@@ -355,6 +377,18 @@ test "a parked receiver is woken by the first send only, and refuses to park ove
     try testing.expectEqual(@as(u32, 2), channel.receive(.worker, &out, 0).read_bytes);
     channel.listen(.worker);
     try testing.expect(!channel.send(.driver, "d").wake_receiver);
+}
+
+test "a doorbell is one byte on the pipe" {
+    var fds: [2]i32 = undefined;
+    try testing.expectEqual(linux.E.SUCCESS, linux.errno(linux.pipe2(&fds, .{ .CLOEXEC = true })));
+    defer _ = linux.close(fds[0]);
+    defer _ = linux.close(fds[1]);
+    try ringDoorbell(fds[1]);
+    var got: [4]u8 = undefined;
+    try testing.expectEqual(@as(usize, 1), linux.read(fds[0], &got, got.len));
+    try testing.expectEqual(doorbell_byte, got[0]);
+    try testing.expectError(error.System, ringDoorbell(fds[0])); // the read end
 }
 
 test "bad names and capacities are refused with a reason" {

@@ -499,6 +499,13 @@ export fn objstore_channel_listen(c: ?*anyopaque, side: u32) i32 {
     return succeed();
 }
 
+/// Writes the doorbell byte to `fd` (a full pipe drops it: its reader is about to read anyway).
+export fn objstore_doorbell_ring(fd: i32) i32 {
+    status.clearDetail();
+    Channel.ringDoorbell(fd) catch |err| return fail(err);
+    return succeed();
+}
+
 /// 1 = io_uring, 2 = pwritev.
 export fn objstore_io_backend(h: ?*anyopaque) i32 {
     return @intFromEnum(handleOf(h).spiller.backend());
