@@ -7,13 +7,15 @@ import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
+import { removeOrphanedChannels } from "./tasks/channel.ts";
 
 const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
   status [--json]                  list the stores on this machine and the processes using them
-  destroy NAME                     remove a store none of whose processes is alive
+  destroy NAME                     remove a store none of whose processes is alive, and the
+                                   worker channels its killed drivers left
 
 A store is named by init({ storeName }); without --store, memory shows the only store there is.`;
 
@@ -63,6 +65,7 @@ export function storeNames(): string[] {
 async function destroy(name: string): Promise<void> {
   try {
     NativeStore.destroy(await loadLibrary(), name);
+    removeOrphanedChannels(name);
   } catch (error) {
     if (!/incompatible|not a usable objstore segment/.test((error as Error).message)) throw error;
     const path = `/dev/shm/objstore-${name}`;

@@ -16,6 +16,7 @@ import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
+import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
@@ -122,6 +123,7 @@ export class Session implements RefOwner {
     await this.s3Spill?.idle();
     const wasLast = this.store.close();
     if (wasLast) {
+      removeOrphanedChannels(this.store.name);
       // The store's spill files are gone with it; remove the default folder if that was it.
       try {
         rmdirSync(defaultSpillDirectory(this.store.name));

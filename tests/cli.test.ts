@@ -1,5 +1,6 @@
 /** `objstore memory` and `objstore status`, run as a command on each runtime. */
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
 import path from "node:path";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
@@ -68,9 +69,23 @@ test("objstore destroy removes a store whose processes were all killed, and refu
   assert.match(refused.out, /still used by 1 other process/);
   writer.kill();
   await writer.exited;
-  const { readdirSync } = await import("node:fs");
+  const { readdirSync, utimesSync, writeFileSync } = await import("node:fs");
   assert.ok(readdirSync("/dev/shm").includes(`objstore-${storeName}`), "a killed process leaves its store");
-  const removed = await run("node", ["destroy", storeName]);
-  assert.equal(removed.code, 0, removed.out);
-  assert.ok(!readdirSync("/dev/shm").includes(`objstore-${storeName}`));
+  // A channel whose worker never started (its driver was killed first), an hour old; one of a
+  // store whose name only starts like this one's; and a fresh one, maybe a worker's about to open it.
+  const orphan = `objstore-ch-${storeName}-0123456789abcdef`;
+  const otherStores = `objstore-ch-${storeName}-x-0123456789abcdef`;
+  const fresh = `objstore-ch-${storeName}-fedcba9876543210`;
+  for (const name of [orphan, otherStores, fresh]) writeFileSync(`/dev/shm/${name}`, "");
+  const hourAgo = new Date(Date.now() - 3600_000);
+  for (const name of [orphan, otherStores]) utimesSync(`/dev/shm/${name}`, hourAgo, hourAgo);
+  try {
+    const removed = await run("node", ["destroy", storeName]);
+    assert.equal(removed.code, 0, removed.out);
+    const left = readdirSync("/dev/shm");
+    assert.ok(!left.includes(`objstore-${storeName}`));
+    assert.deepStrictEqual([orphan, otherStores, fresh].map((name) => left.includes(name)), [false, true, true]);
+  } finally {
+    for (const name of [orphan, otherStores, fresh]) rmSync(`/dev/shm/${name}`, { force: true });
+  }
 });

@@ -7,12 +7,40 @@
  * peer's event loop watches), and the peer `pump`s. A side waiting for a quick reply spins on
  * the ring instead (`listen`, then `receive` with a spin), and nobody rings anything.
  */
+import { readdirSync, statSync, unlinkSync } from "node:fs";
 import process from "node:process";
 import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjstoreError } from "../errors.ts";
 import { errorFor } from "../store/status.ts";
 import { lastError } from "../store/native_store.ts";
+
+const SHM_DIRECTORY = "/dev/shm";
+/** Long enough that any live worker has opened (and unlinked) its channel. */
+const ORPHAN_AGE_MS = 60_000;
+
+function channelPrefix(storeName: string): string {
+  return `objstore-ch-${storeName}-`;
+}
+
+/**
+ * Removes channel files of `storeName` that no worker ever opened (their driver was killed
+ * first), once no process uses the store. Returns how many it removed.
+ */
+export function removeOrphanedChannels(storeName: string): number {
+  const pattern = new RegExp(`^${channelPrefix(storeName).replaceAll(".", "\\.")}[0-9a-f]{16}$`);
+  let removed = 0;
+  for (const name of readdirSync(SHM_DIRECTORY)) {
+    if (!pattern.test(name)) continue;
+    const path = `${SHM_DIRECTORY}/${name}`;
+    try {
+      if (Date.now() - statSync(path).mtimeMs < ORPHAN_AGE_MS) continue;
+      unlinkSync(path);
+      removed += 1;
+    } catch { /* gone meanwhile */ }
+  }
+  return removed;
+}
 
 /** Which end of the channel this process is. */
 export const Side = { driver: 0, worker: 1 } as const;
@@ -53,7 +81,7 @@ export class Channel {
    * worker's first messages ring), the worker's listening until its first `park`. */
   static create(library: Library, storeName: string, ringPeer: () => void): Channel {
     const suffix = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
-    const name = `objstore-ch-${storeName}-${suffix}`;
+    const name = `${channelPrefix(storeName)}${suffix}`;
     const bytes = nameBytes(name);
     const handle = library.symbols.objstore_channel_create(bytes, bytes.length, CAPACITY_BYTES);
     if (isNullPointer(handle)) throw Channel.#failure(library, `create channel ${name}`);
