@@ -153,6 +153,24 @@ export class Channel {
     }
   }
 
+  /**
+   * Hands all that has arrived to `read`, then parks (the doorbell rang, or a spin ended). If
+   * `read` throws, the channel is pumped again on the next turn: a side left listening would
+   * never be rung again.
+   */
+  pump(read: (text: string) => void): void {
+    try {
+      this.retry();
+      do {
+        let text: string;
+        while ((text = this.receive()) !== "") read(text);
+      } while (!this.park());
+    } catch (error) {
+      setTimeout(() => this.pump(read), 0);
+      throw error;
+    }
+  }
+
   /** Stops looking: later sends ring the doorbell. False if something arrived meanwhile
    * (then it stays awake: receive it, and park again). */
   park(): boolean {

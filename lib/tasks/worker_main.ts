@@ -307,17 +307,7 @@ function parkIfTheLoopTurns(): void {
 
 /** Handles every message waiting in the channel, then parks it (until the doorbell rings). */
 function pump(): void {
-  try {
-    channel.retry();
-    while (true) {
-      const text = channel.receive();
-      if (text !== "") read(text);
-      else if (channel.park()) return;
-    }
-  } catch (error) {
-    setImmediate(pump); // never stay unparked: what comes next would not ring
-    throw error;
-  }
+  channel.pump(read);
 }
 
 let lastRunMicros = Infinity;

@@ -75,15 +75,7 @@ export class WorkerProcess {
 
   /** Handles every message waiting in the channel, then parks it (the doorbell rang). */
   pump(): void {
-    if (this.exited) return;
-    try {
-      this.#channel.retry();
-      this.#receiveAll();
-      while (!this.#channel.park()) this.#receiveAll();
-    } catch (error) {
-      setTimeout(() => this.pump(), 0); // never stay unparked: what comes next would not ring
-      throw error;
-    }
+    if (!this.exited) this.#channel.pump(this.#read);
   }
 
   #receiveAll(): void {
