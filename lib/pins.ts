@@ -13,10 +13,12 @@ interface Pin {
   readonly id: Uint8Array;
   readonly session: Session;
   readonly buffer: WeakRef<ArrayBuffer>;
+  readonly sizeBytes: number;
   released: boolean;
 }
 
 const live = new Set<Pin>();
+let viewedBytes = 0;
 /** The buffer of each object currently viewed, by hex id: a second get of the object reuses it. */
 const buffers = new Map<string, Pin>();
 const collected = new FinalizationRegistry<Pin>(release);
@@ -25,6 +27,7 @@ function release(pin: Pin): void {
   if (pin.released) return;
   pin.released = true;
   live.delete(pin);
+  viewedBytes -= pin.sizeBytes;
   if (buffers.get(pin.key) === pin) buffers.delete(pin.key);
   if (!pin.session.closed) pin.session.store.release(pin.id);
 }
@@ -42,10 +45,16 @@ export function viewingBuffer(session: Session, key: string): ArrayBuffer | unde
 
 /** Keeps the pin on `id` (taken by a get) until `buffer` is garbage collected. */
 export function pinUntilCollected(session: Session, key: string, id: Uint8Array, buffer: ArrayBuffer): void {
-  const pin: Pin = { key, id, session, buffer: new WeakRef(buffer), released: false };
+  const pin: Pin = { key, id, session, buffer: new WeakRef(buffer), sizeBytes: buffer.byteLength, released: false };
   live.add(pin);
+  viewedBytes += pin.sizeBytes;
   buffers.set(key, pin);
   collected.register(buffer, pin);
+}
+
+/** Bytes of the objects pinned for views this process handed out and has not seen collected. */
+export function pinnedForViewsBytes(): number {
+  return viewedBytes;
 }
 
 /** Collects garbage now and releases the pins of views that were unreachable; returns how many. */

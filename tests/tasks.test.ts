@@ -293,3 +293,16 @@ test("a store with the longest allowed name (200 characters) runs tasks and acto
     assert.equal(await os.get(echo.echo.remote("hi")), "hi");
     os.kill(echo);
   }, { storeName: `t${process.pid}-`.padEnd(200, "n") }), { timeoutMs: 60_000 });
+
+test("a loop of tasks on fresh 1 MiB arguments does not fill a 32 MiB store with the worker's pins", () =>
+  withCluster(async () => {
+    const ends = os.remote((a: Uint8Array) => a[0] + a[a.length - 1]);
+    for (let i = 0; i < 200; i++) {
+      const arg = os.put(new Uint8Array(MiB).fill(i & 0xff));
+      const result = ends.remote(arg);
+      os.free(arg);
+      assert.equal(await os.get(result), 2 * (i & 0xff));
+      os.free(result);
+    }
+    assert.ok(os.memoryStats().pinnedBytes < 16 * MiB, `pinned: ${os.memoryStats().pinnedBytes}`);
+  }, { objectStoreMemory: 32 * MiB, numWorkers: 1 }), { timeoutMs: 120_000 });

@@ -20,6 +20,7 @@ import { Forwarder } from "./forwarder.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS, SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { Channel } from "./channel.ts";
+import { pinnedForViewsBytes, releaseUnreachablePins } from "../pins.ts";
 import { encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
 // Task output goes to stderr: the driver's stdout is for the program's own output.
@@ -197,9 +198,25 @@ async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
     }
   }
   storeReturns(message.task, message.returns, value, failure, taskName);
+  releaseCollectedArguments();
   lastRunMicros = Math.round((performance.now() - startMs) * 1000);
   reportDone(message.task, lastRunMicros);
 }
+
+/**
+ * The views of a task's arguments pin their objects until this process's collector finds them
+ * unreachable, and a worker allocates so little that it rarely looks: a loop of tasks on fresh
+ * arguments would fill the store with pins. Once a quarter of the store more is pinned for views
+ * than after the last look, look now (a collection costs about a millisecond).
+ */
+function releaseCollectedArguments(): void {
+  if (pinnedForViewsBytes() <= collectAbovePinnedBytes) return;
+  releaseUnreachablePins(session);
+  collectAbovePinnedBytes = pinnedForViewsBytes() + storeCapacityBytes / 4;
+}
+
+const storeCapacityBytes = session.store.stats().capacityBytes;
+let collectAbovePinnedBytes = storeCapacityBytes / 4;
 
 function methodOf(name: string): Callable {
   const method = actor!.instance[name];
@@ -252,6 +269,7 @@ async function drain(): Promise<void> {
   if (running) return;
   running = true;
   clearTimeout(idleCollection);
+  let turnedMs = performance.now();
   try {
     while (true) {
       // What came while the last task ran, without waiting for the doorbell's turn of the loop.
@@ -260,6 +278,10 @@ async function drain(): Promise<void> {
       if (inbox.length === 0) break;
       await handle(inbox.shift()!);
       if (inbox.length === 0 || (finished.length > 0 && performance.now() - oldestFinishedMs > REPORT_DELAY_MAX_MS)) flush();
+      if (performance.now() - turnedMs > LOOP_TURN_EVERY_MS) {
+        await new Promise((resolve) => setImmediate(resolve));
+        turnedMs = performance.now();
+      }
     }
   } finally {
     running = false;
@@ -268,6 +290,13 @@ async function drain(): Promise<void> {
     pump();
   }
 }
+
+/**
+ * Quick tasks run back to back without a turn of the event loop; this often one is let
+ * through, for what only a turn runs: timers, the release of views the collector found
+ * unreachable (their objects stay pinned until then), the driver's pipe closing.
+ */
+const LOOP_TURN_EVERY_MS = 10;
 
 /**
  * After quick tasks the next one usually follows at once: spin on the channel for it, awake
