@@ -7,7 +7,7 @@ import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
-import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
 
 const usage = `usage: objstore <command> [options]
 
@@ -55,7 +55,10 @@ function optionValue(args: string[], name: string): string | undefined {
 
 /** Names of the stores in /dev/shm. */
 export function storeNames(): string[] {
-  return readdirSync("/dev/shm").filter((f) => f.startsWith("objstore-")).map((f) => f.slice("objstore-".length)).sort();
+  return readdirSync("/dev/shm")
+    .filter((f) => f.startsWith("objstore-") && !isChannelFile(f))
+    .map((f) => f.slice("objstore-".length))
+    .sort();
 }
 
 /**
@@ -138,6 +141,7 @@ interface StoreStatus extends StoreStats {
 
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
   const rows: StoreStatus[] = [];
+  const unreadable: Array<{ store: string; error: string }> = [];
   for (const name of storeNames()) {
     try {
       const store = await attach(name);
@@ -149,11 +153,11 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
         store.close();
       }
     } catch (error) {
-      print(`${name}: ${(error as Error).message}`);
+      unreadable.push({ store: name, error: (error as Error).message });
     }
   }
   if (json) {
-    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows }] }));
+    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable }] }));
     return 0;
   }
   print(`node ${hostname()} (this machine; clusters are not in this version)`);
@@ -165,6 +169,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     for (const p of r.processes) print(`    ${String(p.pid).padStart(7)}  ${p.role.padEnd(6)}  ${p.command}`);
   }
   if (rows.length === 0) print("(no stores on this machine)");
+  for (const u of unreadable) print(`${u.store}: ${u.error}`);
   return 0;
 }
 

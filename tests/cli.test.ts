@@ -89,3 +89,23 @@ test("objstore destroy removes a store whose processes were all killed, and refu
     for (const name of [orphan, otherStores, fresh]) rmSync(`/dev/shm/${name}`, { force: true });
   }
 });
+
+test("objstore status --json stays JSON beside a segment it cannot read, and skips channel files", async () => {
+  const junk = uniqueStoreName("junk");
+  const { writeFileSync } = await import("node:fs");
+  writeFileSync(`/dev/shm/objstore-${junk}`, "not a store");
+  writeFileSync(`/dev/shm/objstore-ch-${junk}-0123456789abcdef`, "");
+  try {
+    const { out, code } = await run("node", ["status", "--json"]);
+    assert.equal(code, 0, out);
+    const report = JSON.parse(out);
+    const unreadable = report.nodes[0].unreadable as Array<{ store: string; error: string }>;
+    assert.deepStrictEqual(unreadable.filter((u) => u.store.includes(junk)).map((u) => u.store), [junk]);
+    const text = await run("node", ["status"]);
+    assert.match(text.out, new RegExp(`${junk}: cannot open store`));
+    assert.doesNotMatch(text.out, new RegExp(`ch-${junk}`));
+  } finally {
+    rmSync(`/dev/shm/objstore-${junk}`, { force: true });
+    rmSync(`/dev/shm/objstore-ch-${junk}-0123456789abcdef`, { force: true });
+  }
+});

@@ -23,6 +23,11 @@ function channelPrefix(storeName: string): string {
   return `objstore-ch-${storeName}-`;
 }
 
+/** True for the name of a channel's file in /dev/shm (not a store's). */
+export function isChannelFile(fileName: string): boolean {
+  return /^objstore-ch-.+-[0-9a-f]{16}$/.test(fileName);
+}
+
 /**
  * Removes channel files of `storeName` that no worker ever opened (their driver was killed
  * first), once no process uses the store. Returns how many it removed.
