@@ -232,7 +232,7 @@ def tables(report):
             if ours or ray_l:
                 rows.append({"key": f"get_latency_{label}", "label": f"get latency {label}, median µs (ratio: Ray/ours)", "unit": "µs",
                              "ours": ours, "ray": ray_l, "ratio_vs_ray": ratio(ray_l, ours and ours["median"])})
-        floors = {k: stat([mean_of(r.get("floors", {}).get(k)) for r in tasks]) for k in ["pipe_pingpong_sync", "pipe_pingpong_async"]}
+        floors = {k: stat([mean_of(r.get("floors", {}).get(k)) for r in tasks]) for k in ["pipe_pingpong_sync", "pipe_pingpong_async", "channel_pingpong_sync", "channel_pingpong_async"]}
         errors = [r.get("error") for kind in ["store_runs", "tasks_runs", "pool_runs"] for r in report[kind].get(runtime, []) if "error" in r]
         errors += [f"{k}: {v}" for r in tasks for k, v in (r.get("errors") or {}).items()]
         pool_notes = sorted({f"{pool}: {why}" for p in pools for pool in ["piscina", "tinypool"]
@@ -380,7 +380,8 @@ def markdown(report):
             add(f"| {r['label']} | {cell(r['ours'], r.get('ours_std'))} | {ray_cell} | {cell(r.get('piscina')) if 'piscina' in r else ''} "
                 f"| {cell(r.get('tinypool')) if 'tinypool' in r else ''} | {rfmt(r.get('ratio_vs_ray'))} "
                 f"| {rfmt(r.get('ratio_vs_piscina')) if 'piscina' in r else ''} | {lim} |")
-        for key, label in [("pipe_pingpong_sync", "floor: bare pipe ping-pong, 1 in flight"), ("pipe_pingpong_async", "floor: bare pipe ping-pong, 1000 in flight")]:
+        for key, label in [("pipe_pingpong_sync", "floor: bare pipe ping-pong, 1 in flight"), ("pipe_pingpong_async", "floor: bare pipe ping-pong, 1000 in flight"),
+                           ("channel_pingpong_sync", "floor: bare channel ping-pong, 1 in flight"), ("channel_pingpong_async", "floor: bare channel ping-pong, 1000 in flight")]:
             if t["floors"].get(key):
                 add(f"| {label} | {cell(t['floors'][key])} | | | | | | |")
         add("")

@@ -36,7 +36,8 @@
  * JSON, as the scheduler talked before it had shared-memory channels (zig/src/Channel.zig), with
  * no store and no scheduler: pipe_pingpong_sync (one message in flight) and pipe_pingpong_async
  * (1000 messages in one write, then all the replies). One-in-flight tasks now pass it: what
- * the channel saves is this floor.
+ * the channel saves is this floor. And the same echo over a channel (lib/tasks/channel.ts), both
+ * sides spinning: channel_pingpong_sync / channel_pingpong_async, the floor of the task path now.
  *
  * `--placement same|split` pins the processes (taskset; default: the kernel places them): `same`
  * puts the driver and every child on CPU 0; `split` the driver on CPU 0 and its children on CPU 1
@@ -137,6 +138,8 @@ if (args.includes("--echo")) {
   process.stdin.setEncoding("utf8");
   process.stdin.on("data", (chunk: string) => process.stdout.write(chunk));
   process.stdin.on("end", () => process.exit(0));
+} else if (args.includes("--echo-channel")) {
+  await echoChannel(args[args.indexOf("--echo-channel") + 1]);
 } else {
   await main();
 }
@@ -188,6 +191,60 @@ function startEcho(): Echo {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// The channel floor: the same echo over a driver↔worker channel (lib/tasks/channel.ts), both
+// sides spinning, one JSON line each way; no store, no scheduler. What the task path costs
+// above it is the scheduler's and the worker's own work.
+
+async function echoChannel(name: string): Promise<void> {
+  const { loadLibrary } = await import("../lib/ffi/load.ts");
+  const { Channel } = await import("../lib/tasks/channel.ts");
+  const channel = Channel.open(await loadLibrary(), name, () => {});
+  while (true) {
+    const text = channel.receive(1_000_000);
+    if (text === "") continue;
+    if (text.includes('"exit"')) process.exit(0);
+    channel.send(text);
+  }
+}
+
+async function startChannelEcho(): Promise<Echo> {
+  const { loadLibrary } = await import("../lib/ffi/load.ts");
+  const { Channel } = await import("../lib/tasks/channel.ts");
+  const channel = Channel.create(await loadLibrary(), `bench-${process.pid}`, () => {});
+  const script = fileURLToPath(import.meta.url);
+  const command = runtime === "deno" ? g.Deno.execPath() : process.execPath;
+  const childArgs = runtime === "deno" ? ["run", "-A", script, "--echo-channel", channel.name] : [script, "--echo-channel", channel.name];
+  const child = spawn(command, childArgs, { stdio: ["ignore", "inherit", "inherit"] });
+  channel.listen();
+  const roundTrip = (n: number) => {
+    let out = "";
+    for (let i = 0; i < n; i++) out += JSON.stringify({ t: "done", task: i }) + "\n";
+    channel.send(out);
+    let pending = "";
+    let received = 0;
+    while (received < n) {
+      pending += channel.receive(1_000_000);
+      let end: number;
+      while ((end = pending.indexOf("\n")) >= 0) {
+        JSON.parse(pending.slice(0, end));
+        pending = pending.slice(end + 1);
+        received += 1;
+      }
+    }
+    return Promise.resolve();
+  };
+  return {
+    roundTrip,
+    async close() {
+      const exited = new Promise((r) => child.once("exit", r));
+      channel.send('{"t":"exit"}\n');
+      await exited;
+      channel.close();
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const os = await import("../mod.ts");
   const only = optionSet("--only");
@@ -229,6 +286,13 @@ async function main(): Promise<void> {
   await echo.roundTrip(1);
   if (wanted("pipe_pingpong_sync")) floors.pipe_pingpong_sync = await timeit("pipe ping-pong sync (floor)", () => echo.roundTrip(1));
   if (wanted("pipe_pingpong_async")) floors.pipe_pingpong_async = await timeit("pipe ping-pong async (floor)", () => echo.roundTrip(BATCH), BATCH);
+  if (wanted("channel_pingpong_sync") || wanted("channel_pingpong_async")) {
+    const channelEcho = await startChannelEcho();
+    await channelEcho.roundTrip(1);
+    if (wanted("channel_pingpong_sync")) floors.channel_pingpong_sync = await timeit("channel ping-pong sync (floor)", () => channelEcho.roundTrip(1));
+    if (wanted("channel_pingpong_async")) floors.channel_pingpong_async = await timeit("channel ping-pong async (floor)", () => channelEcho.roundTrip(BATCH), BATCH);
+    await channelEcho.close();
+  }
 
   await os.init({ objectStoreMemory: 512 * MiB, numWorkers: 2 });
   try {
