@@ -264,7 +264,7 @@ test("tasks submit tasks and get their results, even with a single worker", () =
     assert.equal(await os.get(outer.remote(10), { timeout: 30 }), 285);
   }, { numWorkers: 1 }), { timeoutMs: 60_000 });
 
-test("4 KiB channels: messages larger than a ring, full rings, a worker killed with its ring full", async () => {
+test("4 KiB channels: messages larger than a ring, full rings, 3 workers and 3 actors at once, a worker killed with its ring full", async () => {
   const markerDir = mkdtempSync(path.join(os_.tmpdir(), "objstore-channel-"));
   const storeName = uniqueStoreName("channel");
   process.env.OBJSTORE_CHANNEL_BYTES = "4096";
