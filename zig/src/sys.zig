@@ -158,6 +158,16 @@ pub fn futexWakeAll(word: *const std.atomic.Value(u32)) void {
     _ = linux.futex_3arg(&word.raw, .{ .cmd = .WAKE, .private = false }, std.math.maxInt(i32));
 }
 
+/// fork(2) through libc, for the tests that fork: its atfork handlers reset malloc's locks in
+/// the child. A raw fork of a process with threads (a store's prefault or spill thread) can copy
+/// a malloc lock held mid-operation, and the child's next free then waits forever.
+/// Returns 0 in the child, the child's pid in the parent.
+pub fn fork() Error!u32 {
+    const rc = std.c.fork();
+    if (rc < 0) return error.System;
+    return @intCast(rc);
+}
+
 pub fn getpid() u32 {
     return @intCast(linux.getpid());
 }

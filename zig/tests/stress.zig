@@ -166,10 +166,9 @@ fn childMain(name: []const u8, seed: u64, deadline_ns: u64) noreturn {
 }
 
 fn forkChild(name: []const u8, seed: u64, deadline_ns: u64) !linux.pid_t {
-    const rc = linux.fork();
-    if (linux.errno(rc) != .SUCCESS) return error.ForkFailed;
-    if (rc == 0) childMain(name, seed, deadline_ns);
-    return @intCast(rc);
+    const pid = sys.fork() catch return error.ForkFailed;
+    if (pid == 0) childMain(name, seed, deadline_ns);
+    return @intCast(pid);
 }
 
 fn waitExit(pid: linux.pid_t) u32 {
@@ -255,7 +254,7 @@ fn deadLockHolder() !void {
     try store.seal(&pinned);
     var fds: [2]i32 = undefined;
     _ = linux.pipe(&fds);
-    const rc = linux.fork();
+    const rc = try sys.fork();
     if (rc == 0) {
         const child = Store.open(name, .{ .create = false }) catch linux.exit_group(2);
         _ = child.get(&pinned) catch linux.exit_group(3);
