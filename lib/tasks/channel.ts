@@ -13,7 +13,7 @@ import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjstoreError } from "../errors.ts";
 import { errorFor } from "../store/status.ts";
-import { lastError } from "../store/native_store.ts";
+import { lastError, toHex } from "../store/native_store.ts";
 
 const SHM_DIRECTORY = "/dev/shm";
 /** Long enough that any live worker has opened (and unlinked) its channel. */
@@ -85,8 +85,7 @@ export class Channel {
   /** Makes a new channel for a worker about to start; the driver's side starts parked (the
    * worker's first messages ring), the worker's listening until its first `park`. */
   static create(library: Library, storeName: string, ringPeer: () => void): Channel {
-    const suffix = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("");
-    const name = `${channelPrefix(storeName)}${suffix}`;
+    const name = `${channelPrefix(storeName)}${toHex(crypto.getRandomValues(new Uint8Array(8)))}`;
     const bytes = nameBytes(name);
     const handle = library.symbols.objstore_channel_create(bytes, bytes.length, CAPACITY_BYTES);
     if (isNullPointer(handle)) throw Channel.#failure(library, `create channel ${name}`);
@@ -158,6 +157,12 @@ export class Channel {
     }
   }
 
+  /** Hands all that has arrived to `read`, until nothing more has. */
+  receiveAll(read: (text: string) => void): void {
+    let text: string;
+    while ((text = this.receive()) !== "") read(text);
+  }
+
   /**
    * Hands all that has arrived to `read`, then parks (the doorbell rang, or a spin ended). If
    * `read` throws, the channel is pumped again on the next turn: a side left listening would
@@ -166,14 +171,30 @@ export class Channel {
   pump(read: (text: string) => void): void {
     try {
       this.retry();
-      do {
-        let text: string;
-        while ((text = this.receive()) !== "") read(text);
-      } while (!this.park());
+      do this.receiveAll(read);
+      while (!this.park());
     } catch (error) {
       setTimeout(() => this.pump(read), 0);
       throw error;
     }
+  }
+
+  /**
+   * Listens, and spins up to `spinMicros` until `done()`, handing what arrives to `read` and
+   * sending what waited for room; returns `done()`. The channel stays listening: the caller
+   * parks it (`pump`) once it stops looking.
+   */
+  spinUntil(read: (text: string) => void, spinMicros: number, done: () => boolean): boolean {
+    this.listen();
+    const deadline = performance.now() + spinMicros / 1000;
+    while (!done()) {
+      const leftMicros = Math.floor((deadline - performance.now()) * 1000);
+      if (leftMicros <= 0) break;
+      this.retry();
+      const text = this.receive(leftMicros);
+      if (text !== "") read(text);
+    }
+    return done();
   }
 
   /** Stops looking: later sends ring the doorbell. False if something arrived meanwhile

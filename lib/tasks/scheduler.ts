@@ -601,15 +601,10 @@ export class Scheduler implements Submitter {
    * a listener per flip on a pipe not yet connected).
    */
   #updateKeepAlive(): void {
-    const busy = this.#tasks.size > 0;
-    if (busy) {
-      this.#idleCheckQueued = false;
-      return this.#keepAlive(true);
-    }
+    if (this.#tasks.size > 0) return this.#keepAlive(true);
     if (!this.#busy || this.#idleCheckQueued) return;
     this.#idleCheckQueued = true;
     setImmediate(() => {
-      if (!this.#idleCheckQueued) return;
       this.#idleCheckQueued = false;
       if (this.#tasks.size === 0) this.#keepAlive(false);
     });

@@ -305,17 +305,9 @@ const LOOP_TURN_EVERY_MS = 10;
 function spinForNext(): void {
   if (lastRunMicros >= QUICK_TASK_MICROS || spinBackoff.skip()) return;
   flush();
-  channel.listen();
   parkIfTheLoopTurns();
   // Until a task comes: other messages (releases) are handled on the way.
-  const deadline = performance.now() + SPIN_MICROS / 1000;
-  let leftMicros = SPIN_MICROS;
-  do {
-    channel.retry();
-    read(channel.receive(leftMicros));
-    leftMicros = Math.floor((deadline - performance.now()) * 1000);
-  } while (inbox.length === 0 && leftMicros > 0);
-  spinBackoff.record(inbox.length > 0);
+  spinBackoff.record(channel.spinUntil(read, SPIN_MICROS, () => inbox.length > 0));
 }
 
 let parkCheckQueued = false;

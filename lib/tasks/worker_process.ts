@@ -67,7 +67,7 @@ export class WorkerProcess {
     this.child.stdin!.on("error", () => {}); // a dead worker's pipe; its exit is handled below
     this.child.on("exit", (code, signal) => {
       this.exited = true; // first: nothing handled below may send it more work
-      this.#receiveAll(); // what it reported before it died (tasks it finished)
+      this.#channel.receiveAll(this.#read); // what it reported before it died (tasks it finished)
       this.#channel.close();
       events.onExit(this, code, signal);
     });
@@ -78,11 +78,6 @@ export class WorkerProcess {
     if (!this.exited) this.#channel.pump(this.#read);
   }
 
-  #receiveAll(): void {
-    let text: string;
-    while ((text = this.#channel.receive()) !== "") this.#read(text);
-  }
-
   /**
    * Waits for `task` to settle by spinning on the channel for up to `spinMicros` (its result
    * is due within microseconds: waking this process for it would cost more); true if it did.
@@ -90,15 +85,8 @@ export class WorkerProcess {
   spinUntilSettled(task: { readonly settled: boolean }, spinMicros: number): boolean {
     if (this.exited) return false;
     this.flush();
-    this.#channel.listen();
     try {
-      const deadline = performance.now() + spinMicros / 1000;
-      while (!task.settled && !this.exited) {
-        const leftMicros = Math.floor((deadline - performance.now()) * 1000);
-        if (leftMicros <= 0) break;
-        const text = this.#channel.receive(leftMicros);
-        if (text !== "") this.#read(text);
-      }
+      this.#channel.spinUntil(this.#read, spinMicros, () => task.settled || this.exited);
     } finally {
       this.pump();
     }
@@ -141,7 +129,7 @@ export class WorkerProcess {
     this.#flushQueued = false;
     if (this.#outbox === "" && !releasesToo) return;
     if (this.#released.length > 0) {
-      this.#outbox = `{"t":"release","tasks":[${this.#released.join(",")}]}\n` + this.#outbox;
+      this.#outbox = encodeMessage({ t: "release", tasks: this.#released }) + this.#outbox;
       this.#released = [];
       clearTimeout(this.#releaseTimer);
       this.#releaseTimer = undefined;
