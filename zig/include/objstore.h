@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 3
+#define OBJSTORE_ABI_VERSION 4
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -77,7 +77,9 @@ uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffe
 #define OBJSTORE_OPEN_PREFAULT 4u  /* fault the arena in from a background thread */
 
 /* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names hold letters,
- * digits, '-', '_' and '.'. capacity_bytes and slot_count (0 = derived) apply on create.
+ * digits, '-', '_' and '.'. capacity_bytes and slot_count apply on create; slot_count is the
+ * most objects the store holds at once (64 to 2^28; 0 = one per KiB of capacity, at least
+ * 262,144 or one per 64-byte block).
  * Returns NULL on failure (see objstore_last_status). result[2] is 1 if this call created
  * the store, 0 if it attached to an existing one. */
 objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_t flags,
