@@ -18,6 +18,7 @@ import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
 import { pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
+import { releaseDroppedRefs } from "./dropped_refs.ts";
 import { toHex } from "./store/native_store.ts";
 
 const encodeHooks: EncodeHooks = {
@@ -103,7 +104,7 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
     const target = s.store.create(id, sizeBytes, children, childCount);
     if (typeof target !== "number") return target;
     const full = target === Status.storeFull || target === Status.indexFull;
-    if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
+    if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt, target === Status.indexFull)) {
       throw putFailure(s, target, sizeBytes);
     }
   }
@@ -112,13 +113,14 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
 const MAKE_ROOM_ATTEMPTS = 4;
 
 /**
- * Frees about `sizeBytes`: spills the least recently used unpinned objects, or, when nothing
- * can spill, releases the pins of views the program no longer reaches. False if neither helped.
- * (Refs dropped without `free` cannot be reclaimed here: a WeakRef keeps its target alive to
- * the end of the current job, so only their finalizers, between tasks, release them.)
+ * Frees about `sizeBytes`, or with `slots` an index slot: spills the least recently used
+ * unpinned objects (which frees bytes, not slots), releases the references of refs the program
+ * dropped (after a garbage collection), or releases the pins of views the program no longer
+ * reaches. False if none helped.
  */
-function makeRoom(s: Session, sizeBytes: number): boolean {
-  return s.store.spill(sizeBytes) > 0 || releaseUnreachablePins(s) > 0;
+function makeRoom(s: Session, sizeBytes: number, slots = false): boolean {
+  if (!slots && s.store.spill(sizeBytes) > 0) return true;
+  return releaseDroppedRefs(true) > 0 || releaseUnreachablePins(s) > 0;
 }
 
 function concatIds(ids: Uint8Array[]): Uint8Array {
@@ -129,7 +131,11 @@ function concatIds(ids: Uint8Array[]): Uint8Array {
 
 function putFailure(s: Session, status: number, sizeBytes: number): Error {
   const detail = s.store.lastError();
-  if (status === Status.storeFull || status === Status.indexFull) {
+  if (status === Status.indexFull) {
+    // The object limit, not the bytes: the detail names the limit and how to raise it.
+    return new ObjectStoreFullError(`put: ${detail}.`);
+  }
+  if (status === Status.storeFull) {
     const stats = s.store.stats();
     return new ObjectStoreFullError(
       `put: an object of ${sizeBytes} bytes does not fit: ${detail} ` +

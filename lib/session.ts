@@ -11,6 +11,7 @@ import { NotInitializedError, ObjstoreError } from "./errors.ts";
 import { loadLibrary } from "./ffi/load.ts";
 import type { Library } from "./ffi/load.ts";
 import { ID_BYTES, setRefOwner } from "./object_ref.ts";
+import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
 import type { RefOwner } from "./object_ref.ts";
 import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
@@ -61,6 +62,7 @@ export class Session implements RefOwner {
 
   #tidy(): void {
     this.store.maintain();
+    releaseDroppedRefs(false);
     if (this.s3Spill !== undefined && this.#copiesOut) {
       this.s3Spill.pump().catch((error) => process.emitWarning(`objstore: S3 spilling: ${(error as Error).message}`));
     }
@@ -97,6 +99,15 @@ export class Session implements RefOwner {
     if (!this.closed) this.store.dropRef(id);
   }
 
+  releaseKeptObjects(): void {
+    this.library.shim.releaseKeptObjects();
+  }
+
+  collectGarbage(): void {
+    this.library.shim.releaseKeptObjects();
+    this.library.shim.collectGarbage();
+  }
+
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
   #scheduler: Submitter | undefined;
@@ -119,6 +130,7 @@ export class Session implements RefOwner {
   async close(): Promise<void> {
     await this.#scheduler?.close();
     this.closed = true;
+    forgetHoldings(this);
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();
     const wasLast = this.store.close();

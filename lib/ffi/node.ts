@@ -3,7 +3,7 @@ import koffi from "koffi";
 import process from "node:process";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
-import { collectV8Garbage } from "./v8_gc.ts";
+import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -36,5 +36,8 @@ export const shim: RuntimeShim = {
   },
   collectGarbage() {
     collectV8Garbage();
+  },
+  releaseKeptObjects() {
+    releaseV8KeptObjects();
   },
 };

@@ -179,7 +179,7 @@ pub fn reserve(self: *Index, id: *const ObjectId, actor: u32) status.Error!u32 {
     }
     assert(probes < self.buckets.len); // at most half full: an empty bucket always ends a probe
     const slot_index = self.allocSlot() orelse {
-        status.setDetail("the store holds its limit of {d} objects (one per {d} bytes of objectStoreMemory, at least {d}); " ++
+        status.setDetail("{d} objects, one per {d} bytes of objectStoreMemory (at least {d}); " ++
             "free refs you no longer need, or init with a larger objectStoreMemory", .{ self.slots.len, layout.capacity_bytes_per_slot, layout.slot_count_floor });
         return error.IndexFull;
     };
@@ -605,7 +605,7 @@ test "a full index is an error that names the limit, not a hang" {
     var k: u32 = 0;
     while (k < 64) : (k += 1) _ = try insert(&index, k);
     try std.testing.expectError(error.IndexFull, index.reserve(&testId(999), 1));
-    try std.testing.expect(std.mem.indexOf(u8, status.detail(), "limit of 64 objects") != null);
+    try std.testing.expect(std.mem.startsWith(u8, status.detail(), "64 objects, one per 1024 bytes of objectStoreMemory"));
     try std.testing.expect(find(&index, &testId(999)) == null);
     try std.testing.expect(find(&index, &testId(63)) != null);
     index.retire(find(&index, &testId(5)).?.slot_index);
