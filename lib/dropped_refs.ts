@@ -17,7 +17,10 @@
  *   `SWEEP_MIN`): the refs the collector took meanwhile are released; if that was under half of
  *   them, garbage is collected and the dead released. One sweep per doubling: O(1) per ref, and
  *   a loop of dropped refs runs in flat memory.
- * - from the session's janitor, a few times a second, when the collector ran meanwhile.
+ * - from the session's janitor, a few times a second, when the collector ran meanwhile; and
+ *   when it did not but the references held doubled (at least `JANITOR_MIN` more), after a
+ *   collection of its own, at most once a second: V8 seldom runs a full collection by itself
+ *   in a program that allocates little, and only a full one finds dropped refs.
  * - when a `put` finds the store full (`releaseDroppedRefs(true)`).
  */
 
@@ -43,10 +46,16 @@ export interface Holding {
 const SWEEP_MIN = 65_536;
 /** Refs held between two releases of the engine's kept WeakRef targets. */
 const KEPT_BATCH = 1024;
+/** The janitor collects garbage itself once the references held grew by this many at least. */
+const JANITOR_MIN = 4096;
+const JANITOR_COLLECT_INTERVAL_MS = 1000;
 
 const held: Holding[] = [];
 let sweepAt = SWEEP_MIN;
+/** References held after the last sweep. */
+let survivors = 0;
 let heldSinceKeptReleased = 0;
+let janitorCollectedAt = 0;
 /** A throwaway object: gone once the collector has run since the last sweep. */
 let collectedSince = new WeakRef<object>({});
 
@@ -81,13 +90,19 @@ export function heldCount(): number {
 
 /**
  * Releases the references of refs the collector found unreachable; returns how many. With
- * `collect`, runs the collector first (store full); without, sweeps only if it ran since the
- * last sweep (the janitor).
+ * `collect`, runs the collector first (store full); without (the janitor), sweeps if it ran
+ * since the last sweep, or runs it when the references held doubled.
  */
 export function releaseDroppedRefs(collect: boolean): number {
   if (held.length === 0) return 0;
+  if (!collect && collectedSince.deref() !== undefined) {
+    const grown = held.length >= Math.max(survivors + JANITOR_MIN, 2 * survivors);
+    const now = Date.now();
+    if (!grown || now - janitorCollectedAt < JANITOR_COLLECT_INTERVAL_MS) return 0;
+    janitorCollectedAt = now;
+    collect = true;
+  }
   if (collect) held[held.length - 1].owner.collectGarbage();
-  else if (collectedSince.deref() !== undefined) return 0;
   return sweep();
 }
 
@@ -113,6 +128,7 @@ function sweep(): number {
     release(holding);
     released += 1;
   }
+  survivors = held.length;
   sweepAt = Math.max(SWEEP_MIN, 2 * held.length);
   return released;
 }
@@ -129,5 +145,6 @@ export function forgetHoldings(owner: HoldingOwner): void {
     held[kept++] = holding;
   }
   held.length = kept;
+  survivors = kept;
   sweepAt = Math.max(SWEEP_MIN, 2 * held.length);
 }
