@@ -591,6 +591,23 @@ test "deletions shift entries back: every survivor stays findable, no tombstones
     try std.testing.expect(probes_total / lookups < 40);
 }
 
+test "an index once full, then emptied, is as empty as a fresh one: every bucket, high water 0" {
+    var t = TestIndex(64){};
+    var index = t.index();
+    var prng = std.Random.DefaultPrng.init(7);
+    var order: [64]u32 = undefined;
+    var round: u32 = 0;
+    while (round < 50) : (round += 1) {
+        for (&order, 0..) |*o, k| o.* = try insert(&index, round * 64 + @as(u32, @intCast(k)));
+        try std.testing.expectError(error.IndexFull, index.reserve(&testId(0xffff), 1));
+        prng.random().shuffle(u32, &order);
+        for (order) |slot_index| index.retire(slot_index);
+        for (&t.buckets) |*bucket| try std.testing.expectEqual(@as(u64, 0), bucket.load(.monotonic));
+        try std.testing.expectEqual(@as(u32, 0), index.highWater());
+        try index.expectConsistent();
+    }
+}
+
 fn missProbeLength(self: *const Index, id: *const ObjectId) u64 {
     const mask = self.buckets.len - 1;
     var i = self.home(hashOf(id));
