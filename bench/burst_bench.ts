@@ -4,7 +4,7 @@
  * dropped, puts of an 800 MiB array, a get of an object holding 10,000 refs. Whatever ran
  * before, task and actor throughput should stay within 0.8× of the fresh figures.
  *
- *   node --expose-gc bench/burst_bench.ts [--quick] [--sleep S] [--store-mib N]
+ *   node --expose-gc bench/burst_bench.ts [--quick] [--sleep S] [--store-mib N] [--placement same|split]
  *   deno run -A --v8-flags=--expose-gc bench/burst_bench.ts [--quick]
  *   bun bench/burst_bench.ts [--quick]
  *
@@ -23,12 +23,30 @@
  *           put_800mib        put of an 800 MiB BigInt64Array, disposed; GB/s (10⁹ B)
  *           get_10k_refs      get of an object holding 10,000 refs, the refs dropped
  *   after   the fresh workloads again
+ * One-in-flight rates (tasks_sync, actor_sync) are bimodal on a 2-vCPU VM unless the processes
+ * are placed (bench/tasks_bench.ts explains why): `--placement same` pins the driver and its
+ * workers to CPU 0, `split` the driver to 0 and the workers to 1 (after each warm-up).
  * Progress goes to stderr; stdout gets one JSON line: the three phases, memoryStats after each,
  * and after/fresh per workload.
  */
 import process from "node:process";
 import * as os from "../mod.ts";
-import { emit, HARNESS, loadavg, log, MiB, option, quick, type Rate, runtime, runtimeVersion, timeit as harnessTimeit } from "./lib/harness.ts";
+import {
+  emit,
+  HARNESS,
+  loadavg,
+  log,
+  MiB,
+  option,
+  pin,
+  pinChildren,
+  placementOption,
+  quick,
+  type Rate,
+  runtime,
+  runtimeVersion,
+  timeit as harnessTimeit,
+} from "./lib/harness.ts";
 
 class Actor {
   small_value() {
@@ -39,9 +57,11 @@ class Actor {
 const BATCH = 1000;
 const BIG_ELEMENTS = quick ? 5 * MiB : 100 * MiB;
 const sleepS = Number(option("--sleep") ?? 0);
+const placement = placementOption();
+if (placement !== "free") pin(process.pid, 0, true);
 
 function timeit(name: string, fn: () => unknown, multiplier = 1): Promise<Rate> {
-  return harnessTimeit(name, fn, { multiplier, sleepS });
+  return harnessTimeit(name, fn, { multiplier, sleepS, afterWarmup: placement === "split" ? () => pinChildren(1) : undefined });
 }
 
 type Phase = Record<string, Rate>;
@@ -159,6 +179,7 @@ emit({
   runtime,
   runtime_version: runtimeVersion,
   quick,
+  placement,
   harness: `Ray's timeit: ${HARNESS.warmup_s} s warm-up, ${HARNESS.rounds} rounds of ≥ ${HARNESS.round_s} s, mean ± std (sleep ${sleepS} s)`,
   store_bytes: capacityBytes,
   big_bytes: BIG_ELEMENTS * 8,
