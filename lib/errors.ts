@@ -23,6 +23,7 @@ export class SerializationError extends ObjstoreError {}
 
 /** An API call came before `init()` (or after `shutdown()`). */
 export class NotInitializedError extends ObjstoreError {
+  /** An error that says to call `init()` first (or `message`). */
   constructor(message = "objstore is not initialized: call `await init()` first") {
     super(message);
   }
@@ -37,6 +38,7 @@ export class TaskError extends ObjstoreError {
   readonly remoteName: string;
   /** The stack of the error in the worker process. */
   readonly remoteStack: string;
+  /** A task's error as seen by its caller: `remoteName` and `remoteStack` describe the original. */
   constructor(message: string, remoteName: string, remoteStack: string, options?: ErrorOptions) {
     super(message, options);
     this.remoteName = remoteName;

@@ -88,6 +88,7 @@ export class ObjectRef<T = unknown> {
   #hex: string | undefined;
   /** @internal The task producing this object, until it finishes. */
   producer: Producer | undefined;
+  /** Only for the type checker: the type of the value this ref names. Never set. */
   declare readonly __type?: T;
 
   /** @internal Use `put`, a task, or `ObjectRef.fromHex`. */
@@ -165,6 +166,7 @@ export class ObjectRef<T = unknown> {
     return this.id;
   }
 
+  /** `ObjectRef(<hex id>)`. */
   toString(): string {
     return `ObjectRef(${this.id})`;
   }

@@ -144,6 +144,7 @@ function putFailure(s: Session, status: number, sizeBytes: number): Error {
 export interface GetOptions {
   /** Seconds to wait for the objects (Ray's unit); absent = forever, 0 = do not wait. */
   timeout?: number;
+  /** Stops waiting when aborted: `get` rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -161,7 +162,9 @@ export interface GetOptions {
  * ```
  */
 export function get<T>(ref: ObjectRef<T>, options?: GetOptions): Promise<T>;
+/** The values of a tuple of refs, in the same order, each typed by its ref. */
 export function get<T extends readonly ObjectRef[]>(refs: T, options?: GetOptions): Promise<{ [K in keyof T]: T[K] extends ObjectRef<infer V> ? V : never }>;
+/** The values of a list of refs, in the same order. */
 export function get(refs: ObjectRef[], options?: GetOptions): Promise<unknown[]>;
 export async function get(refOrRefs: ObjectRef | readonly ObjectRef[], options: GetOptions = {}): Promise<unknown> {
   const s = session();
@@ -335,6 +338,7 @@ export interface WaitOptions {
   timeout?: number;
   /** Ready means "its value is on this node" (default true; the only mode on a single node). */
   fetchLocal?: boolean;
+  /** Stops waiting when aborted: `wait` rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -399,8 +403,23 @@ export function free(refs: ObjectRef | readonly ObjectRef[]): void {
   for (const ref of list) ref[Symbol.dispose]();
 }
 
-/** Memory of this node's store. */
-export type MemoryStats = Omit<StoreStats, "attachedProcesses">;
+/** Memory of this node's store, in bytes and objects. */
+export interface MemoryStats {
+  /** Bytes of shared memory for objects (`objectStoreMemory`). */
+  capacityBytes: number;
+  /** Bytes taken by objects in memory. */
+  usedBytes: number;
+  /** Bytes of objects pinned by views some process holds (they cannot spill or be freed). */
+  pinnedBytes: number;
+  /** Objects in the store, in memory or spilled. */
+  objectCount: number;
+  /** Bytes of objects whose only copy is spilled (on disk or in S3). */
+  spilledBytes: number;
+  /** Objects whose only copy is spilled. */
+  spilledObjects: number;
+  /** Bytes restored from spill files so far. */
+  restoredBytes: number;
+}
 
 /** The state of this node's store, in bytes and objects. */
 export function memoryStats(): MemoryStats {

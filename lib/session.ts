@@ -26,7 +26,9 @@ const SPILL_ENV = "OBJSTORE_SPILL";
 
 /** What `init()` resolves to. */
 export interface InitResult {
+  /** The name of this node's store: pass it as `storeName` to share the store with other processes. */
   storeName: string;
+  /** This process's node, as hex. */
   nodeId: string;
 }
 

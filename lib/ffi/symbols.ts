@@ -93,8 +93,8 @@ export interface RuntimeShim {
   readonly maxViewBytes: number;
   /** Lets the process exit while `timer` is pending. */
   unrefTimer(timer: ReturnType<typeof setInterval>): void;
-  /** The command that runs the TypeScript file `script` on this runtime, with the garbage
-   * collector callable (for worker processes). */
+  /** The command that runs the module `script` (a path; on Deno also an https URL) on this
+   * runtime, with the garbage collector callable (for worker processes). */
   scriptCommand(script: string): { command: string; args: string[] };
   /** Runs a full garbage collection if the runtime allows it (see `scriptCommand`). */
   collectGarbage(): void;

@@ -14,7 +14,11 @@ const EARLY_FLUSH_CHARS = 8 * 1024;
 /** How long a release waits for a message to ride along with. */
 const RELEASE_DELAY_MS = 5;
 
-const workerScript = fileURLToPath(new URL("./worker_main.ts", import.meta.url));
+/** The worker's entry point beside this module: `.ts` in a checkout and on JSR, `.js` as
+ * compiled for npm (a compiler rewrites import specifiers, not URLs). */
+const workerEntry = new URL(`./worker_main${import.meta.url.slice(import.meta.url.lastIndexOf("."))}`, import.meta.url);
+/** A path, or on JSR (Deno only) the module's https URL. */
+const workerScript = workerEntry.protocol === "file:" ? fileURLToPath(workerEntry) : workerEntry.href;
 
 export interface WorkerEvents {
   onMessage(worker: WorkerProcess, message: FromWorker): void;
