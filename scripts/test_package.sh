@@ -5,7 +5,7 @@
 #   npm install (tarballs) → node app.mjs, node app.ts, deno run -A app.ts, the CLI by npx and deno
 #   bun add (tarballs)     → bun app.ts, the CLI by bunx
 # and checks the errors of a project without its platform package and of S3 spilling without
-# the AWS SDK; then `deno publish --dry-run` (the JSR package).
+# the AWS SDK; runs the musl library under musl; then `deno publish --dry-run` (the JSR package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -88,6 +88,16 @@ if grep -Ev '^package/(dist/.*\.(js|d\.ts)|LICENSE|README\.md|package\.json)$' <
   exit 1
 fi
 echo "ok: $(wc -l <<<"$listing") files, $(( $(stat -c %s "$main_tgz") / 1024 )) KiB"
+
+echo "== the musl package's library under a real musl C library (Debian's musl-tools)"
+if ! command -v musl-gcc >/dev/null 2>&1; then
+  apt-get install -y -qq musl-tools >/dev/null 2>&1 || { echo "test_package: needs musl-gcc: apt-get install musl-tools" >&2; exit 1; }
+fi
+npm_arch="$(node -p process.arch)"
+mkdir -p "$work/musl"
+tar xzf "$work/tarballs/objstore-core-linux-$npm_arch-musl-0.1.0.tgz" -C "$work/musl" package/libobjstore.so
+musl-gcc -I zig/include -o "$work/musl/smoke" tests/package/musl_smoke.c
+"$work/musl/smoke" "$work/musl/package/libobjstore.so"
 
 echo "== deno publish --dry-run (JSR)"
 published="$(NO_COLOR=1 deno publish --dry-run --allow-dirty 2>&1)" || { echo "$published" >&2; exit 1; }
