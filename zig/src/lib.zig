@@ -521,6 +521,9 @@ test {
     _ = @import("Progress.zig");
     _ = @import("RemoteFiles.zig");
     _ = @import("Channel.zig");
+    _ = @import("transfer/socket.zig");
+    _ = @import("transfer/auth.zig");
+    _ = @import("transfer/transfer_test.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
 }
