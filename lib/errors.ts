@@ -60,3 +60,10 @@ export class OwnerDiedError extends ObjstoreError {}
 
 /** A `put` cannot fit even after spilling; the message gives the sizes. Nothing stored is lost. */
 export class ObjectStoreFullError extends ObjstoreError {}
+
+/** A connection between nodes was refused: the peer holds another cluster token (`--token`,
+ * `OBJSTORE_CLUSTER_TOKEN`) than this process. */
+export class ClusterAuthError extends ObjstoreError {}
+
+/** The cluster's directory (Redis) did not answer within its timeout, or refused us. */
+export class DirectoryUnavailableError extends ObjstoreError {}

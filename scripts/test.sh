@@ -15,9 +15,13 @@ echo "== native core: unit, stress and crash tests"
 echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill)"
 bash bench/run_all.sh --quick
 
-echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests"
+echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
 eval "$(bash scripts/s3_server.sh start)"
 trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(bash scripts/redis_server.sh start)"
+trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"
