@@ -174,6 +174,9 @@ pub const Header = extern struct {
     /// Windows cleared by compaction (informational).
     compactions: Atomic(u64),
     alloc_cursor_block: u64,
+    /// Bitmap words below this were allocated before or prefaulted (BlockBitmap: the
+    /// allocator fills them before it touches new memory).
+    alloc_touched_end_word: u64,
     spill_dir_size_bytes: u32,
     /// 1 = spilling disabled for this store.
     spill_disabled: u32,
