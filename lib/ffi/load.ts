@@ -9,7 +9,7 @@ import { ObjstoreError } from "../errors.ts";
 import type { NativeSymbols, RuntimeShim } from "./symbols.ts";
 
 /** The ABI this TypeScript code speaks; the library must report the same. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 export interface Library {
   readonly symbols: NativeSymbols;
