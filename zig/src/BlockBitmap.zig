@@ -68,9 +68,15 @@ pub fn alloc(self: BlockBitmap, block_count: u64) ?u64 {
     return block;
 }
 
+/// Frees a run. When the cursor is on it (the run allocated last, usually), the cursor goes back
+/// to its start, so the next allocation reuses memory still in the CPU's caches: a put-and-free
+/// loop of 1 MiB objects copied at a third of memcpy's speed while it walked the arena.
 pub fn free(self: BlockBitmap, block: u64, block_count: u64) void {
     assert(block + block_count <= self.block_count);
     self.setRange(block, block_count, false);
+    const first_word = block / 64;
+    const last_word = (block + block_count - 1) / 64;
+    if (self.cursor_word.* >= first_word and self.cursor_word.* <= last_word) self.cursor_word.* = first_word;
 }
 
 /// Marks an extent used while rebuilding from the index.
@@ -318,4 +324,18 @@ test "a prefaulted arena counts as touched" {
     const b = bm.alloc(4 * 64).?;
     try std.testing.expect(b + 4 * 64 <= 9 * 64);
     try std.testing.expectEqual(@as(u64, 9), shared.touched_end_word);
+}
+
+test "a run freed right after it was allocated is reused next" {
+    var words: [64]u64 = undefined;
+    var shared: TestShared = .{};
+    const bm = testBitmap(&words, 64 * 64, &shared, 64);
+    _ = bm.alloc(5).?; // something before, as in a store in use
+    var round: u32 = 0;
+    var first: ?u64 = null;
+    while (round < 10) : (round += 1) {
+        const run = bm.alloc(3 * 64 + 5).?;
+        if (first) |f| try std.testing.expectEqual(f, run) else first = run;
+        bm.free(run, 3 * 64 + 5);
+    }
 }
