@@ -10,18 +10,18 @@
  *
  * - put: `os.put(value)` + `os.free(ref)` in a loop, for each kind (BigInt64Array, Float64Array,
  *   Uint8Array, ArrayBuffer, DataView, and a Float64Array subarray starting at byte 8 × 1001 of a
- *   larger buffer) and size (1 KiB … 800 MiB; --quick: … 80 MiB). Every page of every source is
+ *   larger buffer) and size (1 KiB … 800 MiB; --quick: 1 KiB, 1 MiB, 32 MiB). Every page of every source is
  *   written first (random words), so no copy reads the kernel's zero page. MB/s = 10⁶ B/s.
  * - memcpy: `Uint8Array.prototype.set` of the same number of bytes between two warm heap arrays
  *   (one glibc memmove: V8 and JSC both call it), timed just before and just after the puts of
  *   each size; the ratio is put / the mean of the two.
  * - first get: put a new object (off the clock), then time its first `await os.get(ref)`. Views
  *   are dropped; from 64 MiB on they are collected off the clock between samples, to make room.
- *   1 KiB … 1 GiB (--quick: … 128 MiB).
+ *   1 KiB … 1 GiB (--quick: 1 KiB, 1 MiB, 64 MiB).
  *
- * Timing: per (kind, size) a 0.25 s warm-up, then 3 rounds of ≥ 0.5 s (--quick: 0.05 s and
- * 3 × 0.05 s), at least 2 calls per round; reported: mean and the rounds. The store is 2.5 GiB
- * (--quick: 512 MiB), created with prefault and given 2 s to fault in before the first put.
+ * Timing: per (kind, size) a 0.25 s warm-up, then 3 rounds of ≥ 0.5 s (--quick: 0.03 s and
+ * 3 × 0.03 s), at least 2 calls per round; reported: mean and the rounds. The store is 2.5 GiB
+ * (--quick: 256 MiB), created with prefault and given 2 s (0.5 s) to fault in first.
  *
  * Progress goes to stderr; stdout gets one JSON line.
  */
@@ -29,12 +29,14 @@ import * as os from "../mod.ts";
 import { collect, emit, g, log, loadavg, MiB, quick, runtime, runtimeVersion, summarize, type Rate } from "./lib/harness.ts";
 
 const KiB = 1024;
-const STORE_BYTES = quick ? 512 * MiB : 2560 * MiB;
-const PUT_SIZES = quick ? [KiB, MiB, 16 * MiB, 80 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 128 * MiB, 800 * MiB];
-const GET_SIZES = quick ? [KiB, MiB, 16 * MiB, 128 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, 1024 * MiB];
-const WARMUP_S = quick ? 0.05 : 0.25;
+const STORE_BYTES = quick ? 256 * MiB : 2560 * MiB;
+const PUT_SIZES = quick ? [KiB, MiB, 32 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 128 * MiB, 800 * MiB];
+const GET_SIZES = quick ? [KiB, MiB, 64 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, 1024 * MiB];
+const WARMUP_S = quick ? 0.03 : 0.25;
 const ROUNDS = 3;
-const ROUND_S = quick ? 0.05 : 0.5;
+const ROUND_S = quick ? 0.03 : 0.5;
+/** The store's prefault thread gets this long to fault the arena in before the first put. */
+const PREFAULT_WAIT_MS = quick ? 500 : 2000;
 /** The subarray kind starts this many Float64 elements into its buffer. */
 const SUBARRAY_ELEMENTS = 1001;
 
@@ -158,7 +160,7 @@ await os.init({ objectStoreMemory: STORE_BYTES, numWorkers: 0 });
 let puts: PutRow[];
 let firstGets: GetRow[];
 try {
-  await new Promise((resolve) => setTimeout(resolve, 2000)); // the prefault thread faults the arena in
+  await new Promise((resolve) => setTimeout(resolve, PREFAULT_WAIT_MS));
   puts = await measurePuts();
   firstGets = await measureFirstGets();
 } finally {
