@@ -68,10 +68,10 @@ function viewsCollected(): Promise<void> {
   return eventuallyCollected(() => os.memoryStats().objectCount === 0, 10_000, "views collected");
 }
 
-test("every typed-array kind and DataView round-trips byte-exact, small and past 64 KiB", () =>
+test("every typed-array kind and DataView round-trips byte-exact, small and past 1 MiB", () =>
   withStore(async () => {
     for (const [name, Kind] of KINDS) {
-      for (const sizeBytes of [8, 24, 4096, 64 * 1024, 200 * 1024 + 16]) {
+      for (const sizeBytes of [8, 24, 4096, 64 * 1024, MiB + 16]) {
         const buffer = randomBuffer(sizeBytes, sizeBytes ^ name.length);
         await roundTrip(new Kind(buffer), `${name} of ${sizeBytes} bytes`);
       }
@@ -82,13 +82,13 @@ test("subarrays with odd offsets and lengths round-trip byte-exact, alone and sh
   withStore(async () => {
     for (const [name, Kind] of KINDS) {
       const element = name === "DataView" ? 1 : (Kind as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
-      const buffer = randomBuffer(40_000 * element + 40, 7 * element);
-      for (const [first, count] of [[1, 1], [3, 17], [13, 9_999], [4097, 30_001]]) {
+      const buffer = randomBuffer(300_000 * element + 40, 7 * element);
+      for (const [first, count] of [[1, 1], [3, 17], [13, 9_999], [4097, 270_001]]) {
         const view = new Kind(buffer, first * element, count);
         await roundTrip(view, `${name} at element ${first}, ${count} long`);
       }
       // Two views of one buffer share one payload; each keeps its own bytes.
-      const a = new Kind(buffer, 5 * element, 20_001);
+      const a = new Kind(buffer, 5 * element, 200_001);
       const b = new Kind(buffer, 9_991 * element, 3);
       const ref = os.put({ a, b });
       const got = (await os.get(ref)) as { a: View; b: View };
