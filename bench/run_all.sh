@@ -5,7 +5,7 @@
 #                                    # node, deno, bun, piscina/tinypool, spilling, Ray 2.60's
 #                                    # `ray microbenchmark`
 #   bash bench/run_all.sh --quick    # CI smoke (70-90 s): every benchmark runs, shortly, no Ray
-#   options: --only limits,native,store,tasks,pools,spill,ray   (default: all)
+#   options: --only limits,native,store,tasks,pools,spill,puts,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
 #            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
@@ -13,7 +13,8 @@
 # Steps: bench/limits.py (memcpy, disk, TCP loopback); `zig build bench` (the native core against
 # memcpy and dd); per runtime bench/store_bench.ts, bench/tasks_bench.ts and bench/pool_bench.ts
 # on one snapshot of the library; bench/run_spill.sh (8 GiB through a 1 GiB store, against dd and
-# Ray; its own tables); Ray (installed once into .tools/ray-venv) running its own
+# Ray; its own tables); bench/run_puts.sh (binary puts of 1 KiB-800 MiB against memcpy and Ray,
+# first gets by size; its own tables); Ray (installed once into .tools/ray-venv) running its own
 # `ray microbenchmark` through bench/ray_micro.py. Progress goes to stderr. bench/report.py then
 # writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
 # one per runtime, workload | ours | Ray | piscina | ratios | fraction of the physical limit.
@@ -24,13 +25,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 quick=0
 pinned=0
-only="limits,native,store,tasks,pools,spill,ray"
+only="limits,native,store,tasks,pools,spill,puts,ray"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --pinned) pinned=1 ;;
     --only) only="$2"; shift ;;
-    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,ray] [--pinned]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,ray] [--pinned]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -86,6 +87,19 @@ if step spill; then
     failures=$((failures + 1))
     tail -8 "$work/spill.txt" | sed 's/^/    /' >&2
     progress "FAILED: bench/run_spill.sh"
+  fi
+fi
+
+# Binary puts against memcpy and Ray, first gets by size (issue 15): bench/run_puts.sh, its own
+# tables and bench/results/<date>-puts.json (quick: up to 32 MiB puts, no Ray).
+if step puts; then
+  progress "puts: bench/run_puts.sh $flag"
+  if timeout "$limit" bash bench/run_puts.sh $flag >"$work/puts.txt" 2>&1; then
+    grep '^|' "$work/puts.txt" | cut -c1-220 | sed 's/^/    /' >&2
+  else
+    failures=$((failures + 1))
+    tail -8 "$work/puts.txt" | sed 's/^/    /' >&2
+    progress "FAILED: bench/run_puts.sh"
   fi
 fi
 

@@ -76,7 +76,7 @@ export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
   const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
   const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
   try {
-    encoded.writeInto(target);
+    encoded.writeInto(target, s.store);
   } catch (error) {
     s.store.abort(id);
     throw error;
@@ -92,7 +92,7 @@ export function putArguments(s: Session, args: unknown[]): ObjectRef {
   const encoded = encode(args, encodeHooks);
   const id = s.newId();
   const target = createMakingRoom(s, id, encoded.sizeBytes, undefined, 0);
-  encoded.writeInto(target);
+  encoded.writeInto(target, s.store);
   s.store.seal(id);
   return new ObjectRef(id, s);
 }

@@ -24,6 +24,7 @@ export const symbols = {
   objstore_segment_base: { args: ["pointer"], result: "pointer" },
   objstore_segment_size: { args: ["pointer"], result: "f64" },
   objstore_seal_sequence_offset: { args: [], result: "u32" },
+  objstore_page_offset: { args: ["buffer"], result: "u32" },
   objstore_create: { args: ["pointer", "buffer", "f64", "buffer", "u32"], result: "i32" },
   objstore_seal: { args: ["pointer", "buffer"], result: "i32" },
   objstore_abort: { args: ["pointer", "buffer"], result: "i32" },

@@ -3,6 +3,7 @@
  * views of the shared segment. Views are cut from a few cached windows (Bun and koffi cannot
  * view more than 4 GiB at once), so reading an object costs a `subarray`, not a new view.
  */
+import type { PagePlacement } from "../codec/types.ts";
 import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjstoreError } from "../errors.ts";
@@ -68,7 +69,14 @@ export function lastError(symbols: NativeSymbols): string {
   return new TextDecoder().decode(messageBuffer.subarray(0, n));
 }
 
-export class NativeStore {
+/** Pages are 4 KiB, and the segment starts on a page. */
+const PAGE_BYTES = 4096;
+
+/**
+ * One attachment. It is also the page placement of the object `create` made last (see
+ * PagePlacement): the segment starts on a page, so an offset in it is an address mod 4096.
+ */
+export class NativeStore implements PagePlacement {
   readonly name: string;
   /** True if this process created the store (and so decides its settings). */
   readonly created: boolean;
@@ -81,6 +89,7 @@ export class NativeStore {
   readonly #windowBytes: number;
   readonly #windows: Uint8Array[] = [];
   readonly #sealSequence: Int32Array;
+  #createdOffsetBytes = 0;
 
   private constructor(library: Library, handle: NativePointer, name: string) {
     this.name = name;
@@ -132,7 +141,18 @@ export class NativeStore {
   create(id: Uint8Array, sizeBytes: number, children: Uint8Array | undefined, childCount: number): Uint8Array | number {
     const status = this.#symbols.objstore_create(this.#handle, id, sizeBytes, children ?? noChildren, childCount);
     if (status !== Status.ok) return status;
-    return this.bytes(this.#result[0], sizeBytes);
+    this.#createdOffsetBytes = this.#result[0];
+    return this.bytes(this.#createdOffsetBytes, sizeBytes);
+  }
+
+  /** Where the data of the object `create` made last starts within its page. */
+  get targetPageOffset(): number {
+    return this.#createdOffsetBytes % PAGE_BYTES;
+  }
+
+  /** Where byte `byteOffset` of `source` lies within its page (its address mod 4096). */
+  pageOffsetOf(source: ArrayBufferLike, byteOffset: number): number {
+    return this.#symbols.objstore_page_offset(new Uint8Array(source, byteOffset, 1));
   }
 
   /** The message of the last failure, for callers that handle a status themselves. */

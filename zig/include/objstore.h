@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 3
+#define OBJSTORE_ABI_VERSION 4
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -98,6 +98,11 @@ uint8_t *objstore_segment_base(objstore_t *h);
 double objstore_segment_size(objstore_t *h);
 /* Offset in the segment of a uint32 bumped on every seal, abort and delete. */
 uint32_t objstore_seal_sequence_offset(void);
+
+/* Where bytes lies within its memory page (address mod 4096): a caller copying a large buffer
+ * into the store places the copy at the same offset within a page, because glibc's memcpy
+ * runs 3x slower when the destination is a little ahead of the source within a page. */
+uint32_t objstore_page_offset(const void *bytes);
 
 /* Creates an unsealed object whose data (result[0], result[1]) the caller writes; the
  * children (child_count ids, back to back) stay alive until this object is deleted. The

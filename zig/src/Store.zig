@@ -161,6 +161,8 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     self.initHeader(sections, capacity_bytes, slot_count, name);
     self.bindSections();
     self.bitmap.reset();
+    // The prefault thread (started once open returns) faults these pages in.
+    if (options.prefault) self.bitmap.markTouched(@min(capacity_bytes, prefault_data_max_bytes) / layout.block_size_bytes);
     self.header.ready.store(1, .release);
 }
 
@@ -240,8 +242,11 @@ fn bindSections(self: *Store) void {
     };
     self.spill_files = self.sectionSlice(layout.SpillFile, h.spill_files_offset, layout.spill_file_count_max);
     const words = self.sectionSlice(u64, h.bitmap_offset, h.bitmap_words);
-    self.bitmap = BlockBitmap.init(words, h.capacity_bytes / layout.block_size_bytes, &h.alloc_cursor_block);
+    self.bitmap = BlockBitmap.init(words, h.capacity_bytes / layout.block_size_bytes, &h.alloc_cursor_block, &h.alloc_touched_end_word, touched_grain_words);
 }
+
+/// The allocator takes untouched memory 64 MiB at a time (see BlockBitmap.touched_grain_words).
+const touched_grain_words: u64 = (64 << 20) / (64 * layout.block_size_bytes);
 
 fn sectionSlice(self: *Store, comptime T: type, offset_bytes: u64, count: u64) []T {
     assert(offset_bytes + count * @sizeOf(T) <= self.segment_size_bytes);

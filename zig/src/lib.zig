@@ -159,6 +159,13 @@ export fn objstore_seal_sequence_offset() u32 {
     return @offsetOf(layout.Header, "seal_sequence");
 }
 
+/// Where `bytes` lies within its memory page (its address mod 4096). A caller copying a large
+/// buffer into the store places the copy at the same offset within a page: glibc's memcpy runs
+/// 3× slower when the destination is a little ahead of the source within a page.
+export fn objstore_page_offset(bytes: ?*const anyopaque) u32 {
+    return @intCast(@intFromPtr(bytes) % layout.page_size_bytes);
+}
+
 export fn objstore_create(h: ?*anyopaque, id: [*]const u8, size_bytes: f64, children: [*]const u8, child_count: u32) i32 {
     const handle = handleOf(h);
     const size = sizeOf(size_bytes) catch |err| return fail(err);
