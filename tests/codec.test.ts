@@ -448,17 +448,15 @@ test("codec: a bad refId result is a SerializationError", () => {
   throwsSerialization(() => encode({ r: refWithId(1) }, badHooks), /value\.r: refId returned 3 bytes/);
 });
 
-test("codec: 10,000 refs encode and decode in a few ms", () => {
+// Their speed is measured by bench/codec_bench.ts, not here: a time bound fails on a busy machine.
+test("codec: 10,000 refs encode and decode, every id in place", () => {
   const refs = Array.from({ length: 10_000 }, (_, i) => refWithId(i));
   roundTrip(refs);
-  const started = performance.now();
   const encoded = encode(refs, hooks);
   const back = decode(place(encoded), hooks) as FakeRef[];
-  const elapsed = performance.now() - started;
   assert.equal(encoded.refIds.length, 10_000);
   assert.equal(back.length, 10_000);
-  assert.deepStrictEqual(back[9999].id, refs[9999].id);
-  assert.ok(elapsed < 100, `took ${elapsed.toFixed(1)} ms`);
+  for (const i of [0, 1, 4999, 9999]) assert.deepStrictEqual(back[i].id, refs[i].id);
 });
 
 // --- custom classes ---------------------------------------------------------------------------
