@@ -16,11 +16,11 @@ import { readHeader } from "./header.ts";
 import { ERROR_CONSTRUCTORS, VIEW_KINDS } from "./kinds.ts";
 import { isStackOverflow } from "./paths.ts";
 import { PayloadLocator } from "./payloads.ts";
-import { ByteReader, corrupt, corruption } from "./reader.ts";
+import { ByteReader, corrupt, corruption, excerpt } from "./reader.ts";
 import { registrationNamed } from "./registry.ts";
 import { decodeTag, NOT_TINY } from "./tiny.ts";
 import type { DecodeHooks } from "./types.ts";
-import { SerializationError } from "../errors.ts";
+import { ObjstoreError, SerializationError } from "../errors.ts";
 
 const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
 /** Ref ids are carved from slabs of this many: one buffer allocation per slab, not per ref. */
@@ -57,11 +57,14 @@ function decodeRegion(data: Uint8Array, bodyLength: number, bufferCount: number,
   return value;
 }
 
-/** Anything else that escapes (Arrow's own checks, a stack overflow) means the bytes are bad. */
-function asDecodeError(error: unknown): SerializationError {
-  if (error instanceof SerializationError) return error;
+/**
+ * Anything that escapes other than the store's own errors (those of `makeRef`) means the bytes
+ * are bad: Arrow's checks, a stack overflow.
+ */
+function asDecodeError(error: unknown): ObjstoreError {
+  if (error instanceof ObjstoreError) return error;
   if (isStackOverflow(error)) return corruption("nesting too deep", error);
-  return corruption(error instanceof Error ? error.message : String(error), error);
+  return corruption(excerpt(messageOf(error)), error);
 }
 
 /** Walks one body; `objects` mirrors the encoder's back-reference numbering. */
@@ -145,9 +148,8 @@ class Decoder {
       case Tag.ArrayBuffer:
         return this.remember(this.arrayBuffer());
       case Tag.ArrowTable:
-        return this.remember(tableFromStream(this.arrowStream()));
       case Tag.ArrowRecordBatch:
-        return this.remember(batchFromStream(this.arrowStream()) ?? corrupt("Arrow record batch stream holds other than one batch"));
+        return this.remember(this.arrow(tag));
       case Tag.Custom:
         return this.custom();
       default:
@@ -248,7 +250,7 @@ class Decoder {
     try {
       return new RegExp(source, flags);
     } catch (error) {
-      return corrupt(`invalid RegExp /${source}/${flags}`, error);
+      return corrupt(`invalid RegExp /${excerpt(source)}/${excerpt(flags)}`, error);
     }
   }
 
@@ -289,6 +291,7 @@ class Decoder {
     const index = this.r.varint();
     const byteLength = this.r.varint();
     const offset = this.payloads.locate(index, 0, byteLength);
+    this.payloads.take(index, "an ArrayBuffer");
     return this.data.slice(offset, offset + byteLength).buffer;
   }
 
@@ -305,9 +308,20 @@ class Decoder {
     return this.remember(new kind.ctor(this.data.buffer, offset, length));
   }
 
-  private arrowStream(): Uint8Array {
-    const [offset, length] = this.payloads.whole(this.r.varint());
-    return this.data.subarray(offset, offset + length);
+  /** The Arrow value in a payload; Arrow's own complaints are reported with where they arose. */
+  private arrow(tag: number): unknown {
+    const at = this.r.pos - 1;
+    const index = this.r.varint();
+    const [offset, length] = this.payloads.whole(index);
+    this.payloads.take(index, `the Arrow value at offset ${at}`);
+    const stream = this.data.subarray(offset, offset + length);
+    try {
+      if (tag === Tag.ArrowTable) return tableFromStream(stream);
+      return batchFromStream(stream) ?? corrupt(`the Arrow record batch in buffer ${index} holds other than one batch`);
+    } catch (error) {
+      if (error instanceof SerializationError) throw error;
+      return corrupt(`the Arrow stream in buffer ${index} cannot be read: ${excerpt(messageOf(error))}`, error);
+    }
   }
 
   private custom(): unknown {
@@ -316,17 +330,20 @@ class Decoder {
     const name = this.r.string();
     const registration = registrationNamed(name);
     if (registration === undefined) {
-      throw new SerializationError(`cannot read an instance of class "${name}": no serializer is registered under that name in this process (use registerSerializer)`);
+      throw new SerializationError(`cannot read an instance of class "${excerpt(name)}": no serializer is registered under that name in this process (use registerSerializer)`);
     }
     const data = this.value();
     try {
       this.objects[slot] = registration.serializer.deserialize(data);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw new SerializationError(`the deserializer of class "${name}" threw: ${message}`, { cause: error });
+      throw new SerializationError(`the deserializer of class "${name}" threw: ${excerpt(messageOf(error))}`, { cause: error });
     }
     return this.objects[slot];
   }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** A built-in error of that name, or an Error carrying the custom name. */

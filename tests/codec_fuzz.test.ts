@@ -1,0 +1,162 @@
+/**
+ * Hostile bytes for the value decoder, which reads what other processes wrote: a seeded fuzz run
+ * bounded in time, then the inputs it (or a reading of the decoder) found, each as a regression
+ * case. `FUZZ_SECONDS=600` runs the fuzz longer, `FUZZ_SEED=n` explores other cases, and
+ * `FUZZ_SEED=n FUZZ_CASE=i` replays the one case a failure names.
+ */
+import assert from "node:assert/strict";
+import process from "node:process";
+import { test } from "./harness.ts";
+import { tableFromArrays } from "apache-arrow";
+import { decode } from "../lib/codec/mod.ts";
+import { SerializationError } from "../lib/errors.ts";
+import {
+  ARROW_VALUES, arrowPayload, buildRegion, checkDecode, corpus, fuzzCase, FuzzBox, hexOf, hooks, MAX_MESSAGE_CHARS,
+  prototypesSnapshot, repeated, varint,
+} from "./decoder_fuzzer.ts";
+
+const fuzzSeconds = Number(process.env.FUZZ_SECONDS ?? 3);
+const fuzzSeed = Number(process.env.FUZZ_SEED ?? 15);
+const onlyCase = process.env.FUZZ_CASE === undefined ? undefined : Number(process.env.FUZZ_CASE);
+
+test("decoder fuzz: mutated, spliced, truncated and grammar-built regions fail cleanly", () => {
+  const all = corpus(fuzzSeed, 96);
+  const before = prototypesSnapshot();
+  all.forEach((bytes, i) => assert.equal(checkDecode(bytes, before), undefined, `corpus value ${i} must decode`));
+  const started = performance.now();
+  const deadline = started + fuzzSeconds * 1000;
+  let cases = 0;
+  let slowest = { ms: 0, index: 0 };
+  let maxRssBytes = 0;
+  for (let index = onlyCase ?? 0; ; index++) {
+    const bytes = fuzzCase(fuzzSeed, index, all);
+    const caseStarted = performance.now();
+    const problem = checkDecode(bytes, before);
+    const ms = performance.now() - caseStarted;
+    cases++;
+    if (ms > slowest.ms) slowest = { ms, index };
+    if (problem !== undefined) {
+      assert.fail(`FUZZ_SEED=${fuzzSeed} FUZZ_CASE=${index}: ${problem}\n  input: ${hexOf(bytes)}`);
+    }
+    if (cases % 4096 === 0) maxRssBytes = Math.max(maxRssBytes, process.memoryUsage().rss);
+    if (onlyCase !== undefined || performance.now() > deadline) break;
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  console.log(`     decoder fuzz: ${cases} cases in ${elapsed.toFixed(1)} s (seed ${fuzzSeed}); slowest case ${slowest.index} ` +
+    `took ${slowest.ms.toFixed(1)} ms; peak RSS ${(Math.max(maxRssBytes, process.memoryUsage().rss) / 2 ** 20).toFixed(0)} MiB`);
+}, { timeoutMs: fuzzSeconds * 1000 + 60_000 });
+
+function rejects(region: Uint8Array, pattern: RegExp): SerializationError {
+  let caught: unknown;
+  try {
+    decode(region, hooks);
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof SerializationError, `expected a SerializationError, got ${caught}`);
+  assert.match(caught.message, pattern);
+  assert.ok(caught.message.length <= MAX_MESSAGE_CHARS, `a ${caught.message.length}-character message`);
+  return caught;
+}
+
+const ascii = (text: string) => Array.from(text, (c) => c.charCodeAt(0));
+
+// Found by reading the decoder with the fuzzer's memory oracle in mind: a bare ArrayBuffer is a
+// copy, and 300 tags naming one 64 KiB payload copied it 300 times (a 1 GiB region could ask
+// for petabytes). The encoder writes each ArrayBuffer once; repeats are back-references.
+test("decoder: a payload copied out twice is refused before the copy", () => {
+  const payload = new Uint8Array(64 * 1024).fill(7);
+  const once = buildRegion([10, 1, 22, 0, ...varint(payload.length)], [{ bytes: payload }]);
+  assert.equal(((decode(once, hooks) as ArrayBuffer[])[0]).byteLength, payload.length);
+  const body = [10, ...varint(300), ...repeated([22, 0, ...varint(payload.length)], 300)];
+  rejects(buildRegion(body, [{ bytes: payload }]), /ArrayBuffer reads buffer 0, which an earlier part of the value already read whole/);
+});
+
+// The same amplification through the table: 300 entries, each copied once, all over one payload.
+test("decoder: payload table entries that overlap are refused", () => {
+  const payload = new Uint8Array(64 * 1024);
+  const body = [10, ...varint(300), ...Array.from({ length: 300 }, (_, i) => [22, ...varint(i), ...varint(payload.length)]).flat()];
+  const entries = [{ bytes: payload }, ...Array.from({ length: 299 }, () => ({ aliasOf: 0 }))];
+  rejects(buildRegion(body, entries), /buffer 1 \(offset \d+\) overlaps the table or buffer 0, which ends at \d+/);
+  rejects(buildRegion([0x80], [{ bytes: payload, offset: 0 }]), /buffer 0 \(offset 0\) overlaps the table/);
+});
+
+// An Arrow table is parsed, not copied: 2,000 tags naming one 20 KiB stream of 200 columns took
+// 5.7 s and 700 MB on Node before a payload could be read whole only once.
+test("decoder: an Arrow stream read twice is refused before Arrow parses it again", () => {
+  const columns: Record<string, Int32Array> = {};
+  for (let i = 0; i < 200; i++) columns[`c${i}`] = new Int32Array(1);
+  const stream = arrowPayload(tableFromArrays(columns));
+  const one = decode(buildRegion([24, 0], [{ bytes: stream }]), hooks) as { numCols: number };
+  assert.equal(one.numCols, 200);
+  rejects(buildRegion([10, ...varint(2000), ...repeated([24, 0], 2000)], [{ bytes: stream }]), /the Arrow value at offset 21 reads buffer 0, which an earlier part/);
+  const batch = arrowPayload(ARROW_VALUES[3]);
+  rejects(buildRegion([10, 2, 25, 0, 25, 0], [{ bytes: batch }]), /Arrow value at offset 20 reads buffer 0/);
+});
+
+test("decoder: Arrow's own complaints name the payload; text from the data is quoted short", () => {
+  const stream = arrowPayload(ARROW_VALUES[0]);
+  // A schema whose field type says Int but whose width is garbage: Arrow throws, we name where.
+  let named = 0;
+  for (let at = 8; at < 200 && at < stream.length; at++) {
+    const broken = stream.slice();
+    broken[at] ^= 0xff;
+    try {
+      decode(buildRegion([24, 0], [{ bytes: broken }]), hooks);
+    } catch (error) {
+      assert.ok(error instanceof SerializationError, String(error));
+      assert.ok(error.message.length <= MAX_MESSAGE_CHARS);
+      if (/the Arrow stream in buffer 0 cannot be read: /.test(error.message)) named++;
+    }
+  }
+  assert.ok(named > 0, "some corruption reaches Arrow's own checks");
+  const longSource = "(".repeat(100_000);
+  const regexp = rejects(buildRegion([16, ...varint(longSource.length), ...ascii(longSource), 0]), /invalid RegExp \/\(+… \(100000 characters\)\//);
+  assert.ok(regexp.cause instanceof SyntaxError);
+  const longName = "N".repeat(100_000);
+  rejects(buildRegion([26, ...varint(longName.length), ...ascii(longName), 0x80]), /cannot read an instance of class "N+… \(100000 characters\)": no serializer/);
+  rejects(buildRegion([26, 7, ...ascii("FuzzBox"), 0x80]), /the deserializer of class "FuzzBox" threw: FuzzBox data must be a one-element array/);
+});
+
+test("decoder: nesting of every kind past the stack is a SerializationError, and the decoder works after", () => {
+  const depth = 200_000;
+  const box = [26, 7, ...ascii("FuzzBox"), 10, 1];
+  const bodies: Record<string, number[]> = {
+    array: repeated([10, 1], depth, [0x80]),
+    object: repeated([12, 1, 1, 97], depth, [0x80]),
+    "map value": repeated([13, 1, 0x80], depth, [0x80]),
+    "map key": repeated([13, 1], depth, repeated([0x80], depth + 1)),
+    set: repeated([14, 1], depth, [0x80]),
+    "error cause": repeated([17, 0, 0, 2], depth, [0x80]),
+    "aggregate errors": repeated([17, 0, 0, 4], depth, [0x80]),
+    "registered class": repeated(box, depth, [0x80]),
+    mixed: repeated([10, 1, 12, 1, 1, 97, 13, 1, 0x80, 14, 1, 17, 0, 0, 2], depth / 5, [0x80]),
+  };
+  for (const [kind, body] of Object.entries(bodies)) {
+    rejects(buildRegion(body), /^corrupt object data: nesting too deep$/);
+    const shallow = decode(buildRegion(repeated(box, 50, [0x80])), hooks);
+    assert.ok(shallow instanceof FuzzBox, `the decoder still works after ${kind}`);
+  }
+});
+
+test("decoder: keys and names that are prototype properties stay data", () => {
+  const before = prototypesSnapshot();
+  const key = (k: string) => [...varint(k.length), ...ascii(k)];
+  const polluted = [12, 1, ...key("polluted"), 4];
+  for (const k of ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "__defineSetter__"]) {
+    // { [k]: { polluted: true }, x: { [k]: { prototype: { polluted: true } } } }
+    const body = [12, 2, ...key(k), ...polluted, ...key("x"), 12, 1, ...key(k), 12, 1, ...key("prototype"), ...polluted];
+    const value = decode(buildRegion(body), hooks) as Record<string, unknown>;
+    assert.equal(Object.getPrototypeOf(value), Object.prototype, k);
+    assert.deepStrictEqual(Object.getOwnPropertyDescriptor(value, k)?.value, { polluted: true });
+    assert.ok(Object.hasOwn(value.x as object, k));
+    const error = decode(buildRegion([17, ...key(k), 1, 109, 0]), hooks) as Error;
+    assert.equal(Object.getPrototypeOf(error), Error.prototype, `an error named ${k} is a plain Error`);
+    assert.equal(error.name, k);
+    rejects(buildRegion([26, ...key(k), 0x80]), new RegExp(`class "${k}": no serializer is registered`));
+    const map = decode(buildRegion([13, 1, 7, ...key(k), 4]), hooks) as Map<string, boolean>;
+    assert.equal(map.get(k), true);
+  }
+  assert.equal(prototypesSnapshot(), before);
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
