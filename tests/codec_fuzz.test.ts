@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import process from "node:process";
 import { test } from "./harness.ts";
+import { eventuallyCollected } from "./helpers.ts";
 import { tableFromArrays } from "apache-arrow";
+import * as os from "../mod.ts";
 import { decode } from "../lib/codec/mod.ts";
 import { SerializationError } from "../lib/errors.ts";
 import {
@@ -159,4 +161,42 @@ test("decoder: keys and names that are prototype properties stay data", () => {
   }
   assert.equal(prototypesSnapshot(), before);
   assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+/** Writes `cases` fuzz cases over `ref`'s region, one `get` each; then the original bytes again. */
+async function overwriteAndGet(ref: os.ObjectRef, cases: number): Promise<void> {
+  const all = corpus(fuzzSeed, 48);
+  const before = prototypesSnapshot();
+  // The view's buffer is exactly the object's region: a window to write foreign bytes through.
+  const region = new Uint8Array(((await os.get(ref)) as Uint8Array).buffer);
+  const original = region.slice();
+  let failed = 0;
+  for (let index = 0; index < cases; index++) {
+    region.fill(0);
+    region.set(fuzzCase(fuzzSeed, index, all).subarray(0, region.length));
+    try {
+      await os.get(ref);
+    } catch (error) {
+      assert.ok(error instanceof SerializationError, `FUZZ_SEED=${fuzzSeed} FUZZ_CASE=${index}: ${error}`);
+      failed++;
+    }
+    assert.equal(prototypesSnapshot(), before, `FUZZ_SEED=${fuzzSeed} FUZZ_CASE=${index} changed a prototype`);
+  }
+  assert.ok(failed > cases / 2, `${failed} of ${cases} cases failed`);
+  region.set(original);
+  assert.equal(((await os.get(ref)) as Uint8Array).length, original.length - 64);
+}
+
+// The decoder behind `get`: bytes another process wrote over an object (any runtime, any bug)
+// come out as a SerializationError or a value, and `get` keeps the store's pins balanced.
+test("get of an object whose bytes were overwritten fails cleanly and leaves no pin behind", async () => {
+  await os.init({ objectStoreMemory: 16 * 1024 * 1024, prefault: false, numWorkers: 0 });
+  try {
+    const ref = os.put(new Uint8Array(64 * 1024));
+    await overwriteAndGet(ref, 400);
+    os.free([ref]);
+    await eventuallyCollected(() => os.memoryStats().pinnedBytes === 0 && os.memoryStats().objectCount === 0, 10_000, "no pins and no objects left");
+  } finally {
+    await os.shutdown();
+  }
 });
