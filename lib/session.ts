@@ -124,10 +124,7 @@ export class Session implements RefOwner {
     const wasLast = this.store.close();
     if (wasLast) {
       removeOrphanedChannels(this.store.name);
-      // The store's spill files are gone with it; remove the default folder if that was it.
-      try {
-        rmdirSync(defaultSpillDirectory(this.store.name));
-      } catch { /* absent, or not ours to remove */ }
+      removeDefaultSpillDirectory(this.store.name);
       await this.s3Spill?.removeAll().catch((error) => {
         process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
       });
@@ -189,7 +186,9 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     }
   } catch (error) {
     s3Spill?.close();
-    store.close();
+    // A refused init leaves nothing behind: the store goes with its last process, and so does
+    // the default spill folder configureSpill may have made.
+    if (store.close()) removeDefaultSpillDirectory(name);
     throw error;
   }
   current = new Session(library, store, resolved, s3Spill);
@@ -225,6 +224,13 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
 
 function defaultSpillDirectory(storeName: string): string {
   return path.join(os.tmpdir(), `objstore-spill-${storeName}`);
+}
+
+/** Once a store is gone its spill files are too: removes the default folder if that was it (and is empty). */
+function removeDefaultSpillDirectory(storeName: string): void {
+  try {
+    rmdirSync(defaultSpillDirectory(storeName));
+  } catch { /* absent, not empty, or not ours to remove */ }
 }
 
 /**

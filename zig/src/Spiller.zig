@@ -61,8 +61,9 @@ pub fn configure(self: *Spiller, dir: []const u8) Error!void {
         h.spill_disabled = 1;
         return;
     }
-    if (dir.len >= layout.spill_dir_size_max - 64 or dir[0] != '/') {
-        status.setDetail("spill directory must be an absolute path shorter than {d} bytes: '{s}'", .{ layout.spill_dir_size_max - 64, dir });
+    // A NUL would end the path the kernel sees early: mkdir would make another directory.
+    if (dir.len >= layout.spill_dir_size_max - 64 or dir[0] != '/' or std.mem.indexOfScalar(u8, dir, 0) != null) {
+        status.setDetail("spill directory must be an absolute path without NUL, shorter than {d} bytes: '{s}'", .{ layout.spill_dir_size_max - 64, dir });
         return error.InvalidArgument;
     }
     try ensureWritableDir(dir);

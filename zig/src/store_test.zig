@@ -151,6 +151,12 @@ test "bad names and a foreign file are clear errors" {
     try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("x", .{ .capacity_bytes = 1 }));
+    // Each would be another file than /dev/shm/objstore-<name>, or a channel's name.
+    for ([_][]const u8{ ".", "..", ".hidden", "../x", "a\x00b", "\xc3\xa9", "a b", "ch-x-0123456789abcdef" }) |bad| {
+        try testing.expectError(error.InvalidArgument, Store.open(bad, .{ .capacity_bytes = 1 << 20 }));
+    }
+    const too_long: [layout.name_size_max + 1]u8 = @splat('n');
+    try testing.expectError(error.InvalidArgument, Store.open(&too_long, .{ .capacity_bytes = 1 << 20 }));
     var name_buffer: [64]u8 = undefined;
     const name = uniqueName(&name_buffer);
     var path_buffer: [128]u8 = undefined;
