@@ -2,7 +2,7 @@
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
  */
-import { lstatSync, rmdirSync } from "node:fs";
+import { chmodSync, lstatSync, rmdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -220,6 +220,8 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
   if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
     throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);
   }
+  // The library made it 0700; one left from elsewhere is ours (same user) to make private too.
+  if ((info.mode & 0o077) !== 0) chmodSync(directory, 0o700);
 }
 
 function defaultSpillDirectory(storeName: string): string {
