@@ -54,7 +54,7 @@ for (const runtime of runtimes) {
 test("objstore with a bad command or store is a clear error", async () => {
   const bad = await run("node", ["frobnicate"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.out, /unknown command 'frobnicate'/);
+  assert.match(bad.out, /unknown command "frobnicate"/);
   const missing = await run("node", ["memory", "--store", "no-such-store-here"]);
   assert.equal(missing.code, 1);
   assert.match(missing.out, /no store named 'no-such-store-here'/);
