@@ -107,7 +107,7 @@ function defaultMemory(): number {
 }
 
 /** True for a plain object (not an array, a class instance or null). */
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+function isPlainObject(value: unknown): boolean {
   if (typeof value !== "object" || value === null) return false;
   const proto = Object.getPrototypeOf(value);
   return proto === Object.prototype || proto === null;
@@ -126,7 +126,7 @@ function refuseUnknownKeys(object: Record<string, unknown>, known: readonly stri
  */
 export function resolveOptions(options: InitOptions = {}): ResolvedOptions {
   if (!isPlainObject(options)) invalid(`options must be an object, got ${shown(options)}`);
-  refuseUnknownKeys(options, KNOWN_OPTIONS, "option");
+  refuseUnknownKeys(options as Record<string, unknown>, KNOWN_OPTIONS, "option");
   for (const [key, value] of Object.entries(options)) {
     if (value === null) invalid(`${key} is null; leave it out for its default`);
   }
@@ -180,6 +180,10 @@ function resolveSpill(spill: unknown): SpillOption {
   if (spill === false) return false;
   const shapes = 'false, { type: "filesystem", directory? } or { type: "s3", bucket, prefix?, endpoint?, region? }';
   if (!isPlainObject(spill)) invalid(`spill must be ${shapes}, got ${shown(spill)}`);
+  return resolveSpillObject(spill as Record<string, unknown>);
+}
+
+function resolveSpillObject(spill: Record<string, unknown>): SpillOption {
   if (spill.type === "filesystem") {
     refuseUnknownKeys(spill, FILESYSTEM_SPILL_KEYS, "spill option");
     return { type: "filesystem", directory: spill.directory === undefined ? undefined : resolveDirectory(spill.directory) };
