@@ -200,3 +200,31 @@ test("get of an object whose bytes were overwritten fails cleanly and leaves no 
     await os.shutdown();
   }
 });
+
+test("decoder: a length of 2^31 anywhere is refused by what remains, not allocated", () => {
+  const big = varint(2 ** 31);
+  const cases: [string, number[], RegExp][] = [
+    ["string", [7, ...big], /needs 2147483648 bytes at offset 22, 0 left/],
+    ["bigint", [9, 0, ...big], /needs 2147483648 bytes/],
+    ["regexp source", [16, ...big], /needs 2147483648 bytes/],
+    ["object", [12, ...big], /count 2147483648 exceeds the remaining bytes/],
+    ["map", [13, ...big], /count 2147483648 exceeds the remaining bytes/],
+    ["set", [14, ...big], /count 2147483648 exceeds the remaining bytes/],
+    ["array", [10, ...big, 0x80], /ends early/],
+    ["hole run", [10, 2, 11, ...big], /hole run 2147483648 overflows the array/],
+    ["back-reference", [28, ...big], /back-reference 2147483648 to an object not yet seen/],
+    ["buffer index", [22, ...big, 0], /buffer index 2147483648 of 0/],
+    ["ArrayBuffer length", [22, 0, ...big], /bytes 0\+2147483648 lie outside buffer 0/],
+    ["view length", [23, 8, 0, 0, ...big], /bytes 0\+17179869184 lie outside buffer 0/],
+  ];
+  for (const [what, body, message] of cases) {
+    const payloads = /ArrayBuffer length|view length/.test(what) ? [{ bytes: new Uint8Array(64) }] : [];
+    rejects(buildRegion(body, payloads), message);
+  }
+  const header = buildRegion([0x80]);
+  new DataView(header.buffer, header.byteOffset).setUint32(4, 2 ** 31, true);
+  rejects(header, /body of 2147483648 bytes exceeds the 17-byte region/);
+  const count = buildRegion([0x80]);
+  new DataView(count.buffer, count.byteOffset).setUint32(12, 2 ** 31, true);
+  rejects(count, /table of 2147483648 buffers exceeds the 17-byte region/);
+});
