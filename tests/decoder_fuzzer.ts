@@ -10,7 +10,7 @@
  * bounded message; the built-in prototypes are unchanged; every view of the result lies inside
  * the region; the result holds no more objects and copied bytes than the region has bytes.
  */
-import { Dictionary, Int32, RecordBatch, Table, tableFromArrays, tableFromJSON, Utf8, vectorFromArray } from "apache-arrow";
+import { Dictionary, Int32, RecordBatch, Table, tableFromArrays, tableFromJSON, Type, Utf8, vectorFromArray } from "apache-arrow";
 import { decode, encode, registerSerializer } from "../lib/codec/mod.ts";
 import { SerializationError } from "../lib/errors.ts";
 
@@ -169,7 +169,7 @@ export function randomValue(r: Rng, depth = 0, seen: object[] = []): unknown {
         : new (r.pick([Error, TypeError, RangeError]))(r.pick(STRINGS), r.chance(0.5) ? { cause: randomValue(r, depth + 1, seen) } : undefined);
       if (r.chance(0.3)) error.name = r.pick(["Custom", "__proto__", "constructor"]);
       seen.push(error);
-      return error;
+      return fixedStack(error);
     }
     case 15:
       return r.pick([new Number(r.pick(NUMBERS)), new String(r.pick(STRINGS)), new Boolean(r.chance(0.5)), Object(r.pick(BIGINTS))]);
@@ -218,14 +218,20 @@ function fixedValues(): unknown[] {
   return [
     { n: [0, -1, 2 ** 40, 0.5, -0], s: "héllo", b: [1n, 2n ** 70n], d: new Date(0), re: /re/g },
     [new Map<unknown, unknown>([["k", new Set([null, true])]]), new Number(1), new String("s"), new Boolean(true), Object(5n)],
-    Object.assign(new RangeError("r", { cause: new Error("c") }), { name: "Named" }),
-    new AggregateError([new Error("a")], "agg"),
+    fixedStack(Object.assign(new RangeError("r", { cause: fixedStack(new Error("c")) }), { name: "Named" })),
+    fixedStack(new AggregateError([fixedStack(new Error("a"))], "agg")),
     { buffer, bytes: new Uint8Array(buffer, 8, 16), floats: new Float64Array(buffer, 16, 4), view: new DataView(buffer, 4, 8) },
     { table: ARROW_VALUES[0], dictionary: ARROW_VALUES[1], batch: ARROW_VALUES[3] },
     [new FuzzBox({ x: 1 }), new FuzzRef(new Uint8Array(28).fill(7)), cyclic, [, , 3]],
     JSON.parse('{"__proto__": {"polluted": true}, "constructor": {"prototype": {"polluted": true}}}'),
     new BigUint64Array([1n, 2n ** 64n - 1n]),
   ];
+}
+
+/** `error` with a stack that does not depend on where it was made: the corpus is the same from any caller. */
+function fixedStack<E extends Error>(error: E): E {
+  error.stack = `${error.name}: ${error.message}\n    at fuzz (corpus)`;
+  return error;
 }
 
 /** The region of `value`, or undefined if it cannot be stored (a cycle through a FuzzBox). */
@@ -626,8 +632,15 @@ function isArrow(value: object): boolean {
   return brands[Symbol.for("apache-arrow/Table")] === true || brands[Symbol.for("apache-arrow/RecordBatch")] === true;
 }
 
-/** Every column buffer of an Arrow table or batch that views the region lies inside it. */
+/**
+ * Every column buffer of an Arrow table or batch that views the region lies inside it, and it
+ * claims no more rows than the region has bits (but for columns of the Null type, which take none).
+ */
 function checkArrow(value: object, region: Uint8Array): string | undefined {
+  const { numRows, schema } = value as Table;
+  if (numRows > region.length * 8 + 64 && !schema.fields.every((f) => f.typeId === Type.Null)) {
+    return `an Arrow value of ${numRows} rows out of a ${region.length}-byte region`;
+  }
   const batches = (value as { batches?: RecordBatch[] }).batches ?? [value as RecordBatch];
   const stack: unknown[] = batches.map((b) => b.data);
   const seen = new Set<unknown>();
@@ -716,3 +729,35 @@ export function arrowPayload(value: object): Uint8Array {
 }
 
 export { ARROW_VALUES };
+
+/**
+ * Where, in an Arrow IPC stream, the first record batch keeps its row count and its field nodes
+ * (each an int64 length and an int64 null count): for tests that make a batch lie.
+ */
+export function recordBatchFields(stream: Uint8Array): { lengthAt: number; nodesAt: number; nodeCount: number } {
+  const view = new DataView(stream.buffer, stream.byteOffset, stream.byteLength);
+  const target = (at: number) => at + view.getInt32(at, true);
+  /** Position of field `index` of the table at `at`, or 0. */
+  const field = (at: number, index: number) => {
+    const vtable = at - view.getInt32(at, true);
+    const slot = 4 + 2 * index;
+    if (slot >= view.getInt16(vtable, true)) return 0;
+    const offset = view.getInt16(vtable + slot, true);
+    return offset === 0 ? 0 : at + offset;
+  };
+  for (let pos = 0; pos + 8 <= stream.length;) {
+    const metaLength = view.getInt32(pos + 4, true);
+    const root = target(pos + 8);
+    const headerTypeAt = field(root, 1);
+    const headerType = headerTypeAt === 0 ? 0 : view.getUint8(headerTypeAt);
+    const bodyLengthAt = field(root, 3);
+    const bodyLength = bodyLengthAt === 0 ? 0 : Number(view.getBigInt64(bodyLengthAt, true));
+    if (headerType === 3) {
+      const batch = target(field(root, 2));
+      const nodes = target(field(batch, 1));
+      return { lengthAt: field(batch, 0), nodesAt: nodes + 4, nodeCount: view.getInt32(nodes, true) };
+    }
+    pos += 8 + metaLength + bodyLength;
+  }
+  throw new Error("no record batch in the stream");
+}
