@@ -173,14 +173,14 @@ class Decoder {
   }
 
   /**
-   * Preallocated when every element could have its own byte; otherwise (long hole runs) grown,
-   * which lets the engine keep a huge sparse array in dictionary mode.
+   * Preallocated when every element could have its own byte; otherwise (long hole runs) made
+   * sparse from the start, so it costs its present elements only.
    */
   private array(): unknown[] {
     const length = this.r.varint();
     if (length > MAX_ARRAY_LENGTH) corrupt(`array length ${length}`);
     const r = this.r;
-    const array = this.remember(length <= r.remaining() ? new Array(length) : []);
+    const array = this.remember(length <= r.remaining() ? new Array(length) : sparseArray(length));
     for (let i = 0; i < length;) {
       if (r.pos < r.end && r.bytes[r.pos] === Tag.Holes) {
         r.pos++;
@@ -340,6 +340,18 @@ class Decoder {
     }
     return this.objects[slot];
   }
+}
+
+/**
+ * An empty array of `length` that the engine keeps sparse. Setting `length` on `[]` is not
+ * enough: V8 backs an array of up to 2^25 slots with a store of that size (256 MiB from 12 bytes
+ * of body), while an element written far out first turns it into a dictionary in V8 and JSC.
+ */
+function sparseArray(length: number): unknown[] {
+  const array: unknown[] = [];
+  array[length - 1] = undefined;
+  delete array[length - 1];
+  return array;
 }
 
 function messageOf(error: unknown): string {
