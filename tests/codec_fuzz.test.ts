@@ -14,7 +14,7 @@ import { decode } from "../lib/codec/mod.ts";
 import { SerializationError } from "../lib/errors.ts";
 import {
   ARROW_VALUES, arrowPayload, buildRegion, checkDecode, corpus, fuzzCase, FuzzBox, hexOf, hooks, MAX_MESSAGE_CHARS,
-  prototypesSnapshot, recordBatchFields, repeated, varint,
+  prototypesSnapshot, recordBatchFields, regionOf, repeated, varint,
 } from "./decoder_fuzzer.ts";
 
 const fuzzSeconds = Number(process.env.FUZZ_SECONDS ?? 3);
@@ -270,4 +270,21 @@ test("decoder: a long run of array holes costs no memory for the holes", async (
   assert.ok(grewBytes < 64 * 2 ** 20, `decoding 4 arrays of holes from ${region.length} bytes took ${(grewBytes / 2 ** 20).toFixed(0)} MiB of heap`);
   const someHoles = decode(buildRegion([10, ...varint(2 ** 25 - 1), 0x81, 11, ...varint(2 ** 25 - 3), 0x82]), hooks) as unknown[];
   assert.deepStrictEqual([someHoles.length, someHoles[0], someHoles[2 ** 25 - 2], Object.keys(someHoles).length], [2 ** 25 - 1, 1, 2, 2]);
+});
+
+// Found while fixing the one above: arrays were preallocated up to the bytes that remained, so
+// 64 arrays of 2^20 holes in a 1 MiB region took 512 MiB on Node and 168 MiB on Bun (quadratic:
+// a 16 MiB region could ask for terabytes) before the decode even failed.
+test("decoder: arrays preallocate no more slots in all than the body has bytes", async () => {
+  const length = 2 ** 20;
+  const body = [10, 64, ...repeated([10, ...varint(length), 11, ...varint(length)], 64), ...new Array(length).fill(0x80)];
+  const region = buildRegion(body);
+  await collectGarbage();
+  const before = process.memoryUsage().heapUsed;
+  rejects(region, /1048576 stray bytes after the value/);
+  const grewBytes = process.memoryUsage().heapUsed - before;
+  assert.ok(grewBytes < 64 * 2 ** 20, `a ${region.length}-byte region took ${(grewBytes / 2 ** 20).toFixed(0)} MiB of heap`);
+  // Dense arrays, nested or not, still come back whole.
+  const dense = Array.from({ length: 1000 }, (_, i) => [i, [i, i + 1]]);
+  assert.deepStrictEqual(decode(regionOf(dense), hooks), dense);
 });

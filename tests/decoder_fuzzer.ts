@@ -247,6 +247,13 @@ function encoded(value: unknown): Uint8Array | undefined {
   }
 }
 
+/** The region `encode` makes of `value`, placed as the arena would place it. */
+export function regionOf(value: unknown): Uint8Array {
+  const region = encoded(value);
+  if (region === undefined) throw new Error("the value cannot be stored");
+  return place(region);
+}
+
 /** Guard bytes around every region decoded: a view reaching them escaped its region. */
 const GUARD_BYTES = 128;
 const GUARD = 0xee;

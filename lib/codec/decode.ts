@@ -74,6 +74,13 @@ class Decoder {
   private readonly hooks: DecodeHooks;
   private readonly data: Uint8Array;
   private readonly objects: unknown[] = [];
+  /**
+   * Array slots this decode may still preallocate. Each element of a real array takes a byte of
+   * body at least, so all of them fit in the body's length; holes do not, and arrays asking for
+   * more are built sparse instead: preallocating each array up to what remained let 64 arrays of
+   * holes in a 1 MiB region take 512 MiB.
+   */
+  private slotBudget: number;
   private idSlab = new Uint8Array(0);
   private idSlabUsed = 0;
 
@@ -82,6 +89,7 @@ class Decoder {
     this.payloads = payloads;
     this.hooks = hooks;
     this.data = data;
+    this.slotBudget = reader.remaining();
   }
 
   value(): unknown {
@@ -173,14 +181,16 @@ class Decoder {
   }
 
   /**
-   * Preallocated when every element could have its own byte; otherwise (long hole runs) made
-   * sparse from the start, so it costs its present elements only.
+   * Preallocated while every element could have its own byte (see `slotBudget`); otherwise (long
+   * hole runs, corrupt lengths) made sparse from the start, so it costs its present elements only.
    */
   private array(): unknown[] {
     const length = this.r.varint();
     if (length > MAX_ARRAY_LENGTH) corrupt(`array length ${length}`);
     const r = this.r;
-    const array = this.remember(length <= r.remaining() ? new Array(length) : sparseArray(length));
+    const preallocate = length <= r.remaining() && length <= this.slotBudget;
+    if (preallocate) this.slotBudget -= length;
+    const array = this.remember(preallocate ? new Array(length) : sparseArray(length));
     for (let i = 0; i < length;) {
       if (r.pos < r.end && r.bytes[r.pos] === Tag.Holes) {
         r.pos++;
