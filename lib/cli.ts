@@ -9,6 +9,7 @@ import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
 import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
 import { shown, storeNameProblem } from "./options.ts";
+import { removeDefaultSpillDirectory } from "./session.ts";
 
 const usage = `usage: objstore <command> [options]
 
@@ -128,6 +129,7 @@ async function destroy(name: string): Promise<void> {
     if (users.length > 0) throw new Error(`${path} is still mapped by processes ${users.join(", ")}`);
     unlinkSync(path);
   }
+  removeDefaultSpillDirectory(name);
 }
 
 /** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */

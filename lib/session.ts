@@ -228,8 +228,11 @@ function defaultSpillDirectory(storeName: string): string {
   return path.join(os.tmpdir(), `objstore-spill-${storeName}`);
 }
 
-/** Once a store is gone its spill files are too: removes the default folder if that was it (and is empty). */
-function removeDefaultSpillDirectory(storeName: string): void {
+/**
+ * @internal Once a store is gone its spill files are too: removes the default folder if that
+ * was it (and is empty). Also used by `objstore destroy`.
+ */
+export function removeDefaultSpillDirectory(storeName: string): void {
   try {
     rmdirSync(defaultSpillDirectory(storeName));
   } catch { /* absent, not empty, or not ours to remove */ }
