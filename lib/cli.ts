@@ -8,6 +8,8 @@ import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
 import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
+import { shown, storeNameProblem } from "./options.ts";
+import { removeDefaultSpillDirectory } from "./session.ts";
 
 const usage = `usage: objstore <command> [options]
 
@@ -17,40 +19,91 @@ commands:
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
 
-A store is named by init({ storeName }); without --store, memory shows the only store there is.`;
+A store is named by init({ storeName }); without --store, memory shows the only store there is.
+Exit status: 0 done, 1 the command failed (no such store, still in use), 2 a wrong command line.`;
 
-/** Runs the command line `args`; returns the exit code. */
-export async function runCli(args: string[], print: (line: string) => void = console.log): Promise<number> {
-  const [command, ...rest] = args;
-  const json = rest.includes("--json");
-  switch (command) {
-    case "memory":
-      return await memory(optionValue(rest, "--store"), json, print);
-    case "status":
-      return await status(json, print);
-    case "destroy":
-      if (rest.length !== 1) return fail(print, "destroy takes one store name");
-      await destroy(rest[0]);
-      print(`removed store ${rest[0]}`);
-      return 0;
-    case undefined:
+/** A command line this program cannot run as written: exit code 2, with the usage. */
+class UsageError extends Error {}
+
+/** The parsed command line: a command and the options and operands it takes. */
+interface Invocation {
+  command: "memory" | "status" | "destroy" | "help";
+  store?: string;
+  json: boolean;
+}
+
+/** Options each command takes, and whether it takes a store name operand. */
+const COMMANDS = {
+  memory: { options: ["--store", "--json"], operand: false },
+  status: { options: ["--json"], operand: false },
+  destroy: { options: [] as string[], operand: true },
+} as const;
+
+/**
+ * Runs the command line `args`; returns the exit code: 0 done, 1 the command failed (a store
+ * missing or busy), 2 the command line is wrong. Output goes to `print`, complaints to `printError`.
+ */
+export async function runCli(
+  args: string[],
+  print: (line: string) => void = console.log,
+  printError: (line: string) => void = console.error,
+): Promise<number> {
+  let invocation: Invocation;
+  try {
+    invocation = parse(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    printError(`objstore: ${error.message}\n\n${usage}`);
+    return 2;
+  }
+  switch (invocation.command) {
     case "help":
-    case "--help":
       print(usage);
-      return command === undefined ? 2 : 0;
-    default:
-      return fail(print, `unknown command '${command}'`);
+      return args.length === 0 ? 2 : 0;
+    case "memory":
+      return await memory(invocation.store, invocation.json, print, printError);
+    case "status":
+      return await status(invocation.json, print);
+    case "destroy":
+      await destroy(invocation.store!);
+      print(`removed store ${invocation.store}`);
+      return 0;
   }
 }
 
-function fail(print: (line: string) => void, message: string): number {
-  print(`objstore: ${message}\n\n${usage}`);
-  return 2;
+/** Checks every argument; anything unknown, repeated, missing or malformed is a UsageError. */
+function parse(args: string[]): Invocation {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") return { command: "help", json: false };
+  if (!Object.hasOwn(COMMANDS, command)) throw new UsageError(`unknown command ${shown(command)}`);
+  const spec = COMMANDS[command as keyof typeof COMMANDS];
+  const invocation: Invocation = { command: command as keyof typeof COMMANDS, json: false };
+  const seen = new Set<string>();
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === "--help" || arg === "-h") return { command: "help", json: false };
+    if (arg.startsWith("-")) {
+      if (!(spec.options as readonly string[]).includes(arg)) throw new UsageError(`${command} does not take the option ${shown(arg)}`);
+      if (seen.has(arg)) throw new UsageError(`${arg} is given twice`);
+      seen.add(arg);
+      if (arg === "--json") invocation.json = true;
+      else invocation.store = storeName(rest[i + 1]?.startsWith("--") ? undefined : rest[++i], `${arg} needs a store name`);
+    } else if (spec.operand && invocation.store === undefined) {
+      invocation.store = storeName(arg, "");
+    } else {
+      throw new UsageError(`${command} does not take the argument ${shown(arg)}`);
+    }
+  }
+  if (spec.operand && invocation.store === undefined) throw new UsageError(`${command} needs a store name`);
+  return invocation;
 }
 
-function optionValue(args: string[], name: string): string | undefined {
-  const at = args.indexOf(name);
-  return at >= 0 ? args[at + 1] : undefined;
+/** `name` checked as a store name; `missing` is the complaint when there is none. */
+function storeName(name: string | undefined, missing: string): string {
+  if (name === undefined) throw new UsageError(missing);
+  const problem = storeNameProblem(name);
+  if (problem !== undefined) throw new UsageError(problem);
+  return name;
 }
 
 /** Names of the stores in /dev/shm. */
@@ -76,6 +129,7 @@ async function destroy(name: string): Promise<void> {
     if (users.length > 0) throw new Error(`${path} is still mapped by processes ${users.join(", ")}`);
     unlinkSync(path);
   }
+  removeDefaultSpillDirectory(name);
 }
 
 /** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */
@@ -94,11 +148,17 @@ async function attach(name: string): Promise<NativeStore> {
   return NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
 }
 
-async function memory(name: string | undefined, json: boolean, print: (line: string) => void): Promise<number> {
+async function memory(
+  name: string | undefined,
+  json: boolean,
+  print: (line: string) => void,
+  printError: (line: string) => void,
+): Promise<number> {
   if (name === undefined) {
     const names = storeNames();
     if (names.length !== 1) {
-      return fail(print, names.length === 0 ? "no stores on this machine" : `several stores, pick one with --store: ${names.join(", ")}`);
+      printError(`objstore: ${names.length === 0 ? "no stores on this machine" : `several stores, pick one with --store: ${names.join(", ")}`}`);
+      return names.length === 0 ? 1 : 2;
     }
     name = names[0];
   }

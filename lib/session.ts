@@ -2,7 +2,7 @@
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
  */
-import { lstatSync, rmdirSync } from "node:fs";
+import { chmodSync, lstatSync, rmdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -126,10 +126,7 @@ export class Session implements RefOwner {
     const wasLast = this.store.close();
     if (wasLast) {
       removeOrphanedChannels(this.store.name);
-      // The store's spill files are gone with it; remove the default folder if that was it.
-      try {
-        rmdirSync(defaultSpillDirectory(this.store.name));
-      } catch { /* absent, or not ours to remove */ }
+      removeDefaultSpillDirectory(this.store.name);
       await this.s3Spill?.removeAll().catch((error) => {
         process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
       });
@@ -191,7 +188,9 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     }
   } catch (error) {
     s3Spill?.close();
-    store.close();
+    // A refused init leaves nothing behind: the store goes with its last process, and so does
+    // the default spill folder configureSpill may have made.
+    if (store.close()) removeDefaultSpillDirectory(name);
     throw error;
   }
   current = new Session(library, store, resolved, s3Spill);
@@ -223,10 +222,22 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
   if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
     throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);
   }
+  // The library made it 0700; one left from elsewhere is ours (same user) to make private too.
+  if ((info.mode & 0o077) !== 0) chmodSync(directory, 0o700);
 }
 
 function defaultSpillDirectory(storeName: string): string {
   return path.join(os.tmpdir(), `objstore-spill-${storeName}`);
+}
+
+/**
+ * @internal Once a store is gone its spill files are too: removes the default folder if that
+ * was it (and is empty). Also used by `objstore destroy`.
+ */
+export function removeDefaultSpillDirectory(storeName: string): void {
+  try {
+    rmdirSync(defaultSpillDirectory(storeName));
+  } catch { /* absent, not empty, or not ours to remove */ }
 }
 
 /**

@@ -1,6 +1,7 @@
 /** `objstore memory` and `objstore status`, run as a command on each runtime. */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
@@ -54,7 +55,7 @@ for (const runtime of runtimes) {
 test("objstore with a bad command or store is a clear error", async () => {
   const bad = await run("node", ["frobnicate"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.out, /unknown command 'frobnicate'/);
+  assert.match(bad.out, /unknown command "frobnicate"/);
   const missing = await run("node", ["memory", "--store", "no-such-store-here"]);
   assert.equal(missing.code, 1);
   assert.match(missing.out, /no store named 'no-such-store-here'/);
@@ -80,8 +81,11 @@ test("objstore destroy removes a store whose processes were all killed, and refu
   const hourAgo = new Date(Date.now() - 3600_000);
   for (const name of [orphan, otherStores]) utimesSync(`/dev/shm/${name}`, hourAgo, hourAgo);
   try {
+    const spillFolder = path.join(tmpdir(), `objstore-spill-${storeName}`);
+    assert.ok(existsSync(spillFolder), "the killed writer's store had its default spill folder");
     const removed = await run("node", ["destroy", storeName]);
     assert.equal(removed.code, 0, removed.out);
+    assert.ok(!existsSync(spillFolder), "destroy removes the default spill folder with the store");
     const left = readdirSync("/dev/shm");
     assert.ok(!left.includes(`objstore-${storeName}`));
     assert.deepStrictEqual([orphan, otherStores, fresh].map((name) => left.includes(name)), [false, true, true]);

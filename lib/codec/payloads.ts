@@ -133,31 +133,43 @@ export function readU64(view: DataView, at: number): number {
   return hi * TWO_32 + view.getUint32(at, true);
 }
 
-/** The payload table of a region being decoded, checked against the region's bounds. */
+/**
+ * The payload table of a region being decoded, checked against the region's bounds. Payloads
+ * must follow each other without overlap, as the encoder lays them out, and a payload may be
+ * copied out (a bare ArrayBuffer) or parsed (an Arrow stream) once: so the memory and time a
+ * decode spends on payloads stay within the region's size, whatever the body asks for.
+ */
 export class PayloadLocator {
   /** offset, length, base for each payload, in table order. */
   private readonly entries: Float64Array;
+  /** 1 for each payload already copied or parsed whole. */
+  private readonly taken: Uint8Array;
 
   constructor(view: DataView, bodyEnd: number, count: number) {
     const tableStart = alignUp(bodyEnd, TABLE_ALIGN);
     const tableEnd = tableStart + count * TABLE_ENTRY_BYTES;
     if (count > 0 && tableEnd > view.byteLength) corrupt(`table of ${count} buffers exceeds the ${view.byteLength}-byte region`);
     this.entries = new Float64Array(count * 3);
-    for (let i = 0; i < count; i++) this.readEntry(view, i, tableStart, tableEnd);
+    this.taken = new Uint8Array(count);
+    let previousEnd = tableEnd;
+    for (let i = 0; i < count; i++) previousEnd = this.readEntry(view, i, tableStart, previousEnd);
   }
 
-  private readEntry(view: DataView, i: number, tableStart: number, tableEnd: number): void {
+  /** Reads entry `i`, which must start at or after `previousEnd`; returns where it ends. */
+  private readEntry(view: DataView, i: number, tableStart: number, previousEnd: number): number {
     const at = tableStart + i * TABLE_ENTRY_BYTES;
     const offset = readU64(view, at);
     const length = readU64(view, at + 8);
     const base = readU64(view, at + 16);
-    if (offset % PAYLOAD_ALIGN !== 0 || offset < tableEnd || length > view.byteLength - offset) {
+    if (offset % PAYLOAD_ALIGN !== 0 || length > view.byteLength - offset) {
       corrupt(`buffer ${i} (offset ${offset}, length ${length}) lies outside the ${view.byteLength}-byte region`);
     }
+    if (offset < previousEnd) corrupt(`buffer ${i} (offset ${offset}) overlaps the table or buffer ${i - 1}, which ends at ${previousEnd}`);
     if (base + length > Number.MAX_SAFE_INTEGER) corrupt(`buffer ${i} has an impossible base ${base}`);
     this.entries[i * 3] = offset;
     this.entries[i * 3 + 1] = length;
     this.entries[i * 3 + 2] = base;
+    return offset + length;
   }
 
   /** Number of payloads. */
@@ -184,5 +196,16 @@ export class PayloadLocator {
   whole(index: number): [number, number] {
     if (index >= this.count) corrupt(`buffer index ${index} of ${this.count}`);
     return [this.entries[index * 3], this.entries[index * 3 + 1]];
+  }
+
+  /**
+   * Marks payload `index` as copied or parsed by `what`. The encoder writes a bare ArrayBuffer or
+   * an Arrow table once (a repeat is a back-reference), so a second claim is corrupt data that
+   * would multiply the payload's cost.
+   */
+  take(index: number, what: string): void {
+    if (index >= this.count) corrupt(`buffer index ${index} of ${this.count}`);
+    if (this.taken[index] === 1) corrupt(`${what} reads buffer ${index}, which an earlier part of the value already read whole`);
+    this.taken[index] = 1;
   }
 }

@@ -6,7 +6,7 @@
 import type { PagePlacement } from "../codec/types.ts";
 import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
-import { ObjstoreError } from "../errors.ts";
+import { ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 import { errorFor, Status } from "./status.ts";
 
 const OPEN_CREATE = 1;
@@ -321,9 +321,14 @@ export class NativeStore implements PagePlacement {
   }
 
   /** Spills least recently used objects; returns the bytes freed (0 when spilling is off). */
+  /**
+   * Spills least recently used objects to free `targetBytes`; returns the bytes freed. A full
+   * spill disk means the store cannot make room: ObjectStoreFullError, saying which disk.
+   */
   spill(targetBytes: number): number {
     const status = this.#symbols.objstore_spill(this.#handle, targetBytes);
     if (status === Status.spillDisabled) return 0;
+    if (status === Status.noSpace) throw new ObjectStoreFullError(`no room in memory, and spilling cannot make any: ${this.lastError()}`);
     if (status !== Status.ok) this.#fail(status, "spill");
     return this.#result[3];
   }

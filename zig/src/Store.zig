@@ -57,18 +57,32 @@ pub const shm_dir = "/dev/shm/";
 pub const shm_prefix = "objstore-";
 const attach_wait_ns = 2 * std.time.ns_per_s;
 
+/// Store names become file names in /dev/shm: no '/', no NUL, no hidden or dot names. Names
+/// starting "ch-" are refused: `objstore-ch-…` is where worker channels live (Channel.zig).
 pub fn validateName(name: []const u8) Error!void {
     if (name.len == 0 or name.len > layout.name_size_max) {
         status.setDetail("store name must be 1 to {d} bytes, got {d}", .{ layout.name_size_max, name.len });
         return error.InvalidArgument;
     }
-    for (name) |c| {
-        const ok = std.ascii.isAlphanumeric(c) or c == '-' or c == '_' or c == '.';
-        if (!ok or (name[0] == '.')) {
-            status.setDetail("store name '{s}' may only hold letters, digits, '-', '_' and '.' (not first)", .{name});
-            return error.InvalidArgument;
-        }
+    if (!fileNameChars(name) or name[0] == '.') {
+        status.setDetail("store name '{s}' may only hold letters, digits, '-', '_' and '.' (not first)", .{name});
+        return error.InvalidArgument;
     }
+    if (std.mem.startsWith(u8, name, channel_prefix)) {
+        status.setDetail("store name '{s}' may not start with '{s}' (worker channels' files are named so)", .{ name, channel_prefix });
+        return error.InvalidArgument;
+    }
+}
+
+/// What `objstore-<store name>` must not start with; channel files are `objstore-ch-…`.
+pub const channel_prefix = "ch-";
+
+/// True if every byte of `name` is a letter, a digit, '-', '_' or '.'.
+pub fn fileNameChars(name: []const u8) bool {
+    for (name) |c| {
+        if (!(std.ascii.isAlphanumeric(c) or c == '-' or c == '_' or c == '.')) return false;
+    }
+    return true;
 }
 
 pub fn open(name: []const u8, options: OpenOptions) Error!*Store {

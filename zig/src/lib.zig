@@ -334,8 +334,9 @@ export fn objstore_restore(h: ?*anyopaque, id: [*]const u8) i32 {
 /// Restores a spilled object from its record's region (header, data, padding), fetched from
 /// the remote copy of its spill file; checked like a local file (OBJSTORE_CORRUPT if bad).
 export fn objstore_restore_region(h: ?*anyopaque, id: [*]const u8, region: [*]const u8, region_size_bytes: f64) i32 {
-    const size: usize = @intFromFloat(region_size_bytes);
-    handleOf(h).spiller.restoreFromRegion(idOf(id), region[0..size]) catch |err| return fail(err);
+    status.clearDetail();
+    const size = sizeOf(region_size_bytes) catch |err| return fail(err);
+    handleOf(h).spiller.restoreFromRegion(idOf(id), region[0..@intCast(size)]) catch |err| return fail(err);
     return succeed();
 }
 

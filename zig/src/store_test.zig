@@ -7,6 +7,7 @@ const layout = @import("layout.zig");
 const sys = @import("sys.zig");
 const Store = @import("Store.zig");
 const Spiller = @import("Spiller.zig");
+const status = @import("status.zig");
 
 var name_counter: u32 = 0;
 
@@ -151,6 +152,12 @@ test "bad names and a foreign file are clear errors" {
     try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("x", .{ .capacity_bytes = 1 }));
+    // Each would be another file than /dev/shm/objstore-<name>, or a channel's name.
+    for ([_][]const u8{ ".", "..", ".hidden", "../x", "a\x00b", "\xc3\xa9", "a b", "ch-x-0123456789abcdef" }) |bad| {
+        try testing.expectError(error.InvalidArgument, Store.open(bad, .{ .capacity_bytes = 1 << 20 }));
+    }
+    const too_long: [layout.name_size_max + 1]u8 = @splat('n');
+    try testing.expectError(error.InvalidArgument, Store.open(&too_long, .{ .capacity_bytes = 1 << 20 }));
     var name_buffer: [64]u8 = undefined;
     const name = uniqueName(&name_buffer);
     var path_buffer: [128]u8 = undefined;
@@ -360,4 +367,42 @@ test "a restored object keeps its copy: spilling it again writes nothing; deleti
     _ = try sys.pathSize(path);
     try store.dropRef(&id);
     try testing.expectError(error.NotFound, sys.pathSize(path));
+}
+
+test "a full spill disk: objects with a spill copy still make room; otherwise NoSpace names the directory and sizes" {
+    var fixture: SpillFixture = undefined;
+    try fixture.open("full");
+    defer fixture.close();
+    const store = fixture.store;
+    const spiller = &fixture.spiller;
+    // `dirty` is older and was never spilled; `clean` was spilled and restored, so it has a copy.
+    const dirty = idOf(500);
+    const clean = idOf(501);
+    for ([_]layout.ObjectId{ dirty, clean }, 0..) |id, k| {
+        const w = try store.create(&id, 4000, &.{});
+        for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 7 + k);
+        try store.seal(&id);
+    }
+    try spiller.spillOne(&clean);
+    try spiller.restore(&clean);
+
+    spiller.writer.?.inject_write_errno = .NOSPC;
+    const outcome = try spiller.spillLru(4000);
+    try testing.expectEqual(@as(u64, 1), outcome.objects);
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&dirty));
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&clean));
+
+    spiller.writer.?.inject_write_errno = .NOSPC;
+    try testing.expectError(error.NoSpace, spiller.spillLru(4000));
+    try testing.expect(std.mem.indexOf(u8, status.detail(), "is full: spilling 1 object(s) needs 4096 bytes, ") != null);
+    try testing.expect(std.mem.indexOf(u8, status.detail(), fixture.dir) != null);
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&dirty));
+    const r = try store.get(&dirty);
+    for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 7)), byte);
+    try store.release(&dirty);
+    // With room again, the same object spills.
+    _ = try spiller.spillLru(4000);
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&dirty));
+    try store.dropRef(&dirty);
+    try store.dropRef(&clean);
 }
