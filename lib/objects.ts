@@ -86,10 +86,18 @@ export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
 
 /**
  * @internal Stores a task's arguments. Refs inside are not tracked as children: they may name
- * results still being computed, and the task record holds them alive instead.
+ * results still being computed, so the task record holds them alive instead (`onRef` is told
+ * each ref the arguments hold, nested or not).
  */
-export function putArguments(s: Session, args: unknown[]): ObjectRef {
-  const encoded = encode(args, encodeHooks);
+export function putArguments(s: Session, args: unknown[], onRef: (ref: ObjectRef) => void): ObjectRef {
+  const hooks: EncodeHooks = {
+    refId(value: unknown): Uint8Array | undefined {
+      const id = encodeHooks.refId(value);
+      if (id !== undefined) onRef(value as ObjectRef);
+      return id;
+    },
+  };
+  const encoded = encode(args, hooks);
   const id = s.newId();
   const target = createMakingRoom(s, id, encoded.sizeBytes, undefined, 0);
   encoded.writeInto(target, s.store);

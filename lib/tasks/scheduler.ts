@@ -50,8 +50,9 @@ interface Actor {
   readonly id: number;
   readonly cls: FunctionRecord;
   readonly worker: WorkerProcess;
-  /** The constructor's arguments, alive as long as the actor. */
+  /** The constructor's arguments, and the refs they hold, alive as long as the actor. */
   readonly args: PackedArguments;
+  readonly heldRefs: readonly ObjectRef[];
   /** Calls not sent yet, in order; the head goes when its arguments are ready. */
   readonly queue: Task[];
   dead: TaskFailure | undefined;
@@ -64,8 +65,11 @@ class Task {
   readonly method: string | undefined;
   readonly actor: Actor | undefined;
   readonly args: PackedArguments;
-  /** Refs the arguments hold; they stay alive while the task may run. */
+  /** Refs passed as arguments; the task waits for them, and they stay alive while it may run. */
   readonly argRefs: readonly ObjectRef[];
+  /** Refs nested inside the arguments: alive while the task may run (it gets them as refs, so
+   * it does not wait for them). */
+  heldRefs: readonly ObjectRef[] = noRefs;
   readonly returnIds: Uint8Array[];
   readonly returnHex: string[];
   /** Every ref made to one of the returns (the caller's, and tasks' copies), weakly. */
@@ -118,6 +122,7 @@ class Task {
     this.spinMicros = 0;
     this.args.ref?.[Symbol.dispose]();
     for (const ref of this.argRefs) ref[Symbol.dispose]();
+    for (const ref of this.heldRefs) ref[Symbol.dispose]();
     this.#resolve?.();
   }
 }
@@ -128,9 +133,10 @@ interface PackedArguments {
   readonly ref: ObjectRef | undefined;
 }
 
-function packArguments(session: Session, args: unknown[]): PackedArguments {
+/** Stores the arguments unless they go inline; `onRef` is told each ref they hold. */
+function packArguments(session: Session, args: unknown[], onRef: (ref: ObjectRef) => void): PackedArguments {
   if (isInlineable(args)) return { wire: args, ref: undefined };
-  const ref = putArguments(session, args);
+  const ref = putArguments(session, args, onRef);
   return { wire: ref.hex(), ref };
 }
 
@@ -206,8 +212,9 @@ export class Scheduler implements Submitter {
   createActor(cls: FunctionRecord, args: unknown[]): number {
     const id = this.#nextActor++;
     const worker = this.#spawn(id);
-    const packed = packArguments(this.#session, args);
-    this.#actors.set(id, { id, cls, worker, args: packed, queue: [], dead: undefined });
+    const heldRefs: ObjectRef[] = [];
+    const packed = packArguments(this.#session, args, (ref) => heldRefs.push(this.#copyRef(ref)));
+    this.#actors.set(id, { id, cls, worker, args: packed, heldRefs, queue: [], dead: undefined });
     worker.send({ t: "define", fn: cls.id, spec: cls.spec });
     worker.defined.add(cls.id);
     worker.send({ t: "actor", fn: cls.id, args: packed.wire });
@@ -274,10 +281,15 @@ export class Scheduler implements Submitter {
 
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
     let argRefs: ObjectRef[] | undefined;
+    let heldRefs: ObjectRef[] | undefined;
     for (const a of args) if (a instanceof ObjectRef) (argRefs ??= []).push(this.#copyRef(a));
-    const packed = packArguments(this.#session, args);
+    const packed = packArguments(this.#session, args, (ref) => {
+      if (!args.includes(ref)) (heldRefs ??= []).push(this.#copyRef(ref));
+    });
     const returnIds = numReturns === 1 ? [this.#session.newId()] : Array.from({ length: numReturns }, () => this.#session.newId());
-    return this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
+    const task = this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
+    if (heldRefs !== undefined) task.heldRefs = heldRefs;
+    return task;
   }
 
   #register(task: Task): Task {
