@@ -7,13 +7,15 @@ import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
-import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 
 const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
   status [--json]                  list the stores on this machine and the processes using them
+                                   (stores whose processes all died are removed first)
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
 
@@ -53,13 +55,7 @@ function optionValue(args: string[], name: string): string | undefined {
   return at >= 0 ? args[at + 1] : undefined;
 }
 
-/** Names of the stores in /dev/shm. */
-export function storeNames(): string[] {
-  return readdirSync("/dev/shm")
-    .filter((f) => f.startsWith("objstore-") && !isChannelFile(f))
-    .map((f) => f.slice("objstore-".length))
-    .sort();
-}
+export { storeNames };
 
 /**
  * Removes a store whose processes all died. A segment this library cannot read (another
@@ -90,8 +86,12 @@ function processesMapping(path: string): number[] {
   return pids;
 }
 
+/** Attaches to store `name`, first reclaiming what dead processes held: a dead process is
+ * never shown, nor counted as holding an object. */
 async function attach(name: string): Promise<NativeStore> {
-  return NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  const store = NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  store.maintain();
+  return store;
 }
 
 async function memory(name: string | undefined, json: boolean, print: (line: string) => void): Promise<number> {
@@ -140,6 +140,7 @@ interface StoreStatus extends StoreStats {
 }
 
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
+  const removed = removeAbandonedStores(await loadLibrary());
   const rows: StoreStatus[] = [];
   const unreadable: Array<{ store: string; error: string }> = [];
   for (const name of storeNames()) {
@@ -157,7 +158,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     }
   }
   if (json) {
-    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable }] }));
+    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable, removed }] }));
     return 0;
   }
   print(`node ${hostname()} (this machine; clusters are not in this version)`);
@@ -169,6 +170,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     for (const p of r.processes) print(`    ${String(p.pid).padStart(7)}  ${p.role.padEnd(6)}  ${p.command}`);
   }
   if (rows.length === 0) print("(no stores on this machine)");
+  for (const name of removed) print(`removed store ${name}: its processes all died without leaving it`);
   for (const u of unreadable) print(`${u.store}: ${u.error}`);
   return 0;
 }

@@ -1,8 +1,12 @@
 /**
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
+ *
+ * A program that ends without `shutdown()` leaves the store through the library (it closes
+ * what is open at exit, and on SIGINT/SIGTERM/SIGHUP: zig/src/exits.zig); what only
+ * TypeScript knows, its worker processes, goes in the `exit` event.
  */
-import { lstatSync, rmdirSync } from "node:fs";
+import { lstatSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -17,6 +21,7 @@ import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeAbandonedStores } from "./abandoned.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
@@ -57,7 +62,15 @@ export class Session implements RefOwner {
     this.#idPrefix = randomBytes(ID_BYTES - 8);
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
+    process.on("exit", this.#exiting);
   }
+
+  /** The process is exiting without `shutdown()`: its workers go now, so that the library,
+   * closing the store at exit, finds them dead and removes the store if no one else is left. */
+  readonly #exiting = () => {
+    this.closed = true;
+    this.#scheduler?.abandon();
+  };
 
   #tidy(): void {
     this.store.maintain();
@@ -117,17 +130,15 @@ export class Session implements RefOwner {
   }
 
   async close(): Promise<void> {
+    process.off("exit", this.#exiting);
     await this.#scheduler?.close();
     this.closed = true;
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();
+    // The last process removes the store, its spill files and its default spill folder.
     const wasLast = this.store.close();
     if (wasLast) {
       removeOrphanedChannels(this.store.name);
-      // The store's spill files are gone with it; remove the default folder if that was it.
-      try {
-        rmdirSync(defaultSpillDirectory(this.store.name));
-      } catch { /* absent, or not ours to remove */ }
       await this.s3Spill?.removeAll().catch((error) => {
         process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
       });
@@ -173,6 +184,7 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
   }
   const library = await loadLibrary();
+  removeAbandonedStores(library);
   const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
   const store = NativeStore.open(library, name, {
     create: true,
