@@ -65,8 +65,8 @@ export class Session implements RefOwner {
     process.on("exit", this.#exiting);
   }
 
-  /** The process is exiting without `shutdown()`: its workers go now, so that the library,
-   * closing the store at exit, finds them dead and removes the store if no one else is left. */
+  /** The process is exiting without `shutdown()`: its workers go now (the library, closing the
+   * store at exit, then finds them dead and removes the store if no one else is left). */
   readonly #exiting = () => {
     this.closed = true;
     this.#scheduler?.abandon();

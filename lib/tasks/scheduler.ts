@@ -270,14 +270,18 @@ export class Scheduler implements Submitter {
     this.#closing = true;
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
-    for (const w of workers) w.child.stdin!.end();
+    for (const w of workers) {
+      w.send({ t: "leave" });
+      w.flush();
+      w.child.stdin!.end();
+    }
     const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
   }
 
-  /** Kills every worker and waits (briefly) until they are dead: the store they share with
-   * this exiting process is removed only if no living process uses it. */
+  /** Ends every worker and waits (briefly) until they are dead: this exiting process then
+   * finds itself the store's last and removes it (else the last worker's reaper does). */
   abandon(): void {
     this.#closing = true;
     const workers = this.#allWorkers().filter((w) => !w.exited);

@@ -346,6 +346,10 @@ let idleCollection: ReturnType<typeof setTimeout> | undefined;
 
 const read = messageReader((message) => {
   const m = message as ToWorker;
+  if (m.t === "leave") {
+    leaving = true;
+    return;
+  }
   // Resolutions cannot wait behind the running task: it may be the one waiting for them.
   if (m.t === "resolved" || m.t === "release") {
     void handle(m);
@@ -355,13 +359,15 @@ const read = messageReader((message) => {
   void drain();
 });
 process.stdin.on("data", pump);
-// The driver is gone: so is every reason to run.
-// The driver is gone (its pipes close as it exits). Wait for it to be dead before leaving: a
-// driver killed without cleanup still looks alive while it exits, and the last worker to
-// leave removes the store only if it finds every other process dead.
+// The driver shut down (it said "leave" first) or is gone: so is every reason to run. A gone
+// driver's pipes close while it exits, when one killed without cleanup still looks alive: wait
+// for it to be dead, since the last worker to leave removes the store only if it finds every
+// other process dead.
+let leaving = false;
 const driverPid = process.ppid;
 process.stdin.on("end", () => {
-  waitUntilDead([driverPid], DRIVER_EXIT_WAIT_MS);
+  pump();
+  if (!leaving) waitUntilDead([driverPid], DRIVER_EXIT_WAIT_MS);
   process.exit(0);
 });
 send({ t: "ready", pid: process.pid });

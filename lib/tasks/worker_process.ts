@@ -143,12 +143,16 @@ export class WorkerProcess {
     if (!this.exited) this.child.kill("SIGKILL");
   }
 
-  /** The driver is exiting: kills the worker and removes its channel (it may not have opened
-   * it yet). Nothing is handled after this; the exit event will not come. */
+  /**
+   * The driver is exiting: ends the worker and removes its channel (it may not have opened it
+   * yet). SIGTERM, not SIGKILL: the library in the worker then leaves the store for it (a
+   * reaper, zig/src/exits.zig), so whichever of them goes last removes it, however long the
+   * worker takes to die. Nothing is handled after this; the exit event will not come.
+   */
   abandon(): void {
     if (this.exited) return;
     this.exited = true;
-    this.child.kill("SIGKILL");
+    this.child.kill("SIGTERM");
     this.#channel.close();
   }
 
