@@ -23,7 +23,7 @@ interface Ending {
   /** The fixture's mode (see tests/fixtures/exits.ts). */
   mode: string;
   /** A signal the test sends once the program is ready. */
-  signal?: "SIGINT" | "SIGTERM" | "SIGKILL";
+  signal?: "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGKILL";
   /** What the program would end with without objstore. */
   code: number | null;
   endSignal?: string;
@@ -40,6 +40,7 @@ const endings: Ending[] = [
   { mode: "reject", code: 1, stderr: /boom: rejected after init/ },
   { mode: "wait", signal: "SIGINT", code: null, endSignal: "SIGINT" },
   { mode: "wait", signal: "SIGTERM", code: null, endSignal: "SIGTERM" },
+  { mode: "wait", signal: "SIGHUP", code: null, endSignal: "SIGHUP" },
   { mode: "handler", signal: "SIGINT", code: 7, stdout: "handled SIGINT" },
   { mode: "handler", signal: "SIGTERM", code: 7, stdout: "handled SIGTERM" },
 ];
@@ -54,9 +55,9 @@ const spillFolder = (storeName: string) => path.join(os_.tmpdir(), `objstore-spi
 
 /** True if `signal` is ignored by process `pid` (inherited: a runtime started in a
  * background job ignores SIGINT, and Deno passes that on to its children). */
-function ignores(pid: number, signal: "SIGINT" | "SIGTERM" | "SIGKILL"): boolean {
+function ignores(pid: number, signal: "SIGINT" | "SIGTERM" | "SIGHUP" | "SIGKILL"): boolean {
   const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("SigIgn:"))!;
-  const bit = BigInt({ SIGINT: 2, SIGTERM: 15, SIGKILL: 9 }[signal]) - 1n;
+  const bit = BigInt({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15, SIGKILL: 9 }[signal]) - 1n;
   return ((BigInt(`0x${line.split(/\s+/)[1]}`) >> bit) & 1n) === 1n;
 }
 
@@ -138,7 +139,7 @@ for (const ending of endings) {
 // A driver killed outright runs nothing: its workers see their pipes close, wait for it to be
 // dead, reclaim it and leave, the last removing the store.
 const killed: Ending = { mode: "wait", signal: "SIGKILL", code: null, endSignal: "SIGKILL" };
-for (const ending of [...endings.filter((e) => ["end", "throw", "wait"].includes(e.mode) && e.signal !== "SIGINT"), killed]) {
+for (const ending of [...endings.filter((e) => ["end", "throw", "wait"].includes(e.mode) && (e.signal === undefined || e.signal === "SIGTERM")), killed]) {
   test(`a program with a worker and an actor that ends by ${describeEnding(ending)} takes its workers and its store with it (${currentRuntime})`, async () => {
     const storeName = uniqueStoreName(`exit-tasks-${ending.mode}`);
     try {
