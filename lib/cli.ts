@@ -7,15 +7,16 @@ import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
-import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { shown, storeNameProblem } from "./options.ts";
-import { removeDefaultSpillDirectory } from "./session.ts";
+import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 
 const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
   status [--json]                  list the stores on this machine and the processes using them
+                                   (stores whose processes all died are removed first)
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
 
@@ -106,13 +107,7 @@ function storeName(name: string | undefined, missing: string): string {
   return name;
 }
 
-/** Names of the stores in /dev/shm. */
-export function storeNames(): string[] {
-  return readdirSync("/dev/shm")
-    .filter((f) => f.startsWith("objstore-") && !isChannelFile(f))
-    .map((f) => f.slice("objstore-".length))
-    .sort();
-}
+export { storeNames };
 
 /**
  * Removes a store whose processes all died. A segment this library cannot read (another
@@ -129,7 +124,6 @@ async function destroy(name: string): Promise<void> {
     if (users.length > 0) throw new Error(`${path} is still mapped by processes ${users.join(", ")}`);
     unlinkSync(path);
   }
-  removeDefaultSpillDirectory(name);
 }
 
 /** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */
@@ -144,8 +138,12 @@ function processesMapping(path: string): number[] {
   return pids;
 }
 
+/** Attaches to store `name`, first reclaiming what dead processes held: a dead process is
+ * never shown, nor counted as holding an object. */
 async function attach(name: string): Promise<NativeStore> {
-  return NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  const store = NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  store.maintain();
+  return store;
 }
 
 async function memory(
@@ -200,6 +198,7 @@ interface StoreStatus extends StoreStats {
 }
 
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
+  const removed = removeAbandonedStores(await loadLibrary());
   const rows: StoreStatus[] = [];
   const unreadable: Array<{ store: string; error: string }> = [];
   for (const name of storeNames()) {
@@ -217,7 +216,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     }
   }
   if (json) {
-    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable }] }));
+    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable, removed }] }));
     return 0;
   }
   print(`node ${hostname()} (this machine; clusters are not in this version)`);
@@ -229,6 +228,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     for (const p of r.processes) print(`    ${String(p.pid).padStart(7)}  ${p.role.padEnd(6)}  ${p.command}`);
   }
   if (rows.length === 0) print("(no stores on this machine)");
+  for (const name of removed) print(`removed store ${name}: its processes all died without leaving it`);
   for (const u of unreadable) print(`${u.store}: ${u.error}`);
   return 0;
 }

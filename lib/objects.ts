@@ -17,7 +17,7 @@ import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
-import { pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
+import { droppedViewsNeedATurn, nextTurn, pinnedForViewsBytes, pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
 import { toHex } from "./store/native_store.ts";
 
 const encodeHooks: EncodeHooks = {
@@ -110,9 +110,11 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
   for (let attempt = 1; ; attempt++) {
     const target = s.store.create(id, sizeBytes, children, childCount);
     if (typeof target !== "number") return target;
+    // Read now: making room runs other calls, which replace the last error.
+    const detail = s.store.lastError();
     const full = target === Status.storeFull || target === Status.indexFull;
     if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
-      throw putFailure(s, target, sizeBytes);
+      throw putFailure(s, target, detail, sizeBytes);
     }
   }
 }
@@ -120,13 +122,15 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
 const MAKE_ROOM_ATTEMPTS = 4;
 
 /**
- * Frees about `sizeBytes`: spills the least recently used unpinned objects, or, when nothing
- * can spill, releases the pins of views the program no longer reaches. False if neither helped.
- * (Refs dropped without `free` cannot be reclaimed here: a WeakRef keeps its target alive to
- * the end of the current job, so only their finalizers, between tasks, release them.)
+ * Frees about `sizeBytes`: first the pins of views the program no longer reaches (a collection
+ * finds them, a millisecond or so, where spilling writes to disk), then by spilling the least
+ * recently used unpinned objects. False if neither helped. Views handed out in the current
+ * turn of the event loop, and refs dropped without `free`, are found only after it ends (see
+ * lib/pins.ts); spilling makes room past the refs.
  */
 function makeRoom(s: Session, sizeBytes: number): boolean {
-  return s.store.spill(sizeBytes) > 0 || releaseUnreachablePins(s) > 0;
+  if (pinnedForViewsBytes() > 0 && releaseUnreachablePins(s) > 0) return true;
+  return s.store.spill(sizeBytes) > 0;
 }
 
 function concatIds(ids: Uint8Array[]): Uint8Array {
@@ -135,9 +139,9 @@ function concatIds(ids: Uint8Array[]): Uint8Array {
   return all;
 }
 
-function putFailure(s: Session, status: number, sizeBytes: number): Error {
-  const detail = s.store.lastError();
-  if (status === Status.storeFull || status === Status.indexFull) {
+function putFailure(s: Session, status: number, detail: string, sizeBytes: number): Error {
+  if (status === Status.storeFull) return noRoomError(s, `put: no room for an object of ${sizeBytes} bytes`, sizeBytes);
+  if (status === Status.indexFull) {
     const stats = s.store.stats();
     return new ObjectStoreFullError(
       `put: an object of ${sizeBytes} bytes does not fit: ${detail} ` +
@@ -146,6 +150,32 @@ function putFailure(s: Session, status: number, sizeBytes: number): Error {
     );
   }
   return errorFor(status, detail, "put");
+}
+
+/**
+ * Why `sizeBytes` more cannot fit in the store's memory (objectStoreMemory), from one snapshot
+ * of its figures: what is in it, what keeps it there, and what to do.
+ */
+function noRoomError(s: Session, what: string, sizeBytes: number): ObjectStoreFullError {
+  const stats = s.store.stats();
+  const limit = `store '${s.store.name}' has objectStoreMemory = ${stats.capacityBytes} bytes`;
+  if (sizeBytes > stats.capacityBytes) {
+    return new ObjectStoreFullError(`${what}: ${limit}, less than the object. Init with a larger objectStoreMemory.`);
+  }
+  const viewsBytes = Math.min(pinnedForViewsBytes(), stats.pinnedBytes);
+  const pinnedBy = viewsBytes === stats.pinnedBytes
+    ? "by views this process handed out"
+    : viewsBytes > 0
+    ? `(${viewsBytes} by views this process handed out, the rest by other processes)`
+    : "by other processes";
+  const spills = s.options.spill !== false || !s.store.created;
+  return new ObjectStoreFullError(
+    `${what}: ${limit}; ${stats.usedBytes} are taken, ${stats.pinnedBytes} of them pinned ${pinnedBy}` +
+      `${spills ? "" : ", and spilling is off (spill: false)"}. ` +
+      "Drop views you no longer read (a view dropped in the current turn of the event loop is found only once it ends: " +
+      "await between a loop of gets and the puts after it), free refs you no longer need, " +
+      `${spills ? "" : "turn spilling on, "}or init with a larger objectStoreMemory.`,
+  );
 }
 
 /** Options of `get`. */
@@ -177,6 +207,7 @@ export function get(refs: ObjectRef[], options?: GetOptions): Promise<unknown[]>
 export async function get(refOrRefs: ObjectRef | readonly ObjectRef[], options: GetOptions = {}): Promise<unknown> {
   const s = session();
   const deadline = deadlineOf("get", options.timeout);
+  if (droppedViewsNeedATurn(s)) await nextTurn();
   if (!Array.isArray(refOrRefs)) {
     checkRef("get", refOrRefs);
     const now = getNow(s, refOrRefs as ObjectRef);
@@ -240,11 +271,11 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       if (restored === Status.spillMissing && s.s3Spill !== undefined) restored = await s.s3Spill.restore(ref.bytes, `${ref}`);
       if (restored === Status.ok) continue;
       if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
-      // No room to bring it back: make some, then try again (or wait for pins to go).
-      if (makeRoom(s, s.store.sizeOf(ref.bytes))) continue;
-      if (Date.now() >= roomDeadline) {
-        throw new ObjectStoreFullError(`get: no room to restore ${ref} (${s.store.sizeOf(ref.bytes)} bytes): the store is full of pinned objects`);
-      }
+      // No room to bring it back: make some, then try again (or wait for pins to go: the
+      // pause below lets the event loop turn, after which dropped views can be found).
+      const sizeBytes = s.store.sizeOf(ref.bytes);
+      if (makeRoom(s, sizeBytes)) continue;
+      if (Date.now() >= roomDeadline) throw noRoomError(s, `get: no room to restore ${ref} (${sizeBytes} bytes)`, sizeBytes);
     } else if (status !== Status.notSealed) {
       throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
     }

@@ -1,8 +1,12 @@
 /**
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
+ *
+ * A program that ends without `shutdown()` leaves the store through the library (it closes
+ * what is open at exit, and on SIGINT/SIGTERM/SIGHUP: zig/src/exits.zig); what only
+ * TypeScript knows, its worker processes, goes in the `exit` event.
  */
-import { chmodSync, lstatSync, rmdirSync } from "node:fs";
+import { chmodSync, lstatSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -17,6 +21,7 @@ import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeAbandonedStores } from "./abandoned.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
@@ -59,7 +64,15 @@ export class Session implements RefOwner {
     this.#idPrefix = randomBytes(ID_BYTES - 8);
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
+    process.on("exit", this.#exiting);
   }
+
+  /** The process is exiting without `shutdown()`: its workers go now (the library, closing the
+   * store at exit, then finds them dead and removes the store if no one else is left). */
+  readonly #exiting = () => {
+    this.closed = true;
+    this.#scheduler?.abandon();
+  };
 
   #tidy(): void {
     this.store.maintain();
@@ -119,14 +132,15 @@ export class Session implements RefOwner {
   }
 
   async close(): Promise<void> {
+    process.off("exit", this.#exiting);
     await this.#scheduler?.close();
     this.closed = true;
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();
+    // The last process removes the store, its spill files and its default spill folder.
     const wasLast = this.store.close();
     if (wasLast) {
       removeOrphanedChannels(this.store.name);
-      removeDefaultSpillDirectory(this.store.name);
       await this.s3Spill?.removeAll().catch((error) => {
         process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
       });
@@ -172,6 +186,7 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
   }
   const library = await loadLibrary();
+  removeAbandonedStores(library);
   const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
   const store = NativeStore.open(library, name, {
     create: true,
@@ -189,8 +204,8 @@ export async function init(options?: InitOptions): Promise<InitResult> {
   } catch (error) {
     s3Spill?.close();
     // A refused init leaves nothing behind: the store goes with its last process, and so does
-    // the default spill folder configureSpill may have made.
-    if (store.close()) removeDefaultSpillDirectory(name);
+    // the default spill folder configureSpill may have made (natively, with the store).
+    store.close();
     throw error;
   }
   current = new Session(library, store, resolved, s3Spill);
@@ -228,16 +243,6 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
 
 function defaultSpillDirectory(storeName: string): string {
   return path.join(os.tmpdir(), `objstore-spill-${storeName}`);
-}
-
-/**
- * @internal Once a store is gone its spill files are too: removes the default folder if that
- * was it (and is empty). Also used by `objstore destroy`.
- */
-export function removeDefaultSpillDirectory(storeName: string): void {
-  try {
-    rmdirSync(defaultSpillDirectory(storeName));
-  } catch { /* absent, not empty, or not ours to remove */ }
 }
 
 /**

@@ -125,9 +125,10 @@ export class NativeStore implements PagePlacement {
     if (status !== Status.ok) throw errorFor(status, lastError(library.symbols), `cannot destroy store '${name}'`);
   }
 
-  /** Detaches; the last process removes the store and its spill files. */
-  close(): boolean {
-    const removed = this.#symbols.objstore_close(this.#handle, CLOSE_REMOVE_IF_LAST) === 1;
+  /** Detaches; the last process removes the store and its spill files (unless `removeIfLast`
+   * is false: then nothing else happens, not even reclaiming what dead processes held). */
+  close(removeIfLast = true): boolean {
+    const removed = this.#symbols.objstore_close(this.#handle, removeIfLast ? CLOSE_REMOVE_IF_LAST : 0) === 1;
     this.#handle = null;
     this.#windows.length = 0;
     return removed;

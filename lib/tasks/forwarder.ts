@@ -65,6 +65,9 @@ export class Forwarder implements Submitter {
     return Promise.resolve();
   }
 
+  /** A worker starts nothing of its own: its driver's tasks run in the driver's workers. */
+  abandon(): void {}
+
   /** The driver finished these tasks and holds their results for us. */
   onResolved(ids: string[]): void {
     for (const hex of ids) {

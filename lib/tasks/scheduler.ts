@@ -18,7 +18,7 @@ import { acquireFinished, ID_BYTES } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
-import { WorkerProcess } from "./worker_process.ts";
+import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
 
 /**
@@ -32,6 +32,8 @@ const IN_FLIGHT_OTHER = 4;
 const RUN_TIME_WEIGHT = 0.25;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
+/** How long an exiting driver waits for the workers it killed to be dead. */
+const ABANDON_WAIT_MS = 1000;
 
 export interface FunctionRecord {
   readonly id: number;
@@ -157,6 +159,8 @@ export interface Submitter {
   cancel(ref: ObjectRef): void;
   addSerializer(record: SerializerRecord): void;
   close(): Promise<void>;
+  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
+  abandon(): void;
 }
 
 let driverFunctionIds = 1_000_000_000;
@@ -273,10 +277,23 @@ export class Scheduler implements Submitter {
     this.#closing = true;
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
-    for (const w of workers) w.child.stdin!.end();
+    for (const w of workers) {
+      w.send({ t: "leave" });
+      w.flush();
+      w.child.stdin!.end();
+    }
     const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
+  }
+
+  /** Ends every worker and waits (briefly) until they are dead: this exiting process then
+   * finds itself the store's last and removes it (else the last worker's reaper does). */
+  abandon(): void {
+    this.#closing = true;
+    const workers = this.#allWorkers().filter((w) => !w.exited);
+    for (const w of workers) w.abandon();
+    waitUntilDead(workers.map((w) => w.child.pid).filter((pid) => pid !== undefined), ABANDON_WAIT_MS);
   }
 
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {

@@ -81,7 +81,10 @@ uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffe
  * capacity_bytes and slot_count (0 = derived) apply on create. Sizes everywhere are whole
  * numbers from 0 to 2^53; anything else (NaN, negative, fractional) is OBJSTORE_INVALID_ARGUMENT.
  * Returns NULL on failure (see objstore_last_status). result[2] is 1 if this call created
- * the store, 0 if it attached to an existing one. */
+ * the store, 0 if it attached to an existing one. A handle still open when the process calls
+ * exit() or quick_exit() is closed then with OBJSTORE_CLOSE_REMOVE_IF_LAST; from the first
+ * open on, SIGINT, SIGTERM and SIGHUP, while their action ends the process, fork a reaper that
+ * does the same once the process is dead (zig/src/exits.zig). The library stays loaded. */
 objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_t flags,
                           double capacity_bytes, uint32_t slot_count);
 
@@ -92,7 +95,8 @@ objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_
  * Returns 1 if the store was removed. */
 int32_t objstore_close(objstore_t *h, uint32_t flags);
 
-/* Removes a store none of whose processes is alive. */
+/* Removes a store none of whose processes is alive; refuses (OBJSTORE_BUSY) one in use,
+ * judged from its client table without attaching to it. */
 int32_t objstore_destroy(const uint8_t *name, uint32_t name_size_bytes);
 
 double *objstore_result(objstore_t *h);
@@ -133,7 +137,8 @@ int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
 
-/* Writes the pids of the attached processes into out (room for 64); returns how many. */
+/* Writes the pids of the living attached processes into out (room for 64; a dead one not
+ * reclaimed yet is left out); returns how many. */
 int32_t objstore_clients(objstore_t *h, uint32_t *out);
 
 /* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,

@@ -31,6 +31,9 @@ pub const OpenOptions = struct {
     slot_count: u32 = 0,
     /// Fault the arena's pages in from a background thread so puts copy at warm speed.
     prefault: bool = true,
+    /// False: start no thread at all, not even the one that faults the index in (a process
+    /// forked from a signal handler must not: see exits.zig).
+    threads: bool = true,
 };
 
 /// This process's holdings of one slot; only this process reads or writes it.
@@ -93,21 +96,12 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     self.prefault_thread = null;
     self.prefault_stop = .init(false);
     const shm_path = self.setPath(name);
-
-    var created = false;
-    if (options.create) {
-        if (createSegment(self, shm_path, name, options)) |_| {
-            created = true;
-        } else |err| switch (err) {
-            error.StoreExists => if (options.exclusive) {
-                status.setDetail("store '{s}' already exists", .{name});
-                return err;
-            },
-            else => return err,
-        }
-    }
-    if (!created) try attachSegment(self, shm_path, name);
+    const created = try self.createOrAttach(shm_path, name, options);
     errdefer self.unmapAndClose(true);
+    // Registered under the segment's flock: the last process leaving removes the segment
+    // holding it exclusively, so it either sees this process registered or unlinked the
+    // segment before this process locked it (and createOrAttach then tried again).
+    defer _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
 
     self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch return error.System;
     @memset(self.counts, .{});
@@ -117,8 +111,31 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     // The index is probed at random: fault its pages in now rather than one miss at a time
     // (in workers, faults on it were most of a small create's cost). The data region too when
     // this process created the store and asked for it.
-    self.startPrefault(created and options.prefault);
+    if (options.threads) self.startPrefault(created and options.prefault);
     return self;
+}
+
+/// Creates the segment or attaches to it, and returns with its flock held (exclusive when it
+/// created it, shared when it attached); true if it created it. A segment removed by its last
+/// process between our open and our lock is not attached to: we start over.
+fn createOrAttach(self: *Store, shm_path: [:0]const u8, name: []const u8, options: OpenOptions) Error!bool {
+    var attempt: u32 = 0;
+    while (attempt < 8) : (attempt += 1) {
+        if (options.create) {
+            if (createSegment(self, shm_path, name, options)) |_| {
+                return true;
+            } else |err| switch (err) {
+                error.StoreExists => if (options.exclusive) {
+                    status.setDetail("store '{s}' already exists", .{name});
+                    return err;
+                },
+                else => return err,
+            }
+        }
+        if (try attachSegment(self, shm_path, name)) return false;
+    }
+    status.setDetail("store '{s}' was removed and created again repeatedly while attaching; try again", .{name});
+    return error.Busy;
 }
 
 fn setPath(self: *Store, name: []const u8) [:0]const u8 {
@@ -153,9 +170,9 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
         sys.unlink(shm_path) catch {};
     }
     // Attachers take a shared lock for their whole attach; holding it exclusively until the
-    // header is ready keeps them from reading a half-made segment.
+    // header is ready (and this process registered: `open`) keeps them from reading a half-made
+    // segment. Closing `fd` on an error releases it.
     _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
-    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
     // tmpfs allocates pages on first touch; a segment larger than what /dev/shm has left would
     // SIGBUS a process later, so refuse it now. (Reserving every page with fallocate would
     // zero them all here, seconds for a big store; the prefault thread does that off-thread.)
@@ -204,7 +221,9 @@ fn initHeader(self: *Store, sections: layout.Sections, capacity_bytes: u64, slot
     self.header = h;
 }
 
-fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!void {
+/// Maps an existing segment and returns with its shared flock held; false (nothing mapped) if
+/// the segment was unlinked before we locked it: its last process removed it.
+fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!bool {
     const fd = sys.open(shm_path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0) catch |err| switch (err) {
         error.NotFound => {
             status.setDetail("no store named '{s}' ({s} does not exist)", .{ name, shm_path });
@@ -218,7 +237,10 @@ fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!v
     };
     errdefer sys.close(fd);
     _ = std.os.linux.flock(fd, std.posix.LOCK.SH);
-    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    if ((sys.linkCount(fd) catch return error.System) == 0) {
+        sys.close(fd);
+        return false;
+    }
     const size_bytes = sys.fileSize(fd) catch return error.System;
     if (size_bytes < layout.page_size_bytes) return badStore(shm_path, "it is smaller than a header");
     const base = sys.mapShared(fd, @intCast(size_bytes)) catch return error.System;
@@ -240,6 +262,7 @@ fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!v
     self.segment_size_bytes = @intCast(size_bytes);
     self.header = h;
     self.bindSections();
+    return true;
 }
 
 fn badStore(shm_path: []const u8, why: []const u8) Error {
@@ -833,6 +856,7 @@ pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
         _ = self.maintain();
         if (self.attachedCount() == 0) {
             Spiller.removeAllFiles(self);
+            self.removeDefaultSpillDirectory();
             sys.unlink(self.shmPath()) catch {};
             removed = true;
         }
@@ -864,12 +888,25 @@ fn dropAllHoldings(self: *Store) void {
     }
 }
 
-/// Distinct processes attached (one process may hold two entries: its background spiller).
+/// The spill folder TypeScript names by default, `<tmp>/objstore-spill-<store>`, goes with the
+/// store when it is empty (a folder the program named is left alone).
+fn removeDefaultSpillDirectory(self: *Store) void {
+    const h = self.header;
+    const dir = h.spill_dir[0..h.spill_dir_size_bytes];
+    const base_name = dir[(std.mem.lastIndexOfScalar(u8, dir, '/') orelse return) + 1 ..];
+    if (!std.mem.startsWith(u8, base_name, "objstore-spill-") or !std.mem.eql(u8, base_name["objstore-spill-".len..], self.storeName())) return;
+    var buffer: [layout.spill_dir_size_max + 1]u8 = undefined;
+    const dir_z = std.mem.printSentinel(&buffer, "{s}", .{dir}, 0) catch return;
+    _ = std.os.linux.rmdir(dir_z);
+}
+
+/// Distinct living processes attached (one process may hold two entries: its background
+/// spiller). A dead process not reclaimed yet is not counted.
 pub fn attachedProcesses(self: *Store) u32 {
     var pids: [layout.client_count_max]u32 = undefined;
     var count: u32 = 0;
-    for (self.clients) |*entry| {
-        if (ClientWord.of(entry.word.load(.acquire)).state == .free) continue;
+    for (self.clients, 0..) |*entry, i| {
+        if (!self.clientAlive(@intCast(i))) continue;
         const pid = entry.pid;
         if (std.mem.indexOfScalar(u32, pids[0..count], pid) != null) continue;
         pids[count] = pid;
@@ -885,6 +922,52 @@ pub fn attachedCount(self: *Store) u32 {
         if (ClientWord.of(entry.word.load(.acquire)).state != .free) count += 1;
     }
     return count;
+}
+
+/// How many living processes use the store `name`, read without attaching to it (so without
+/// touching a store in use). A segment someone holds exclusively (being created, or removed
+/// by its last process) counts as used. Errors: StoreNotFound, and the attach errors for a
+/// segment this library cannot read.
+pub fn countLiveClients(name: []const u8) Error!u32 {
+    try validateName(name);
+    var path_buffer: [layout.name_size_max + 32]u8 = undefined;
+    const shm_path = std.mem.printSentinel(&path_buffer, shm_dir ++ shm_prefix ++ "{s}", .{name}, 0) catch unreachable;
+    const fd = sys.open(shm_path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0) catch |err| switch (err) {
+        error.NotFound => return error.StoreNotFound,
+        error.PermissionDenied => return error.PermissionDenied,
+        else => return error.System,
+    };
+    defer sys.close(fd);
+    const rc = std.os.linux.flock(fd, std.posix.LOCK.SH | std.posix.LOCK.NB);
+    if (std.os.linux.errno(rc) == .AGAIN) return 1;
+    const size_bytes = sys.fileSize(fd) catch return error.System;
+    const clients_end_bytes = layout.page_size_bytes + layout.client_count_max * @sizeOf(layout.Client);
+    if (size_bytes < clients_end_bytes) return badStore(shm_path, "it is smaller than a header");
+    const map_bytes = std.mem.alignForward(usize, clients_end_bytes, layout.page_size_bytes);
+    const mapped = std.os.linux.mmap(null, map_bytes, .{ .READ = true }, .{ .TYPE = .SHARED }, fd, 0);
+    if (std.os.linux.errno(mapped) != .SUCCESS) return error.System;
+    const base: [*]align(layout.page_size_bytes) u8 = @ptrFromInt(mapped);
+    defer sys.unmap(base, map_bytes);
+    const h: *const layout.Header = @ptrCast(base);
+    if (h.magic != layout.magic) return badStore(shm_path, "its magic number is wrong");
+    if (h.abi_version != layout.abi_version or h.layout_hash != layout.layout_hash) {
+        status.setDetail("store '{s}' has ABI {d} (layout {x}); this library has ABI {d} (layout {x})", .{ name, h.abi_version, h.layout_hash, layout.abi_version, layout.layout_hash });
+        return error.AbiMismatch;
+    }
+    if (h.clients_offset != layout.page_size_bytes) return badStore(shm_path, "its section offsets are inconsistent");
+    const first: [*]const layout.Client = @ptrCast(@alignCast(base + h.clients_offset));
+    // Distinct processes: one may hold two entries (its background spiller's).
+    var pids: [layout.client_count_max]u32 = undefined;
+    var live: u32 = 0;
+    for (first[0..layout.client_count_max]) |*entry| {
+        const state = ClientWord.of(@atomicLoad(u32, &entry.word.raw, .acquire)).state;
+        if (state == .free) continue;
+        const pid = entry.pid; // 0: registering, alive by definition
+        if (pid != 0 and (std.mem.indexOfScalar(u32, pids[0..live], pid) != null or !sys.isAlive(pid, entry.start_time))) continue;
+        pids[live] = pid;
+        live += 1;
+    }
+    return live;
 }
 
 fn unmapAndClose(self: *Store, unmap: bool) void {

@@ -13,6 +13,7 @@ pub const Spiller = @import("Spiller.zig");
 const BackgroundSpiller = @import("BackgroundSpiller.zig");
 const RemoteFiles = @import("RemoteFiles.zig");
 const Channel = @import("Channel.zig");
+const exits = @import("exits.zig");
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
@@ -110,6 +111,7 @@ export fn objstore_open(name: [*]const u8, name_size_bytes: u32, flags: u32, cap
     };
     handle.* = .{ .store = store, .spiller = Spiller.init(store) };
     handle.result[2] = @floatFromInt(@intFromBool(store.created));
+    exits.track(handle, store.storeName(), &closeAtExit);
     last_status = .ok;
     return handle;
 }
@@ -119,18 +121,34 @@ pub const close_unmap: u32 = 2;
 
 /// Returns 1 if this was the last process and the store (and its spill files) was removed.
 export fn objstore_close(h: ?*anyopaque, flags: u32) i32 {
-    const handle = handleOf(h);
+    exits.untrack(h.?);
+    return @intFromBool(closeHandle(handleOf(h), flags));
+}
+
+fn closeHandle(handle: *Handle, flags: u32) bool {
     if (handle.background) |background| background.stopAndDestroy();
     handle.spiller.deinit();
     const removed = handle.store.close(flags & close_remove_if_last != 0, flags & close_unmap != 0);
     std.heap.page_allocator.destroy(handle);
-    return @intFromBool(removed);
+    return removed;
 }
 
-/// Removes a store that no living process uses (after crashes); refuses one still in use.
+/// A store the program left open, closed as it exits (exits.zig): views it may still touch
+/// while the runtime winds down read zeros instead of faulting.
+fn closeAtExit(h: *anyopaque) void {
+    _ = closeHandle(handleOf(h), close_remove_if_last);
+}
+
+/// Removes a store that no living process uses (after crashes); refuses one still in use,
+/// without attaching to it.
 export fn objstore_destroy(name: [*]const u8, name_size_bytes: u32) i32 {
     status.clearDetail();
-    const store = Store.open(name[0..name_size_bytes], .{ .create = false }) catch |err| return fail(err);
+    const live = Store.countLiveClients(name[0..name_size_bytes]) catch |err| return fail(err);
+    if (live > 0) {
+        status.setDetail("store '{s}' is still used by {d} other process{s}", .{ name[0..name_size_bytes], live, if (live == 1) "" else "es" });
+        return fail(error.Busy);
+    }
+    const store = Store.open(name[0..name_size_bytes], .{ .create = false, .threads = false }) catch |err| return fail(err);
     _ = store.maintain();
     const others = store.attachedProcesses() - 1;
     if (others > 0) {
@@ -227,17 +245,21 @@ export fn objstore_wait_sealed(h: ?*anyopaque, id: [*]const u8, timeout_ms: u32)
     return succeed();
 }
 
-/// Reclaims dead processes' holdings; returns how many processes were reclaimed.
+/// Reclaims dead processes' holdings; returns how many processes were reclaimed. Also puts
+/// back the exit handling of a signal whose handler the program removed (exits.zig).
 export fn objstore_maintain(h: ?*anyopaque) i32 {
+    exits.armSignals();
     return @intCast(handleOf(h).store.maintain());
 }
 
-/// Writes the pids of the processes attached to the store into `out` (up to 64); returns how many.
+/// Writes the pids of the living processes attached to the store into `out` (up to 64; a
+/// dead one not reclaimed yet is left out, by pid and start time); returns how many.
 export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
     var count: u32 = 0;
     for (store.clients) |*entry| {
-        if (layout.ClientWord.of(entry.word.load(.acquire)).state == .free or entry.pid == 0) continue;
+        if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
+        if (!sys.isAlive(entry.pid, entry.start_time)) continue;
         out[count] = entry.pid;
         count += 1;
     }
@@ -534,6 +556,7 @@ test {
     _ = @import("transfer/transfer_test.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
+    _ = @import("exits.zig");
 }
 
 /// For the native stress tests and benchmarks, which drive the store without the C ABI.

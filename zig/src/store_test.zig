@@ -148,6 +148,53 @@ test "a second attachment sees the same objects; the last close removes the segm
     try testing.expectError(error.StoreNotFound, Store.open(name, .{ .create = false }));
 }
 
+test "an attach that finds the segment removed while it waited for the lock does not attach to it" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const first = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    // Hold the segment's lock as a last process removing it would, while an attach waits.
+    const fd = try sys.open(first.shmPath(), .{ .ACCMODE = .RDONLY }, 0);
+    defer sys.close(fd);
+    _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
+    const Attach = struct {
+        fn run(store_name: []const u8, outcome: *?anyerror) void {
+            if (Store.open(store_name, .{ .create = false, .threads = false })) |store| {
+                _ = store.close(false, true);
+                outcome.* = null;
+            } else |err| outcome.* = err;
+        }
+    };
+    var outcome: ?anyerror = error.Unset;
+    const thread = try std.Thread.spawn(.{}, Attach.run, .{ name, &outcome });
+    sys.sleepNs(50 * std.time.ns_per_ms); // the attach has opened the file and waits for the lock
+    try sys.unlink(first.shmPath());
+    _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    thread.join();
+    try testing.expectEqual(@as(?anyerror, error.StoreNotFound), outcome);
+    _ = first.close(false, true);
+}
+
+test "countLiveClients counts the living attachments without attaching; a dead one is not counted" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const store = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    try testing.expectEqual(@as(u32, 1), try Store.countLiveClients(name));
+    const pid = try sys.fork();
+    if (pid == 0) {
+        // Attaches and dies without detaching.
+        _ = Store.open(name, .{ .create = false, .threads = false }) catch std.os.linux.exit_group(1);
+        std.os.linux.exit_group(0);
+    }
+    var wait_status: i32 = 0;
+    _ = std.os.linux.waitpid(@intCast(pid), &wait_status, 0);
+    try testing.expectEqual(@as(i32, 0), wait_status);
+    try testing.expectEqual(@as(u32, 2), store.attachedCount());
+    try testing.expectEqual(@as(u32, 1), try Store.countLiveClients(name));
+    try testing.expectEqual(@as(u32, 1), store.attachedProcesses());
+    try testing.expect(store.close(true, true));
+    try testing.expectError(error.StoreNotFound, Store.countLiveClients(name));
+}
+
 test "bad names and a foreign file are clear errors" {
     try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
