@@ -82,12 +82,13 @@ fn installOnce(close: CloseFn) void {
     close_handle = close;
     pinLibrary();
     _ = __cxa_atexit(&closeAllAtExit, null, null);
-    _ = __cxa_at_quick_exit(&closeAllAtQuickExit, null);
+    _ = at_quick_exit(&closeAllAtQuickExit);
     armSignals();
 }
 
 extern "c" fn __cxa_atexit(func: *const fn (?*anyopaque) callconv(.c) void, arg: ?*anyopaque, dso_handle: ?*anyopaque) c_int;
-extern "c" fn __cxa_at_quick_exit(func: *const fn () callconv(.c) void, dso_handle: ?*anyopaque) c_int;
+/// C11's, in glibc and musl alike (musl has no `__cxa_at_quick_exit`).
+extern "c" fn at_quick_exit(func: *const fn () callconv(.c) void) c_int;
 
 const DlInfo = extern struct {
     fname: ?[*:0]const u8,
