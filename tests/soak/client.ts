@@ -44,6 +44,8 @@ const random = new Random(config.seed);
 const counters: Counters = zeroCounters();
 /** Gets that wait longer than this are reported as a hang. */
 const GET_TIMEOUT_SECONDS = 60;
+/** Ids are a random per-process prefix and a counter (lib/session.ts): 20 bytes, then 8. */
+const ID_PREFIX_HEX = 40;
 
 // ---------------------------------------------------------------------------------------------
 // Talking to the orchestrator. Writes are synchronous, so a message sent before a SIGKILL is
@@ -91,7 +93,13 @@ const owned: Held[] = [];
 const borrowed: Held[] = [];
 let ownedBytes = 0;
 
+let prefixSent = false;
+
 function hold(list: Held[], ref: os.ObjectRef, sum: string, binaryBytes: number, what: string, from: number, until = Infinity): Held {
+  if (!prefixSent && from === clientId) {
+    prefixSent = true;
+    send({ t: "ids", prefix: ref.hex().slice(0, ID_PREFIX_HEX) });
+  }
   const held: Held = { ref, hex: ref.hex(), sum, binaryBytes, what, from, ownerGone: false, users: 0, retired: false, until };
   list.push(held);
   if (list === owned) ownedBytes += binaryBytes;
@@ -406,6 +414,7 @@ async function confirmGone(message: Extract<ToClient, { t: "take" }>): Promise<v
   const firstMs = Date.now();
   for (let attempt = 1; attempt <= 3; attempt++) {
     await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    if (stopping) return;
     const again = os.ObjectRef.fromHex(message.hex);
     try {
       again.checkUsable();
@@ -462,9 +471,11 @@ async function end(how: EndMode, lanes: Promise<void>[]): Promise<void> {
       break;
     case "return":
       // Nothing left to do: the event loop runs dry with every ref and the actor still held.
+      // (Deno keeps running on a paused stdin, Bun on a destroyed one: both, for all three.)
       process.stdin.removeAllListeners();
       process.stdin.pause();
       (process.stdin as unknown as { unref?(): void }).unref?.();
+      process.stdin.destroy();
       break;
     case "throw":
       setTimeout(() => {

@@ -118,7 +118,7 @@ export function makePayload(spec: PayloadSpec): unknown {
   }
 }
 
-function randomBytes(count: number, random: Random): Uint8Array {
+function randomBytes(count: number, random: Random): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(count);
   const words = new Uint32Array(bytes.buffer, 0, count >>> 2);
   for (let i = 0; i < words.length; i++) words[i] = random.u32();
@@ -127,8 +127,8 @@ function randomBytes(count: number, random: Random): Uint8Array {
 }
 
 function makeTyped(type: TypedArrayName, bytes: number, random: Random): ArrayBufferView {
-  const Ctor = (globalThis as unknown as Record<string, new (b: ArrayBuffer) => ArrayBufferView & { BYTES_PER_ELEMENT: number }>)[type];
-  const elementBytes = (Ctor as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+  const Ctor = (globalThis as unknown as Record<string, { new (b: ArrayBuffer): ArrayBufferView; BYTES_PER_ELEMENT: number }>)[type];
+  const elementBytes = Ctor.BYTES_PER_ELEMENT;
   const length = Math.floor(bytes / elementBytes);
   // Random bits: floats include NaNs with payloads and -0, which must come back bit for bit.
   return new Ctor(randomBytes(length * elementBytes, random).buffer);

@@ -79,6 +79,8 @@ export type ViolationKind =
 /** Client → orchestrator. */
 export type FromClient =
   | { t: "ready"; pid: number }
+  /** The first 40 hex digits of every id this client mints (sent after its first put). */
+  | { t: "ids"; prefix: string }
   /** A ref this client holds; the orchestrator hands it to another client. */
   | { t: "offer"; hex: string; sum: string; binaryBytes: number; what: string }
   | { t: "counters"; counters: Counters }

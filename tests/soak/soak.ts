@@ -86,7 +86,7 @@ const EMPTY_WITHIN_MS = 1000;
 const START_TIMEOUT_MS = 60_000;
 const END_TIMEOUT_MS = 30_000;
 /** A client ends by itself (as told) after a lifetime in this range, unless killed first. */
-const LIFETIME_MS = [2_000, 10_000] as const;
+const LIFETIME_MS = [2_000, 6_000] as const;
 
 const random = new Random(settings.seed);
 
@@ -232,6 +232,9 @@ class Client {
       case "ready":
         this.ready = true;
         return;
+      case "ids":
+        clientsByIdPrefix.set(message.prefix, this);
+        return;
       case "counters":
       case "ending":
         this.counters = message.counters;
@@ -240,7 +243,8 @@ class Client {
         return passOn(this, message);
       case "violation": {
         const object = message.id === undefined ? "" : ` [expected ${message.expected ?? "?"}, actual ${message.actual ?? "?"}]`;
-        addViolation({ kind: message.kind, who: this.name, detail: message.detail + object, id: message.id });
+        const origin = message.id === undefined ? "" : `; the object was ${whoPut(message.id)}`;
+        addViolation({ kind: message.kind, who: this.name, detail: message.detail + object + origin, id: message.id });
         return;
       }
     }
@@ -294,6 +298,17 @@ function addCounters(a: Counters, b: Counters): Counters {
 }
 
 const clients = new Map<number, Client>();
+/** Which client minted an object id (for violations' details). */
+const clientsByIdPrefix = new Map<string, Client>();
+
+/** The client that put object `hex` (or whose task returned it), how and when it ended. */
+function whoPut(hex: string): string {
+  const client = clientsByIdPrefix.get(hex.slice(0, 40));
+  if (client === undefined) return "put by a process that did not say (a worker, or a client killed before its first report)";
+  const at = (ms: number) => `${((ms - startedAt) / 1000).toFixed(1)} s`;
+  const end = !client.exited ? "still running" : client.fate === "kill" ? `SIGKILLed at ${at(client.exitedAtMs)}` : `ended by ${client.fate} at ${at(client.exitedAtMs)}`;
+  return `put by ${client.name}, started at ${at(client.startedAtMs)}, ${end}`;
+}
 let nextClientId = 1;
 
 /** Hands an offered ref to one or two other running clients. */
@@ -438,6 +453,7 @@ async function endPhase(): Promise<number> {
     client.fate = undefined;
     client.kill(true);
   }
+  while ([...clients.values()].some((c) => !c.exited)) await sleep(5);
   return Math.max(...[...clients.values()].map((c) => c.exitedAtMs));
 }
 
@@ -480,13 +496,7 @@ async function checkDetached(): Promise<void> {
   const attached = store.stats().attachedProcesses;
   const others = store.attachedPids().filter((pid) => pid !== process.pid);
   if (attached <= 1 && others.length === 0) return;
-  const described = others.map((pid) => {
-    let what = "dead";
-    try {
-      what = `alive: ${readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").slice(0, 120)}`;
-    } catch { /* dead */ }
-    return `pid ${pid} (${what})`;
-  });
+  const described = others.map((pid) => `pid ${pid} (${describeProcess(pid)})`);
   const unnamed = attached - 1 - new Set(others).size;
   addViolation({
     kind: "not-empty",
@@ -497,11 +507,23 @@ async function checkDetached(): Promise<void> {
   });
 }
 
+/** A process as /proc shows it: its state (Z: a zombie, dead but not yet reaped), parent and command. */
+function describeProcess(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const [state, parent] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
+    return `state ${state}, parent ${parent}${cmdline === "" ? "" : `: ${cmdline.slice(0, 100)}`}`;
+  } catch {
+    return "no such process";
+  }
+}
+
 /** The objects still in the store, as `objstore memory` lists them (for a violation's details). */
 async function listObjects(): Promise<string[]> {
   const lines: string[] = [];
   await runCli(["memory", "--store", storeName], (line) => lines.push(line)).catch((error) => lines.push(String(error)));
-  return lines;
+  return lines.map((line) => (/^[0-9a-f]{56} /.test(line) ? `${line}   (${whoPut(line.slice(0, 56))})` : line));
 }
 
 // ---------------------------------------------------------------------------------------------
