@@ -35,6 +35,12 @@ export interface ClientConfig {
   lanes: number;
   /** The store's capacity (the creator's holds; this only has to be valid). */
   storeBytes: number;
+  /**
+   * Faults to inject, to check that the checks catch them (SOAK_INJECT): "corrupt" flips a byte
+   * of a view over shared memory once per client, "lose" frees a held ref once per client but
+   * keeps using it. Empty in a real run.
+   */
+  inject: string;
 }
 
 const [idArg, storeName, configArg] = process.argv.slice(2);
@@ -168,6 +174,7 @@ async function verify(held: Held, where: string): Promise<void> {
     const value = await os.get(held.ref, { timeout: GET_TIMEOUT_SECONDS });
     counters.gets += 1;
     if (held.from !== clientId) counters.borrowedGets += 1;
+    injectFault(held, value);
     const got = checksumOf(value);
     if (got.sum !== held.sum) {
       return violation("corrupt", `${where}: object ${held.hex} (${held.what}, put by client ${held.from}) read with checksum ${got.sum}, expected ${held.sum}`, { id: held.hex, expected: held.sum, actual: got.sum });
@@ -181,6 +188,23 @@ async function verify(held: Held, where: string): Promise<void> {
   } finally {
     held.users -= 1;
     if (held.retired && held.users === 0) release(held);
+  }
+}
+
+let injected = false;
+
+/** SOAK_INJECT: corrupts the shared bytes of a value it just read, or frees a ref it keeps. */
+function injectFault(held: Held, value: unknown): void {
+  if (injected || config.inject === "") return;
+  if (config.inject === "corrupt" && ArrayBuffer.isView(value) && value.byteLength >= 64) {
+    injected = true;
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    bytes[bytes.length >> 1] ^= 0x40; // views are read-only by contract only: this writes the store
+    console.error(`client ${clientId}: SOAK_INJECT: flipped a bit of object ${held.hex} in shared memory`);
+  } else if (config.inject === "lose" && held.from === clientId) {
+    injected = true;
+    os.free(held.ref); // …and keep it in `owned`: its next get fails
+    console.error(`client ${clientId}: SOAK_INJECT: freed ${held.hex} and kept using it`);
   }
 }
 

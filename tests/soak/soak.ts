@@ -36,6 +36,9 @@
  * `shutdown()`, split between exit, return, throw and SIGTERM), SOAK_DROP_WITHOUT_FREE (0.2:
  * refs left to the garbage collector instead of freed), SOAK_STORE_MIB (32), SOAK_MAX_MIB (4:
  * the largest payload), SOAK_RUNTIMES (node,deno,bun), SOAK_SEED (random; printed).
+ * SOAK_INJECT=corrupt|lose checks the checks: each client flips a bit of one object in shared
+ * memory, or frees one ref it keeps using; the run must then fail with corrupt reads or lost
+ * objects.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
@@ -75,7 +78,9 @@ const settings = {
   maxBytes: numberFromEnv("SOAK_MAX_MIB", 4) * MiB,
   runtimes: (process.env.SOAK_RUNTIMES ?? "node,deno,bun").split(",").map((r) => r.trim()) as Runtime[],
   seed: numberFromEnv("SOAK_SEED", Math.floor(Math.random() * 2 ** 32)) >>> 0,
+  inject: process.env.SOAK_INJECT ?? "",
 };
+if (!["", "corrupt", "lose"].includes(settings.inject)) throw new Error(`SOAK_INJECT must be corrupt or lose, got ${JSON.stringify(settings.inject)}`);
 for (const runtime of settings.runtimes) {
   if (!["node", "deno", "bun"].includes(runtime)) throw new Error(`SOAK_RUNTIMES: unknown runtime ${JSON.stringify(runtime)}`);
 }
@@ -167,6 +172,7 @@ class Client {
       dropFraction: settings.dropWithoutFree,
       lanes: 2,
       storeBytes: settings.storeBytes,
+      inject: settings.inject,
     };
     const [cmd, args] = command(runtime, path.join(here, "client.ts"));
     // A process group of its own (detached): Ctrl-C reaches only this process, which then kills
