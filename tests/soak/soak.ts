@@ -21,7 +21,9 @@
  *   3. The store empties. Within 1 s of the last client's exit the store holds 0 objects and
  *      0 bytes, in memory and in spill (memoryStats, and no spill file left): what killed
  *      clients held was reclaimed by the survivors' janitors (ARCHITECTURE.md "Crash
- *      recovery"), the last of them by this observer's.
+ *      recovery"), the last of them by this observer's. And once every client and worker
+ *      process is gone, none is still counted as attached (or the last process to leave would
+ *      not remove the store).
  *   4. Clients end the way the program says. A client told to end by `shutdown()`,
  *      `process.exit(0)`, running dry, an uncaught exception or SIGTERM exits with the code (or
  *      signal) it would have without this library: 0, 0, 0, 1, SIGTERM — never another signal.
@@ -146,6 +148,8 @@ class Client {
   readonly child: ChildProcess;
   readonly startedAtMs = Date.now();
   ready = false;
+  /** From spawn to its "ready" (after init). */
+  readyAfterMs: number | undefined;
   /** How it was told to end, or "kill" once killed; undefined while it runs free. */
   fate: EndMode | "kill" | undefined;
   endAtMs: number;
@@ -237,6 +241,7 @@ class Client {
     switch (message.t) {
       case "ready":
         this.ready = true;
+        this.readyAfterMs = Date.now() - this.startedAtMs;
         return;
       case "ids":
         clientsByIdPrefix.set(message.prefix, this);
@@ -545,15 +550,26 @@ async function cleanUp(): Promise<string[]> {
   const notes: string[] = [];
   for (const client of clients.values()) {
     if (client.familyGoneAtMs !== 0) continue;
+    if (!client.exited) client.fate = "kill"; // killed by the cleanup: not a crash
     try {
       process.kill(-client.child.pid!, "SIGKILL");
     } catch { /* the group is gone */ }
   }
   await Promise.race([Promise.all([...clients.values()].map((c) => c.familyGone)), new Promise((r) => setTimeout(r, 10_000))]);
   if (os.isInitialized()) await os.shutdown();
-  if (existsSync(`/dev/shm/objstore-${storeName}`)) {
-    notes.push(`the store segment was still there after the last process left; destroying it`);
-    await runCli(["destroy", storeName], () => {}).catch((error) => notes.push(`destroy: ${error}`));
+  const segment = `/dev/shm/objstore-${storeName}`;
+  if (existsSync(segment)) {
+    // Every process of the store is dead by now; one not yet reaped still counts as attached.
+    notes.push(`the store segment was still there after the observer, the last process, left`);
+    let refused = "";
+    for (let attempt = 0; attempt < 25 && existsSync(segment); attempt++) {
+      await runCli(["destroy", storeName], () => {}).catch((error) => (refused = String(error)));
+      if (existsSync(segment)) await new Promise((r) => setTimeout(r, 200));
+    }
+    if (existsSync(segment)) {
+      notes.push(`objstore destroy refused for 5 s (${refused}); removed ${segment} by hand`);
+      unlinkSync(segment);
+    }
   }
   const channels = readdirSync("/dev/shm").filter((f) => f.startsWith(`objstore-ch-${storeName}-`));
   if (channels.length > 0) notes.push(`${channels.length} worker channel file(s) left in /dev/shm by killed clients; removed`);
@@ -577,6 +593,13 @@ function lastClient(): string {
   return `${last.name}, ${last.fate === "kill" ? "SIGKILLed" : `ended by ${last.fate}`}`;
 }
 
+const runtimeOf = new Map([...figures].map(([r, f]) => [f, r]));
+
+function medianReadyMs(runtime: Runtime): string {
+  const times = [...clients.values()].filter((c) => c.runtime === runtime && c.readyAfterMs !== undefined).map((c) => c.readyAfterMs!).sort((a, b) => a - b);
+  return times.length === 0 ? "-" : String(times[times.length >> 1]);
+}
+
 function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(1)} MiB`;
 }
@@ -594,7 +617,6 @@ function table(rows: [string, (f: RuntimeFigures) => number | string][]): void {
 function printReport(emptying: Emptying | undefined, lastWorkerAfterMs: number | undefined, notes: string[]): void {
   const countersOf = new Map(settings.runtimes.map((r) => [r, zeroCounters()]));
   for (const client of clients.values()) countersOf.set(client.runtime, addCounters(countersOf.get(client.runtime)!, client.counters));
-  const runtimeOf = new Map([...figures].map(([r, f]) => [f, r]));
   const c = (pick: (k: Counters) => number) => (f: RuntimeFigures) => pick(countersOf.get(runtimeOf.get(f)!)!);
   console.log(`\nsoak: ${settings.seconds} s on store ${storeName} (${mib(settings.storeBytes)}, payloads up to ${mib(settings.maxBytes)}), seed ${settings.seed}`);
   console.log(`  ${settings.clients} clients at a time, a SIGKILL every ~${settings.killEveryMs} ms, ` +
@@ -605,6 +627,7 @@ function printReport(emptying: Emptying | undefined, lastWorkerAfterMs: number |
     ["SIGKILLed", (f) => f.killed],
     ["  of which with their workers", (f) => f.killedWithWorkers],
     ...END_MODES.map((m): [string, (f: RuntimeFigures) => number] => [`ended by ${m}`, (f) => f.ended[m]]),
+    ["median ms from start to ready", (f) => medianReadyMs(runtimeOf.get(f)!)],
     ...[...new Set([...figures.values()].flatMap((f) => Object.keys(f.exits)))].sort().map(
       (outcome): [string, (f: RuntimeFigures) => number] => [/^\d+$/.test(outcome) ? `exited with code ${outcome}` : `died of ${outcome}`, (f) => f.exits[outcome] ?? 0],
     ),
@@ -646,10 +669,11 @@ function printReport(emptying: Emptying | undefined, lastWorkerAfterMs: number |
   }
   for (const note of notes) console.log(`  note: ${note}`);
   const count = (kinds: Violation["kind"][]) => violations.filter((v) => kinds.includes(v.kind)).length;
+  if (abort.signal.aborted) console.log("\ninterrupted: the store's emptying was not measured");
   console.log("\ninvariants");
   console.log(`  1. corrupt reads:                          ${count(["corrupt", "actor-state"])}`);
   console.log(`  2. lost objects a live process referenced: ${count(["lost"])}`);
-  console.log(`  3. store empty within ${EMPTY_WITHIN_MS} ms:               ${count(["not-empty"]) === 0 ? "yes" : "NO"}`);
+  console.log(`  3. store empty within ${EMPTY_WITHIN_MS} ms, no one attached: ${count(["not-empty"]) === 0 ? "yes" : "NO"}`);
   console.log(`  4. clients that ended other than asked:    ${count(["crash"])}`);
   console.log(`  5. other errors:                           ${count(["error"])}`);
   if (violations.length > 0) {
@@ -663,20 +687,20 @@ function printReport(emptying: Emptying | undefined, lastWorkerAfterMs: number |
 async function main(): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  // The observer: creates the store (its settings hold for every process), holds no refs.
-  await os.init({
-    storeName,
-    objectStoreMemory: settings.storeBytes,
-    spill: { type: "filesystem", directory: spillDirectory },
-    numWorkers: 0,
-    prefault: false,
-  });
   console.log(`soak: ${settings.seconds} s, runtimes ${settings.runtimes.join(", ")}, store ${storeName}, seed ${settings.seed} ` +
     `(SOAK_SEED=${settings.seed} repeats the choices, not the timing)`);
   let emptying: Emptying | undefined;
   let lastWorkerAfterMs: number | undefined;
   let notes: string[] = [];
   try {
+    // The observer: creates the store (its settings hold for every process), holds no refs.
+    await os.init({
+      storeName,
+      objectStoreMemory: settings.storeBytes,
+      spill: { type: "filesystem", directory: spillDirectory },
+      numWorkers: 0,
+      prefault: false,
+    });
     await chaosPhase();
     const lastExitAtMs = await endPhase();
     checkInterrupted();
