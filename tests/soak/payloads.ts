@@ -83,8 +83,8 @@ export class Random {
 export function randomSpec(random: Random, maxBytes: number): PayloadSpec {
   const seed = random.u32();
   const roll = random.next();
-  // Sizes log-uniform from a byte, and a quarter of them big: enough bytes to make the store spill.
-  const binaryBytes = () => (random.chance(0.25) ? random.int(maxBytes / 4, maxBytes) : random.logSize(1, maxBytes));
+  // Sizes log-uniform from a byte, and 40% of them big: enough bytes to make the store spill.
+  const binaryBytes = () => (random.chance(0.4) ? random.int(maxBytes / 4, maxBytes) : random.logSize(1, maxBytes));
   if (roll < 0.45) return { kind: "typed", type: random.pick(TYPED_ARRAYS), bytes: binaryBytes(), seed };
   if (roll < 0.55) return { kind: "arraybuffer", bytes: binaryBytes(), seed };
   if (roll < 0.62) return { kind: "dataview", bytes: binaryBytes(), seed };

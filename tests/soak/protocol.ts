@@ -4,6 +4,31 @@
  * stdout.
  */
 
+/** A client's settings, from the orchestrator (its third argument, as JSON). */
+export interface ClientConfig {
+  seed: number;
+  /** Largest payload put, in bytes. */
+  maxBytes: number;
+  /** Largest payload a task returns. */
+  maxTaskBytes: number;
+  /** Owned refs are let go of, oldest first, beyond this many bytes… */
+  ownedBytes: number;
+  /** …or this many refs. */
+  ownedCount: number;
+  /** Fraction of released refs dropped without `free` (left to the garbage collector). */
+  dropFraction: number;
+  /** Concurrent loops of operations (so tasks are in flight while gets and puts go on). */
+  lanes: number;
+  /** The store's capacity (the creator's holds; this only has to be valid). */
+  storeBytes: number;
+  /**
+   * Faults to inject, to check that the checks catch them (SOAK_INJECT): "corrupt" flips a byte
+   * of a view over shared memory once per client, "lose" frees a held ref once per client but
+   * keeps using it. Empty in a real run.
+   */
+  inject: string;
+}
+
 /** How a client is told to end; all but "shutdown" leave without calling `shutdown()`. */
 export type EndMode =
   /** `await shutdown()`, then `process.exit(0)`: exit code 0. */

@@ -36,8 +36,9 @@
  * Knobs (environment): STRESS_SECONDS (30), SOAK_CLIENTS (4 at a time), SOAK_KILL_EVERY_MS
  * (1000), SOAK_EXIT_WITHOUT_SHUTDOWN (0.25: the fraction of client ends that are not
  * `shutdown()`, split between exit, return, throw and SIGTERM), SOAK_DROP_WITHOUT_FREE (0.2:
- * refs left to the garbage collector instead of freed), SOAK_STORE_MIB (32), SOAK_MAX_MIB (4:
- * the largest payload), SOAK_RUNTIMES (node,deno,bun), SOAK_SEED (random; printed).
+ * refs left to the garbage collector instead of freed), SOAK_STORE_MIB (32), SOAK_SPILL_THRESHOLD
+ * (0.25: the store spills in the background above a quarter full, so every run spills, however
+ * slow the machine), SOAK_MAX_MIB (4: the largest payload), SOAK_RUNTIMES (node,deno,bun), SOAK_SEED (random; printed).
  * SOAK_INJECT=corrupt|lose checks the checks: each client flips a bit of one object in shared
  * memory, or frees one ref it keeps using; the run must then fail with corrupt reads or lost
  * objects.
@@ -52,8 +53,7 @@ import * as os from "../../mod.ts";
 import { runCli } from "../../lib/cli.ts";
 import { session } from "../../lib/session.ts";
 import { command, type Runtime } from "../helpers.ts";
-import type { ClientConfig } from "./client.ts";
-import { type Counters, END_MODES, type EndMode, type FromClient, type ToClient, type ViolationKind, zeroCounters } from "./protocol.ts";
+import { type ClientConfig, type Counters, END_MODES, type EndMode, type FromClient, type ToClient, type ViolationKind, zeroCounters } from "./protocol.ts";
 import { Random } from "./payloads.ts";
 
 const MiB = 1024 * 1024;
@@ -77,6 +77,7 @@ const settings = {
   exitWithoutShutdown: Math.min(1, numberFromEnv("SOAK_EXIT_WITHOUT_SHUTDOWN", 0.25)),
   dropWithoutFree: Math.min(1, numberFromEnv("SOAK_DROP_WITHOUT_FREE", 0.2)),
   storeBytes: numberFromEnv("SOAK_STORE_MIB", 32) * MiB,
+  spillThreshold: numberFromEnv("SOAK_SPILL_THRESHOLD", 0.25),
   maxBytes: numberFromEnv("SOAK_MAX_MIB", 4) * MiB,
   runtimes: (process.env.SOAK_RUNTIMES ?? "node,deno,bun").split(",").map((r) => r.trim()) as Runtime[],
   seed: numberFromEnv("SOAK_SEED", Math.floor(Math.random() * 2 ** 32)) >>> 0,
@@ -171,7 +172,7 @@ class Client {
       seed: random.u32(),
       maxBytes: settings.maxBytes,
       maxTaskBytes: Math.min(settings.maxBytes, MiB),
-      ownedBytes: settings.storeBytes / 4,
+      ownedBytes: settings.storeBytes / 2,
       ownedCount: 48,
       dropFraction: settings.dropWithoutFree,
       lanes: 2,
@@ -618,7 +619,8 @@ function printReport(emptying: Emptying | undefined, lastWorkerAfterMs: number |
   const countersOf = new Map(settings.runtimes.map((r) => [r, zeroCounters()]));
   for (const client of clients.values()) countersOf.set(client.runtime, addCounters(countersOf.get(client.runtime)!, client.counters));
   const c = (pick: (k: Counters) => number) => (f: RuntimeFigures) => pick(countersOf.get(runtimeOf.get(f)!)!);
-  console.log(`\nsoak: ${settings.seconds} s on store ${storeName} (${mib(settings.storeBytes)}, payloads up to ${mib(settings.maxBytes)}), seed ${settings.seed}`);
+  console.log(`\nsoak: ${settings.seconds} s on store ${storeName} (${mib(settings.storeBytes)}, spilling above ${settings.spillThreshold * 100}%, ` +
+    `payloads up to ${mib(settings.maxBytes)}), seed ${settings.seed}`);
   console.log(`  ${settings.clients} clients at a time, a SIGKILL every ~${settings.killEveryMs} ms, ` +
     `${(settings.exitWithoutShutdown * 100).toFixed(0)}% of ends without shutdown(), ${(settings.dropWithoutFree * 100).toFixed(0)}% of refs dropped without free`);
   console.log("\nclients");
@@ -698,6 +700,7 @@ async function main(): Promise<number> {
       storeName,
       objectStoreMemory: settings.storeBytes,
       spill: { type: "filesystem", directory: spillDirectory },
+      spillThreshold: settings.spillThreshold,
       numWorkers: 0,
       prefault: false,
     });
