@@ -465,7 +465,10 @@ async function endPhase(): Promise<number> {
     client.fate = undefined;
     client.kill(true);
   }
-  while ([...clients.values()].some((c) => !c.exited)) await sleep(5);
+  while ([...clients.values()].some((c) => !c.exited)) {
+    checkInterrupted();
+    await sleep(5);
+  }
   return Math.max(...[...clients.values()].map((c) => c.exitedAtMs));
 }
 
