@@ -131,7 +131,9 @@ export class ObjectRef<T = unknown> {
    * returns false while it is still being written. Throws if the object is gone. */
   acquire(): boolean {
     if (this.#held) return true;
-    const owner = this.#owner!;
+    const owner = this.#owner;
+    // Released (disposed, freed, or found gone) while it waited for its object to be sealed.
+    if (owner === undefined) throw new ObjectLostError(`${this} was released, or its object is gone`);
     const outcome = owner.addRef(this.bytes);
     if (outcome === "unsealed") return false;
     if (outcome === "absent") {
