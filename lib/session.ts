@@ -105,7 +105,10 @@ export class Session implements RefOwner {
 
   addRef(id: Uint8Array): "held" | "unsealed" | "absent" {
     const status = this.store.addRef(id);
-    return status === Status.ok ? "held" : status === Status.notSealed ? "unsealed" : "absent";
+    if (status === Status.ok) return "held";
+    // Busy: another process's transition did not end within the spin; like an object still
+    // being written, it is taken on a later try, never given up for gone.
+    return status === Status.notSealed || status === Status.busy ? "unsealed" : "absent";
   }
 
   dropRef(id: Uint8Array): void {

@@ -187,7 +187,7 @@ fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidat
     return out[0..n];
 }
 
-/// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquireBit).
+/// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquirePinBit).
 fn beginSpill(self: *Spiller, slot_index: u32) bool {
     const slot = &self.store.index.slots[slot_index];
     const s = State.of(slot.state.load(.seq_cst));

@@ -644,7 +644,7 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
         else => return error.Absent,
     }
     if (self.counts[i].pins == 0) {
-        try self.acquireBit(i, found.state, .pin);
+        try self.acquirePinBit(i, found.state);
     }
     self.counts[i].pins += 1;
     const extra = &self.index.extras[i];
@@ -653,29 +653,45 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
     return .{ .offset_bytes = self.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = extra.data_size_bytes };
 }
 
-const Holding = enum { ref, pin };
 
 /// Sets this client's bit, then re-checks the state: a deleter or spiller that moved the
 /// state first will see the bit and back off, or we see its state and back off (Dekker).
-fn acquireBit(self: *Store, slot_index: u32, seen: State, kind: Holding) Error!void {
+/// Sets this process's pin bit on a sealed object (Dekker with spillers, movers and deleters:
+/// the bit is set, then the state re-read). Transient states are waited out; a spilled one is
+/// for the caller to restore.
+fn acquirePinBit(self: *Store, slot_index: u32, seen: State) Error!void {
     const slot = &self.index.slots[slot_index];
-    const holders = if (kind == .pin) &slot.pin_holders else &slot.ref_holders;
     var attempt: u32 = 0;
     while (attempt < 100_000) : (attempt += 1) {
-        _ = holders.fetchOr(self.clientBit(), .seq_cst);
+        _ = slot.pin_holders.fetchOr(self.clientBit(), .seq_cst);
         const now = State.of(slot.state.load(.seq_cst));
-        const usable = now.generation == seen.generation and switch (now.tag) {
-            .sealed => true,
-            .spilled => kind == .ref,
-            else => false,
-        };
-        if (usable) {
-            return;
-        }
-        _ = holders.fetchAnd(~self.clientBit(), .seq_cst);
+        if (now.generation == seen.generation and now.tag == .sealed) return;
+        _ = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
         if (now.generation != seen.generation or now.tag == .tombstone or now.tag == .empty) return error.Absent;
         if (now.tag == .spilled or now.tag == .restoring) return error.Spilled;
-        // deleting or spilling: transient; the actor backs off when it sees a bit.
+        // deleting, spilling or moving: transient; the actor backs off when it sees a bit.
+        std.atomic.spinLoopHint();
+        if (attempt % 1000 == 999) _ = self.maintain();
+    }
+    return error.Busy;
+}
+
+/// Sets this process's reference bit. A reference only keeps deleters away, so every state
+/// that still holds the object takes one at once: a spill batch keeps its objects `spilling`
+/// through its write and fsync (seconds), and only pins stop a spiller or a mover. `deleting`
+/// is waited out: its deleter backs off when it sees the bit, or finishes and the object is gone.
+fn acquireRefBit(self: *Store, slot_index: u32, seen: State) Error!void {
+    const slot = &self.index.slots[slot_index];
+    var attempt: u32 = 0;
+    while (attempt < 100_000) : (attempt += 1) {
+        _ = slot.ref_holders.fetchOr(self.clientBit(), .seq_cst);
+        const now = State.of(slot.state.load(.seq_cst));
+        if (now.generation == seen.generation) switch (now.tag) {
+            .sealed, .spilled, .spilling, .restoring, .moving => return,
+            else => {},
+        };
+        _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+        if (now.generation != seen.generation or now.tag != .deleting) return error.Absent;
         std.atomic.spinLoopHint();
         if (attempt % 1000 == 999) _ = self.maintain();
     }
@@ -706,32 +722,8 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
         .writing, .reserved => return error.NotSealed,
         else => return error.Absent,
     }
-    if (self.counts[i].refs == 0) {
-        self.acquireBit(i, found.state, .ref) catch |err| switch (err) {
-            error.Spilled => try self.acquireBitSpilled(i, found.state),
-            else => return err,
-        };
-    }
+    if (self.counts[i].refs == 0) try self.acquireRefBit(i, found.state);
     self.counts[i].refs += 1;
-}
-
-/// A reference to a spilled or restoring object is as valid as to a sealed one; wait out the
-/// transient states.
-fn acquireBitSpilled(self: *Store, slot_index: u32, seen: State) Error!void {
-    const slot = &self.index.slots[slot_index];
-    var attempt: u32 = 0;
-    while (attempt < 100_000) : (attempt += 1) {
-        _ = slot.ref_holders.fetchOr(self.clientBit(), .seq_cst);
-        const now = State.of(slot.state.load(.seq_cst));
-        if (now.generation != seen.generation or now.tag == .tombstone) {
-            _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
-            return error.Absent;
-        }
-        if (now.tag != .deleting) return;
-        _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
-        std.atomic.spinLoopHint();
-    }
-    return error.Busy;
 }
 
 pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {

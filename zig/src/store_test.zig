@@ -195,6 +195,35 @@ test "countLiveClients counts the living attachments without attaching; a dead o
     try testing.expectError(error.StoreNotFound, Store.countLiveClients(name));
 }
 
+test "a reference is taken at once while the object is spilling, restoring or moving; not once it is being deleted" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const owner = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    const taker = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    const id = idOf(5);
+    _ = try owner.create(&id, 64, &.{});
+    try owner.seal(&id);
+    const found = owner.index.find(&id).?;
+    const slot = &owner.index.slots[found.slot_index];
+    // As a spiller, restorer or mover would leave it mid-way (they hold no reference of theirs).
+    for ([_]layout.Tag{ .spilling, .restoring, .moving }) |tag| {
+        slot.state.store(found.state.with(tag).toWord(), .seq_cst);
+        try taker.addRef(&id);
+        try taker.dropRef(&id);
+    }
+    // Deleting: a deleter starts only once no one holds the object, so no one can take it any
+    // more (this test's owner still holds it: a real deleter would have backed off); no bit of
+    // the taker's is left behind.
+    const holders_before = slot.ref_holders.load(.seq_cst);
+    slot.state.store(found.state.with(.deleting).toWord(), .seq_cst);
+    try testing.expectError(error.Absent, taker.addRef(&id));
+    try testing.expectEqual(holders_before, slot.ref_holders.load(.seq_cst));
+    slot.state.store(found.state.toWord(), .seq_cst);
+    try owner.dropRef(&id);
+    try testing.expect(!owner.close(true, true));
+    try testing.expect(taker.close(true, true));
+}
+
 test "bad names and a foreign file are clear errors" {
     try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
