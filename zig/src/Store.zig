@@ -98,15 +98,21 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     const shm_path = self.setPath(name);
     const created = try self.createOrAttach(shm_path, name, options);
     errdefer self.unmapAndClose(true);
-    // Registered under the segment's flock: the last process leaving removes the segment
-    // holding it exclusively, so it either sees this process registered or unlinked the
-    // segment before this process locked it (and createOrAttach then tried again).
-    defer _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
-
-    self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch return error.System;
+    self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch {
+        _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+        return error.System;
+    };
     @memset(self.counts, .{});
     errdefer std.heap.page_allocator.free(self.counts);
-    try self.register();
+    // Registered under the segment's flock: the last process leaving removes the segment
+    // holding it exclusively, so it either sees this process registered or unlinked the
+    // segment before this process locked it (and createOrAttach then tried again). Nothing
+    // that waits is done under it (invariant 13): an adopted entry is reclaimed after.
+    const adopted = register: {
+        defer _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+        break :register try self.register();
+    };
+    if (adopted) try self.reclaimAdopted();
     self.created = created;
     // The index is probed at random: fault its pages in now rather than one miss at a time
     // (in workers, faults on it were most of a small create's cost). The data region too when
@@ -298,7 +304,9 @@ pub fn dataOffset(self: *const Store) u64 {
 
 // ---------------------------------------------------------------- clients
 
-fn register(self: *Store) Error!void {
+/// Takes a client entry; true if it is a dead process's, adopted: its holdings are still to be
+/// reclaimed (`reclaimAdopted`, once the flock is released).
+fn register(self: *Store) Error!bool {
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
     const free_word = ClientWord.toWord(.{ .state = .free });
@@ -306,22 +314,19 @@ fn register(self: *Store) Error!void {
     for (self.clients, 0..) |*entry, i| {
         if (entry.word.cmpxchgStrong(free_word, registering, .acq_rel, .monotonic) != null) continue;
         self.becomeClient(@intCast(i), pid, start_time);
-        return;
+        return false;
     }
-    // Every entry is taken: adopt one whose process died, after clearing what it held.
-    var attempt: u32 = 0;
-    while (attempt < 8) : (attempt += 1) {
-        for (self.clients, 0..) |*entry, i| {
-            const dead: u32 = @intCast(i);
-            if (self.adopt(entry, dead, pid, start_time)) return;
-        }
+    // Every entry is taken: adopt one whose process died.
+    for (self.clients, 0..) |*entry, i| {
+        if (self.adopt(entry, @intCast(i), pid, start_time)) return true;
     }
     status.setDetail("store '{s}' already has {d} attached processes", .{ self.storeName(), layout.client_count_max });
     return error.ClientsFull;
 }
 
-/// Reclaims a dead process's entry as its own reclaimer, then keeps it. False if the entry is
-/// not dead or another process took it over meanwhile (its pid was not ours yet).
+/// Takes a dead process's entry over as its own reclaimer (so it counts as attached, and no
+/// one else reclaims it), with this process's pid. False if the entry is not dead or another
+/// process took it over first.
 fn adopt(self: *Store, entry: *layout.Client, dead: u32, pid: u32, start_time: u64) bool {
     const word = entry.word.load(.acquire);
     if (ClientWord.of(word).state != .alive or entry.pid == 0 or sys.isAlive(entry.pid, entry.start_time)) return false;
@@ -330,14 +335,26 @@ fn adopt(self: *Store, entry: *layout.Client, dead: u32, pid: u32, start_time: u
     entry.pid = pid;
     entry.start_time = start_time;
     self.client_index = dead;
+    return true;
+}
+
+/// Clears what the dead process of an adopted entry held, then makes the entry ours.
+fn reclaimAdopted(self: *Store) Error!void {
+    const dead = self.client_index;
+    const entry = &self.clients[dead];
     // The dead process may have died holding the allocator lock: then it is ours now.
     if (self.header.alloc_lock.load(.acquire) != dead + 1) self.lock();
     self.reclaimClientLocked(dead);
     self.unlock();
+    const own_reclaim = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = @intCast(dead + 1) });
     const alive = ClientWord.toWord(.{ .state = .alive });
-    if (entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic) != null) return false;
+    if (entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic) != null) {
+        // Another process took our reclaim for a dead one's (it read the entry's pid before we
+        // wrote ours) and frees the entry: we hold nothing, so nothing is lost but the attach.
+        status.setDetail("store '{s}' has {d} attached processes, and the dead one's entry this process took over was taken again; try again", .{ self.storeName(), layout.client_count_max });
+        return error.Busy;
+    }
     self.sweepOrphans();
-    return true;
 }
 
 const ClientWord = layout.ClientWord;
@@ -493,6 +510,8 @@ pub fn lock(self: *Store) void {
     const word = &self.header.alloc_lock;
     var spins: u32 = 0;
     var spin_deadline_ns: u64 = 0;
+    // Only under an entry of our own: a free one's holder is taken for dead (see `close`).
+    assert(ClientWord.of(self.clients[self.client_index].word.load(.monotonic)).state != .free);
     while (true) : (spins += 1) {
         if (word.cmpxchgWeak(0, me, .acquire, .monotonic) == null) return;
         // Two-phase: spin about as long as sleeping and being woken would cost (a futex wake
@@ -841,18 +860,25 @@ pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
 pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
     self.stopPrefault();
     self.dropAllHoldings();
-    self.freeClient(self.client_index);
+    // Our entry stays ours until we are done: a process that takes the allocator lock (or acts
+    // on a slot) under an entry that is free again is taken for dead, and its lock taken over
+    // while it is inside (two rebuilds at once marked the same extents twice).
     var removed = false;
     if (remove_if_last) {
+        // Under the flock only the question and the removal: no reclaim, no allocator lock,
+        // nothing that waits on another process (invariant 13). The dead need no reclaim when
+        // the segment goes; when it stays, the survivors' janitors reclaim them.
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.EX);
-        _ = self.maintain();
-        if (self.attachedCount() == 0) {
+        if (!self.othersAlive()) {
             Spiller.removeAllFiles(self);
             self.removeDefaultSpillDirectory();
             sys.unlink(self.shmPath()) catch {};
             removed = true;
         }
+        self.freeClient(self.client_index);
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+    } else {
+        self.freeClient(self.client_index);
     }
     std.heap.page_allocator.free(self.counts);
     self.unmapAndClose(unmap);
@@ -905,6 +931,15 @@ pub fn attachedProcesses(self: *Store) u32 {
         count += 1;
     }
     return count;
+}
+
+/// True if an entry other than ours is a living process's (or one registering).
+pub fn othersAlive(self: *Store) bool {
+    for (0..self.clients.len) |i| {
+        const client: u32 = @intCast(i);
+        if (client != self.client_index and self.clientAlive(client)) return true;
+    }
+    return false;
 }
 
 /// Attached entries (each attachment, whatever its process).

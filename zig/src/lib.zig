@@ -15,6 +15,9 @@ const RemoteFiles = @import("RemoteFiles.zig");
 const Channel = @import("Channel.zig");
 const exits = @import("exits.zig");
 
+/// A panic in the library never blocks on a full stderr while a store's locks are held.
+pub const panic = @import("panic.zig").handler;
+
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
 
@@ -148,15 +151,19 @@ export fn objstore_destroy(name: [*]const u8, name_size_bytes: u32) i32 {
         status.setDetail("store '{s}' is still used by {d} other process{s}", .{ name[0..name_size_bytes], live, if (live == 1) "" else "es" });
         return fail(error.Busy);
     }
+    // No reclaim: what the dead held goes with the segment (and a store that crashed may be
+    // inconsistent: removing it must not depend on reading it).
     const store = Store.open(name[0..name_size_bytes], .{ .create = false, .threads = false }) catch |err| return fail(err);
-    _ = store.maintain();
     const others = store.attachedProcesses() - 1;
     if (others > 0) {
         status.setDetail("store '{s}' is still used by {d} other processes", .{ name[0..name_size_bytes], others });
         _ = store.close(false, true);
         return fail(error.Busy);
     }
-    _ = store.close(true, true);
+    if (!store.close(true, true)) {
+        status.setDetail("store '{s}' was attached to by another process while being destroyed", .{name[0..name_size_bytes]});
+        return fail(error.Busy);
+    }
     return succeed();
 }
 
@@ -557,6 +564,7 @@ test {
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
     _ = @import("exits.zig");
+    _ = @import("panic.zig");
 }
 
 /// For the native stress tests and benchmarks, which drive the store without the C ABI.
