@@ -20,7 +20,19 @@ export type { GetOptions, MemoryStats, WaitOptions } from "./lib/objects.ts";
 export { ObjectRef } from "./lib/object_ref.ts";
 export { deregisterSerializer } from "./lib/codec/mod.ts";
 export { cancel, kill, registerSerializer, remote } from "./lib/tasks/remote.ts";
-export type { ActorClass, ActorHandle, RemoteArg, RemoteFunction, TaskOptions } from "./lib/tasks/remote.ts";
+export type {
+  ActorClass,
+  ActorHandle,
+  ActorMethods,
+  AnyClass,
+  AnyFunction,
+  ModuleFunction,
+  RemoteArg,
+  RemoteArgs,
+  RemoteFunction,
+  RemoteFunctionWithOptions,
+  TaskOptions,
+} from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
 export {
   GetTimeoutError,

@@ -2,7 +2,7 @@
 also reads as a fraction of its limit (bench/run_all.sh runs it with the system's python3; no
 packages needed):
 
-    python3 bench/limits.py [--quick] [--dir DIR]
+    python3 bench/limits.py [--quick] [--dir DIR] [--memcpy-only]
 
 - memcpy: one 838,860,800-byte buffer (Ray's 800 MiB put) copied into another, both warm, by
   `memoryview` slice assignment (a single C memcpy); Ray's `timeit` (1 s warm-up, 4 rounds of
@@ -119,6 +119,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dir", default=os.environ.get("OBJSTORE_BENCH_DIR", "/tmp"))
+    parser.add_argument("--memcpy-only", action="store_true", help="measure memcpy alone (bench/run_puts.sh)")
     args = parser.parse_args()
     repeat = 1 if args.quick else 3
     result = {"quick": args.quick, "load_before": loadavg()}
@@ -136,6 +137,10 @@ def main():
     copy()
     result["memcpy_gb_per_s"] = timeit("memcpy 800 MiB (GB)", copy, nbytes / 1e9, args.quick)
     del s, d, src, dst
+    if args.memcpy_only:
+        result["load_after"] = loadavg()
+        print(json.dumps(result))
+        return
 
     disk_mib = 64 if args.quick else 1024
     path = os.path.join(args.dir, f"objstore-limits-{os.getpid()}")

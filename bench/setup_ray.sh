@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Installs Ray (pinned, default 2.60.0) and numpy into .tools/ray-venv, once.
+# Installs Ray (pinned, default 2.60.0) and numpy into .tools/ray-venv ($RAY_VENV if set), once.
 # Used by bench/run_all.sh; safe to run again (skips when the venv already has Ray).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.tools/ray-venv"
+venv="${RAY_VENV:-$root/.tools/ray-venv}"
 version="${RAY_VERSION:-2.60.0}"
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import ray, numpy" 2>/dev/null; then
   exit 0

@@ -7,59 +7,107 @@ import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
-import { isChannelFile, removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { shown, storeNameProblem } from "./options.ts";
+import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 
 const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
   status [--json]                  list the stores on this machine and the processes using them
+                                   (stores whose processes all died are removed first)
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
 
-A store is named by init({ storeName }); without --store, memory shows the only store there is.`;
+A store is named by init({ storeName }); without --store, memory shows the only store there is.
+Exit status: 0 done, 1 the command failed (no such store, still in use), 2 a wrong command line.`;
 
-/** Runs the command line `args`; returns the exit code. */
-export async function runCli(args: string[], print: (line: string) => void = console.log): Promise<number> {
-  const [command, ...rest] = args;
-  const json = rest.includes("--json");
-  switch (command) {
-    case "memory":
-      return await memory(optionValue(rest, "--store"), json, print);
-    case "status":
-      return await status(json, print);
-    case "destroy":
-      if (rest.length !== 1) return fail(print, "destroy takes one store name");
-      await destroy(rest[0]);
-      print(`removed store ${rest[0]}`);
-      return 0;
-    case undefined:
+/** A command line this program cannot run as written: exit code 2, with the usage. */
+class UsageError extends Error {}
+
+/** The parsed command line: a command and the options and operands it takes. */
+interface Invocation {
+  command: "memory" | "status" | "destroy" | "help";
+  store?: string;
+  json: boolean;
+}
+
+/** Options each command takes, and whether it takes a store name operand. */
+const COMMANDS = {
+  memory: { options: ["--store", "--json"], operand: false },
+  status: { options: ["--json"], operand: false },
+  destroy: { options: [] as string[], operand: true },
+} as const;
+
+/**
+ * Runs the command line `args`; returns the exit code: 0 done, 1 the command failed (a store
+ * missing or busy), 2 the command line is wrong. Output goes to `print`, complaints to `printError`.
+ */
+export async function runCli(
+  args: string[],
+  print: (line: string) => void = console.log,
+  printError: (line: string) => void = console.error,
+): Promise<number> {
+  let invocation: Invocation;
+  try {
+    invocation = parse(args);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    printError(`objstore: ${error.message}\n\n${usage}`);
+    return 2;
+  }
+  switch (invocation.command) {
     case "help":
-    case "--help":
       print(usage);
-      return command === undefined ? 2 : 0;
-    default:
-      return fail(print, `unknown command '${command}'`);
+      return args.length === 0 ? 2 : 0;
+    case "memory":
+      return await memory(invocation.store, invocation.json, print, printError);
+    case "status":
+      return await status(invocation.json, print);
+    case "destroy":
+      await destroy(invocation.store!);
+      print(`removed store ${invocation.store}`);
+      return 0;
   }
 }
 
-function fail(print: (line: string) => void, message: string): number {
-  print(`objstore: ${message}\n\n${usage}`);
-  return 2;
+/** Checks every argument; anything unknown, repeated, missing or malformed is a UsageError. */
+function parse(args: string[]): Invocation {
+  const [command, ...rest] = args;
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") return { command: "help", json: false };
+  if (!Object.hasOwn(COMMANDS, command)) throw new UsageError(`unknown command ${shown(command)}`);
+  const spec = COMMANDS[command as keyof typeof COMMANDS];
+  const invocation: Invocation = { command: command as keyof typeof COMMANDS, json: false };
+  const seen = new Set<string>();
+  for (let i = 0; i < rest.length; i++) {
+    const arg = rest[i];
+    if (arg === "--help" || arg === "-h") return { command: "help", json: false };
+    if (arg.startsWith("-")) {
+      if (!(spec.options as readonly string[]).includes(arg)) throw new UsageError(`${command} does not take the option ${shown(arg)}`);
+      if (seen.has(arg)) throw new UsageError(`${arg} is given twice`);
+      seen.add(arg);
+      if (arg === "--json") invocation.json = true;
+      else invocation.store = storeName(rest[i + 1]?.startsWith("--") ? undefined : rest[++i], `${arg} needs a store name`);
+    } else if (spec.operand && invocation.store === undefined) {
+      invocation.store = storeName(arg, "");
+    } else {
+      throw new UsageError(`${command} does not take the argument ${shown(arg)}`);
+    }
+  }
+  if (spec.operand && invocation.store === undefined) throw new UsageError(`${command} needs a store name`);
+  return invocation;
 }
 
-function optionValue(args: string[], name: string): string | undefined {
-  const at = args.indexOf(name);
-  return at >= 0 ? args[at + 1] : undefined;
+/** `name` checked as a store name; `missing` is the complaint when there is none. */
+function storeName(name: string | undefined, missing: string): string {
+  if (name === undefined) throw new UsageError(missing);
+  const problem = storeNameProblem(name);
+  if (problem !== undefined) throw new UsageError(problem);
+  return name;
 }
 
-/** Names of the stores in /dev/shm. */
-export function storeNames(): string[] {
-  return readdirSync("/dev/shm")
-    .filter((f) => f.startsWith("objstore-") && !isChannelFile(f))
-    .map((f) => f.slice("objstore-".length))
-    .sort();
-}
+export { storeNames };
 
 /**
  * Removes a store whose processes all died. A segment this library cannot read (another
@@ -90,15 +138,25 @@ function processesMapping(path: string): number[] {
   return pids;
 }
 
+/** Attaches to store `name`, first reclaiming what dead processes held: a dead process is
+ * never shown, nor counted as holding an object. */
 async function attach(name: string): Promise<NativeStore> {
-  return NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  const store = NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  store.maintain();
+  return store;
 }
 
-async function memory(name: string | undefined, json: boolean, print: (line: string) => void): Promise<number> {
+async function memory(
+  name: string | undefined,
+  json: boolean,
+  print: (line: string) => void,
+  printError: (line: string) => void,
+): Promise<number> {
   if (name === undefined) {
     const names = storeNames();
     if (names.length !== 1) {
-      return fail(print, names.length === 0 ? "no stores on this machine" : `several stores, pick one with --store: ${names.join(", ")}`);
+      printError(`objstore: ${names.length === 0 ? "no stores on this machine" : `several stores, pick one with --store: ${names.join(", ")}`}`);
+      return names.length === 0 ? 1 : 2;
     }
     name = names[0];
   }
@@ -140,6 +198,7 @@ interface StoreStatus extends StoreStats {
 }
 
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
+  const removed = removeAbandonedStores(await loadLibrary());
   const rows: StoreStatus[] = [];
   const unreadable: Array<{ store: string; error: string }> = [];
   for (const name of storeNames()) {
@@ -157,7 +216,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     }
   }
   if (json) {
-    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable }] }));
+    print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable, removed }] }));
     return 0;
   }
   print(`node ${hostname()} (this machine; clusters are not in this version)`);
@@ -169,6 +228,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     for (const p of r.processes) print(`    ${String(p.pid).padStart(7)}  ${p.role.padEnd(6)}  ${p.command}`);
   }
   if (rows.length === 0) print("(no stores on this machine)");
+  for (const name of removed) print(`removed store ${name}: its processes all died without leaving it`);
   for (const u of unreadable) print(`${u.store}: ${u.error}`);
   return 0;
 }

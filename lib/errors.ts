@@ -23,6 +23,7 @@ export class SerializationError extends ObjstoreError {}
 
 /** An API call came before `init()` (or after `shutdown()`). */
 export class NotInitializedError extends ObjstoreError {
+  /** An error that says to call `init()` first (or `message`). */
   constructor(message = "objstore is not initialized: call `await init()` first") {
     super(message);
   }
@@ -37,6 +38,7 @@ export class TaskError extends ObjstoreError {
   readonly remoteName: string;
   /** The stack of the error in the worker process. */
   readonly remoteStack: string;
+  /** A task's error as seen by its caller: `remoteName` and `remoteStack` describe the original. */
   constructor(message: string, remoteName: string, remoteStack: string, options?: ErrorOptions) {
     super(message, options);
     this.remoteName = remoteName;
@@ -58,3 +60,10 @@ export class OwnerDiedError extends ObjstoreError {}
 
 /** A `put` cannot fit even after spilling; the message gives the sizes. Nothing stored is lost. */
 export class ObjectStoreFullError extends ObjstoreError {}
+
+/** A connection between nodes was refused: the peer holds another cluster token (`--token`,
+ * `OBJSTORE_CLUSTER_TOKEN`) than this process. */
+export class ClusterAuthError extends ObjstoreError {}
+
+/** The cluster's directory (Redis) did not answer within its timeout, or refused us. */
+export class DirectoryUnavailableError extends ObjstoreError {}

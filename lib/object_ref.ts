@@ -76,6 +76,7 @@ export class ObjectRef<T = unknown> {
   #hex: string | undefined;
   /** @internal The task producing this object, until it finishes. */
   producer: Producer | undefined;
+  /** Only for the type checker: the type of the value this ref names. Never set. */
   declare readonly __type?: T;
 
   /** @internal Use `put`, a task, or `ObjectRef.fromHex`. */
@@ -118,7 +119,9 @@ export class ObjectRef<T = unknown> {
    * returns false while it is still being written. Throws if the object is gone. */
   acquire(): boolean {
     if (this.#held) return true;
-    const owner = this.#owner!;
+    const owner = this.#owner;
+    // Released (disposed, freed, or found gone) while it waited for its object to be sealed.
+    if (owner === undefined) throw new ObjectLostError(`${this} was released, or its object is gone`);
     const outcome = owner.addRef(this.bytes);
     if (outcome === "unsealed") return false;
     if (outcome === "absent") {
@@ -153,6 +156,7 @@ export class ObjectRef<T = unknown> {
     return this.id;
   }
 
+  /** `ObjectRef(<hex id>)`. */
   toString(): string {
     return `ObjectRef(${this.id})`;
   }

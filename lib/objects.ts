@@ -17,7 +17,7 @@ import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
-import { pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
+import { droppedViewsNeedATurn, nextTurn, pinnedForViewsBytes, pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
 import { releaseDroppedRefs } from "./dropped_refs.ts";
 import { toHex } from "./store/native_store.ts";
 
@@ -77,7 +77,7 @@ export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
   const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
   const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
   try {
-    encoded.writeInto(target);
+    encoded.writeInto(target, s.store);
   } catch (error) {
     s.store.abort(id);
     throw error;
@@ -87,13 +87,21 @@ export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
 
 /**
  * @internal Stores a task's arguments. Refs inside are not tracked as children: they may name
- * results still being computed, and the task record holds them alive instead.
+ * results still being computed, so the task record holds them alive instead (`onRef` is told
+ * each ref the arguments hold, nested or not).
  */
-export function putArguments(s: Session, args: unknown[]): ObjectRef {
-  const encoded = encode(args, encodeHooks);
+export function putArguments(s: Session, args: unknown[], onRef: (ref: ObjectRef) => void): ObjectRef {
+  const hooks: EncodeHooks = {
+    refId(value: unknown): Uint8Array | undefined {
+      const id = encodeHooks.refId(value);
+      if (id !== undefined) onRef(value as ObjectRef);
+      return id;
+    },
+  };
+  const encoded = encode(args, hooks);
   const id = s.newId();
   const target = createMakingRoom(s, id, encoded.sizeBytes, undefined, 0);
-  encoded.writeInto(target);
+  encoded.writeInto(target, s.store);
   s.store.seal(id);
   return new ObjectRef(id, s);
 }
@@ -103,9 +111,11 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
   for (let attempt = 1; ; attempt++) {
     const target = s.store.create(id, sizeBytes, children, childCount);
     if (typeof target !== "number") return target;
+    // Read now: making room runs other calls, which replace the last error.
+    const detail = s.store.lastError();
     const full = target === Status.storeFull || target === Status.indexFull;
     if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt, target === Status.indexFull)) {
-      throw putFailure(s, target, sizeBytes);
+      throw putFailure(s, target, detail, sizeBytes);
     }
   }
 }
@@ -113,14 +123,17 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
 const MAKE_ROOM_ATTEMPTS = 4;
 
 /**
- * Frees about `sizeBytes`, or with `slots` an index slot: spills the least recently used
- * unpinned objects (which frees bytes, not slots), releases the references of refs the program
- * dropped (after a garbage collection), or releases the pins of views the program no longer
- * reaches. False if none helped.
+ * Frees about `sizeBytes`, or with `slots` an index slot: first the pins of views the program
+ * no longer reaches (a collection finds them, a millisecond or so, where spilling writes to
+ * disk), then by spilling the least recently used unpinned objects (which frees bytes, not
+ * slots), then by releasing the references of refs the program dropped (after a collection).
+ * False if none helped. Views handed out in the current turn of the event loop are found only
+ * after it ends (see lib/pins.ts).
  */
 function makeRoom(s: Session, sizeBytes: number, slots = false): boolean {
+  if (pinnedForViewsBytes() > 0 && releaseUnreachablePins(s) > 0) return true;
   if (!slots && s.store.spill(sizeBytes) > 0) return true;
-  return releaseDroppedRefs(true) > 0 || releaseUnreachablePins(s) > 0;
+  return releaseDroppedRefs(true) > 0;
 }
 
 function concatIds(ids: Uint8Array[]): Uint8Array {
@@ -129,27 +142,46 @@ function concatIds(ids: Uint8Array[]): Uint8Array {
   return all;
 }
 
-function putFailure(s: Session, status: number, sizeBytes: number): Error {
-  const detail = s.store.lastError();
+function putFailure(s: Session, status: number, detail: string, sizeBytes: number): Error {
+  if (status === Status.storeFull) return noRoomError(s, `put: no room for an object of ${sizeBytes} bytes`, sizeBytes);
   if (status === Status.indexFull) {
     // The object limit, not the bytes: the detail names the limit and how to raise it.
     return new ObjectStoreFullError(`put: ${detail}.`);
   }
-  if (status === Status.storeFull) {
-    const stats = s.store.stats();
-    return new ObjectStoreFullError(
-      `put: an object of ${sizeBytes} bytes does not fit: ${detail} ` +
-        `(capacity ${stats.capacityBytes} bytes, ${stats.usedBytes} in use, ${stats.pinnedBytes} pinned). ` +
-        "Free refs you no longer need, or init with a larger objectStoreMemory.",
-    );
-  }
   return errorFor(status, detail, "put");
+}
+
+/**
+ * Why `sizeBytes` more cannot fit in the store's memory (objectStoreMemory), from one snapshot
+ * of its figures: what is in it, what keeps it there, and what to do.
+ */
+function noRoomError(s: Session, what: string, sizeBytes: number): ObjectStoreFullError {
+  const stats = s.store.stats();
+  const limit = `store '${s.store.name}' has objectStoreMemory = ${stats.capacityBytes} bytes`;
+  if (sizeBytes > stats.capacityBytes) {
+    return new ObjectStoreFullError(`${what}: ${limit}, less than the object. Init with a larger objectStoreMemory.`);
+  }
+  const viewsBytes = Math.min(pinnedForViewsBytes(), stats.pinnedBytes);
+  const pinnedBy = viewsBytes === stats.pinnedBytes
+    ? "by views this process handed out"
+    : viewsBytes > 0
+    ? `(${viewsBytes} by views this process handed out, the rest by other processes)`
+    : "by other processes";
+  const spills = s.options.spill !== false || !s.store.created;
+  return new ObjectStoreFullError(
+    `${what}: ${limit}; ${stats.usedBytes} are taken, ${stats.pinnedBytes} of them pinned ${pinnedBy}` +
+      `${spills ? "" : ", and spilling is off (spill: false)"}. ` +
+      "Drop views you no longer read (a view dropped in the current turn of the event loop is found only once it ends: " +
+      "await between a loop of gets and the puts after it), free refs you no longer need, " +
+      `${spills ? "" : "turn spilling on, "}or init with a larger objectStoreMemory.`,
+  );
 }
 
 /** Options of `get`. */
 export interface GetOptions {
   /** Seconds to wait for the objects (Ray's unit); absent = forever, 0 = do not wait. */
   timeout?: number;
+  /** Stops waiting when aborted: `get` rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -167,11 +199,14 @@ export interface GetOptions {
  * ```
  */
 export function get<T>(ref: ObjectRef<T>, options?: GetOptions): Promise<T>;
+/** The values of a tuple of refs, in the same order, each typed by its ref. */
 export function get<T extends readonly ObjectRef[]>(refs: T, options?: GetOptions): Promise<{ [K in keyof T]: T[K] extends ObjectRef<infer V> ? V : never }>;
+/** The values of a list of refs, in the same order. */
 export function get(refs: ObjectRef[], options?: GetOptions): Promise<unknown[]>;
 export async function get(refOrRefs: ObjectRef | readonly ObjectRef[], options: GetOptions = {}): Promise<unknown> {
   const s = session();
   const deadline = deadlineOf("get", options.timeout);
+  if (droppedViewsNeedATurn(s)) await nextTurn();
   if (!Array.isArray(refOrRefs)) {
     checkRef("get", refOrRefs);
     const now = getNow(s, refOrRefs as ObjectRef);
@@ -235,11 +270,11 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       if (restored === Status.spillMissing && s.s3Spill !== undefined) restored = await s.s3Spill.restore(ref.bytes, `${ref}`);
       if (restored === Status.ok) continue;
       if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
-      // No room to bring it back: make some, then try again (or wait for pins to go).
-      if (makeRoom(s, s.store.sizeOf(ref.bytes))) continue;
-      if (Date.now() >= roomDeadline) {
-        throw new ObjectStoreFullError(`get: no room to restore ${ref} (${s.store.sizeOf(ref.bytes)} bytes): the store is full of pinned objects`);
-      }
+      // No room to bring it back: make some, then try again (or wait for pins to go: the
+      // pause below lets the event loop turn, after which dropped views can be found).
+      const sizeBytes = s.store.sizeOf(ref.bytes);
+      if (makeRoom(s, sizeBytes)) continue;
+      if (Date.now() >= roomDeadline) throw noRoomError(s, `get: no room to restore ${ref} (${sizeBytes} bytes)`, sizeBytes);
     } else if (status !== Status.notSealed) {
       throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
     }
@@ -341,6 +376,7 @@ export interface WaitOptions {
   timeout?: number;
   /** Ready means "its value is on this node" (default true; the only mode on a single node). */
   fetchLocal?: boolean;
+  /** Stops waiting when aborted: `wait` rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -405,8 +441,23 @@ export function free(refs: ObjectRef | readonly ObjectRef[]): void {
   for (const ref of list) ref[Symbol.dispose]();
 }
 
-/** Memory of this node's store. */
-export type MemoryStats = Omit<StoreStats, "attachedProcesses">;
+/** Memory of this node's store, in bytes and objects. */
+export interface MemoryStats {
+  /** Bytes of shared memory for objects (`objectStoreMemory`). */
+  capacityBytes: number;
+  /** Bytes taken by objects in memory. */
+  usedBytes: number;
+  /** Bytes of objects pinned by views some process holds (they cannot spill or be freed). */
+  pinnedBytes: number;
+  /** Objects in the store, in memory or spilled. */
+  objectCount: number;
+  /** Bytes of objects whose only copy is spilled (on disk or in S3). */
+  spilledBytes: number;
+  /** Objects whose only copy is spilled. */
+  spilledObjects: number;
+  /** Bytes restored from spill files so far. */
+  restoredBytes: number;
+}
 
 /** The state of this node's store, in bytes and objects. */
 export function memoryStats(): MemoryStats {

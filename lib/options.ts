@@ -38,10 +38,56 @@ export interface ResolvedOptions {
   prefault: boolean;
 }
 
-const storeNamePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
+/** The options `init` knows: a misspelt one is an error rather than a silent default. */
+const KNOWN_OPTIONS: readonly string[] = ["objectStoreMemory", "numWorkers", "spill", "spillThreshold", "address", "storeName", "prefault"];
+const FILESYSTEM_SPILL_KEYS: readonly string[] = ["type", "directory"];
+const S3_SPILL_KEYS: readonly string[] = ["type", "bucket", "prefix", "endpoint", "region"];
+
+/** Smallest store: one page (zig/src/Store.zig refuses less). */
+const MIN_STORE_BYTES = 4096;
+/** Processes one store can have attached (zig/src/layout.zig client_count_max): a driver and its workers. */
+const MAX_ATTACHED_PROCESSES = 64;
+/** Most workers one driver may ask for: every other process slot of its store. */
+export const MAX_WORKERS = MAX_ATTACHED_PROCESSES - 1;
+/** Longest spill directory in bytes (zig/src/layout.zig spill_dir_size_max, less room for file names). */
+const MAX_SPILL_DIRECTORY_BYTES = 1024 - 64 - 1;
+
+/** As zig/src/Store.zig validateName: a file name in /dev/shm, outside the channels' `objstore-ch-`. */
+const storeNamePattern = /^(?!ch-)[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
+/** What {@link storeNameProblem} accepts, in words. */
+export const STORE_NAME_RULE = "1–200 letters, digits, '-', '_' or '.' (not first), not starting with \"ch-\"";
+
+/** Why `name` cannot name a store (it becomes a file name in /dev/shm), or undefined if it can. */
+export function storeNameProblem(name: unknown): string | undefined {
+  if (typeof name === "string" && storeNamePattern.test(name)) return undefined;
+  return `a store name must be ${STORE_NAME_RULE}, got ${shown(name)}`;
+}
 
 function invalid(message: string): never {
   throw new TypeError(`init: ${message}`);
+}
+
+/**
+ * A value as an error message shows it: strings quoted (and cut short), other types named, so a
+ * symbol or an object with a throwing `toString` cannot break the message.
+ */
+export function shown(value: unknown): string {
+  switch (typeof value) {
+    case "string": {
+      const cut = value.length > 100 ? `${value.slice(0, 100)}…` : value;
+      return `${JSON.stringify(cut)}${value.length > 100 ? ` (${value.length} characters)` : ""}`;
+    }
+    case "number":
+    case "boolean":
+    case "undefined":
+      return String(value);
+    case "bigint":
+      return `${value}n (a bigint)`;
+    case "object":
+      return value === null ? "null" : Array.isArray(value) ? "an array" : "an object";
+    default:
+      return `a ${typeof value}`;
+  }
 }
 
 /** The shared memory this machine can give a store: free space of /dev/shm. */
@@ -64,34 +110,51 @@ function defaultMemory(): number {
   return Math.max(64 * 1024 * 1024, capped - (capped % 4096));
 }
 
+/** True for a plain object (not an array, a class instance or null). */
+function isPlainObject(value: unknown): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Refuses keys of `object` that are not in `known`, naming them and the ones that exist. */
+function refuseUnknownKeys(object: Record<string, unknown>, known: readonly string[], what: string): void {
+  for (const key of Object.keys(object)) {
+    if (!known.includes(key)) invalid(`unknown ${what} ${shown(key)}; the known ones are ${known.join(", ")}`);
+  }
+}
+
+/**
+ * Checks `init`'s options and fills in the defaults. Every refusal is a TypeError naming the
+ * option, what it accepts and what it got; nothing is created before these checks pass.
+ */
 export function resolveOptions(options: InitOptions = {}): ResolvedOptions {
-  if (typeof options !== "object" || options === null) invalid("options must be an object");
-  const memory = options.objectStoreMemory ?? defaultMemory();
-  if (!Number.isSafeInteger(memory) || memory < 4096) {
-    invalid(`objectStoreMemory must be a whole number of bytes ≥ 4096, got ${options.objectStoreMemory}`);
+  if (!isPlainObject(options)) invalid(`options must be an object, got ${shown(options)}`);
+  refuseUnknownKeys(options as Record<string, unknown>, KNOWN_OPTIONS, "option");
+  for (const [key, value] of Object.entries(options)) {
+    if (value === null) invalid(`${key} is null; leave it out for its default`);
   }
-  const available = shmFreeBytes();
-  if (memory > available) {
-    throw new ObjstoreError(
-      `init: objectStoreMemory of ${memory} bytes is more than /dev/shm can give (${available} bytes free); ` +
-        "ask for less, or enlarge /dev/shm",
-    );
+  const objectStoreMemory = resolveMemory(options.objectStoreMemory);
+  const numWorkers = options.numWorkers ?? Math.min(os.availableParallelism(), MAX_WORKERS);
+  if (!Number.isSafeInteger(numWorkers) || numWorkers < 0 || numWorkers > MAX_WORKERS) {
+    invalid(`numWorkers must be a whole number from 0 to ${MAX_WORKERS} (a store holds ${MAX_ATTACHED_PROCESSES} processes), got ${shown(options.numWorkers)}`);
   }
-  const numWorkers = options.numWorkers ?? os.availableParallelism();
-  if (!Number.isSafeInteger(numWorkers) || numWorkers < 0) invalid(`numWorkers must be a whole number ≥ 0, got ${options.numWorkers}`);
   const spillThreshold = options.spillThreshold ?? 0.8;
   if (typeof spillThreshold !== "number" || !(spillThreshold > 0 && spillThreshold <= 1)) {
-    invalid(`spillThreshold must be a fraction in (0, 1], got ${options.spillThreshold}`);
+    invalid(`spillThreshold must be a fraction in (0, 1], got ${shown(options.spillThreshold)}`);
   }
   const storeName = options.storeName;
-  if (storeName !== undefined && (typeof storeName !== "string" || !storeNamePattern.test(storeName))) {
-    invalid(`storeName must be 1–200 letters, digits, '-', '_' or '.' (not first), got ${JSON.stringify(storeName)}`);
+  if (storeName !== undefined && storeNameProblem(storeName) !== undefined) {
+    invalid(`storeName must be ${STORE_NAME_RULE}, got ${shown(storeName)}`);
   }
   if (options.address !== undefined && (typeof options.address !== "string" || !options.address.startsWith("redis://"))) {
-    invalid(`address must be "redis://host:port", got ${JSON.stringify(options.address)}`);
+    invalid(`address must be "redis://host:port", got ${shown(options.address)}`);
+  }
+  if (options.prefault !== undefined && typeof options.prefault !== "boolean") {
+    invalid(`prefault must be true or false, got ${shown(options.prefault)}`);
   }
   return {
-    objectStoreMemory: memory,
+    objectStoreMemory,
     numWorkers,
     spill: resolveSpill(options.spill),
     spillThreshold,
@@ -101,19 +164,72 @@ export function resolveOptions(options: InitOptions = {}): ResolvedOptions {
   };
 }
 
-function resolveSpill(spill: SpillOption | undefined): SpillOption {
+function resolveMemory(requested: unknown): number {
+  const available = shmFreeBytes();
+  const memory = requested ?? defaultMemory();
+  if (typeof memory !== "number" || !Number.isSafeInteger(memory) || memory < MIN_STORE_BYTES) {
+    invalid(`objectStoreMemory must be a whole number of bytes from ${MIN_STORE_BYTES} to ${available} (what /dev/shm has free), got ${shown(requested)}`);
+  }
+  if (memory > available) {
+    throw new ObjstoreError(
+      `init: objectStoreMemory of ${memory} bytes is more than /dev/shm can give (${available} bytes free); ` +
+        "ask for less, or enlarge /dev/shm",
+    );
+  }
+  return memory;
+}
+
+function resolveSpill(spill: unknown): SpillOption {
   if (spill === undefined) return { type: "filesystem" };
   if (spill === false) return false;
-  if (typeof spill !== "object" || spill === null) invalid("spill must be an object or false");
+  const shapes = 'false, { type: "filesystem", directory? } or { type: "s3", bucket, prefix?, endpoint?, region? }';
+  if (!isPlainObject(spill)) invalid(`spill must be ${shapes}, got ${shown(spill)}`);
+  return resolveSpillObject(spill as Record<string, unknown>);
+}
+
+function resolveSpillObject(spill: Record<string, unknown>): SpillOption {
   if (spill.type === "filesystem") {
-    if (spill.directory !== undefined && (typeof spill.directory !== "string" || spill.directory === "")) {
-      invalid(`spill.directory must be a path, got ${JSON.stringify(spill.directory)}`);
-    }
-    return { type: "filesystem", directory: spill.directory === undefined ? undefined : path.resolve(spill.directory) };
+    refuseUnknownKeys(spill, FILESYSTEM_SPILL_KEYS, "spill option");
+    return { type: "filesystem", directory: spill.directory === undefined ? undefined : resolveDirectory(spill.directory) };
   }
   if (spill.type === "s3") {
-    if (typeof spill.bucket !== "string" || spill.bucket === "") invalid("spill.bucket must name an S3 bucket");
-    return spill;
+    refuseUnknownKeys(spill, S3_SPILL_KEYS, "spill option");
+    if (typeof spill.bucket !== "string" || spill.bucket === "" || /[\0/]/.test(spill.bucket)) {
+      invalid(`spill.bucket must name an S3 bucket, got ${shown(spill.bucket)}`);
+    }
+    for (const key of ["prefix", "region"]) {
+      const value = spill[key];
+      if (value !== undefined && (typeof value !== "string" || value.includes("\0"))) {
+        invalid(`spill.${key} must be a string without NUL, got ${shown(value)}`);
+      }
+    }
+    if (spill.endpoint !== undefined && !isHttpUrl(spill.endpoint)) {
+      invalid(`spill.endpoint must be an http:// or https:// URL, got ${shown(spill.endpoint)}`);
+    }
+    return spill as SpillOption;
   }
-  invalid(`spill.type must be "filesystem" or "s3", got ${JSON.stringify((spill as { type: unknown }).type)}`);
+  invalid(`spill.type must be "filesystem" or "s3", got ${shown(spill.type)}`);
+}
+
+/** An absolute spill directory, or a TypeError saying why `directory` cannot be one. */
+function resolveDirectory(directory: unknown): string {
+  if (typeof directory !== "string" || directory === "" || directory.includes("\0")) {
+    invalid(`spill.directory must be a path (a non-empty string without NUL), got ${shown(directory)}`);
+  }
+  const absolute = path.resolve(directory);
+  const bytes = new TextEncoder().encode(absolute).length;
+  if (bytes > MAX_SPILL_DIRECTORY_BYTES) {
+    invalid(`spill.directory must be at most ${MAX_SPILL_DIRECTORY_BYTES} bytes once absolute, got ${bytes}: ${shown(absolute)}`);
+  }
+  return absolute;
+}
+
+function isHttpUrl(value: unknown): boolean {
+  if (typeof value !== "string") return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
 }

@@ -4,8 +4,16 @@
  *
  * Collection is lazy, so a store full of objects pinned only by unreachable views would wait
  * for a garbage collection that an idle program never runs. When room is short, the library
- * runs one itself and releases, at once, the pins whose buffers are gone.
+ * runs one itself and releases, at once, the pins whose buffers are gone (their WeakRefs come
+ * back empty; finalizers would run only in a later task, too late for a synchronous put).
+ *
+ * A WeakRef keeps its target alive to the end of the job that made it, so a view handed out in
+ * the current turn of the event loop cannot be found unreachable before the turn ends, however
+ * often the collector runs. A loop of gets that never lets the loop turn would leave every view
+ * it dropped pinned; so once the views handed out in one turn pin a quarter of the store, the
+ * next `get` lets the loop turn first (`droppedViewsNeedATurn`).
  */
+import { setImmediate } from "node:timers";
 import type { Session } from "./session.ts";
 
 interface Pin {
@@ -50,6 +58,43 @@ export function pinUntilCollected(session: Session, key: string, id: Uint8Array,
   viewedBytes += pin.sizeBytes;
   buffers.set(key, pin);
   collected.register(buffer, pin);
+  noteViewedThisTurn(pin.sizeBytes);
+}
+
+/** Bytes of the views handed out since the event loop last turned. */
+let viewedThisTurnBytes = 0;
+let turnNoticed = false;
+
+function noteViewedThisTurn(sizeBytes: number): void {
+  viewedThisTurnBytes += sizeBytes;
+  if (turnNoticed) return;
+  turnNoticed = true;
+  setImmediate(() => {
+    viewedThisTurnBytes = 0;
+    turnNoticed = false;
+  });
+}
+
+const capacityOf = new WeakMap<Session, number>();
+
+/**
+ * True if the views handed out in this turn of the event loop pin a quarter of the store: the
+ * caller lets the loop turn (`nextTurn`), after which those the program dropped can be found
+ * unreachable when room runs short.
+ */
+export function droppedViewsNeedATurn(session: Session): boolean {
+  if (viewedThisTurnBytes === 0) return false;
+  let capacityBytes = capacityOf.get(session);
+  if (capacityBytes === undefined) {
+    capacityBytes = session.store.stats().capacityBytes;
+    capacityOf.set(session, capacityBytes);
+  }
+  return viewedThisTurnBytes >= capacityBytes / 4;
+}
+
+/** Resolves once the event loop has turned (the current job, and the WeakRefs it kept, ended). */
+export function nextTurn(): Promise<void> {
+  return new Promise<void>((resolve) => setImmediate(resolve));
 }
 
 /** Bytes of the objects pinned for views this process handed out and has not seen collected. */

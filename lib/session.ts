@@ -1,8 +1,12 @@
 /**
  * The session between `init()` and `shutdown()`: this process's attachment to its node's
  * store, the ids it mints, and the janitor that reclaims what dead processes held.
+ *
+ * A program that ends without `shutdown()` leaves the store through the library (it closes
+ * what is open at exit, and on SIGINT/SIGTERM/SIGHUP: zig/src/exits.zig); what only
+ * TypeScript knows, its worker processes, goes in the `exit` event.
  */
-import { lstatSync, rmdirSync } from "node:fs";
+import { chmodSync, lstatSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -18,6 +22,7 @@ import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
+import { removeAbandonedStores } from "./abandoned.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 
 /** How often dead processes' references are reclaimed (SPEC: within a second). */
@@ -27,7 +32,9 @@ const SPILL_ENV = "OBJSTORE_SPILL";
 
 /** What `init()` resolves to. */
 export interface InitResult {
+  /** The name of this node's store: pass it as `storeName` to share the store with other processes. */
   storeName: string;
+  /** This process's node, as hex. */
   nodeId: string;
 }
 
@@ -58,7 +65,15 @@ export class Session implements RefOwner {
     this.#idPrefix = randomBytes(ID_BYTES - 8);
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
+    process.on("exit", this.#exiting);
   }
+
+  /** The process is exiting without `shutdown()`: its workers go now (the library, closing the
+   * store at exit, then finds them dead and removes the store if no one else is left). */
+  readonly #exiting = () => {
+    this.closed = true;
+    this.#scheduler?.abandon();
+  };
 
   #tidy(): void {
     this.store.maintain();
@@ -92,7 +107,10 @@ export class Session implements RefOwner {
 
   addRef(id: Uint8Array): "held" | "unsealed" | "absent" {
     const status = this.store.addRef(id);
-    return status === Status.ok ? "held" : status === Status.notSealed ? "unsealed" : "absent";
+    if (status === Status.ok) return "held";
+    // Busy: another process's transition did not end within the spin; like an object still
+    // being written, it is taken on a later try, never given up for gone.
+    return status === Status.notSealed || status === Status.busy ? "unsealed" : "absent";
   }
 
   dropRef(id: Uint8Array): void {
@@ -128,18 +146,16 @@ export class Session implements RefOwner {
   }
 
   async close(): Promise<void> {
+    process.off("exit", this.#exiting);
     await this.#scheduler?.close();
     this.closed = true;
     forgetHoldings(this);
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();
+    // The last process removes the store, its spill files and its default spill folder.
     const wasLast = this.store.close();
     if (wasLast) {
       removeOrphanedChannels(this.store.name);
-      // The store's spill files are gone with it; remove the default folder if that was it.
-      try {
-        rmdirSync(defaultSpillDirectory(this.store.name));
-      } catch { /* absent, or not ours to remove */ }
       await this.s3Spill?.removeAll().catch((error) => {
         process.emitWarning(`objstore: could not delete the S3 copies of store ${this.store.name}'s spill files: ${(error as Error).message}`);
       });
@@ -185,6 +201,7 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
   }
   const library = await loadLibrary();
+  removeAbandonedStores(library);
   const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
   const store = NativeStore.open(library, name, {
     create: true,
@@ -201,6 +218,8 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     }
   } catch (error) {
     s3Spill?.close();
+    // A refused init leaves nothing behind: the store goes with its last process, and so does
+    // the default spill folder configureSpill may have made (natively, with the store).
     store.close();
     throw error;
   }
@@ -233,6 +252,8 @@ function configureSpill(store: NativeStore, options: ResolvedOptions): void {
   if (!info.isDirectory() || (typeof process.getuid === "function" && info.uid !== process.getuid())) {
     throw new ObjstoreError(`init: ${directory} exists and is not a directory of this user; remove it or pass spill.directory`);
   }
+  // The library made it 0700; one left from elsewhere is ours (same user) to make private too.
+  if ((info.mode & 0o077) !== 0) chmodSync(directory, 0o700);
 }
 
 function defaultSpillDirectory(storeName: string): string {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the native core's unit, stress and crash tests, the benchmarks in quick mode
 # (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
-# S3-compatible server started on loopback for the S3 spilling tests).
-#   STRESS_SECONDS=60 scripts/test.sh   runs the multi-process stress test longer
+# S3-compatible server started on loopback for the S3 spilling tests), then the soak (Node, Deno
+# and Bun clients on one store, SIGKILLed about every second: tests/soak/soak.ts), then the
+# packed packages installed into fresh projects on each runtime.
+#   STRESS_SECONDS=600 scripts/test.sh   runs the native stress test and the soak 10 min each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,9 +16,13 @@ echo "== native core: unit, stress and crash tests"
 echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill)"
 bash bench/run_all.sh --quick
 
-echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests"
+echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
 eval "$(bash scripts/s3_server.sh start)"
 trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(bash scripts/redis_server.sh start)"
+trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 suite=(tests/*.test.ts)
 echo "== conformance suite on node $(node --version)"
@@ -25,3 +31,9 @@ echo "== conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
 deno run -A --v8-flags=--expose-gc tests/run.ts "${suite[@]}"
 echo "== conformance suite on bun $(bun --version)"
 bun tests/run.ts "${suite[@]}"
+
+echo "== soak: node, deno and bun clients on one store, a SIGKILL about every second (tests/soak/soak.ts, ${STRESS_SECONDS:-30} s)"
+node --expose-gc tests/soak/soak.ts
+
+echo "== the packages as users install them (scripts/test_package.sh: npm, bun add, deno; JSR dry run)"
+bash scripts/test_package.sh

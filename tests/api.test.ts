@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { tableFromArrays } from "apache-arrow";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { collectGarbage, eventually, eventuallyCollected, uniqueStoreName } from "./helpers.ts";
+import { eventually, eventuallyCollected, uniqueStoreName } from "./helpers.ts";
 import { sampleValues } from "./fixtures/values.ts";
 
 const MiB = 1024 * 1024;
@@ -169,11 +169,7 @@ test("a view keeps its object pinned until it is garbage collected", () =>
     assert.equal(os.memoryStats().objectCount, 1, "pinned by the view");
     assert.equal(view.length, 100_000);
     view = undefined;
-    await collectGarbage();
-    await eventually(() => {
-      globalThis.gc?.();
-      return os.memoryStats().objectCount === 0;
-    }, 5000, "the view's pin released");
+    await eventuallyCollected(() => os.memoryStats().objectCount === 0, 5000, "the view's pin released");
   }));
 
 test("refs dropped without free are collected and their memory returns", () =>

@@ -1,10 +1,12 @@
 /** `objstore memory` and `objstore status`, run as a command on each runtime. */
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import process from "node:process";
 import * as os from "../mod.ts";
 import { test } from "./harness.ts";
-import { root, runtimes, start, uniqueStoreName } from "./helpers.ts";
+import { currentRuntime, root, runtimes, start, uniqueStoreName } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 
@@ -54,7 +56,7 @@ for (const runtime of runtimes) {
 test("objstore with a bad command or store is a clear error", async () => {
   const bad = await run("node", ["frobnicate"]);
   assert.equal(bad.code, 2);
-  assert.match(bad.out, /unknown command 'frobnicate'/);
+  assert.match(bad.out, /unknown command "frobnicate"/);
   const missing = await run("node", ["memory", "--store", "no-such-store-here"]);
   assert.equal(missing.code, 1);
   assert.match(missing.out, /no store named 'no-such-store-here'/);
@@ -80,8 +82,11 @@ test("objstore destroy removes a store whose processes were all killed, and refu
   const hourAgo = new Date(Date.now() - 3600_000);
   for (const name of [orphan, otherStores]) utimesSync(`/dev/shm/${name}`, hourAgo, hourAgo);
   try {
+    const spillFolder = path.join(tmpdir(), `objstore-spill-${storeName}`);
+    assert.ok(existsSync(spillFolder), "the killed writer's store had its default spill folder");
     const removed = await run("node", ["destroy", storeName]);
     assert.equal(removed.code, 0, removed.out);
+    assert.ok(!existsSync(spillFolder), "destroy removes the default spill folder with the store");
     const left = readdirSync("/dev/shm");
     assert.ok(!left.includes(`objstore-${storeName}`));
     assert.deepStrictEqual([orphan, otherStores, fresh].map((name) => left.includes(name)), [false, true, true]);
@@ -109,3 +114,40 @@ test("objstore status --json stays JSON beside a segment it cannot read, and ski
     rmSync(`/dev/shm/objstore-ch-${junk}-0123456789abcdef`, { force: true });
   }
 });
+
+test(`objstore status and memory never show a dead process; status removes a store whose processes all died (${currentRuntime})`, async () => {
+  const storeName = uniqueStoreName("dead-listed");
+  const fixture = path.join(root, "tests", "fixtures", "exits.ts");
+  // The neighbour is stopped: no janitor of its own reclaims the dead process for the command.
+  const neighbour = start(currentRuntime, fixture, [storeName, "hold"]);
+  const doomed = start(currentRuntime, fixture, [storeName, "wait"]);
+  try {
+    const keptId = (await neighbour.line()).split(" ")[1];
+    await doomed.line();
+    process.kill(neighbour.pid, "SIGSTOP");
+    doomed.kill();
+    await doomed.exited;
+    const status = JSON.parse((await run(currentRuntime, ["status", "--json"])).out);
+    const mine = status.nodes[0].stores.find((s: { store: string }) => s.store === storeName);
+    assert.deepStrictEqual(mine.processes.map((p: { pid: number }) => p.pid), [neighbour.pid], "status lists the living process only");
+    const memory = JSON.parse((await run(currentRuntime, ["memory", "--store", storeName, "--json"])).out);
+    assert.equal(memory.attachedProcesses, 1);
+    assert.deepStrictEqual(
+      memory.objects.map((o: { id: string; referencingProcesses: number }) => [o.id, o.referencingProcesses]),
+      [[keptId, 1]],
+      "the dead process holds nothing",
+    );
+    neighbour.kill();
+    await neighbour.exited;
+    const after = await run(currentRuntime, ["status"]);
+    assert.match(after.out, new RegExp(`removed store ${storeName}: its processes all died`));
+    assert.ok(!existsSync(`/dev/shm/objstore-${storeName}`));
+  } finally {
+    try {
+      process.kill(neighbour.pid, "SIGCONT");
+    } catch { /* gone */ }
+    neighbour.kill();
+    doomed.kill();
+    rmSync(`/dev/shm/objstore-${storeName}`, { force: true });
+  }
+}, { timeoutMs: 60_000 });

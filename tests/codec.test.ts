@@ -320,6 +320,51 @@ test("codec: writeInto checks its target; an unaligned region is decoded from a 
   assert.deepStrictEqual(decode(unaligned, hooks), new Float64Array([1, 2]));
 });
 
+test("codec: large payloads sit at their source's page offset; the region still fits and decodes", () => {
+  // Bytes of a pattern, so a payload written at the wrong place cannot decode equal.
+  const big = new Uint8Array(3 * 1024 * 1024);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 8)) & 0xff;
+  const value = {
+    head: new Float64Array(big.buffer, 8, 1000),
+    odd: big.subarray(77_777, 77_777 + 1_100_001),
+    tail: new DataView(big.buffer, 2_000_003, 1_048_576),
+    other: new BigInt64Array(140_000).fill(-5n),
+    small: new Uint16Array([1, 2, 3]),
+  };
+  for (let round = 0; round < 64; round++) {
+    const targetPageOffset = (round * 64 * 37) % 4096;
+    const sourceOffsets = new Map<ArrayBufferLike, number>();
+    const pageOffsetOf = (source: ArrayBufferLike, byteOffset: number) => {
+      if (!sourceOffsets.has(source)) sourceOffsets.set(source, (round * 977 + sourceOffsets.size * 2049) % 4096);
+      return (sourceOffsets.get(source)! + byteOffset) % 4096;
+    };
+    const encoded = encode(value, hooks);
+    const region = new Uint8Array(new ArrayBuffer(encoded.sizeBytes + 4096), 64, encoded.sizeBytes);
+    encoded.writeInto(region, { targetPageOffset, pageOffsetOf });
+    const view = new DataView(region.buffer, region.byteOffset);
+    const bodyLength = view.getUint32(4, true);
+    const tableStart = Math.ceil((16 + bodyLength) / 8) * 8;
+    for (let i = 0; i < view.getUint32(12, true); i++) {
+      const offset = view.getUint32(tableStart + i * 24, true);
+      const length = view.getUint32(tableStart + i * 24 + 8, true);
+      const base = view.getUint32(tableStart + i * 24 + 16, true);
+      assert.equal(offset % 64, 0);
+      assert.ok(offset + length <= encoded.sizeBytes, `payload ${i} ends at ${offset + length} of ${encoded.sizeBytes}`);
+      if (length < 1024 * 1024) continue;
+      const source = i === 0 ? big.buffer : value.other.buffer;
+      // The destination starts at most 63 bytes before the source within a page, never after.
+      const lead = (targetPageOffset + offset - pageOffsetOf(source, base) + 4096) % 4096;
+      assert.ok(lead === 0 || lead > 4096 - 64, `round ${round}: payload ${i} runs ${lead} bytes ahead of its source`);
+    }
+    const back = decode(region, hooks) as typeof value;
+    assert.ok(Buffer.from(back.odd).equals(Buffer.from(value.odd)));
+    assert.deepStrictEqual(back.head, value.head);
+    assert.ok(Buffer.from(back.tail.buffer, back.tail.byteOffset, back.tail.byteLength).equals(Buffer.from(big.buffer, 2_000_003, 1_048_576)));
+    assert.deepStrictEqual(back.other, value.other);
+    assert.deepStrictEqual(back.small, value.small);
+  }
+});
+
 // --- Arrow ------------------------------------------------------------------------------------
 
 test("codec: Arrow Table round-trips as IPC with zero-copy columns", () => {
@@ -403,17 +448,15 @@ test("codec: a bad refId result is a SerializationError", () => {
   throwsSerialization(() => encode({ r: refWithId(1) }, badHooks), /value\.r: refId returned 3 bytes/);
 });
 
-test("codec: 10,000 refs encode and decode in a few ms", () => {
+// Their speed is measured by bench/codec_bench.ts, not here: a time bound fails on a busy machine.
+test("codec: 10,000 refs encode and decode, every id in place", () => {
   const refs = Array.from({ length: 10_000 }, (_, i) => refWithId(i));
   roundTrip(refs);
-  const started = performance.now();
   const encoded = encode(refs, hooks);
   const back = decode(place(encoded), hooks) as FakeRef[];
-  const elapsed = performance.now() - started;
   assert.equal(encoded.refIds.length, 10_000);
   assert.equal(back.length, 10_000);
-  assert.deepStrictEqual(back[9999].id, refs[9999].id);
-  assert.ok(elapsed < 100, `took ${elapsed.toFixed(1)} ms`);
+  for (const i of [0, 1, 4999, 9999]) assert.deepStrictEqual(back[i].id, refs[i].id);
 });
 
 // --- custom classes ---------------------------------------------------------------------------

@@ -20,9 +20,23 @@ interface Registered {
 
 const registered: Registered[] = [];
 
+/** Bun's own runner when the suite runs under `bun test` (see bunfig.toml), else undefined. */
+const bunTest = await bunTestRunner();
+
 /** Registers a test; `timeoutMs` bounds it (default 60 s) so one hang cannot stall the suite. */
 export function test(name: string, fn: TestFn, options: { timeoutMs?: number } = {}): void {
-  registered.push({ name, fn, timeoutMs: options.timeoutMs ?? 60_000 });
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  if (bunTest !== undefined) bunTest(name, fn, timeoutMs);
+  else registered.push({ name, fn, timeoutMs });
+}
+
+type BunTest = (name: string, fn: TestFn, timeoutMs: number) => void;
+
+async function bunTestRunner(): Promise<BunTest | undefined> {
+  const underBunTest = "Bun" in globalThis && globalThis.process?.env.NODE_ENV === "test";
+  if (!underBunTest) return undefined;
+  const specifier = "bun:test"; // not a literal: Node and Deno never resolve it
+  return ((await import(specifier)) as { test: BunTest }).test;
 }
 
 /** Runs every registered test whose name contains `filter`; returns the number that failed. */

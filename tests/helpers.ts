@@ -29,6 +29,8 @@ export interface Child {
   /** Writes a line to the child's stdin. */
   send(text: string): void;
   kill(): void;
+  /** The child's process id. */
+  readonly pid: number;
   exited: Promise<{ code: number | null; signal: string | null; stderr: string }>;
 }
 
@@ -76,6 +78,7 @@ export function start(runtime: Runtime, script: string, args: string[] = []): Ch
     kill() {
       child.kill("SIGKILL");
     },
+    pid: child.pid ?? 0,
     exited,
   };
 }

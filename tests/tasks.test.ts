@@ -253,6 +253,70 @@ test("actor handles can be passed to tasks, which call the actor through them", 
     assert.equal(await os.get(counter.inc.remote(0)), 16, "calls from the driver and from tasks reach one actor");
   }), { timeoutMs: 60_000 });
 
+test("refs nested in a queued task's arguments keep their objects after the caller frees them", () =>
+  withCluster(async () => {
+    const slow = os.remote(async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return ms;
+    });
+    const read = os.remote(async (items: { ref: os.ObjectRef<string> }[]) => {
+      const core = await import("@objstore/core");
+      return await core.get(items[0].ref);
+    });
+    await os.get(slow.remote(1)); // the worker is up
+    const nested = os.put("the value nested in an argument");
+    const busy = slow.remote(300); // keeps the only worker busy: the next call waits in the queue
+    const result = read.remote([{ ref: nested }]);
+    os.free(nested);
+    assert.equal(await os.get(result, { timeout: 30 }), "the value nested in an argument");
+    await os.get(busy);
+  }, { numWorkers: 1 }), { timeoutMs: 60_000 });
+
+test("refs passed to an actor's constructor, at the top or nested, outlive the caller's refs", () =>
+  withCluster(async () => {
+    const Keeper = os.remote(class Keeper {
+      direct: Uint8Array;
+      nested: os.ObjectRef<string>;
+      constructor(direct: Uint8Array, holder: { ref: os.ObjectRef<string> }) {
+        this.direct = direct;
+        this.nested = holder.ref;
+      }
+      async read(): Promise<string> {
+        const core = await import("@objstore/core");
+        return `${this.direct.length} ${await core.get(this.nested)}`;
+      }
+    });
+    const direct = os.put(new Uint8Array(1000));
+    const nested = os.put("kept for the actor");
+    const keeper = Keeper.remote(direct, { ref: nested });
+    os.free([direct, nested]); // before the actor's process has even started
+    assert.equal(await os.get(keeper.read.remote(), { timeout: 30 }), "1000 kept for the actor");
+    os.kill(keeper);
+  }), { timeoutMs: 60_000 });
+
+test("refs nested in the arguments of a task submitted from a task keep their objects", () =>
+  withCluster(async () => {
+    const outer = os.remote(async () => {
+      const core = await import("@objstore/core");
+      const slow = core.remote(async (ms: number) => {
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        return ms;
+      });
+      const read = core.remote(async (items: { ref: os.ObjectRef<string> }[]) => {
+        const inner = await import("@objstore/core");
+        return await inner.get(items[0].ref);
+      });
+      const nested = core.put("nested, from a task");
+      const busy = slow.remote(300);
+      const result = read.remote([{ ref: nested }]);
+      core.free(nested);
+      const value = await core.get(result);
+      await core.get(busy);
+      return value;
+    });
+    assert.equal(await os.get(outer.remote(), { timeout: 30 }), "nested, from a task");
+  }, { numWorkers: 2 }), { timeoutMs: 60_000 });
+
 test("tasks submit tasks and get their results, even with a single worker", () =>
   withCluster(async () => {
     const outer = os.remote(async (n: number) => {

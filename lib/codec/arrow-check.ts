@@ -48,16 +48,37 @@ const MESSAGE: TableShape = { 2: { ref: "union", typeField: 1, tables: HEADERS }
 const HEADER_TYPE_FIELD = 1;
 const HEADER_FIELD = 2;
 const BODY_LENGTH_FIELD = 3;
+const SCHEMA_TYPE = 1;
 const DICTIONARY_BATCH_TYPE = 2;
+const RECORD_BATCH_TYPE = 3;
 const DICTIONARY_DATA_FIELD = 1;
+const SCHEMA_FIELDS_FIELD = 1;
+const FIELD_TYPE_TYPE_FIELD = 2;
+const FIELD_DICTIONARY_FIELD = 4;
+const FIELD_CHILDREN_FIELD = 5;
+const BATCH_LENGTH_FIELD = 0;
 const NODES_FIELD = 1;
+/** FieldNode: int64 length, int64 null count. */
+const FIELD_NODE_BYTES = 16;
+const NULL_TYPE = 1;
+
+/** A field of the schema, in the pre-order that a record batch's field nodes follow. */
+interface FlatField {
+  readonly topLevel: boolean;
+  /** The Null type: its rows take no bytes, so any row count is cheap. */
+  readonly isNull: boolean;
+}
 
 const CONTINUATION = 0xffffffff;
 
-/** Throws SerializationError unless every message of `ipc` has well-formed, bounded metadata. */
+/**
+ * Throws SerializationError unless every message of `ipc` has well-formed, bounded metadata, and
+ * every record batch's row counts agree with its schema and fit its body.
+ */
 export function checkIpcStream(ipc: Uint8Array): void {
   const view = new DataView(ipc.buffer, ipc.byteOffset, ipc.byteLength);
   let pos = 0;
+  let fields: FlatField[] | undefined;
   for (;;) {
     if (pos + 8 > ipc.length) corrupt("Arrow stream ends without an end marker");
     if (view.getUint32(pos, true) !== CONTINUATION) corrupt(`Arrow message at ${pos} lacks its marker`);
@@ -65,7 +86,10 @@ export function checkIpcStream(ipc: Uint8Array): void {
     if (metaLength === 0) return;
     if (metaLength < 0 || metaLength > ipc.length - pos - 8) corrupt(`Arrow metadata length ${metaLength} at ${pos}`);
     const meta = new DataView(ipc.buffer, ipc.byteOffset + pos + 8, metaLength);
-    const bodyLength = new MetadataWalk(meta).message();
+    const walk = new MetadataWalk(meta);
+    const bodyLength = walk.message();
+    fields = walk.schemaFields() ?? fields;
+    walk.recordBatchRows(fields, bodyLength);
     pos += 8 + metaLength;
     if (bodyLength > ipc.length - pos) corrupt(`Arrow body of ${bodyLength} bytes overruns the stream`);
     pos += bodyLength;
@@ -91,6 +115,70 @@ class MetadataWalk {
     const headerType = this.fieldPosition(root, HEADER_TYPE_FIELD, 1);
     if (headerType !== 0 && this.view.getUint8(headerType) === DICTIONARY_BATCH_TYPE) this.dictionary(root, bodyLength);
     return bodyLength;
+  }
+
+  /** The schema's fields flattened in pre-order, if this message is a schema. */
+  schemaFields(): FlatField[] | undefined {
+    const schema = this.header(SCHEMA_TYPE);
+    if (schema === 0) return undefined;
+    const fields: FlatField[] = [];
+    this.flatten(schema, SCHEMA_FIELDS_FIELD, true, fields);
+    return fields;
+  }
+
+  /**
+   * Appends the fields of the vector at field `vectorField` of `table`, each followed by its
+   * children. A dictionary-encoded field has one node (its indices): its children describe the
+   * dictionary's values, which come in dictionary batches.
+   */
+  private flatten(table: number, vectorField: number, topLevel: boolean, out: FlatField[]): void {
+    const position = this.fieldPosition(table, vectorField, 4);
+    if (position === 0) return;
+    const vector = this.target(position);
+    const count = this.i32(vector);
+    for (let i = 0; i < count; i++) {
+      const field = this.target(vector + 4 + 4 * i);
+      const typeAt = this.fieldPosition(field, FIELD_TYPE_TYPE_FIELD, 1);
+      const dictionary = this.fieldPosition(field, FIELD_DICTIONARY_FIELD, 4) !== 0;
+      out.push({ topLevel, isNull: !dictionary && typeAt !== 0 && this.view.getUint8(typeAt) === NULL_TYPE });
+      if (!dictionary) this.flatten(field, FIELD_CHILDREN_FIELD, false, out);
+    }
+  }
+
+  /**
+   * A record batch (if this message is one) has a field node per schema field; its columns have
+   * the batch's row count; and no column but a Null one claims more rows than its body has bits.
+   * Arrow backfills a validity bitmap of `length / 8` bytes for every column whose row count
+   * differs from the batch's: a 1 KiB stream claiming 2^33 rows made it allocate gigabytes.
+   */
+  recordBatchRows(fields: FlatField[] | undefined, bodyLength: number): void {
+    const batch = this.header(RECORD_BATCH_TYPE);
+    if (batch === 0) return;
+    if (fields === undefined) corrupt("Arrow record batch before its schema");
+    const rows = this.int64(this.fieldPosition(batch, BATCH_LENGTH_FIELD, 8));
+    const nodesAt = this.fieldPosition(batch, NODES_FIELD, 4);
+    const nodes = nodesAt === 0 ? 0 : this.target(nodesAt);
+    const count = nodes === 0 ? 0 : this.i32(nodes);
+    if (count !== fields.length) corrupt(`Arrow record batch has ${count} field nodes for ${fields.length} fields`);
+    const maxRows = bodyLength * 8 + 64;
+    for (let i = 0; i < count; i++) {
+      const length = this.int64(nodes + 4 + FIELD_NODE_BYTES * i);
+      const nullCount = this.int64(nodes + 4 + FIELD_NODE_BYTES * i + 8);
+      if (fields[i].topLevel && length !== rows) corrupt(`Arrow column node ${i} has ${length} rows in a batch of ${rows}`);
+      if (nullCount > length) corrupt(`Arrow field node ${i} has ${nullCount} nulls in ${length} rows`);
+      if (!fields[i].isNull && length > maxRows) corrupt(`Arrow field node ${i} claims ${length} rows in a ${bodyLength}-byte body`);
+    }
+  }
+
+  /** The header table of this message if it is of union type `type`, else 0. */
+  private header(type: number): number {
+    const typeAt = this.fieldPosition(this.root(), HEADER_TYPE_FIELD, 1);
+    if (typeAt === 0 || this.view.getUint8(typeAt) !== type) return 0;
+    return this.child(this.root(), HEADER_FIELD);
+  }
+
+  private root(): number {
+    return this.target(0);
   }
 
   /**

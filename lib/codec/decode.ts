@@ -16,11 +16,11 @@ import { readHeader } from "./header.ts";
 import { ERROR_CONSTRUCTORS, VIEW_KINDS } from "./kinds.ts";
 import { isStackOverflow } from "./paths.ts";
 import { PayloadLocator } from "./payloads.ts";
-import { ByteReader, corrupt, corruption } from "./reader.ts";
+import { ByteReader, corrupt, corruption, excerpt } from "./reader.ts";
 import { registrationNamed } from "./registry.ts";
 import { decodeTag, NOT_TINY } from "./tiny.ts";
 import type { DecodeHooks } from "./types.ts";
-import { SerializationError } from "../errors.ts";
+import { ObjstoreError, SerializationError } from "../errors.ts";
 
 const MAX_ARRAY_LENGTH = 2 ** 32 - 1;
 /** Ref ids are carved from slabs of this many: one buffer allocation per slab, not per ref. */
@@ -29,6 +29,10 @@ const IDS_PER_SLAB = 256;
 const PENDING: unique symbol = Symbol("pending");
 const NO_PAYLOADS = new PayloadLocator(new DataView(new ArrayBuffer(0)), 0, 0);
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
+/** Magnitudes up to this many bytes are spelled by `+=`; longer ones through one flat string. */
+const SHORT_BIGINT_BYTES = 32;
+const ascii = new TextDecoder();
 
 /**
  * Reads a value from a data region written by `encode`. `data` should start 64-byte aligned in
@@ -57,11 +61,14 @@ function decodeRegion(data: Uint8Array, bodyLength: number, bufferCount: number,
   return value;
 }
 
-/** Anything else that escapes (Arrow's own checks, a stack overflow) means the bytes are bad. */
-function asDecodeError(error: unknown): SerializationError {
-  if (error instanceof SerializationError) return error;
+/**
+ * Anything that escapes other than the store's own errors (those of `makeRef`) means the bytes
+ * are bad: Arrow's checks, a stack overflow.
+ */
+function asDecodeError(error: unknown): ObjstoreError {
+  if (error instanceof ObjstoreError) return error;
   if (isStackOverflow(error)) return corruption("nesting too deep", error);
-  return corruption(error instanceof Error ? error.message : String(error), error);
+  return corruption(excerpt(messageOf(error)), error);
 }
 
 /** Walks one body; `objects` mirrors the encoder's back-reference numbering. */
@@ -71,6 +78,13 @@ class Decoder {
   private readonly hooks: DecodeHooks;
   private readonly data: Uint8Array;
   private readonly objects: unknown[] = [];
+  /**
+   * Array slots this decode may still preallocate. Each element of a real array takes a byte of
+   * body at least, so all of them fit in the body's length; holes do not, and arrays asking for
+   * more are built sparse instead: preallocating each array up to what remained let 64 arrays of
+   * holes in a 1 MiB region take 512 MiB.
+   */
+  private slotBudget: number;
   private idSlab = new Uint8Array(0);
   private idSlabUsed = 0;
 
@@ -79,6 +93,7 @@ class Decoder {
     this.payloads = payloads;
     this.hooks = hooks;
     this.data = data;
+    this.slotBudget = reader.remaining();
   }
 
   value(): unknown {
@@ -145,9 +160,8 @@ class Decoder {
       case Tag.ArrayBuffer:
         return this.remember(this.arrayBuffer());
       case Tag.ArrowTable:
-        return this.remember(tableFromStream(this.arrowStream()));
       case Tag.ArrowRecordBatch:
-        return this.remember(batchFromStream(this.arrowStream()) ?? corrupt("Arrow record batch stream holds other than one batch"));
+        return this.remember(this.arrow(tag));
       case Tag.Custom:
         return this.custom();
       default:
@@ -163,22 +177,21 @@ class Decoder {
   private bigint(): bigint {
     const sign = this.r.u8();
     if (sign > 1) corrupt(`bad bigint sign ${sign}`);
-    const bytes = this.r.span(this.r.varint());
-    let hex = "0x0";
-    for (let i = bytes.length - 1; i >= 0; i--) hex += HEX[bytes[i]];
-    const magnitude = BigInt(hex);
+    const magnitude = bigintOf(this.r.span(this.r.varint()));
     return sign === 1 ? -magnitude : magnitude;
   }
 
   /**
-   * Preallocated when every element could have its own byte; otherwise (long hole runs) grown,
-   * which lets the engine keep a huge sparse array in dictionary mode.
+   * Preallocated while every element could have its own byte (see `slotBudget`); otherwise (long
+   * hole runs, corrupt lengths) made sparse from the start, so it costs its present elements only.
    */
   private array(): unknown[] {
     const length = this.r.varint();
     if (length > MAX_ARRAY_LENGTH) corrupt(`array length ${length}`);
     const r = this.r;
-    const array = this.remember(length <= r.remaining() ? new Array(length) : []);
+    const preallocate = length <= r.remaining() && length <= this.slotBudget;
+    if (preallocate) this.slotBudget -= length;
+    const array = this.remember(preallocate ? new Array(length) : sparseArray(length));
     for (let i = 0; i < length;) {
       if (r.pos < r.end && r.bytes[r.pos] === Tag.Holes) {
         r.pos++;
@@ -248,7 +261,7 @@ class Decoder {
     try {
       return new RegExp(source, flags);
     } catch (error) {
-      return corrupt(`invalid RegExp /${source}/${flags}`, error);
+      return corrupt(`invalid RegExp /${excerpt(source)}/${excerpt(flags)}`, error);
     }
   }
 
@@ -289,6 +302,7 @@ class Decoder {
     const index = this.r.varint();
     const byteLength = this.r.varint();
     const offset = this.payloads.locate(index, 0, byteLength);
+    this.payloads.take(index, "an ArrayBuffer");
     return this.data.slice(offset, offset + byteLength).buffer;
   }
 
@@ -305,9 +319,20 @@ class Decoder {
     return this.remember(new kind.ctor(this.data.buffer, offset, length));
   }
 
-  private arrowStream(): Uint8Array {
-    const [offset, length] = this.payloads.whole(this.r.varint());
-    return this.data.subarray(offset, offset + length);
+  /** The Arrow value in a payload; Arrow's own complaints are reported with where they arose. */
+  private arrow(tag: number): unknown {
+    const at = this.r.pos - 1;
+    const index = this.r.varint();
+    const [offset, length] = this.payloads.whole(index);
+    this.payloads.take(index, `the Arrow value at offset ${at}`);
+    const stream = this.data.subarray(offset, offset + length);
+    try {
+      if (tag === Tag.ArrowTable) return tableFromStream(stream);
+      return batchFromStream(stream) ?? corrupt(`the Arrow record batch in buffer ${index} holds other than one batch`);
+    } catch (error) {
+      if (error instanceof SerializationError) throw error;
+      return corrupt(`the Arrow stream in buffer ${index} cannot be read: ${excerpt(messageOf(error))}`, error);
+    }
   }
 
   private custom(): unknown {
@@ -316,17 +341,53 @@ class Decoder {
     const name = this.r.string();
     const registration = registrationNamed(name);
     if (registration === undefined) {
-      throw new SerializationError(`cannot read an instance of class "${name}": no serializer is registered under that name in this process (use registerSerializer)`);
+      throw new SerializationError(`cannot read an instance of class "${excerpt(name)}": no serializer is registered under that name in this process (use registerSerializer)`);
     }
     const data = this.value();
     try {
       this.objects[slot] = registration.serializer.deserialize(data);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      throw new SerializationError(`the deserializer of class "${name}" threw: ${message}`, { cause: error });
+      throw new SerializationError(`the deserializer of class "${name}" threw: ${excerpt(messageOf(error))}`, { cause: error });
     }
     return this.objects[slot];
   }
+}
+
+/**
+ * A magnitude from its bytes, least significant first. A long one is spelled into one flat
+ * string first: grown by `+=` a byte at a time, the string was a rope of ~32 bytes of heap a
+ * byte, and an 8 MiB bigint took 280 MiB and 6 s to read on Node.
+ */
+function bigintOf(bytes: Uint8Array): bigint {
+  if (bytes.length <= SHORT_BIGINT_BYTES) {
+    let hex = "0x0";
+    for (let i = bytes.length - 1; i >= 0; i--) hex += HEX[bytes[i]];
+    return BigInt(hex);
+  }
+  const digits = new Uint8Array(2 + 2 * bytes.length);
+  digits[0] = 0x30; // "0x"
+  digits[1] = 0x78;
+  for (let i = 0, at = digits.length - 2; i < bytes.length; i++, at -= 2) {
+    digits[at] = HEX_DIGITS[bytes[i] >> 4];
+    digits[at + 1] = HEX_DIGITS[bytes[i] & 15];
+  }
+  return BigInt(ascii.decode(digits));
+}
+
+/**
+ * An empty array of `length` that the engine keeps sparse. Setting `length` on `[]` is not
+ * enough: V8 backs an array of up to 2^25 slots with a store of that size (256 MiB from 12 bytes
+ * of body), while an element written far out first turns it into a dictionary in V8 and JSC.
+ */
+function sparseArray(length: number): unknown[] {
+  const array: unknown[] = [];
+  array[length - 1] = undefined;
+  delete array[length - 1];
+  return array;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** A built-in error of that name, or an Error carrying the custom name. */

@@ -21,7 +21,7 @@ import { indexStep, keyStep, mapKeyStep, mapValueStep, setStep, toSerializationE
 import { PayloadTable } from "./payloads.ts";
 import { type Registration, registrationFor } from "./registry.ts";
 import { encodeTiny, isInt32, NO_REF_IDS } from "./tiny.ts";
-import type { EncodeHooks, Encoded } from "./types.ts";
+import type { EncodeHooks, Encoded, PagePlacement } from "./types.ts";
 import { type ByteWriter, returnWriter, takeWriter } from "./writer.ts";
 import { SerializationError } from "../errors.ts";
 
@@ -58,7 +58,7 @@ class EncodedRegion implements Encoded {
     this.sizeBytes = payloads.layout(HEADER_BYTES + body.length);
   }
 
-  writeInto(target: Uint8Array): void {
+  writeInto(target: Uint8Array, pages?: PagePlacement): void {
     if (target.length < this.sizeBytes) {
       throw new SerializationError(`target holds ${target.length} bytes, the value needs ${this.sizeBytes}`);
     }
@@ -70,7 +70,7 @@ class EncodedRegion implements Encoded {
     target.set(this.body, HEADER_BYTES);
     if (count === 0) return;
     const view = new DataView(target.buffer, target.byteOffset, this.sizeBytes);
-    this.payloads.writeInto(target, view, HEADER_BYTES + this.body.length);
+    this.payloads.writeInto(target, view, HEADER_BYTES + this.body.length, pages);
   }
 }
 

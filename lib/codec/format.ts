@@ -16,9 +16,13 @@
  *            offset   where the payload starts; a multiple of 64
  *            length   payload bytes
  *            base     byte offset in the source ArrayBuffer that payload byte 0 came from
- * payloads   each at its 64-aligned offset, zero padding between; the region ends where the
- *            last payload ends (at 16 + B when N = 0)
+ * payloads   each at its 64-aligned offset, in table order and not overlapping, zero padding
+ *            between; the region ends where the last payload ends (at 16 + B when N = 0)
  * ```
+ *
+ * A payload is read whole (copied as an ArrayBuffer, parsed as an Arrow stream) by at most one
+ * tag of the body, as the encoder writes it; readers refuse more, so no body can make a decode
+ * cost more memory or time than the region's size allows.
  *
  * Payloads: one per distinct source ArrayBuffer (or SharedArrayBuffer), holding only the span
  * that the value's views use (the whole buffer once a bare ArrayBuffer is part of the value),

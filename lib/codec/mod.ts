@@ -9,4 +9,4 @@ export { encode } from "./encode.ts";
 export { decode } from "./decode.ts";
 export { deregisterSerializer, registerSerializer } from "./registry.ts";
 export type { Serializer } from "./registry.ts";
-export type { DecodeHooks, EncodeHooks, Encoded } from "./types.ts";
+export type { DecodeHooks, EncodeHooks, Encoded, PagePlacement } from "./types.ts";

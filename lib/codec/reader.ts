@@ -27,6 +27,14 @@ export function corruption(reason: string, cause?: unknown): SerializationError 
   return new SerializationError(`corrupt object data: ${reason}`, cause === undefined ? undefined : { cause });
 }
 
+/** Longest piece of decoded text quoted in an error message: corrupt data must not make a giant one. */
+const EXCERPT_CHARS = 100;
+
+/** `text` for an error message: as is when short, else its start and its length. */
+export function excerpt(text: string): string {
+  return text.length <= EXCERPT_CHARS ? text : `${text.slice(0, EXCERPT_CHARS)}… (${text.length} characters)`;
+}
+
 /** Throws {@link corruption}; typed `never` so it can end expressions. */
 export function corrupt(reason: string, cause?: unknown): never {
   throw corruption(reason, cause);

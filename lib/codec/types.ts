@@ -31,7 +31,21 @@ export interface Encoded {
   /**
    * Writes the region: exactly `sizeBytes` bytes at the start of `target`, whose `byteOffset`
    * must be 64-byte aligned (the arena guarantees it) so payloads land aligned. Payload bytes are
-   * read from the original buffers now, not when `encode` ran.
+   * read from the original buffers now, not when `encode` ran. `pages` says where the bytes lie
+   * in memory; without it, large payloads are placed at page offset 0 of `target.buffer`.
    */
-  writeInto(target: Uint8Array): void;
+  writeInto(target: Uint8Array, pages?: PagePlacement): void;
+}
+
+/**
+ * Where the target and the sources of a write lie within their memory pages. Large payloads are
+ * placed at their source's offset within a page (rounded down to 64 bytes): glibc's memcpy runs
+ * about 3× slower when the destination is a little ahead of the source within a page (4K
+ * aliasing; measured in bench/README.md, "Large puts").
+ */
+export interface PagePlacement {
+  /** The address of `target[0]` mod 4096. */
+  readonly targetPageOffset: number;
+  /** The address of byte `byteOffset` of `source` mod 4096. */
+  pageOffsetOf(source: ArrayBufferLike, byteOffset: number): number;
 }

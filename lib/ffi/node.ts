@@ -1,6 +1,7 @@
 /** The Node shim: koffi (pointers are bigints). */
 import koffi from "koffi";
 import process from "node:process";
+import v8 from "node:v8";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
@@ -16,6 +17,7 @@ const spelling: Record<NativeType, string> = {
 export const shim: RuntimeShim = {
   runtime: "node",
   open(path: string): NativeSymbols {
+    accountViewsInHeapLimit();
     const library = koffi.load(path);
     const bound: Record<string, unknown> = {};
     for (const [name, spec] of Object.entries(symbols)) {
@@ -41,3 +43,17 @@ export const shim: RuntimeShim = {
     releaseV8KeptObjects();
   },
 };
+
+/**
+ * V8 counts the bytes of every view over native memory as external memory. Before V8 14 (Node
+ * 24 has 13.6) it starts a full collection whenever that count grows 64 MiB past its lowest
+ * point since the last one, so each get of an object over 64 MiB, which makes one view of it,
+ * cost a collection: 7-30 ms for 256 MiB here, against 0.15 ms with this flag. Newer V8 (Deno
+ * 2.9 runs 15.0) always works as the flag says: external memory is one more part of the heap's
+ * limit, which grows with it. `OBJSTORE_KEEP_V8_FLAGS=1` leaves V8's flags alone.
+ */
+function accountViewsInHeapLimit(): void {
+  const v8Major = Number(process.versions.v8.split(".")[0]);
+  if (v8Major >= 14 || process.env.OBJSTORE_KEEP_V8_FLAGS === "1") return;
+  v8.setFlagsFromString("--external-memory-accounted-in-global-limit");
+}

@@ -24,6 +24,7 @@ export const symbols = {
   objstore_segment_base: { args: ["pointer"], result: "pointer" },
   objstore_segment_size: { args: ["pointer"], result: "f64" },
   objstore_seal_sequence_offset: { args: [], result: "u32" },
+  objstore_page_offset: { args: ["buffer"], result: "u32" },
   objstore_create: { args: ["pointer", "buffer", "f64", "buffer", "u32"], result: "i32" },
   objstore_seal: { args: ["pointer", "buffer"], result: "i32" },
   objstore_abort: { args: ["pointer", "buffer"], result: "i32" },
@@ -93,8 +94,8 @@ export interface RuntimeShim {
   readonly maxViewBytes: number;
   /** Lets the process exit while `timer` is pending. */
   unrefTimer(timer: ReturnType<typeof setInterval>): void;
-  /** The command that runs the TypeScript file `script` on this runtime, with the garbage
-   * collector callable (for worker processes). */
+  /** The command that runs the module `script` (a path; on Deno also an https URL) on this
+   * runtime, with the garbage collector callable (for worker processes). */
   scriptCommand(script: string): { command: string; args: string[] };
   /** Runs a full garbage collection if the runtime allows it (see `scriptCommand`). */
   collectGarbage(): void;

@@ -232,7 +232,7 @@ export class S3Spill {
 
   /** The SDK is imported on first use: it costs ~100 ms, which stores without S3 never pay. */
   #client(): Promise<{ s3: S3Module; client: S3Client }> {
-    this.#sdk ??= import("@aws-sdk/client-s3").then((s3) => ({
+    this.#sdk ??= importSdk().then((s3) => ({
       s3,
       client: new s3.S3Client({
         region: this.config.region ?? process.env.AWS_REGION ?? "us-east-1",
@@ -248,7 +248,29 @@ export class S3Spill {
   }
 
   close(): void {
-    void this.#sdk?.then(({ client }) => client.destroy());
+    // A missing SDK was reported where it was first needed.
+    this.#sdk?.then(({ client }) => client.destroy(), () => {});
+  }
+}
+
+/**
+ * The AWS SDK, an optional peer dependency: only stores that spill to S3 need it. Missing, it
+ * is a clear error at `init` (which checks the bucket) rather than at the first spill.
+ */
+async function importSdk(): Promise<S3Module> {
+  try {
+    return await import("@aws-sdk/client-s3");
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const missing = code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND" ||
+      /Cannot find (module|package)|not found|Could not resolve/i.test((error as Error).message ?? "");
+    if (!missing) throw error;
+    throw new ObjstoreError(
+      "spill: { type: \"s3\" } needs the AWS SDK, an optional peer dependency of @objstore/core that is not installed: " +
+        "add @aws-sdk/client-s3 to your project (`npm install @aws-sdk/client-s3`, `bun add @aws-sdk/client-s3` or " +
+        "`deno add npm:@aws-sdk/client-s3`)",
+      { cause: error },
+    );
   }
 }
 

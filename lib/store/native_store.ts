@@ -3,9 +3,10 @@
  * views of the shared segment. Views are cut from a few cached windows (Bun and koffi cannot
  * view more than 4 GiB at once), so reading an object costs a `subarray`, not a new view.
  */
+import type { PagePlacement } from "../codec/types.ts";
 import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
-import { ObjstoreError } from "../errors.ts";
+import { ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 import { errorFor, Status } from "./status.ts";
 
 const OPEN_CREATE = 1;
@@ -68,7 +69,14 @@ export function lastError(symbols: NativeSymbols): string {
   return new TextDecoder().decode(messageBuffer.subarray(0, n));
 }
 
-export class NativeStore {
+/** Pages are 4 KiB, and the segment starts on a page. */
+const PAGE_BYTES = 4096;
+
+/**
+ * One attachment. It is also the page placement of the object `create` made last (see
+ * PagePlacement): the segment starts on a page, so an offset in it is an address mod 4096.
+ */
+export class NativeStore implements PagePlacement {
   readonly name: string;
   /** True if this process created the store (and so decides its settings). */
   readonly created: boolean;
@@ -81,6 +89,7 @@ export class NativeStore {
   readonly #windowBytes: number;
   readonly #windows: Uint8Array[] = [];
   readonly #sealSequence: Int32Array;
+  #createdOffsetBytes = 0;
 
   private constructor(library: Library, handle: NativePointer, name: string) {
     this.name = name;
@@ -116,9 +125,10 @@ export class NativeStore {
     if (status !== Status.ok) throw errorFor(status, lastError(library.symbols), `cannot destroy store '${name}'`);
   }
 
-  /** Detaches; the last process removes the store and its spill files. */
-  close(): boolean {
-    const removed = this.#symbols.objstore_close(this.#handle, CLOSE_REMOVE_IF_LAST) === 1;
+  /** Detaches; the last process removes the store and its spill files (unless `removeIfLast`
+   * is false: then nothing else happens, not even reclaiming what dead processes held). */
+  close(removeIfLast = true): boolean {
+    const removed = this.#symbols.objstore_close(this.#handle, removeIfLast ? CLOSE_REMOVE_IF_LAST : 0) === 1;
     this.#handle = null;
     this.#windows.length = 0;
     return removed;
@@ -132,7 +142,18 @@ export class NativeStore {
   create(id: Uint8Array, sizeBytes: number, children: Uint8Array | undefined, childCount: number): Uint8Array | number {
     const status = this.#symbols.objstore_create(this.#handle, id, sizeBytes, children ?? noChildren, childCount);
     if (status !== Status.ok) return status;
-    return this.bytes(this.#result[0], sizeBytes);
+    this.#createdOffsetBytes = this.#result[0];
+    return this.bytes(this.#createdOffsetBytes, sizeBytes);
+  }
+
+  /** Where the data of the object `create` made last starts within its page. */
+  get targetPageOffset(): number {
+    return this.#createdOffsetBytes % PAGE_BYTES;
+  }
+
+  /** Where byte `byteOffset` of `source` lies within its page (its address mod 4096). */
+  pageOffsetOf(source: ArrayBufferLike, byteOffset: number): number {
+    return this.#symbols.objstore_page_offset(new Uint8Array(source, byteOffset, 1));
   }
 
   /** The message of the last failure, for callers that handle a status themselves. */
@@ -301,9 +322,14 @@ export class NativeStore {
   }
 
   /** Spills least recently used objects; returns the bytes freed (0 when spilling is off). */
+  /**
+   * Spills least recently used objects to free `targetBytes`; returns the bytes freed. A full
+   * spill disk means the store cannot make room: ObjectStoreFullError, saying which disk.
+   */
   spill(targetBytes: number): number {
     const status = this.#symbols.objstore_spill(this.#handle, targetBytes);
     if (status === Status.spillDisabled) return 0;
+    if (status === Status.noSpace) throw new ObjectStoreFullError(`no room in memory, and spilling cannot make any: ${this.lastError()}`);
     if (status !== Status.ok) this.#fail(status, "spill");
     return this.#result[3];
   }

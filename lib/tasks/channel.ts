@@ -47,6 +47,28 @@ export function removeOrphanedChannels(storeName: string): number {
   return removed;
 }
 
+/**
+ * Removes channel files whose store is gone (its last process was killed before its workers
+ * opened them), once they are a minute old. Returns how many it removed.
+ */
+export function removeChannelsOfMissingStores(): number {
+  let removed = 0;
+  const names = readdirSync(SHM_DIRECTORY);
+  const present = new Set(names);
+  for (const name of names) {
+    if (!isChannelFile(name)) continue;
+    const storeName = name.slice("objstore-ch-".length, -"-0123456789abcdef".length);
+    if (present.has(`objstore-${storeName}`)) continue;
+    const path = `${SHM_DIRECTORY}/${name}`;
+    try {
+      if (Date.now() - statSync(path).mtimeMs < ORPHAN_AGE_MS) continue;
+      unlinkSync(path);
+      removed += 1;
+    } catch { /* gone meanwhile */ }
+  }
+  return removed;
+}
+
 /** Which end of the channel this process is. */
 export const Side = { driver: 0, worker: 1 } as const;
 export type Side = typeof Side[keyof typeof Side];

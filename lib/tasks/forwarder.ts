@@ -65,6 +65,9 @@ export class Forwarder implements Submitter {
     return Promise.resolve();
   }
 
+  /** A worker starts nothing of its own: its driver's tasks run in the driver's workers. */
+  abandon(): void {}
+
   /** The driver finished these tasks and holds their results for us. */
   onResolved(ids: string[]): void {
     for (const hex of ids) {
@@ -82,8 +85,12 @@ export class Forwarder implements Submitter {
   #forward(target: { fn?: number; spec?: FunctionRecord["spec"]; actor?: number; method?: string }, args: unknown[], numReturns: number, maxRetries: number): ObjectRef[] {
     const refArgs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
     for (const ref of refArgs) ref.checkUsable();
-    const argsRef = isInlineable(args) ? undefined : putArguments(this.#session, args);
+    // Held until the task settles: the refs passed, the ones nested in the arguments, and the
+    // stored arguments themselves.
     const holds = refArgs.map((ref) => ObjectRef.fromHex(ref.hex()));
+    const argsRef = isInlineable(args) ? undefined : putArguments(this.#session, args, (ref) => {
+      if (!args.includes(ref)) holds.push(ObjectRef.fromHex(ref.hex()));
+    });
     if (argsRef !== undefined) holds.push(argsRef);
     const task = new ForwardedTask(holds);
     const returnIds = Array.from({ length: numReturns }, () => this.#session.newId());

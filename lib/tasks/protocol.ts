@@ -25,7 +25,9 @@ export type ToWorker =
   /** The driver holds these tasks' results now: drop the worker's creator references. */
   | { t: "release"; tasks: number[] }
   /** Tasks this worker submitted are done; the driver holds their results until `acquired`. */
-  | { t: "resolved"; ids: string[] };
+  | { t: "resolved"; ids: string[] }
+  /** The driver shuts down and closes the worker's stdin next: leave at once. */
+  | { t: "leave" };
 
 /**
  * A task's arguments: the hex id of the array stored in the store, or — when every argument

@@ -9,11 +9,21 @@ import { type FunctionRecord, knownSerializers, type SerializerRecord, type Subm
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
-type RemoteArgs<P extends unknown[]> = { [K in keyof P]: RemoteArg<P[K]> };
+/** The parameters of a remote function or actor method: each a value or a ref to one. */
+export type RemoteArgs<P extends unknown[]> = { [K in keyof P]: RemoteArg<P[K]> };
+/** Any function `remote` accepts. */
 // deno-lint-ignore no-explicit-any
-type AnyFunction = (...args: any[]) => any;
+export type AnyFunction = (...args: any[]) => any;
+/** Any class `remote` accepts (its instances become actors). */
 // deno-lint-ignore no-explicit-any
-type AnyClass = new (...args: any[]) => any;
+export type AnyClass = new (...args: any[]) => any;
+/** A function named by the module that exports it, for functions that are not self-contained. */
+export interface ModuleFunction {
+  /** The module's URL, e.g. `new URL("./tasks.ts", import.meta.url)`. */
+  module: URL | string;
+  /** The name it is exported under. */
+  name: string;
+}
 
 /** Options of a remote function call. */
 export interface TaskOptions {
@@ -25,27 +35,33 @@ export interface TaskOptions {
 
 /** A function that runs in a worker process: `.remote(...args)` returns refs at once. */
 export interface RemoteFunction<F extends AnyFunction> {
+  /** Submits a call; returns the ref of its result at once. */
   remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>>;
   /** The same function with other options; `numReturns > 1` makes `.remote()` return an array of refs. */
   options(options: TaskOptions): RemoteFunctionWithOptions<F>;
 }
 
+/** A remote function with options set: with `numReturns > 1`, `.remote()` returns an array of refs. */
 export interface RemoteFunctionWithOptions<F extends AnyFunction> {
+  /** Submits a call; returns the ref of its result, or one ref per return with `numReturns > 1`. */
   remote(...args: RemoteArgs<Parameters<F>>): ObjectRef<Awaited<ReturnType<F>>> | ObjectRef[];
+  /** The same function with other options. */
   options(options: TaskOptions): RemoteFunctionWithOptions<F>;
 }
 
-type Methods<T> = {
+/** The methods of an actor's class, each callable with `.remote(...args)`. */
+export type ActorMethods<T> = {
   [K in keyof T as T[K] extends AnyFunction ? K : never]: T[K] extends AnyFunction
     ? { remote(...args: RemoteArgs<Parameters<T[K]>>): ObjectRef<Awaited<ReturnType<T[K]>>> }
     : never;
 };
 
 /** A handle to an actor: `handle.method.remote(...args)` runs the method in the actor's process. */
-export type ActorHandle<T> = Methods<T> & { readonly [actorIdKey]: number };
+export type ActorHandle<T> = ActorMethods<T>;
 
 /** A class whose instances live in a worker process of their own. */
 export interface ActorClass<C extends AnyClass> {
+  /** Starts an actor: a new instance in a worker process of its own; returns its handle. */
   remote(...args: RemoteArgs<ConstructorParameters<C>>): ActorHandle<InstanceType<C>>;
 }
 
@@ -69,9 +85,11 @@ let nextFunctionId = 1;
  * ```
  */
 export function remote<C extends AnyClass>(cls: C): ActorClass<C>;
+/** A self-contained function, shipped to workers by its source. */
 export function remote<F extends AnyFunction>(fn: F): RemoteFunction<F>;
-export function remote<F extends AnyFunction>(target: { module: URL | string; name: string }): RemoteFunction<F>;
-export function remote(target: AnyFunction | { module: URL | string; name: string }): unknown {
+/** A function exported by a module, imported by workers. */
+export function remote<F extends AnyFunction>(target: ModuleFunction): RemoteFunction<F>;
+export function remote(target: AnyFunction | ModuleFunction): unknown {
   const record = functionRecord(target);
   if (typeof target === "function" && isClass(target)) return actorClass(record);
   return remoteFunction(record, { numReturns: 1, maxRetries: 3 });
@@ -81,7 +99,7 @@ function isClass(fn: AnyFunction): boolean {
   return /^class[\s{]/.test(Function.prototype.toString.call(fn));
 }
 
-function functionRecord(target: AnyFunction | { module: URL | string; name: string }): FunctionRecord {
+function functionRecord(target: AnyFunction | ModuleFunction): FunctionRecord {
   let spec: FunctionSpec;
   if (typeof target === "function") {
     spec = { kind: "source", source: sourceOf(target), name: target.name || "anonymous" };

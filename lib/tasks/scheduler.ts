@@ -18,7 +18,7 @@ import { acquireFinished, ID_BYTES } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
-import { WorkerProcess } from "./worker_process.ts";
+import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
 
 /**
@@ -32,6 +32,8 @@ const IN_FLIGHT_OTHER = 4;
 const RUN_TIME_WEIGHT = 0.25;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
+/** How long an exiting driver waits for the workers it killed to be dead. */
+const ABANDON_WAIT_MS = 1000;
 
 export interface FunctionRecord {
   readonly id: number;
@@ -50,8 +52,9 @@ interface Actor {
   readonly id: number;
   readonly cls: FunctionRecord;
   readonly worker: WorkerProcess;
-  /** The constructor's arguments, alive as long as the actor. */
+  /** The constructor's arguments, and the refs they hold, alive as long as the actor. */
   readonly args: PackedArguments;
+  readonly heldRefs: readonly ObjectRef[];
   /** Calls not sent yet, in order; the head goes when its arguments are ready. */
   readonly queue: Task[];
   dead: TaskFailure | undefined;
@@ -64,8 +67,11 @@ class Task {
   readonly method: string | undefined;
   readonly actor: Actor | undefined;
   readonly args: PackedArguments;
-  /** Refs the arguments hold; they stay alive while the task may run. */
+  /** Refs passed as arguments; the task waits for them, and they stay alive while it may run. */
   readonly argRefs: readonly ObjectRef[];
+  /** Refs nested inside the arguments: alive while the task may run (it gets them as refs, so
+   * it does not wait for them). */
+  heldRefs: readonly ObjectRef[] = noRefs;
   readonly returnIds: Uint8Array[];
   readonly returnHex: string[];
   /** Every ref made to one of the returns (the caller's, and tasks' copies), weakly. */
@@ -118,6 +124,7 @@ class Task {
     this.spinMicros = 0;
     this.args.ref?.[Symbol.dispose]();
     for (const ref of this.argRefs) ref[Symbol.dispose]();
+    for (const ref of this.heldRefs) ref[Symbol.dispose]();
     this.#resolve?.();
   }
 }
@@ -128,9 +135,10 @@ interface PackedArguments {
   readonly ref: ObjectRef | undefined;
 }
 
-function packArguments(session: Session, args: unknown[]): PackedArguments {
+/** Stores the arguments unless they go inline; `onRef` is told each ref they hold. */
+function packArguments(session: Session, args: unknown[], onRef: (ref: ObjectRef) => void): PackedArguments {
   if (isInlineable(args)) return { wire: args, ref: undefined };
-  const ref = putArguments(session, args);
+  const ref = putArguments(session, args, onRef);
   return { wire: ref.hex(), ref };
 }
 
@@ -151,6 +159,8 @@ export interface Submitter {
   cancel(ref: ObjectRef): void;
   addSerializer(record: SerializerRecord): void;
   close(): Promise<void>;
+  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
+  abandon(): void;
 }
 
 let driverFunctionIds = 1_000_000_000;
@@ -206,8 +216,9 @@ export class Scheduler implements Submitter {
   createActor(cls: FunctionRecord, args: unknown[]): number {
     const id = this.#nextActor++;
     const worker = this.#spawn(id);
-    const packed = packArguments(this.#session, args);
-    this.#actors.set(id, { id, cls, worker, args: packed, queue: [], dead: undefined });
+    const heldRefs: ObjectRef[] = [];
+    const packed = packArguments(this.#session, args, (ref) => heldRefs.push(this.#copyRef(ref)));
+    this.#actors.set(id, { id, cls, worker, args: packed, heldRefs, queue: [], dead: undefined });
     worker.send({ t: "define", fn: cls.id, spec: cls.spec });
     worker.defined.add(cls.id);
     worker.send({ t: "actor", fn: cls.id, args: packed.wire });
@@ -266,18 +277,36 @@ export class Scheduler implements Submitter {
     this.#closing = true;
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
-    for (const w of workers) w.child.stdin!.end();
+    for (const w of workers) {
+      w.send({ t: "leave" });
+      w.flush();
+      w.child.stdin!.end();
+    }
     const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
   }
 
+  /** Ends every worker and waits (briefly) until they are dead: this exiting process then
+   * finds itself the store's last and removes it (else the last worker's reaper does). */
+  abandon(): void {
+    this.#closing = true;
+    const workers = this.#allWorkers().filter((w) => !w.exited);
+    for (const w of workers) w.abandon();
+    waitUntilDead(workers.map((w) => w.child.pid).filter((pid) => pid !== undefined), ABANDON_WAIT_MS);
+  }
+
   #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
     let argRefs: ObjectRef[] | undefined;
+    let heldRefs: ObjectRef[] | undefined;
     for (const a of args) if (a instanceof ObjectRef) (argRefs ??= []).push(this.#copyRef(a));
-    const packed = packArguments(this.#session, args);
+    const packed = packArguments(this.#session, args, (ref) => {
+      if (!args.includes(ref)) (heldRefs ??= []).push(this.#copyRef(ref));
+    });
     const returnIds = numReturns === 1 ? [this.#session.newId()] : Array.from({ length: numReturns }, () => this.#session.newId());
-    return this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
+    const task = this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
+    if (heldRefs !== undefined) task.heldRefs = heldRefs;
+    return task;
   }
 
   #register(task: Task): Task {

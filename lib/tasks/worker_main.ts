@@ -20,6 +20,7 @@ import { Forwarder } from "./forwarder.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS, SpinBackoff } from "../spin_backoff.ts";
 import "./remote.ts"; // actor handles passed to tasks decode into working handles
 import { Channel } from "./channel.ts";
+import { waitUntilDead } from "./worker_process.ts";
 import { pinnedForViewsBytes, releaseUnreachablePins } from "../pins.ts";
 import { encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
@@ -62,6 +63,8 @@ let oldestFinishedMs = 0;
  * task does not hold back the results of the quick ones before it for long.
  */
 const REPORT_DELAY_MAX_MS = 1;
+/** How long a worker whose driver went away waits for the driver to be dead. */
+const DRIVER_EXIT_WAIT_MS = 2000;
 
 function send(message: FromWorker): void {
   outbox += encodeMessage(message);
@@ -343,6 +346,10 @@ let idleCollection: ReturnType<typeof setTimeout> | undefined;
 
 const read = messageReader((message) => {
   const m = message as ToWorker;
+  if (m.t === "leave") {
+    leaving = true;
+    return;
+  }
   // Resolutions cannot wait behind the running task: it may be the one waiting for them.
   if (m.t === "resolved" || m.t === "release") {
     void handle(m);
@@ -352,7 +359,16 @@ const read = messageReader((message) => {
   void drain();
 });
 process.stdin.on("data", pump);
-// The driver is gone: so is every reason to run.
-process.stdin.on("end", () => process.exit(0));
+// The driver shut down (it said "leave" first) or is gone: so is every reason to run. A gone
+// driver's pipes close while it exits, when one killed without cleanup still looks alive: wait
+// for it to be dead, since the last worker to leave removes the store only if it finds every
+// other process dead.
+let leaving = false;
+const driverPid = process.ppid;
+process.stdin.on("end", () => {
+  pump();
+  if (!leaving) waitUntilDead([driverPid], DRIVER_EXIT_WAIT_MS);
+  process.exit(0);
+});
 send({ t: "ready", pid: process.pid });
 pump();

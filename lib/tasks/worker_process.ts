@@ -3,6 +3,7 @@
  * of the event loop go in one send), and exit.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Library } from "../ffi/load.ts";
@@ -14,7 +15,11 @@ const EARLY_FLUSH_CHARS = 8 * 1024;
 /** How long a release waits for a message to ride along with. */
 const RELEASE_DELAY_MS = 5;
 
-const workerScript = fileURLToPath(new URL("./worker_main.ts", import.meta.url));
+/** The worker's entry point beside this module: `.ts` in a checkout and on JSR, `.js` as
+ * compiled for npm (a compiler rewrites import specifiers, not URLs). */
+const workerEntry = new URL(`./worker_main${import.meta.url.slice(import.meta.url.lastIndexOf("."))}`, import.meta.url);
+/** A path, or on JSR (Deno only) the module's https URL. */
+const workerScript = workerEntry.protocol === "file:" ? fileURLToPath(workerEntry) : workerEntry.href;
 
 export interface WorkerEvents {
   onMessage(worker: WorkerProcess, message: FromWorker): void;
@@ -142,6 +147,19 @@ export class WorkerProcess {
     if (!this.exited) this.child.kill("SIGKILL");
   }
 
+  /**
+   * The driver is exiting: ends the worker and removes its channel (it may not have opened it
+   * yet). SIGTERM, not SIGKILL: the library in the worker then leaves the store for it (a
+   * reaper, zig/src/exits.zig), so whichever of them goes last removes it, however long the
+   * worker takes to die. Nothing is handled after this; the exit event will not come.
+   */
+  abandon(): void {
+    if (this.exited) return;
+    this.exited = true;
+    this.child.kill("SIGTERM");
+    this.#channel.close();
+  }
+
   /** Whether this worker keeps the driver's process alive: only while it has work. */
   keepAlive(alive: boolean): void {
     if (alive === this.#keptAlive || this.exited) return;
@@ -160,5 +178,30 @@ export class WorkerProcess {
     this.child.ref();
     (this.child.stdout as unknown as { ref?(): void }).ref?.();
     (this.child.stdin as unknown as { ref?(): void }).ref?.();
+  }
+}
+
+/**
+ * Waits, without the event loop, until each of `pids` is dead or a zombie (a killed child
+ * stays one until its parent's loop reaps it), for at most `timeoutMs`.
+ */
+export function waitUntilDead(pids: number[], timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs;
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  let waiting = pids;
+  while (waiting.length > 0 && Date.now() < deadline) {
+    waiting = waiting.filter(isRunning);
+    if (waiting.length > 0) Atomics.wait(sleeper, 0, 0, 1);
+  }
+}
+
+/** True unless /proc says the process is gone or a zombie. */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
   }
 }

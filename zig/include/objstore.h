@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 4
+#define OBJSTORE_ABI_VERSION 5
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -76,12 +76,17 @@ uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffe
 #define OBJSTORE_OPEN_EXCLUSIVE 2u /* with CREATE: fail if it exists */
 #define OBJSTORE_OPEN_PREFAULT 4u  /* fault the arena in from a background thread */
 
-/* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names hold letters,
- * digits, '-', '_' and '.'. capacity_bytes and slot_count apply on create; slot_count is the
- * most objects the store holds at once (64 to 2^28; 0 = one per KiB of capacity, at least
- * 262,144 or one per 64-byte block).
+/* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names are 1..200 bytes of
+ * letters, digits, '-', '_' and '.', not starting with '.' or "ch-" (the channels' prefix).
+ * capacity_bytes and slot_count apply on create; slot_count is the most objects the store holds
+ * at once (64 to 2^28; 0 = one per KiB of capacity, at least 262,144 or one per 64-byte block).
+ * Sizes everywhere are whole numbers from 0 to 2^53; anything else (NaN, negative, fractional)
+ * is OBJSTORE_INVALID_ARGUMENT.
  * Returns NULL on failure (see objstore_last_status). result[2] is 1 if this call created
- * the store, 0 if it attached to an existing one. */
+ * the store, 0 if it attached to an existing one. A handle still open when the process calls
+ * exit() or quick_exit() is closed then with OBJSTORE_CLOSE_REMOVE_IF_LAST; from the first
+ * open on, SIGINT, SIGTERM and SIGHUP, while their action ends the process, fork a reaper that
+ * does the same once the process is dead (zig/src/exits.zig). The library stays loaded. */
 objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_t flags,
                           double capacity_bytes, uint32_t slot_count);
 
@@ -92,7 +97,8 @@ objstore_t *objstore_open(const uint8_t *name, uint32_t name_size_bytes, uint32_
  * Returns 1 if the store was removed. */
 int32_t objstore_close(objstore_t *h, uint32_t flags);
 
-/* Removes a store none of whose processes is alive. */
+/* Removes a store none of whose processes is alive; refuses (OBJSTORE_BUSY) one in use,
+ * judged from its client table without attaching to it. */
 int32_t objstore_destroy(const uint8_t *name, uint32_t name_size_bytes);
 
 double *objstore_result(objstore_t *h);
@@ -100,6 +106,11 @@ uint8_t *objstore_segment_base(objstore_t *h);
 double objstore_segment_size(objstore_t *h);
 /* Offset in the segment of a uint32 bumped on every seal, abort and delete. */
 uint32_t objstore_seal_sequence_offset(void);
+
+/* Where bytes lies within its memory page (address mod 4096): a caller copying a large buffer
+ * into the store places the copy at the same offset within a page, because glibc's memcpy
+ * runs 3x slower when the destination is a little ahead of the source within a page. */
+uint32_t objstore_page_offset(const void *bytes);
 
 /* Creates an unsealed object whose data (result[0], result[1]) the caller writes; the
  * children (child_count ids, back to back) stay alive until this object is deleted. The
@@ -128,7 +139,8 @@ int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
 
-/* Writes the pids of the attached processes into out (room for 64); returns how many. */
+/* Writes the pids of the living attached processes into out (room for 64; a dead one not
+ * reclaimed yet is left out); returns how many. */
 int32_t objstore_clients(objstore_t *h, uint32_t *out);
 
 /* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
@@ -150,14 +162,21 @@ typedef struct objstore_list_record {
  * sets result[2] to the next cursor (0 when done). */
 int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity);
 
-/* Spilling. The directory is shared by every process of the store; "" disables spilling. */
+/* Spilling. The directory is shared by every process of the store; "" disables spilling.
+ * It must be absolute, without NUL, under 960 bytes; it is made 0700 if absent, and spill
+ * files in it are 0600. */
 int32_t objstore_spill_configure(objstore_t *h, const uint8_t *dir, uint32_t dir_size_bytes);
 /* Spills least recently used unpinned objects until target_bytes are freed:
- * result[2] objects, result[3] bytes. */
+ * result[2] objects, result[3] bytes. On a full disk, objects that still have a spill copy are
+ * evicted anyway; OBJSTORE_NO_SPACE (its detail naming the directory, the bytes needed and
+ * free) only if that frees too little. */
 int32_t objstore_spill(objstore_t *h, double target_bytes);
 int32_t objstore_spill_object(objstore_t *h, const uint8_t *id);
 /* Restores a spilled object (one process restores, concurrent callers wait). */
 int32_t objstore_restore(objstore_t *h, const uint8_t *id);
+/* Restores a spilled object from its record's region (header, data, padding), fetched from the
+ * remote copy of its spill file; checked like a local file (OBJSTORE_CORRUPT if bad). */
+int32_t objstore_restore_region(objstore_t *h, const uint8_t *id, const uint8_t *region, double region_size_bytes);
 /* Starts a thread in this process that spills least recently used objects whenever use
  * passes threshold_fraction of capacity (down to 0.1 below it); stopped by objstore_close. */
 int32_t objstore_spill_background(objstore_t *h, double threshold_fraction);
@@ -174,7 +193,9 @@ int32_t objstore_io_backend(objstore_t *h);
 #define OBJSTORE_CHANNEL_WAKE_PEER 1
 #define OBJSTORE_CHANNEL_BLOCKED 2
 typedef struct objstore_channel objstore_channel_t;
-/* capacity_bytes: per ring, a power of two in 4096..2^28. Fails if the name exists. */
+/* Names are "objstore-ch-" and then letters, digits, '-', '_' or '.' (255 bytes at most): the
+ * channel calls reach no other file. capacity_bytes: per ring, a power of two in 4096..2^28.
+ * Fails if the name exists. */
 objstore_channel_t *objstore_channel_create(const uint8_t *name, uint32_t name_size_bytes, uint32_t capacity_bytes);
 objstore_channel_t *objstore_channel_open(const uint8_t *name, uint32_t name_size_bytes);
 /* Removes the name (mappings stay); a missing name is not an error. */

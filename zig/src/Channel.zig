@@ -86,9 +86,15 @@ fn data(self: Channel, ring: Side) [*]u8 {
     return self.base + header_size_bytes + @as(usize, @intFromEnum(ring)) * self.capacity_bytes;
 }
 
+/// Channel files are `/dev/shm/objstore-ch-<name chars>`: a caller cannot reach (create,
+/// map or unlink) any other file, such as a store's segment, through the channel calls.
+const name_prefix = Store.shm_prefix ++ Store.channel_prefix;
+
 fn pathOf(buffer: *[Store.shm_dir.len + name_max_bytes + 1]u8, name: []const u8) Error![:0]const u8 {
-    if (name.len == 0 or name.len > name_max_bytes or std.mem.indexOfAny(u8, name, "/\x00") != null) {
-        status.setDetail("a channel name must be 1..{d} bytes without '/' or NUL, got '{s}'", .{ name_max_bytes, name });
+    if (name.len <= name_prefix.len or name.len > name_max_bytes or !std.mem.startsWith(u8, name, name_prefix) or
+        !Store.fileNameChars(name))
+    {
+        status.setDetail("a channel name must be '{s}' and then up to {d} letters, digits, '-', '_' or '.', got '{s}'", .{ name_prefix, name_max_bytes - name_prefix.len, name });
         return error.InvalidArgument;
     }
     return std.mem.printSentinel(buffer, Store.shm_dir ++ "{s}", .{name}, 0) catch unreachable;
@@ -299,7 +305,7 @@ const TestChannel = struct {
     channel: Channel = undefined,
 
     fn init(self: *TestChannel, what: []const u8) !void {
-        const written = std.fmt.bufPrint(&self.name_buffer, "objstore-test-channel-{s}-{d}", .{ what, sys.getpid() }) catch unreachable;
+        const written = std.fmt.bufPrint(&self.name_buffer, "objstore-ch-test-{s}-{d}", .{ what, sys.getpid() }) catch unreachable;
         self.name_size_bytes = written.len;
         self.channel = try create(written, capacity_min_bytes);
     }
@@ -393,8 +399,18 @@ test "a doorbell is one byte on the pipe" {
 
 test "bad names and capacities are refused with a reason" {
     try testing.expectError(error.InvalidArgument, create("a/b", capacity_min_bytes));
-    try testing.expectError(error.InvalidArgument, create("x", 5000));
-    try testing.expectError(error.Absent, open("objstore-test-channel-never-made"));
+    try testing.expectError(error.InvalidArgument, create("objstore-ch-x", 5000));
+    try testing.expectError(error.Absent, open("objstore-ch-test-never-made"));
+    // Only channel files: not a store's segment, not "..", nothing outside /dev/shm.
+    const refused = [_][]const u8{ "", ".", "..", "objstore-ch-", "objstore-ch-a/../../x", "objstore-ch-a\x00b", "objstore-mystore", "other-app", "objstore-ch-\xc3\xa9" };
+    for (refused) |name| {
+        try testing.expectError(error.InvalidArgument, create(name, capacity_min_bytes));
+        try testing.expectError(error.InvalidArgument, open(name));
+        try testing.expectError(error.InvalidArgument, unlink(name));
+    }
+    var long_name: [name_max_bytes + 1]u8 = @splat('a');
+    @memcpy(long_name[0..name_prefix.len], name_prefix);
+    try testing.expectError(error.InvalidArgument, create(&long_name, capacity_min_bytes));
 }
 
 /// The forked reader of the cross-process test: sums every byte it receives, checks the

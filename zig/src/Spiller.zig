@@ -61,8 +61,9 @@ pub fn configure(self: *Spiller, dir: []const u8) Error!void {
         h.spill_disabled = 1;
         return;
     }
-    if (dir.len >= layout.spill_dir_size_max - 64 or dir[0] != '/') {
-        status.setDetail("spill directory must be an absolute path shorter than {d} bytes: '{s}'", .{ layout.spill_dir_size_max - 64, dir });
+    // A NUL would end the path the kernel sees early: mkdir would make another directory.
+    if (dir.len >= layout.spill_dir_size_max - 64 or dir[0] != '/' or std.mem.indexOfScalar(u8, dir, 0) != null) {
+        status.setDetail("spill directory must be an absolute path without NUL, shorter than {d} bytes: '{s}'", .{ layout.spill_dir_size_max - 64, dir });
         return error.InvalidArgument;
     }
     try ensureWritableDir(dir);
@@ -122,33 +123,49 @@ fn checkEnabled(self: *Spiller) Error!void {
 
 pub const Outcome = struct { objects: u64, bytes: u64 };
 
-/// Spills the least recently used unpinned objects until `target_bytes` are freed.
+/// Spills the least recently used unpinned objects until `target_bytes` are freed. When the
+/// disk is full, objects that still have their spill copy (restored ones) are evicted anyway,
+/// since that writes nothing: the store keeps working, trading those copies in and out; the
+/// full disk is the error only if that frees too little.
 pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
     try self.checkEnabled();
     var candidates: [candidates_max]Candidate = undefined;
     const found = self.collectCandidates(&candidates);
     std.sort.pdq(Candidate, found, {}, olderFirst);
     var outcome = Outcome{ .objects = 0, .bytes = 0 };
+    var disk_full = false;
     var next: usize = 0;
     while (outcome.bytes < target_bytes and next < found.len) {
         var batch: [batch_objects_max]u32 = undefined;
         var batch_len: usize = 0;
         var batch_bytes: u64 = 0;
         while (next < found.len and batch_len < batch.len and batch_bytes < batch_bytes_max and outcome.bytes + batch_bytes < target_bytes) : (next += 1) {
-            if (!self.beginSpill(found[next].slot_index)) continue;
-            if (self.store.index.extras[found[next].slot_index].spill_file != 0) {
-                outcome.bytes += self.evictClean(found[next].slot_index);
+            const slot_index = found[next].slot_index;
+            const clean = self.store.index.extras[slot_index].spill_file != 0;
+            if (disk_full and !clean) continue;
+            if (!self.beginSpill(slot_index)) continue;
+            if (self.store.index.extras[slot_index].spill_file != 0) {
+                outcome.bytes += self.evictClean(slot_index);
                 outcome.objects += 1;
                 continue;
             }
-            batch[batch_len] = found[next].slot_index;
+            batch[batch_len] = slot_index;
             batch_len += 1;
-            batch_bytes += self.store.index.extras[found[next].slot_index].extent_size_bytes;
+            batch_bytes += self.store.index.extras[slot_index].extent_size_bytes;
         }
         if (batch_len == 0) break;
-        outcome.bytes += try self.writeBatch(batch[0..batch_len]);
+        const freed_bytes = self.writeBatch(batch[0..batch_len]) catch |err| switch (err) {
+            // The detail stays set for the caller; go on with what needs no disk.
+            error.NoSpace => {
+                disk_full = true;
+                continue;
+            },
+            else => return err,
+        };
+        outcome.bytes += freed_bytes;
         outcome.objects += batch_len;
     }
+    if (disk_full and outcome.bytes < target_bytes) return error.NoSpace;
     return outcome;
 }
 
@@ -171,7 +188,7 @@ fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidat
     return out[0..n];
 }
 
-/// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquireBit).
+/// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquirePinBit).
 fn beginSpill(self: *Spiller, slot_index: u32) bool {
     const slot = &self.store.index.slots[slot_index];
     const s = State.of(slot.state.load(.seq_cst));
@@ -254,6 +271,7 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
         for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
         file.actor.store(0, .release);
         file.state.store(@intFromEnum(FileState.free), .release);
+        if (err == error.NoSpace) return self.diskFull(records[0..slot_indexes.len]);
         return ioError(err, file_path);
     };
     file.size_bytes = written;
@@ -279,6 +297,32 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
     // A holder may have let go while we were writing: delete what no one holds now.
     for (slot_indexes) |slot_index| self.tryDeleteNow(slot_index);
     return freed_bytes;
+}
+
+/// A spill that found its disk full (the partial file is already gone): says which directory,
+/// how many bytes the batch needed and how many are free, and what to do.
+fn diskFull(self: *Spiller, records: []const spill_io.Record) Error {
+    var needed_bytes: u64 = 0;
+    for (records) |record| needed_bytes += spill_io.regionSizeBytes(record.data.len);
+    const h = self.store.header;
+    const dir = h.spill_dir[0..h.spill_dir_size_bytes];
+    status.setDetail("the disk of spill directory '{s}' is full: spilling {d} object(s) needs {d} bytes, {d} are free " ++
+        "(store '{s}': {d} of {d} bytes of memory in use). Free space on that disk, free refs, or init with " ++
+        "spill.directory on a larger disk", .{
+        dir, records.len, needed_bytes, self.dirFreeBytes() orelse 0, self.store.storeName(),
+        h.used_bytes.load(.monotonic), h.capacity_bytes,
+    });
+    return error.NoSpace;
+}
+
+/// Free bytes on the spill directory's filesystem, or null if it cannot be asked.
+fn dirFreeBytes(self: *Spiller) ?u64 {
+    const h = self.store.header;
+    var buffer: [layout.spill_dir_size_max + 1]u8 = undefined;
+    const dir_z = std.mem.printSentinel(&buffer, "{s}", .{h.spill_dir[0..h.spill_dir_size_bytes]}, 0) catch return null;
+    const fd = sys.open(dir_z, .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true }, 0) catch return null;
+    defer sys.close(fd);
+    return sys.freeBytes(fd) catch null;
 }
 
 fn ioError(err: spill_io.Error, file_path: []const u8) Error {

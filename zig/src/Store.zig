@@ -31,6 +31,9 @@ pub const OpenOptions = struct {
     slot_count: u32 = 0,
     /// Fault the arena's pages in from a background thread so puts copy at warm speed.
     prefault: bool = true,
+    /// False: start no thread at all, not even the one that faults the index in (a process
+    /// forked from a signal handler must not: see exits.zig).
+    threads: bool = true,
 };
 
 /// This process's holdings of one slot; only this process reads or writes it.
@@ -57,18 +60,32 @@ pub const shm_dir = "/dev/shm/";
 pub const shm_prefix = "objstore-";
 const attach_wait_ns = 2 * std.time.ns_per_s;
 
+/// Store names become file names in /dev/shm: no '/', no NUL, no hidden or dot names. Names
+/// starting "ch-" are refused: `objstore-ch-…` is where worker channels live (Channel.zig).
 pub fn validateName(name: []const u8) Error!void {
     if (name.len == 0 or name.len > layout.name_size_max) {
         status.setDetail("store name must be 1 to {d} bytes, got {d}", .{ layout.name_size_max, name.len });
         return error.InvalidArgument;
     }
-    for (name) |c| {
-        const ok = std.ascii.isAlphanumeric(c) or c == '-' or c == '_' or c == '.';
-        if (!ok or (name[0] == '.')) {
-            status.setDetail("store name '{s}' may only hold letters, digits, '-', '_' and '.' (not first)", .{name});
-            return error.InvalidArgument;
-        }
+    if (!fileNameChars(name) or name[0] == '.') {
+        status.setDetail("store name '{s}' may only hold letters, digits, '-', '_' and '.' (not first)", .{name});
+        return error.InvalidArgument;
     }
+    if (std.mem.startsWith(u8, name, channel_prefix)) {
+        status.setDetail("store name '{s}' may not start with '{s}' (worker channels' files are named so)", .{ name, channel_prefix });
+        return error.InvalidArgument;
+    }
+}
+
+/// What `objstore-<store name>` must not start with; channel files are `objstore-ch-…`.
+pub const channel_prefix = "ch-";
+
+/// True if every byte of `name` is a letter, a digit, '-', '_' or '.'.
+pub fn fileNameChars(name: []const u8) bool {
+    for (name) |c| {
+        if (!(std.ascii.isAlphanumeric(c) or c == '-' or c == '_' or c == '.')) return false;
+    }
+    return true;
 }
 
 pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
@@ -79,32 +96,52 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     self.prefault_thread = null;
     self.prefault_stop = .init(false);
     const shm_path = self.setPath(name);
-
-    var created = false;
-    if (options.create) {
-        if (createSegment(self, shm_path, name, options)) |_| {
-            created = true;
-        } else |err| switch (err) {
-            error.StoreExists => if (options.exclusive) {
-                status.setDetail("store '{s}' already exists", .{name});
-                return err;
-            },
-            else => return err,
-        }
-    }
-    if (!created) try attachSegment(self, shm_path, name);
+    const created = try self.createOrAttach(shm_path, name, options);
     errdefer self.unmapAndClose(true);
-
-    self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch return error.System;
+    self.counts = std.heap.page_allocator.alloc(Count, self.index.slots.len) catch {
+        _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+        return error.System;
+    };
     @memset(self.counts, .{});
     errdefer std.heap.page_allocator.free(self.counts);
-    try self.register();
+    // Registered under the segment's flock: the last process leaving removes the segment
+    // holding it exclusively, so it either sees this process registered or unlinked the
+    // segment before this process locked it (and createOrAttach then tried again). Nothing
+    // that waits is done under it (invariant 14): an adopted entry is reclaimed after.
+    const adopted = register: {
+        defer _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+        break :register try self.register();
+    };
+    if (adopted) try self.reclaimAdopted();
     self.created = created;
     // Fault the header, client table and allocator bitmap in now rather than one miss at a
     // time; the data region too when this process created the store and asked for it. Not the
     // index: its pages are touched as objects use them.
-    self.startPrefault(created and options.prefault);
+    if (options.threads) self.startPrefault(created and options.prefault);
     return self;
+}
+
+/// Creates the segment or attaches to it, and returns with its flock held (exclusive when it
+/// created it, shared when it attached); true if it created it. A segment removed by its last
+/// process between our open and our lock is not attached to: we start over.
+fn createOrAttach(self: *Store, shm_path: [:0]const u8, name: []const u8, options: OpenOptions) Error!bool {
+    var attempt: u32 = 0;
+    while (attempt < 8) : (attempt += 1) {
+        if (options.create) {
+            if (createSegment(self, shm_path, name, options)) |_| {
+                return true;
+            } else |err| switch (err) {
+                error.StoreExists => if (options.exclusive) {
+                    status.setDetail("store '{s}' already exists", .{name});
+                    return err;
+                },
+                else => return err,
+            }
+        }
+        if (try attachSegment(self, shm_path, name)) return false;
+    }
+    status.setDetail("store '{s}' was removed and created again repeatedly while attaching; try again", .{name});
+    return error.Busy;
 }
 
 fn setPath(self: *Store, name: []const u8) [:0]const u8 {
@@ -139,9 +176,9 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
         sys.unlink(shm_path) catch {};
     }
     // Attachers take a shared lock for their whole attach; holding it exclusively until the
-    // header is ready keeps them from reading a half-made segment.
+    // header is ready (and this process registered: `open`) keeps them from reading a half-made
+    // segment. Closing `fd` on an error releases it.
     _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
-    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
     // tmpfs allocates pages on first touch; a segment larger than what /dev/shm has left would
     // SIGBUS a process later, so refuse it now. (Reserving every page with fallocate would
     // zero them all here, seconds for a big store; the prefault thread does that off-thread.)
@@ -164,6 +201,8 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     self.bindSections();
     self.bitmap.reset();
     self.index.initEmpty();
+    // The prefault thread (started once open returns) faults these pages in.
+    if (options.prefault) self.bitmap.markTouched(@min(capacity_bytes, prefault_data_max_bytes) / layout.block_size_bytes);
     self.header.ready.store(1, .release);
 }
 
@@ -195,7 +234,9 @@ fn initHeader(self: *Store, sections: layout.Sections, capacity_bytes: u64, slot
     self.header = h;
 }
 
-fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!void {
+/// Maps an existing segment and returns with its shared flock held; false (nothing mapped) if
+/// the segment was unlinked before we locked it: its last process removed it.
+fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!bool {
     const fd = sys.open(shm_path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0) catch |err| switch (err) {
         error.NotFound => {
             status.setDetail("no store named '{s}' ({s} does not exist)", .{ name, shm_path });
@@ -209,7 +250,10 @@ fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!v
     };
     errdefer sys.close(fd);
     _ = std.os.linux.flock(fd, std.posix.LOCK.SH);
-    defer _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    if ((sys.linkCount(fd) catch return error.System) == 0) {
+        sys.close(fd);
+        return false;
+    }
     const size_bytes = sys.fileSize(fd) catch return error.System;
     if (size_bytes < layout.page_size_bytes) return badStore(shm_path, "it is smaller than a header");
     const base = sys.mapShared(fd, @intCast(size_bytes)) catch return error.System;
@@ -237,6 +281,7 @@ fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!v
     self.segment_size_bytes = @intCast(size_bytes);
     self.header = h;
     self.bindSections();
+    return true;
 }
 
 fn badStore(shm_path: []const u8, why: []const u8) Error {
@@ -257,8 +302,11 @@ fn bindSections(self: *Store) void {
     };
     self.spill_files = self.sectionSlice(layout.SpillFile, h.spill_files_offset, layout.spill_file_count_max);
     const words = self.sectionSlice(u64, h.bitmap_offset, h.bitmap_words);
-    self.bitmap = BlockBitmap.init(words, h.capacity_bytes / layout.block_size_bytes, &h.alloc_cursor_block);
+    self.bitmap = BlockBitmap.init(words, h.capacity_bytes / layout.block_size_bytes, &h.alloc_cursor_block, &h.alloc_touched_end_word, touched_grain_words);
 }
+
+/// The allocator takes untouched memory 64 MiB at a time (see BlockBitmap.touched_grain_words).
+const touched_grain_words: u64 = (64 << 20) / (64 * layout.block_size_bytes);
 
 fn sectionSlice(self: *Store, comptime T: type, offset_bytes: u64, count: u64) []T {
     assert(offset_bytes + count * @sizeOf(T) <= self.segment_size_bytes);
@@ -273,7 +321,9 @@ pub fn dataOffset(self: *const Store) u64 {
 
 // ---------------------------------------------------------------- clients
 
-fn register(self: *Store) Error!void {
+/// Takes a client entry; true if it is a dead process's, adopted: its holdings are still to be
+/// reclaimed (`reclaimAdopted`, once the flock is released).
+fn register(self: *Store) Error!bool {
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
     const free_word = ClientWord.toWord(.{ .state = .free });
@@ -281,22 +331,19 @@ fn register(self: *Store) Error!void {
     for (self.clients, 0..) |*entry, i| {
         if (entry.word.cmpxchgStrong(free_word, registering, .acq_rel, .monotonic) != null) continue;
         self.becomeClient(@intCast(i), pid, start_time);
-        return;
+        return false;
     }
-    // Every entry is taken: adopt one whose process died, after clearing what it held.
-    var attempt: u32 = 0;
-    while (attempt < 8) : (attempt += 1) {
-        for (self.clients, 0..) |*entry, i| {
-            const dead: u32 = @intCast(i);
-            if (self.adopt(entry, dead, pid, start_time)) return;
-        }
+    // Every entry is taken: adopt one whose process died.
+    for (self.clients, 0..) |*entry, i| {
+        if (self.adopt(entry, @intCast(i), pid, start_time)) return true;
     }
     status.setDetail("store '{s}' already has {d} attached processes", .{ self.storeName(), layout.client_count_max });
     return error.ClientsFull;
 }
 
-/// Reclaims a dead process's entry as its own reclaimer, then keeps it. False if the entry is
-/// not dead or another process took it over meanwhile (its pid was not ours yet).
+/// Takes a dead process's entry over as its own reclaimer (so it counts as attached, and no
+/// one else reclaims it), with this process's pid. False if the entry is not dead or another
+/// process took it over first.
 fn adopt(self: *Store, entry: *layout.Client, dead: u32, pid: u32, start_time: u64) bool {
     const word = entry.word.load(.acquire);
     if (ClientWord.of(word).state != .alive or entry.pid == 0 or sys.isAlive(entry.pid, entry.start_time)) return false;
@@ -305,15 +352,27 @@ fn adopt(self: *Store, entry: *layout.Client, dead: u32, pid: u32, start_time: u
     entry.pid = pid;
     entry.start_time = start_time;
     self.client_index = dead;
+    return true;
+}
+
+/// Clears what the dead process of an adopted entry held, then makes the entry ours.
+fn reclaimAdopted(self: *Store) Error!void {
+    const dead = self.client_index;
+    const entry = &self.clients[dead];
     // The dead process may have died holding the allocator lock: then it is ours now.
     const took_over = self.header.alloc_lock.load(.acquire) == dead + 1;
     if (!took_over) self.lock();
     self.reclaimClientLocked(dead, took_over);
     self.unlock();
+    const own_reclaim = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = @intCast(dead + 1) });
     const alive = ClientWord.toWord(.{ .state = .alive });
-    if (entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic) != null) return false;
+    if (entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic) != null) {
+        // Another process took our reclaim for a dead one's (it read the entry's pid before we
+        // wrote ours) and frees the entry: we hold nothing, so nothing is lost but the attach.
+        status.setDetail("store '{s}' has {d} attached processes, and the dead one's entry this process took over was taken again; try again", .{ self.storeName(), layout.client_count_max });
+        return error.Busy;
+    }
     self.sweepOrphans();
-    return true;
 }
 
 const ClientWord = layout.ClientWord;
@@ -476,6 +535,8 @@ pub fn lock(self: *Store) void {
     const word = &self.header.alloc_lock;
     var spins: u32 = 0;
     var spin_deadline_ns: u64 = 0;
+    // Only under an entry of our own: a free one's holder is taken for dead (see `close`).
+    assert(ClientWord.of(self.clients[self.client_index].word.load(.monotonic)).state != .free);
     while (true) : (spins += 1) {
         if (word.cmpxchgWeak(0, me, .acquire, .monotonic) == null) return;
         // Two-phase: spin about as long as sleeping and being woken would cost (a futex wake
@@ -677,7 +738,7 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
         else => return error.Absent,
     }
     if (self.counts[i].pins == 0) {
-        try self.acquireBit(i, found.state, .pin);
+        try self.acquirePinBit(i, found.state);
     }
     self.counts[i].pins += 1;
     const extra = &self.index.extras[i];
@@ -686,29 +747,45 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
     return .{ .offset_bytes = self.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = extra.data_size_bytes };
 }
 
-const Holding = enum { ref, pin };
 
 /// Sets this client's bit, then re-checks the state: a deleter or spiller that moved the
 /// state first will see the bit and back off, or we see its state and back off (Dekker).
-fn acquireBit(self: *Store, slot_index: u32, seen: State, kind: Holding) Error!void {
+/// Sets this process's pin bit on a sealed object (Dekker with spillers, movers and deleters:
+/// the bit is set, then the state re-read). Transient states are waited out; a spilled one is
+/// for the caller to restore.
+fn acquirePinBit(self: *Store, slot_index: u32, seen: State) Error!void {
     const slot = &self.index.slots[slot_index];
-    const holders = if (kind == .pin) &slot.pin_holders else &slot.ref_holders;
     var attempt: u32 = 0;
     while (attempt < 100_000) : (attempt += 1) {
-        _ = holders.fetchOr(self.clientBit(), .seq_cst);
+        _ = slot.pin_holders.fetchOr(self.clientBit(), .seq_cst);
         const now = State.of(slot.state.load(.seq_cst));
-        const usable = now.generation == seen.generation and switch (now.tag) {
-            .sealed => true,
-            .spilled => kind == .ref,
-            else => false,
-        };
-        if (usable) {
-            return;
-        }
-        _ = holders.fetchAnd(~self.clientBit(), .seq_cst);
+        if (now.generation == seen.generation and now.tag == .sealed) return;
+        _ = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
         if (now.generation != seen.generation or now.tag == .empty) return error.Absent;
         if (now.tag == .spilled or now.tag == .restoring) return error.Spilled;
-        // deleting or spilling: transient; the actor backs off when it sees a bit.
+        // deleting, spilling or moving: transient; the actor backs off when it sees a bit.
+        std.atomic.spinLoopHint();
+        if (attempt % 1000 == 999) _ = self.maintain();
+    }
+    return error.Busy;
+}
+
+/// Sets this process's reference bit. A reference only keeps deleters away, so every state
+/// that still holds the object takes one at once: a spill batch keeps its objects `spilling`
+/// through its write and fsync (seconds), and only pins stop a spiller or a mover. `deleting`
+/// is waited out: its deleter backs off when it sees the bit, or finishes and the object is gone.
+fn acquireRefBit(self: *Store, slot_index: u32, seen: State) Error!void {
+    const slot = &self.index.slots[slot_index];
+    var attempt: u32 = 0;
+    while (attempt < 100_000) : (attempt += 1) {
+        _ = slot.ref_holders.fetchOr(self.clientBit(), .seq_cst);
+        const now = State.of(slot.state.load(.seq_cst));
+        if (now.generation == seen.generation) switch (now.tag) {
+            .sealed, .spilled, .spilling, .restoring, .moving => return,
+            else => {},
+        };
+        _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
+        if (now.generation != seen.generation or now.tag != .deleting) return error.Absent;
         std.atomic.spinLoopHint();
         if (attempt % 1000 == 999) _ = self.maintain();
     }
@@ -739,32 +816,8 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
         .writing, .reserved => return error.NotSealed,
         else => return error.Absent,
     }
-    if (self.counts[i].refs == 0) {
-        self.acquireBit(i, found.state, .ref) catch |err| switch (err) {
-            error.Spilled => try self.acquireBitSpilled(i, found.state),
-            else => return err,
-        };
-    }
+    if (self.counts[i].refs == 0) try self.acquireRefBit(i, found.state);
     self.counts[i].refs += 1;
-}
-
-/// A reference to a spilled or restoring object is as valid as to a sealed one; wait out the
-/// transient states.
-fn acquireBitSpilled(self: *Store, slot_index: u32, seen: State) Error!void {
-    const slot = &self.index.slots[slot_index];
-    var attempt: u32 = 0;
-    while (attempt < 100_000) : (attempt += 1) {
-        _ = slot.ref_holders.fetchOr(self.clientBit(), .seq_cst);
-        const now = State.of(slot.state.load(.seq_cst));
-        if (now.generation != seen.generation or now.tag == .empty) {
-            _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
-            return error.Absent;
-        }
-        if (now.tag != .deleting) return;
-        _ = slot.ref_holders.fetchAnd(~self.clientBit(), .seq_cst);
-        std.atomic.spinLoopHint();
-    }
-    return error.Busy;
 }
 
 pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
@@ -882,17 +935,25 @@ pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
 pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
     self.stopPrefault();
     self.dropAllHoldings();
-    self.freeClient(self.client_index);
+    // Our entry stays ours until we are done: a process that takes the allocator lock (or acts
+    // on a slot) under an entry that is free again is taken for dead, and its lock taken over
+    // while it is inside (two rebuilds at once marked the same extents twice).
     var removed = false;
     if (remove_if_last) {
+        // Under the flock only the question and the removal: no reclaim, no allocator lock,
+        // nothing that waits on another process (invariant 14). The dead need no reclaim when
+        // the segment goes; when it stays, the survivors' janitors reclaim them.
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.EX);
-        _ = self.maintain();
-        if (self.attachedCount() == 0) {
+        if (!self.othersAlive()) {
             Spiller.removeAllFiles(self);
+            self.removeDefaultSpillDirectory();
             sys.unlink(self.shmPath()) catch {};
             removed = true;
         }
+        self.freeClient(self.client_index);
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
+    } else {
+        self.freeClient(self.client_index);
     }
     std.heap.page_allocator.free(self.counts);
     self.unmapAndClose(unmap);
@@ -920,18 +981,40 @@ fn dropAllHoldings(self: *Store) void {
     }
 }
 
-/// Distinct processes attached (one process may hold two entries: its background spiller).
+/// The spill folder TypeScript names by default, `<tmp>/objstore-spill-<store>`, goes with the
+/// store when it is empty (a folder the program named is left alone).
+fn removeDefaultSpillDirectory(self: *Store) void {
+    const h = self.header;
+    const dir = h.spill_dir[0..h.spill_dir_size_bytes];
+    const base_name = dir[(std.mem.lastIndexOfScalar(u8, dir, '/') orelse return) + 1 ..];
+    if (!std.mem.startsWith(u8, base_name, "objstore-spill-") or !std.mem.eql(u8, base_name["objstore-spill-".len..], self.storeName())) return;
+    var buffer: [layout.spill_dir_size_max + 1]u8 = undefined;
+    const dir_z = std.mem.printSentinel(&buffer, "{s}", .{dir}, 0) catch return;
+    _ = std.os.linux.rmdir(dir_z);
+}
+
+/// Distinct living processes attached (one process may hold two entries: its background
+/// spiller). A dead process not reclaimed yet is not counted.
 pub fn attachedProcesses(self: *Store) u32 {
     var pids: [layout.client_count_max]u32 = undefined;
     var count: u32 = 0;
-    for (self.clients) |*entry| {
-        if (ClientWord.of(entry.word.load(.acquire)).state == .free) continue;
+    for (self.clients, 0..) |*entry, i| {
+        if (!self.clientAlive(@intCast(i))) continue;
         const pid = entry.pid;
         if (std.mem.indexOfScalar(u32, pids[0..count], pid) != null) continue;
         pids[count] = pid;
         count += 1;
     }
     return count;
+}
+
+/// True if an entry other than ours is a living process's (or one registering).
+pub fn othersAlive(self: *Store) bool {
+    for (0..self.clients.len) |i| {
+        const client: u32 = @intCast(i);
+        if (client != self.client_index and self.clientAlive(client)) return true;
+    }
+    return false;
 }
 
 /// Attached entries (each attachment, whatever its process).
@@ -941,6 +1024,52 @@ pub fn attachedCount(self: *Store) u32 {
         if (ClientWord.of(entry.word.load(.acquire)).state != .free) count += 1;
     }
     return count;
+}
+
+/// How many living processes use the store `name`, read without attaching to it (so without
+/// touching a store in use). A segment someone holds exclusively (being created, or removed
+/// by its last process) counts as used. Errors: StoreNotFound, and the attach errors for a
+/// segment this library cannot read.
+pub fn countLiveClients(name: []const u8) Error!u32 {
+    try validateName(name);
+    var path_buffer: [layout.name_size_max + 32]u8 = undefined;
+    const shm_path = std.mem.printSentinel(&path_buffer, shm_dir ++ shm_prefix ++ "{s}", .{name}, 0) catch unreachable;
+    const fd = sys.open(shm_path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0) catch |err| switch (err) {
+        error.NotFound => return error.StoreNotFound,
+        error.PermissionDenied => return error.PermissionDenied,
+        else => return error.System,
+    };
+    defer sys.close(fd);
+    const rc = std.os.linux.flock(fd, std.posix.LOCK.SH | std.posix.LOCK.NB);
+    if (std.os.linux.errno(rc) == .AGAIN) return 1;
+    const size_bytes = sys.fileSize(fd) catch return error.System;
+    const clients_end_bytes = layout.page_size_bytes + layout.client_count_max * @sizeOf(layout.Client);
+    if (size_bytes < clients_end_bytes) return badStore(shm_path, "it is smaller than a header");
+    const map_bytes = std.mem.alignForward(usize, clients_end_bytes, layout.page_size_bytes);
+    const mapped = std.os.linux.mmap(null, map_bytes, .{ .READ = true }, .{ .TYPE = .SHARED }, fd, 0);
+    if (std.os.linux.errno(mapped) != .SUCCESS) return error.System;
+    const base: [*]align(layout.page_size_bytes) u8 = @ptrFromInt(mapped);
+    defer sys.unmap(base, map_bytes);
+    const h: *const layout.Header = @ptrCast(base);
+    if (h.magic != layout.magic) return badStore(shm_path, "its magic number is wrong");
+    if (h.abi_version != layout.abi_version or h.layout_hash != layout.layout_hash) {
+        status.setDetail("store '{s}' has ABI {d} (layout {x}); this library has ABI {d} (layout {x})", .{ name, h.abi_version, h.layout_hash, layout.abi_version, layout.layout_hash });
+        return error.AbiMismatch;
+    }
+    if (h.clients_offset != layout.page_size_bytes) return badStore(shm_path, "its section offsets are inconsistent");
+    const first: [*]const layout.Client = @ptrCast(@alignCast(base + h.clients_offset));
+    // Distinct processes: one may hold two entries (its background spiller's).
+    var pids: [layout.client_count_max]u32 = undefined;
+    var live: u32 = 0;
+    for (first[0..layout.client_count_max]) |*entry| {
+        const state = ClientWord.of(@atomicLoad(u32, &entry.word.raw, .acquire)).state;
+        if (state == .free) continue;
+        const pid = entry.pid; // 0: registering, alive by definition
+        if (pid != 0 and (std.mem.indexOfScalar(u32, pids[0..live], pid) != null or !sys.isAlive(pid, entry.start_time))) continue;
+        pids[live] = pid;
+        live += 1;
+    }
+    return live;
 }
 
 fn unmapAndClose(self: *Store, unmap: bool) void {

@@ -13,7 +13,7 @@ const assert = std.debug.assert;
 const Atomic = std.atomic.Value;
 
 pub const magic: u64 = 0x31_45_52_4f_54_53_4a_4f; // "OJSTORE1", little-endian
-pub const abi_version: u32 = 4;
+pub const abi_version: u32 = 5;
 pub const id_size_bytes = 28;
 pub const block_size_bytes = 64;
 pub const page_size_bytes = 4096;
@@ -201,6 +201,9 @@ pub const Header = extern struct {
     /// Windows cleared by compaction (informational).
     compactions: Atomic(u64),
     alloc_cursor_block: u64,
+    /// Bitmap words below this were allocated before or prefaulted (BlockBitmap: the
+    /// allocator fills them before it touches new memory).
+    alloc_touched_end_word: u64,
     spill_dir_size_bytes: u32,
     /// 1 = spilling disabled for this store.
     spill_disabled: u32,

@@ -7,6 +7,7 @@ const layout = @import("layout.zig");
 const sys = @import("sys.zig");
 const Store = @import("Store.zig");
 const Spiller = @import("Spiller.zig");
+const status = @import("status.zig");
 
 var name_counter: u32 = 0;
 
@@ -147,10 +148,92 @@ test "a second attachment sees the same objects; the last close removes the segm
     try testing.expectError(error.StoreNotFound, Store.open(name, .{ .create = false }));
 }
 
+test "an attach that finds the segment removed while it waited for the lock does not attach to it" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const first = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    // Hold the segment's lock as a last process removing it would, while an attach waits.
+    const fd = try sys.open(first.shmPath(), .{ .ACCMODE = .RDONLY }, 0);
+    defer sys.close(fd);
+    _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
+    const Attach = struct {
+        fn run(store_name: []const u8, outcome: *?anyerror) void {
+            if (Store.open(store_name, .{ .create = false, .threads = false })) |store| {
+                _ = store.close(false, true);
+                outcome.* = null;
+            } else |err| outcome.* = err;
+        }
+    };
+    var outcome: ?anyerror = error.Unset;
+    const thread = try std.Thread.spawn(.{}, Attach.run, .{ name, &outcome });
+    sys.sleepNs(50 * std.time.ns_per_ms); // the attach has opened the file and waits for the lock
+    try sys.unlink(first.shmPath());
+    _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
+    thread.join();
+    try testing.expectEqual(@as(?anyerror, error.StoreNotFound), outcome);
+    _ = first.close(false, true);
+}
+
+test "countLiveClients counts the living attachments without attaching; a dead one is not counted" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const store = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    try testing.expectEqual(@as(u32, 1), try Store.countLiveClients(name));
+    const pid = try sys.fork();
+    if (pid == 0) {
+        // Attaches and dies without detaching.
+        _ = Store.open(name, .{ .create = false, .threads = false }) catch std.os.linux.exit_group(1);
+        std.os.linux.exit_group(0);
+    }
+    var wait_status: i32 = 0;
+    _ = std.os.linux.waitpid(@intCast(pid), &wait_status, 0);
+    try testing.expectEqual(@as(i32, 0), wait_status);
+    try testing.expectEqual(@as(u32, 2), store.attachedCount());
+    try testing.expectEqual(@as(u32, 1), try Store.countLiveClients(name));
+    try testing.expectEqual(@as(u32, 1), store.attachedProcesses());
+    try testing.expect(store.close(true, true));
+    try testing.expectError(error.StoreNotFound, Store.countLiveClients(name));
+}
+
+test "a reference is taken at once while the object is spilling, restoring or moving; not once it is being deleted" {
+    var name_buffer: [64]u8 = undefined;
+    const name = uniqueName(&name_buffer);
+    const owner = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    const taker = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
+    const id = idOf(5);
+    _ = try owner.create(&id, 64, &.{});
+    try owner.seal(&id);
+    const found = owner.find(&id).?;
+    const slot = &owner.index.slots[found.slot_index];
+    // As a spiller, restorer or mover would leave it mid-way (they hold no reference of theirs).
+    for ([_]layout.Tag{ .spilling, .restoring, .moving }) |tag| {
+        slot.state.store(found.state.with(tag).toWord(), .seq_cst);
+        try taker.addRef(&id);
+        try taker.dropRef(&id);
+    }
+    // Deleting: a deleter starts only once no one holds the object, so no one can take it any
+    // more (this test's owner still holds it: a real deleter would have backed off); no bit of
+    // the taker's is left behind.
+    const holders_before = slot.ref_holders.load(.seq_cst);
+    slot.state.store(found.state.with(.deleting).toWord(), .seq_cst);
+    try testing.expectError(error.Absent, taker.addRef(&id));
+    try testing.expectEqual(holders_before, slot.ref_holders.load(.seq_cst));
+    slot.state.store(found.state.toWord(), .seq_cst);
+    try owner.dropRef(&id);
+    try testing.expect(!owner.close(true, true));
+    try testing.expect(taker.close(true, true));
+}
+
 test "bad names and a foreign file are clear errors" {
     try testing.expectError(error.InvalidArgument, Store.open("", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("a/b", .{ .capacity_bytes = 1 << 20 }));
     try testing.expectError(error.InvalidArgument, Store.open("x", .{ .capacity_bytes = 1 }));
+    // Each would be another file than /dev/shm/objstore-<name>, or a channel's name.
+    for ([_][]const u8{ ".", "..", ".hidden", "../x", "a\x00b", "\xc3\xa9", "a b", "ch-x-0123456789abcdef" }) |bad| {
+        try testing.expectError(error.InvalidArgument, Store.open(bad, .{ .capacity_bytes = 1 << 20 }));
+    }
+    const too_long: [layout.name_size_max + 1]u8 = @splat('n');
+    try testing.expectError(error.InvalidArgument, Store.open(&too_long, .{ .capacity_bytes = 1 << 20 }));
     var name_buffer: [64]u8 = undefined;
     const name = uniqueName(&name_buffer);
     var path_buffer: [128]u8 = undefined;
@@ -408,4 +491,42 @@ test "the index's slots are touched only as objects use them" {
     for (residency) |r| resident += r & 1;
     try testing.expectEqual(@as(usize, 1), resident); // the page of slot 0
     try store.dropRef(&id);
+}
+
+test "a full spill disk: objects with a spill copy still make room; otherwise NoSpace names the directory and sizes" {
+    var fixture: SpillFixture = undefined;
+    try fixture.open("full");
+    defer fixture.close();
+    const store = fixture.store;
+    const spiller = &fixture.spiller;
+    // `dirty` is older and was never spilled; `clean` was spilled and restored, so it has a copy.
+    const dirty = idOf(500);
+    const clean = idOf(501);
+    for ([_]layout.ObjectId{ dirty, clean }, 0..) |id, k| {
+        const w = try store.create(&id, 4000, &.{});
+        for (dataOf(store, w), 0..) |*byte, j| byte.* = @truncate(j * 7 + k);
+        try store.seal(&id);
+    }
+    try spiller.spillOne(&clean);
+    try spiller.restore(&clean);
+
+    spiller.writer.?.inject_write_errno = .NOSPC;
+    const outcome = try spiller.spillLru(4000);
+    try testing.expectEqual(@as(u64, 1), outcome.objects);
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&dirty));
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&clean));
+
+    spiller.writer.?.inject_write_errno = .NOSPC;
+    try testing.expectError(error.NoSpace, spiller.spillLru(4000));
+    try testing.expect(std.mem.indexOf(u8, status.detail(), "is full: spilling 1 object(s) needs 4096 bytes, ") != null);
+    try testing.expect(std.mem.indexOf(u8, status.detail(), fixture.dir) != null);
+    try testing.expectEqual(Store.ObjectState.sealed, store.contains(&dirty));
+    const r = try store.get(&dirty);
+    for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 7)), byte);
+    try store.release(&dirty);
+    // With room again, the same object spills.
+    _ = try spiller.spillLru(4000);
+    try testing.expectEqual(Store.ObjectState.spilled, store.contains(&dirty));
+    try store.dropRef(&dirty);
+    try store.dropRef(&clean);
 }

@@ -64,6 +64,13 @@ pub fn fileSize(fd: i32) Error!u64 {
     return stx.size;
 }
 
+/// How many names the open file `fd` has: 0 once it was unlinked.
+pub fn linkCount(fd: i32) Error!u32 {
+    var stx: linux.Statx = undefined;
+    _ = try check(linux.statx(fd, "", linux.AT.EMPTY_PATH, .{ .NLINK = true }, &stx));
+    return stx.nlink;
+}
+
 /// Size of a file at `path`, or NotFound.
 pub fn pathSize(path: [*:0]const u8) Error!u64 {
     var stx: linux.Statx = undefined;
@@ -176,39 +183,85 @@ pub fn getuid() u32 {
     return linux.getuid();
 }
 
-/// A process identity that survives pid reuse: the pid plus its start time in clock ticks
-/// (field 22 of /proc/<pid>/stat). Zero when the process does not exist.
-pub fn processStartTime(pid: u32) u64 {
+/// What liveness checks read of a process: field 3 (state), 20 (threads) and 22 (start time
+/// in clock ticks) of /proc/<pid>/stat.
+pub const ProcessStat = struct { state: u8, thread_count: u64, start_time: u64 };
+
+/// The process's stat fields, or null when it does not exist (or its stat is unreadable).
+pub fn processStat(pid: u32) ?ProcessStat {
     var path_buffer: [64]u8 = undefined;
-    const path = std.mem.printSentinel(&path_buffer, "/proc/{d}/stat", .{pid}, 0) catch return 0;
-    const fd = open(path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0) catch return 0;
+    const path = std.mem.printSentinel(&path_buffer, "/proc/{d}/stat", .{pid}, 0) catch return null;
+    const fd = open(path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0) catch return null;
     defer close(fd);
     var buffer: [1024]u8 = undefined;
     const rc = linux.read(fd, &buffer, buffer.len);
-    if (linux.errno(rc) != .SUCCESS or rc == 0) return 0;
-    return parseStartTime(buffer[0..rc]);
+    if (linux.errno(rc) != .SUCCESS or rc == 0) return null;
+    return parseStat(buffer[0..rc]);
 }
 
-/// Field 22 of a /proc/<pid>/stat line; the command name (field 2) may contain spaces and
+/// A process identity that survives pid reuse: the pid plus its start time in clock ticks.
+/// Zero when the process does not exist.
+pub fn processStartTime(pid: u32) u64 {
+    const stat = processStat(pid) orelse return 0;
+    return stat.start_time;
+}
+
+/// Fields of a /proc/<pid>/stat line; the command name (field 2) may contain spaces and
 /// parentheses, so fields are counted from the last ')'.
-fn parseStartTime(line: []const u8) u64 {
-    const close_paren = std.mem.lastIndexOfScalar(u8, line, ')') orelse return 0;
+fn parseStat(line: []const u8) ?ProcessStat {
+    const close_paren = std.mem.lastIndexOfScalar(u8, line, ')') orelse return null;
     var fields = std.mem.tokenizeScalar(u8, line[close_paren + 1 ..], ' ');
+    var result = ProcessStat{ .state = 0, .thread_count = 0, .start_time = 0 };
     var field_number: u32 = 3;
     while (fields.next()) |field| : (field_number += 1) {
-        if (field_number == 22) return std.fmt.parseInt(u64, field, 10) catch 0;
+        switch (field_number) {
+            3 => result.state = field[0],
+            20 => result.thread_count = std.fmt.parseInt(u64, field, 10) catch return null,
+            22 => {
+                result.start_time = std.fmt.parseInt(u64, field, 10) catch return null;
+                return result;
+            },
+            else => {},
+        }
     }
-    return 0;
+    return null;
 }
 
+/// True while the process that registered as (pid, start_time) runs. A zombie is dead: it
+/// runs no code, and it stays a zombie until its parent reaps it, which a parent waiting on
+/// the store (a test, a shell) may never do first. A zombie leader with other threads still
+/// running (its main thread called pthread_exit) is alive.
 pub fn isAlive(pid: u32, start_time: u64) bool {
     assert(pid != 0);
-    return processStartTime(pid) == start_time;
+    const stat = processStat(pid) orelse return false;
+    if (stat.start_time != start_time) return false;
+    const exited = stat.state == 'Z' or stat.state == 'X' or stat.state == 'x';
+    return !exited or stat.thread_count > 1;
 }
 
-test "parseStartTime skips a command name with spaces and parentheses" {
-    const line = "1234 (a b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 424242 20 21";
-    try std.testing.expectEqual(@as(u64, 424242), parseStartTime(line));
+test "parseStat skips a command name with spaces and parentheses" {
+    const line = "1234 (a b) c) Z 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 7 18 424242 20 21";
+    const stat = parseStat(line).?;
+    try std.testing.expectEqual(@as(u64, 424242), stat.start_time);
+    try std.testing.expectEqual(@as(u64, 7), stat.thread_count);
+    try std.testing.expectEqual(@as(u8, 'Z'), stat.state);
+    try std.testing.expect(parseStat("1234 (x) S 1 2") == null);
+}
+
+test "a zombie is dead to liveness checks" {
+    const pid = try fork();
+    if (pid == 0) linux.exit_group(0);
+    // Not reaped yet: a zombie until waitpid below.
+    var stat = processStat(pid);
+    var turns: u32 = 0;
+    while (stat != null and stat.?.state != 'Z' and turns < 5000) : (turns += 1) {
+        sleepNs(std.time.ns_per_ms);
+        stat = processStat(pid);
+    }
+    try std.testing.expect(stat != null and stat.?.state == 'Z');
+    try std.testing.expect(!isAlive(pid, stat.?.start_time));
+    var wait_status: i32 = 0;
+    _ = linux.waitpid(@intCast(pid), &wait_status, 0);
 }
 
 test "processStartTime of this process is stable and non-zero" {

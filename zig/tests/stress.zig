@@ -8,12 +8,17 @@
 //!    keep checking, and after the last kill the store is reclaimed within 1 s.
 //! 3. dead lock holder: a process killed while it holds the allocator lock does not wedge
 //!    the store, and one killed mid-create and mid-pin is reclaimed.
-//! 4. index churn: in an index small enough that its runs are long (so most deletions move
+//! 4. panicking holder: a process that panics holding the allocator lock, its stderr a full
+//!    pipe, dies at once instead of blocking in the write (and every process with it).
+//! 5. leavers: processes close their attachment as they exit (what exits.zig does at exit())
+//!    right after another process was SIGKILLed, so each close reclaims the dead one while the
+//!    rest allocate; no process may crash (the soak's panic in a rebuilt bitmap) or misread.
+//! 6. index churn: in an index small enough that its runs are long (so most deletions move
 //!    entries), processes create and delete objects while each looks up its own long-lived
 //!    objects after every step, lock-free: never absent, never another object; churners are
 //!    SIGKILLed at random (some mid-move, holding the lock). Then the index must be consistent.
 //!
-//! Usage: objstore-stress [--seconds N] [--processes N]
+//! Usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers|index]
 
 const std = @import("std");
 const objstore = @import("objstore");
@@ -22,10 +27,22 @@ const layout = objstore.layout;
 const sys = objstore.sys;
 const linux = std.os.linux;
 
+/// The library's: a panic never blocks on a full stderr while it holds a store's locks.
+pub const panic = objstore.panic;
+
 const id_space = 512;
 const held_max = 16;
 
-const Config = struct { seconds: u32 = 20, processes: u32 = 8 };
+const Config = struct {
+    seconds: u32 = 20,
+    processes: u32 = 8,
+    only: ?[]const u8 = null,
+
+    fn selects(config: Config, name: []const u8) bool {
+        const only = config.only orelse return true;
+        return std.mem.eql(u8, only, name);
+    }
+};
 
 pub fn main(init: std.process.Init.Minimal) !void {
     var config = Config{};
@@ -33,17 +50,45 @@ pub fn main(init: std.process.Init.Minimal) !void {
     _ = args.next();
     while (args.next()) |arg| {
         const value = args.next() orelse return usage();
-        if (std.mem.eql(u8, arg, "--seconds")) config.seconds = try std.fmt.parseInt(u32, value, 10) else if (std.mem.eql(u8, arg, "--processes")) config.processes = try std.fmt.parseInt(u32, value, 10) else return usage();
+        if (std.mem.eql(u8, arg, "--seconds")) {
+            config.seconds = try std.fmt.parseInt(u32, value, 10);
+        } else if (std.mem.eql(u8, arg, "--processes")) {
+            config.processes = try std.fmt.parseInt(u32, value, 10);
+        } else if (std.mem.eql(u8, arg, "--only")) {
+            config.only = value;
+        } else return usage();
     }
-    try deadLockHolder();
-    try stress(config);
-    try crashLoop(config);
-    try indexChurn(config);
-    std.debug.print("stress: 4 passed, 0 failed\n", .{});
+    var passed: u32 = 0;
+    if (config.selects("holder")) {
+        try deadLockHolder();
+        passed += 1;
+    }
+    if (config.selects("panic")) {
+        try panickingHolder();
+        passed += 1;
+    }
+    if (config.selects("churn")) {
+        try stress(config);
+        passed += 1;
+    }
+    if (config.selects("crash")) {
+        try crashLoop(config);
+        passed += 1;
+    }
+    if (config.selects("leavers")) {
+        try leavers(config);
+        passed += 1;
+    }
+    if (config.selects("index")) {
+        try indexChurn(config);
+        passed += 1;
+    }
+    if (passed == 0) return usage();
+    std.debug.print("stress: {d} passed, 0 failed\n", .{passed});
 }
 
 fn usage() error{Usage} {
-    std.debug.print("usage: objstore-stress [--seconds N] [--processes N]\n", .{});
+    std.debug.print("usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers|index]\n", .{});
     return error.Usage;
 }
 
@@ -131,7 +176,12 @@ const Worker = struct {
     fn readOne(self: *Worker, id: *const layout.ObjectId) void {
         const region = self.store.get(id) catch return;
         const data = (self.store.base + region.offset_bytes)[0..@intCast(region.size_bytes)];
-        if (!verify(data)) self.mismatches += 1;
+        if (!verify(data)) {
+            self.mismatches += 1;
+            // Said at once: a process the crash tests kill would never report it at its end.
+            std.debug.print("child {d}: checksum mismatch reading object {d}\n", .{ sys.getpid(), std.mem.readInt(u32, id[0..4], .little) });
+            linux.exit_group(1);
+        }
         self.store.release(id) catch unreachable;
     }
 
@@ -174,6 +224,21 @@ fn forkChild(name: []const u8, seed: u64, deadline_ns: u64) !linux.pid_t {
     const pid = sys.fork() catch return error.ForkFailed;
     if (pid == 0) childMain(name, seed, deadline_ns);
     return @intCast(pid);
+}
+
+/// True if `wait_status` says the process died of SIGKILL (ours), else prints how it ended.
+fn killedByUs(pid: linux.pid_t, wait_status: u32) bool {
+    if (linux.W.IFSIGNALED(wait_status) and linux.W.TERMSIG(wait_status) == .KILL) return true;
+    describeExit(pid, wait_status, "SIGKILL");
+    return false;
+}
+
+fn describeExit(pid: linux.pid_t, wait_status: u32, expected: []const u8) void {
+    if (linux.W.IFSIGNALED(wait_status)) {
+        std.debug.print("child {d} died of signal {d}, expected {s}\n", .{ pid, @intFromEnum(linux.W.TERMSIG(wait_status)), expected });
+    } else {
+        std.debug.print("child {d} exited with code {d}, expected {s}\n", .{ pid, linux.W.EXITSTATUS(wait_status), expected });
+    }
 }
 
 fn waitExit(pid: linux.pid_t) u32 {
@@ -232,13 +297,13 @@ fn crashLoop(config: Config) !void {
         sys.sleepNs(random.uintLessThan(u64, 20 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, config.processes);
         _ = linux.kill(pids[victim], .KILL);
-        const wait_status = waitExit(pids[victim]);
-        if (linux.W.IFEXITED(wait_status)) return error.ChildFailed; // only a checksum mismatch exits by itself
+        // Only SIGKILL ends these: a checksum mismatch exits 1, a panic aborts.
+        if (!killedByUs(pids[victim], waitExit(pids[victim]))) return error.ChildFailed;
         pids[victim] = try forkChild(name, 9000 + kills, far_ns);
     }
     for (pids[0..config.processes]) |pid| {
         _ = linux.kill(pid, .KILL);
-        _ = waitExit(pid);
+        if (!killedByUs(pid, waitExit(pid))) return error.ChildFailed;
     }
     const reclaim_started_ns = sys.nowNs();
     _ = store.maintain();
@@ -246,6 +311,118 @@ fn crashLoop(config: Config) !void {
     try expectEmpty(store, "crash loop");
     if (reclaim_ns > std.time.ns_per_s) return error.ReclaimTooSlow;
     std.debug.print("crash loop: {d} SIGKILLs, survivors saw 0 mismatches, reclaimed in {d} ms\n", .{ kills, reclaim_ns / std.time.ns_per_ms });
+}
+
+/// Workers churn (as in the crash loop) and are SIGKILLed one at a time; right after each kill a
+/// "leaver", a process that worked for a while and keeps its refs and pins, closes its
+/// attachment with remove-if-last as exit handlers do, so its close finds the dead process and
+/// reclaims it (lock, undo, bitmap rebuild) while the workers keep allocating.
+fn leavers(config: Config) !void {
+    var name_buffer: [64]u8 = undefined;
+    const name = storeName(&name_buffer, "leavers");
+    const store = try Store.open(name, .{ .capacity_bytes = 6 << 20, .exclusive = true });
+    defer _ = store.close(true, true);
+    var prng = std.Random.DefaultPrng.init(11);
+    const random = prng.random();
+    const end_ns = sys.nowNs() + @as(u64, @max(config.seconds / 2, 3)) * std.time.ns_per_s;
+    const far_ns = std.math.maxInt(u64);
+    var pids: [64]linux.pid_t = undefined;
+    for (pids[0..config.processes], 0..) |*pid, i| pid.* = try forkChild(name, 20_000 + i, far_ns);
+    var rounds: u32 = 0;
+    while (sys.nowNs() < end_ns) : (rounds += 1) {
+        var go: [2]i32 = undefined;
+        if (linux.errno(linux.pipe(&go)) != .SUCCESS) return error.PipeFailed;
+        const leaver = try forkLeaver(name, 30_000 + rounds, go);
+        sys.sleepNs(random.intRangeLessThan(u64, 5, 30) * std.time.ns_per_ms);
+        const victim = random.uintLessThan(usize, config.processes);
+        _ = linux.kill(pids[victim], .KILL);
+        const victim_ok = killedByUs(pids[victim], waitExit(pids[victim]));
+        _ = linux.write(go[1], "x", 1); // the victim is dead: leave now
+        sys.close(go[0]);
+        sys.close(go[1]);
+        const leaver_status = waitExit(leaver);
+        if (!victim_ok) return error.ChildFailed;
+        if (!linux.W.IFEXITED(leaver_status) or linux.W.EXITSTATUS(leaver_status) != 0) {
+            describeExit(leaver, leaver_status, "exit code 0");
+            return error.ChildFailed;
+        }
+        pids[victim] = try forkChild(name, 40_000 + rounds, far_ns);
+    }
+    for (pids[0..config.processes]) |pid| {
+        _ = linux.kill(pid, .KILL);
+        if (!killedByUs(pid, waitExit(pid))) return error.ChildFailed;
+    }
+    _ = store.maintain();
+    try expectEmpty(store, "leavers");
+    std.debug.print("leavers: {d} closes each reclaiming a SIGKILLed process under allocation, no crash, 0 mismatches\n", .{rounds});
+}
+
+/// A leaver: works until told (a byte on `go`), then closes with remove-if-last, holding what
+/// it holds, and exits 0.
+fn forkLeaver(name: []const u8, seed: u64, go: [2]i32) !linux.pid_t {
+    const pid = sys.fork() catch return error.ForkFailed;
+    if (pid != 0) return @intCast(pid);
+    sys.close(go[1]);
+    const store = Store.open(name, .{ .create = false }) catch linux.exit_group(2);
+    var worker = Worker{ .store = store, .prng = .init(seed) };
+    var poll_fds = [1]linux.pollfd{.{ .fd = go[0], .events = linux.POLL.IN, .revents = 0 }};
+    while (linux.poll(&poll_fds, 1, 0) == 0) {
+        var burst: u32 = 0;
+        while (burst < 16) : (burst += 1) worker.step();
+    }
+    _ = store.close(true, true);
+    linux.exit_group(0);
+}
+
+/// A process panics holding the allocator lock while its stderr is a full pipe that nobody
+/// reads (in the soak, the reader was itself waiting for that lock): it must die at once
+/// rather than block in its message's write, and the lock must pass to the next process.
+fn panickingHolder() !void {
+    var name_buffer: [64]u8 = undefined;
+    const name = storeName(&name_buffer, "panic");
+    const store = try Store.open(name, .{ .capacity_bytes = 1 << 20, .exclusive = true });
+    defer _ = store.close(true, true);
+    var fds: [2]i32 = undefined;
+    if (linux.errno(linux.pipe(&fds)) != .SUCCESS) return error.PipeFailed;
+    defer for (fds) |fd| sys.close(fd);
+    fillPipe(fds[1]);
+    const pid: linux.pid_t = @intCast(try sys.fork());
+    if (pid == 0) {
+        _ = linux.dup2(fds[1], 2);
+        const child = Store.open(name, .{ .create = false, .threads = false }) catch linux.exit_group(2);
+        child.lock();
+        @panic("stress: a panic while holding the allocator lock");
+    }
+    const deadline_ns = sys.nowNs() + 10 * std.time.ns_per_s;
+    var wait_status: u32 = 0;
+    while (linux.waitpid(pid, @ptrCast(&wait_status), linux.W.NOHANG) != pid) {
+        if (sys.nowNs() > deadline_ns) {
+            _ = linux.kill(pid, .KILL);
+            _ = waitExit(pid);
+            std.debug.print("panicking holder: still alive 10 s after its panic (blocked writing to stderr, holding the lock)\n", .{});
+            return error.PanicBlocked;
+        }
+        sys.sleepNs(10 * std.time.ns_per_ms);
+    }
+    if (!linux.W.IFSIGNALED(wait_status) or linux.W.TERMSIG(wait_status) != .ABRT) {
+        describeExit(pid, wait_status, "SIGABRT");
+        return error.ChildFailed;
+    }
+    // The dead holder's lock is taken over by our next allocation.
+    _ = try store.create(&idOf(1), 100, &.{});
+    try store.abort(&idOf(1));
+    try expectEmpty(store, "panicking holder");
+    std.debug.print("panicking holder: died of its panic at once though its stderr was full; lock taken over\n", .{});
+}
+
+/// Writes to `fd` (a pipe's write end) until the pipe is full; `fd` stays blocking.
+fn fillPipe(fd: i32) void {
+    const flags = linux.fcntl(fd, linux.F.GETFL, 0);
+    const nonblock: u32 = @bitCast(linux.O{ .NONBLOCK = true });
+    _ = linux.fcntl(fd, linux.F.SETFL, flags | nonblock);
+    const chunk: [4096]u8 = @splat('x');
+    while (linux.errno(linux.write(fd, &chunk, chunk.len)) == .SUCCESS) {}
+    _ = linux.fcntl(fd, linux.F.SETFL, flags);
 }
 
 /// A process dies holding the allocator lock, one unsealed object, one pin and one ref.

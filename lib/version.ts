@@ -1,0 +1,2 @@
+/** The version of this package; the platform packages carrying libobjstore have the same one. */
+export const VERSION = "0.1.0";
