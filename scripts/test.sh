@@ -33,7 +33,10 @@ echo "== conformance suite on bun $(bun --version)"
 bun tests/run.ts "${suite[@]}"
 
 echo "== soak: node, deno and bun clients on one store, a SIGKILL about every second (tests/soak/soak.ts, ${STRESS_SECONDS:-30} s)"
-node --expose-gc tests/soak/soak.ts
+# A hung store (a lock never released) would hang the soak's own checks: bounded from outside.
+soak_limit_s=$(( ${STRESS_SECONDS:-30} + 240 ))
+timeout --kill-after=20 "$soak_limit_s" node --expose-gc tests/soak/soak.ts ||
+  { status=$?; [ "$status" -eq 124 ] && echo "soak: still running after ${soak_limit_s} s: a hang (see its last lines above)"; exit "$status"; }
 
 echo "== the packages as users install them (scripts/test_package.sh: npm, bun add, deno; JSR dry run)"
 bash scripts/test_package.sh
