@@ -561,6 +561,7 @@ test {
     _ = @import("transfer/socket.zig");
     _ = @import("transfer/auth.zig");
     _ = @import("transfer/transfer_test.zig");
+    _ = @import("transfer/StoreEndpoint.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
     _ = @import("exits.zig");
