@@ -35,6 +35,8 @@ export type {
 } from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
 export {
+  ClusterAuthError,
+  DirectoryUnavailableError,
   GetTimeoutError,
   NotInitializedError,
   ObjectLostError,

@@ -1,5 +1,5 @@
 /** libobjstore's status codes (`zig/include/objstore.h`) and the errors they become. */
-import { ObjectLostError, ObjectStoreFullError, ObjstoreError } from "../errors.ts";
+import { ClusterAuthError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 
 export const Status = {
   ok: 0,
@@ -23,6 +23,8 @@ export const Status = {
   permissionDenied: 18,
   noSpace: 19,
   spillMissing: 20,
+  clusterAuth: 21,
+  unavailable: 22,
 } as const;
 
 /** `objstore_contains` results. */
@@ -38,7 +40,10 @@ export function errorFor(status: number, message: string, context: string): Objs
     case Status.absent:
     case Status.corrupt:
     case Status.spillMissing:
+    case Status.unavailable:
       return new ObjectLostError(text);
+    case Status.clusterAuth:
+      return new ClusterAuthError(text);
     default:
       return new ObjstoreError(text);
   }

@@ -17,6 +17,7 @@ const Store = @import("../Store.zig");
 const Spiller = @import("../Spiller.zig");
 const sys = @import("../sys.zig");
 const layout = @import("../layout.zig");
+const status = @import("../status.zig");
 const Server = @import("Server.zig");
 const Puller = @import("Puller.zig");
 const wire = @import("wire.zig");
@@ -33,10 +34,10 @@ lock: ThreadLock = .{},
 
 /// Attaches to the existing store `name` (its spill folder is the store's, in its header).
 /// Close with `close`.
-pub fn open(name: []const u8) !*StoreEndpoint {
+pub fn open(name: []const u8) status.Error!*StoreEndpoint {
     const store = try Store.open(name, .{ .create = false, .prefault = false });
     errdefer _ = store.close(false, true);
-    const endpoint = try std.heap.page_allocator.create(StoreEndpoint);
+    const endpoint = std.heap.page_allocator.create(StoreEndpoint) catch return error.System;
     endpoint.* = .{ .store = store, .spiller = Spiller.init(store) };
     return endpoint;
 }
@@ -58,7 +59,7 @@ pub fn sink(endpoint: *StoreEndpoint) Puller.Sink {
 }
 
 /// Gives up the reference the endpoint holds on a pulled object.
-pub fn handOver(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !void {
+pub fn handOver(endpoint: *StoreEndpoint, id: *const wire.ObjectId) status.Error!void {
     endpoint.lock.acquire();
     defer endpoint.lock.release();
     try endpoint.store.dropRef(id);
