@@ -4,12 +4,11 @@
  * registered in the cluster's directory with a heartbeat that expires if the process dies. It
  * runs until `objstore stop` or a signal; then it deregisters and removes its store.
  *
- * The nodes of this machine are found through their node files, `<tmp>/objstore-nodes-<uid>/
- * <store>.json` (0600 in a 0700 folder), which `objstore stop` and drivers read.
+ * The nodes of this machine are found through their node files (lib/cluster/node_files.ts),
+ * which `objstore stop` and drivers read.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { hostname, tmpdir } from "node:os";
-import path from "node:path";
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
 import process from "node:process";
 import { init, shutdown } from "./session.ts";
 import { memoryStats } from "./objects.ts";
@@ -17,6 +16,7 @@ import { loadLibrary } from "./ffi/load.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
 import { TransferEndpoint, type TransferServer } from "./cluster/transfer.ts";
 import { ObjstoreError } from "./errors.ts";
+import { localNodes, type NodeFile, processRuns, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
 
 /** What `objstore start` takes. */
 export interface NodeOptions {
@@ -35,57 +35,7 @@ export interface NodeOptions {
   heartbeatMs?: number;
 }
 
-/** A node's file: how the processes of its machine find it. */
-export interface NodeFile {
-  storeName: string;
-  nodeId: string;
-  nodeNumber: number;
-  pid: number;
-  /** The directory's address with its password hidden. */
-  address: string;
-  host: string;
-  transferPort: number;
-}
-
 const DEFAULT_HEARTBEAT_MS = 1000;
-
-/** The folder of this user's node files. */
-export function nodeFolder(): string {
-  return path.join(tmpdir(), `objstore-nodes-${process.getuid?.() ?? "user"}`);
-}
-
-function nodeFilePath(storeName: string): string {
-  return path.join(nodeFolder(), `${storeName}.json`);
-}
-
-/** The nodes of this machine whose process runs (files of dead nodes are removed). */
-export function localNodes(): NodeFile[] {
-  let names: string[];
-  try {
-    names = readdirSync(nodeFolder()).filter((name) => name.endsWith(".json"));
-  } catch {
-    return [];
-  }
-  const nodes: NodeFile[] = [];
-  for (const name of names) {
-    const file = path.join(nodeFolder(), name);
-    try {
-      const node = JSON.parse(readFileSync(file, "utf8")) as NodeFile;
-      if (processRuns(node.pid)) nodes.push(node);
-      else rmSync(file, { force: true });
-    } catch { /* being written, or removed meanwhile */ }
-  }
-  return nodes.sort((a, b) => a.storeName.localeCompare(b.storeName));
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** A running node. */
 export class ClusterNode {
@@ -135,9 +85,10 @@ export class ClusterNode {
         numWorkers: options.numWorkers ?? 0,
         resources: {},
       }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: options.numWorkers ?? 0, heartbeatMs: Date.now() }, 3 * heartbeatMs);
-      const file: NodeFile = { storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port };
-      mkdirSync(nodeFolder(), { recursive: true, mode: 0o700 });
-      writeFileSync(nodeFilePath(storeName), JSON.stringify(file), { mode: 0o600 });
+      const file: NodeFile = {
+        storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
+      };
+      writeNodeFile(file);
       return new ClusterNode(file, directory, endpoint, server, heartbeatMs);
     } catch (error) {
       await endpoint?.close();
@@ -161,7 +112,7 @@ export class ClusterNode {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       clearInterval(this.#beat);
-      rmSync(nodeFilePath(this.file.storeName), { force: true });
+      removeNodeFile(this.file.storeName);
       try {
         await this.#directory.deregisterNode(this.file.nodeNumber);
       } finally {

@@ -15,7 +15,7 @@ import { NativeStore } from "../lib/store/native_store.ts";
 import { Status } from "../lib/store/status.ts";
 import { TransferEndpoint } from "../lib/cluster/transfer.ts";
 import { Directory } from "../lib/cluster/directory.ts";
-import { localNodes } from "../lib/node.ts";
+import { localNodes } from "../lib/cluster/node_files.ts";
 import { runCli } from "../lib/cli.ts";
 import { ClusterAuthError } from "../mod.ts";
 import { test } from "./harness.ts";

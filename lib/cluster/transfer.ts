@@ -24,6 +24,9 @@ export interface PullOptions {
   readonly waitMs?: number;
 }
 
+/** How a pull ended, when it did not fail: the object's size, or why there was nothing to pull. */
+export type PullOutcome = number | "exists" | "not-sealed";
+
 /** A source's record in a pull's list: IPv4 address, then port, big-endian. */
 const SOURCE_RECORD_BYTES = 6;
 const SOURCES_MAX = 16;
@@ -57,7 +60,7 @@ export class TransferEndpoint {
   readonly #symbols: NativeSymbols;
   #handle: NativePointer | undefined;
   readonly #servers = new Set<TransferServer>();
-  readonly #pulls = new Set<Promise<number | undefined>>();
+  readonly #pulls = new Set<Promise<PullOutcome>>();
 
   private constructor(symbols: NativeSymbols, handle: NativePointer) {
     this.#symbols = symbols;
@@ -95,14 +98,14 @@ export class TransferEndpoint {
   }
 
   /**
-   * Pulls object `id` from the first of `sources` that holds it into this store; resolves to
-   * its size once it is sealed here, or to undefined if this node has it or is pulling it
-   * already (wait for its seal as for any object). The object is visible here as being
-   * written from the start, so other processes of the node wait for its seal. Rejects with
-   * ObjectLostError (no source has it, or none could send it), ClusterAuthError or
-   * ObjectStoreFullError.
+   * Pulls object `id` from the first of `sources` that holds it into this store. Resolves to
+   * its size once it is sealed here; to "exists" if this node has it or is pulling it already
+   * (wait for its seal as for any object); to "not-sealed" if its sources are still writing
+   * it after `waitMs`. The object is visible here as being written from the start, so other
+   * processes of the node wait for its seal. Rejects with ObjectLostError (no source has it,
+   * or none could send it), ClusterAuthError or ObjectStoreFullError.
    */
-  pull(id: Uint8Array, sources: readonly TransferAddress[], token: string, options: PullOptions = {}): Promise<number | undefined> {
+  pull(id: Uint8Array, sources: readonly TransferAddress[], token: string, options: PullOptions = {}): Promise<PullOutcome> {
     if (sources.length === 0 || sources.length > SOURCES_MAX) {
       throw new ObjstoreError(`transfers: a pull needs 1 to ${SOURCES_MAX} sources, got ${sources.length}`);
     }
@@ -121,7 +124,7 @@ export class TransferEndpoint {
     return done;
   }
 
-  async #finishWhenDone(pull: NativePointer): Promise<number | undefined> {
+  async #finishWhenDone(pull: NativePointer): Promise<PullOutcome> {
     let waitMs = 0;
     while (this.#symbols.objstore_pull_done(pull) === 0) {
       await new Promise((resolve) => setTimeout(resolve, waitMs));
@@ -129,7 +132,8 @@ export class TransferEndpoint {
     }
     const out = new Float64Array(8);
     const status = this.#symbols.objstore_pull_finish(pull, out);
-    if (status === Status.exists) return undefined;
+    if (status === Status.exists) return "exists";
+    if (status === Status.notSealed) return "not-sealed";
     if (status !== Status.ok) throw errorFor(status, lastError(this.#symbols), "transfers: pull");
     return out[1];
   }
