@@ -19,7 +19,6 @@ import type { RefOwner } from "./object_ref.ts";
 import { NativeStore, toHex } from "./store/native_store.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
-import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { removeAbandonedStores } from "./abandoned.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
@@ -37,6 +36,19 @@ export interface InitResult {
   nodeId: string;
 }
 
+
+/**
+ * What the session needs of the tasks layer it holds (lib/tasks/: the driver's scheduler, or a
+ * worker's forwarder to its driver): to end it. The tasks layer starts itself on the first
+ * remote call and hands itself over with `setTasks`, so this module never imports it (the
+ * layers go ffi, codec → store → session → objects → tasks, each importing only below).
+ */
+export interface TasksOfSession {
+  /** Ends what the tasks layer started (its workers), letting them leave. */
+  close(): Promise<void>;
+  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
+  abandon(): void;
+}
 
 export class Session implements RefOwner {
   readonly store: NativeStore;
@@ -71,7 +83,7 @@ export class Session implements RefOwner {
    * store at exit, then finds them dead and removes the store if no one else is left). */
   readonly #exiting = () => {
     this.closed = true;
-    this.#scheduler?.abandon();
+    this.#tasks?.abandon();
   };
 
   #tidy(): void {
@@ -117,26 +129,21 @@ export class Session implements RefOwner {
 
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
-  #scheduler: Submitter | undefined;
+  #tasks: TasksOfSession | undefined;
 
-  /** Where tasks go: the scheduler, started on the first remote call (a worker forwards to its driver instead). */
-  scheduler(): Submitter {
-    this.#scheduler ??= new Scheduler(this, this.options.numWorkers);
-    return this.#scheduler;
+  /** The tasks layer of this process, once started (see `TasksOfSession`). */
+  tasks(): TasksOfSession | undefined {
+    return this.#tasks;
   }
 
-  schedulerIfStarted(): Submitter | undefined {
-    return this.#scheduler;
-  }
-
-  /** @internal A worker's tasks submit through its driver. */
-  useSubmitter(submitter: Submitter): void {
-    this.#scheduler = submitter;
+  /** @internal Called by the tasks layer as it starts (lib/tasks/remote.ts, worker_main.ts). */
+  setTasks(tasks: TasksOfSession): void {
+    this.#tasks = tasks;
   }
 
   async close(): Promise<void> {
     process.off("exit", this.#exiting);
-    await this.#scheduler?.close();
+    await this.#tasks?.close();
     this.closed = true;
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();

@@ -5,7 +5,8 @@ import { registerSerializer as registerInCodec, type Serializer } from "../codec
 import { ObjectRef } from "../object_ref.ts";
 import { session } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
-import { type FunctionRecord, knownSerializers, type SerializerRecord, type Submitter } from "./scheduler.ts";
+import { knownSerializers, Scheduler } from "./scheduler.ts";
+import type { FunctionRecord, SerializerRecord, Submitter } from "./submitter.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -188,8 +189,17 @@ registerInCodec(ActorHandleTarget, {
   deserialize: (actorId: number) => actorHandle(actorId) as ActorHandleTarget,
 }, "@objstore/ActorHandle");
 
+/** Where this process's tasks go: the scheduler, started on the first remote call (a worker
+ * forwards to its driver instead: worker_main.ts sets its session's tasks first). */
 function scheduler(): Submitter {
-  return session().scheduler();
+  const s = session();
+  // Only the tasks layer sets a session's tasks, and always to a Submitter.
+  let submitter = s.tasks() as Submitter | undefined;
+  if (submitter === undefined) {
+    submitter = new Scheduler(s, s.options.numWorkers);
+    s.setTasks(submitter);
+  }
+  return submitter;
 }
 
 /** Kills an actor's process; its pending calls fail with `WorkerCrashedError`. */
@@ -227,7 +237,7 @@ export function registerSerializer<T>(cls: new (...args: any[]) => T, serializer
 
 function currentScheduler(): Submitter | undefined {
   try {
-    return session().schedulerIfStarted();
+    return session().tasks() as Submitter | undefined;
   } catch {
     return undefined;
   }

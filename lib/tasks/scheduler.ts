@@ -19,6 +19,7 @@ import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
 import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
+import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
 
 /**
@@ -34,19 +35,6 @@ const RUN_TIME_WEIGHT = 0.25;
 const WORKER_EXIT_WAIT_MS = 2000;
 /** How long an exiting driver waits for the workers it killed to be dead. */
 const ABANDON_WAIT_MS = 1000;
-
-export interface FunctionRecord {
-  readonly id: number;
-  readonly name: string;
-  readonly spec: FunctionSpec;
-}
-
-export interface SerializerRecord {
-  name: string;
-  cls: string;
-  serialize: string;
-  deserialize: string;
-}
 
 interface Actor {
   readonly id: number;
@@ -150,19 +138,6 @@ function sameId(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length;
 }
 
-/** What `remote()` needs from a process: the driver's Scheduler, or a worker's Forwarder. */
-export interface Submitter {
-  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
-  createActor(cls: FunctionRecord, args: unknown[]): number;
-  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
-  killActor(actorId: number): void;
-  cancel(ref: ObjectRef): void;
-  addSerializer(record: SerializerRecord): void;
-  close(): Promise<void>;
-  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
-  abandon(): void;
-}
-
 let driverFunctionIds = 1_000_000_000;
 
 /** Ids for functions workers submit; apart from those `remote()` numbers in this process. */
@@ -172,11 +147,6 @@ function nextDriverFunctionId(): number {
 
 /** Custom serializers registered in this process; every worker gets them. */
 export const knownSerializers: SerializerRecord[] = [];
-
-export interface SubmitOptions {
-  numReturns: number;
-  maxRetries: number;
-}
 
 export class Scheduler implements Submitter {
   readonly #session: Session;

@@ -39,7 +39,7 @@ const STDOUT_FD = 1;
 // write until its event loop turns, and a worker spinning through quick tasks turns it rarely.
 const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => session.library.symbols.objstore_doorbell_ring(STDOUT_FD));
 const forwarder = new Forwarder(session, send);
-session.useSubmitter(forwarder);
+session.setTasks(forwarder);
 
 type Callable = (...args: unknown[]) => unknown;
 
