@@ -11,14 +11,14 @@ import { decode, encode } from "./codec/mod.ts";
 import { readHeader } from "./codec/header.ts";
 import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
 import { GetTimeoutError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
-import { ID_BYTES, ObjectRef, type Producer } from "./object_ref.ts";
+import { ObjectRef, type Producer } from "./object_ref.ts";
+import { ID_BYTES, toHex } from "./ids.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
 import type { StoreStats } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
 import { droppedViewsNeedATurn, nextTurn, pinnedForViewsBytes, pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
-import { toHex } from "./store/native_store.ts";
 
 const encodeHooks: EncodeHooks = {
   refId(value: unknown): Uint8Array | undefined {

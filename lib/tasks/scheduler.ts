@@ -13,8 +13,8 @@ import { ObjstoreError } from "../errors.ts";
 import { ObjectRef } from "../object_ref.ts";
 import { putArguments, putWithId } from "../objects.ts";
 import type { Session } from "../session.ts";
-import { fromHex, toHex } from "../store/native_store.ts";
-import { acquireFinished, ID_BYTES } from "../object_ref.ts";
+import { fromHex, ID_BYTES, sameId, toHex } from "../ids.ts";
+import { acquireFinished } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
@@ -132,11 +132,6 @@ function packArguments(session: Session, args: unknown[], onRef: (ref: ObjectRef
 
 /** Most calls take no refs: one shared empty list instead of a new one per task. */
 const noRefs: readonly ObjectRef[] = Object.freeze([]);
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return a.length === b.length;
-}
 
 let driverFunctionIds = 1_000_000_000;
 

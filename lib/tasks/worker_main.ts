@@ -9,8 +9,8 @@
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { get, putWithId } from "../objects.ts";
-import { fromHex } from "../store/native_store.ts";
-import { ID_BYTES, ObjectRef } from "../object_ref.ts";
+import { fromHex, ID_BYTES } from "../ids.ts";
+import { ObjectRef } from "../object_ref.ts";
 import { initWorker } from "../session.ts";
 import type { Session } from "../session.ts";
 import { registerSerializer } from "../codec/mod.ts";
