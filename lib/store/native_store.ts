@@ -27,6 +27,12 @@ export interface SpillLocation {
   regionSizeBytes: number;
 }
 
+/** Where an object `get` pinned lies in the segment (`bytes`, `ownView` read it there). */
+export interface PinnedObject {
+  readonly offsetBytes: number;
+  readonly sizeBytes: number;
+}
+
 /** A spill file this process claimed, to copy out or to delete its remote copy. */
 export interface SpillFileClaim {
   fileIndex: number;
@@ -171,19 +177,15 @@ export class NativeStore implements PagePlacement {
     this.#symbols.objstore_abort(this.#handle, id);
   }
 
-  /** Pins a sealed object. Returns a status; on success `pinned` holds where it lies. */
-  get(id: Uint8Array): number {
-    return this.#symbols.objstore_get(this.#handle, id);
-  }
-
-  /** Where the object pinned by the last successful `get` lies: offset in the segment. */
-  get pinnedOffset(): number {
-    return this.#result[0];
-  }
-
-  /** …and its size. */
-  get pinnedSize(): number {
-    return this.#result[1];
+  /**
+   * Pins a sealed object: where it lies, or the status that says why not (never `Status.ok`).
+   * The core leaves the place in this handle's result area, read here at once, before any
+   * other call replaces it.
+   */
+  get(id: Uint8Array): PinnedObject | number {
+    const status = this.#symbols.objstore_get(this.#handle, id);
+    if (status !== Status.ok) return status;
+    return { offsetBytes: this.#result[0], sizeBytes: this.#result[1] };
   }
 
   release(id: Uint8Array): void {
