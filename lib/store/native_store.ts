@@ -40,7 +40,7 @@ export interface SpillFileClaim {
   sizeBytes: number;
 }
 
-/** The states of a spill file (zig/src/layout.zig FileState). */
+/** The states of a spill file (zig/src/layout.zig FileState; tests/codes.test.ts checks they agree). */
 export const FileState = { free: 0, writing: 1, local: 2, uploading: 3, remote: 4, remoteUnused: 5, remoteDeleting: 6, uploadOrphaned: 7 } as const;
 
 export interface OpenOptions {
