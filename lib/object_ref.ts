@@ -4,7 +4,7 @@
  * collection drops that reference, and the object is deleted once nothing holds it.
  */
 import { NotInitializedError, ObjectLostError } from "./errors.ts";
-import { fromHex, toHex } from "./store/native_store.ts";
+import { fromHex, ID_BYTES, toHex } from "./ids.ts";
 
 /**
  * @internal The producer of these refs finished: the ones still alive take their references
@@ -20,9 +20,6 @@ export function acquireFinished(refs: readonly WeakRef<ObjectRef>[]): void {
     } catch { /* lost meanwhile */ }
   }
 }
-
-/** Bytes of an object id, as Ray's ObjectID. */
-export const ID_BYTES = 28;
 
 /** What a ref needs from the session that made it. */
 export interface RefOwner {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: the native core's unit, stress and crash tests, the benchmarks in quick mode
+# Runs every test: the import-circle check, the native core's unit, stress and crash tests, the benchmarks in quick mode
 # (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
 # S3-compatible server started on loopback for the S3 spilling tests), then the soak (Node, Deno
 # and Bun clients on one store, SIGKILLed about every second: tests/soak/soak.ts), then the
@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+
+echo "== import circles in lib/ and zig/src/ (scripts/check_imports.ts)"
+node scripts/check_imports.ts
 
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)

@@ -57,9 +57,10 @@ function putRandom(store: NativeStore, id: Uint8Array, sizeBytes: number): strin
 }
 
 function digestOf(store: NativeStore, id: Uint8Array): string {
-  assert.equal(store.get(id), Status.ok, store.lastError());
+  const pinned = store.get(id);
+  assert.ok(typeof pinned !== "number", store.lastError());
   try {
-    return createHash("sha256").update(store.bytes(store.pinnedOffset, store.pinnedSize)).digest("hex");
+    return createHash("sha256").update(store.bytes(pinned.offsetBytes, pinned.sizeBytes)).digest("hex");
   } finally {
     store.release(id);
   }

@@ -1,4 +1,7 @@
-/** libobjstore's status codes (`zig/include/objstore.h`) and the errors they become. */
+/**
+ * libobjstore's status codes (`zig/include/objstore.h`, `Status` in zig/src/status.zig) and the
+ * errors they become. tests/codes.test.ts fails when the three disagree.
+ */
 import { ClusterAuthError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 
 export const Status = {
@@ -27,7 +30,7 @@ export const Status = {
   unavailable: 22,
 } as const;
 
-/** `objstore_contains` results. */
+/** `objstore_contains` results (`ObjectState` in zig/src; tests/codes.test.ts checks them). */
 export const Presence = { absent: 0, writing: 1, sealed: 2, spilled: 3 } as const;
 
 /** The error a failed call becomes; `message` is the library's own, with its detail. */
