@@ -18,8 +18,8 @@ export type { InitOptions, SpillOption } from "./lib/options.ts";
 export { free, get, memoryStats, put, wait } from "./lib/objects.ts";
 export type { GetOptions, MemoryStats, WaitOptions } from "./lib/objects.ts";
 export { ObjectRef } from "./lib/object_ref.ts";
-export { deregisterSerializer } from "./lib/codec/mod.ts";
-export { cancel, kill, registerSerializer, remote } from "./lib/tasks/remote.ts";
+export { deregisterSerializer, registerSerializer } from "./lib/tasks/serializers.ts";
+export { cancel, kill, remote } from "./lib/tasks/remote.ts";
 export type {
   ActorClass,
   ActorHandle,
@@ -35,6 +35,8 @@ export type {
 } from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
 export {
+  ClusterAuthError,
+  DirectoryUnavailableError,
   GetTimeoutError,
   NotInitializedError,
   ObjectLostError,

@@ -10,6 +10,8 @@ import { type ListedObject, NativeStore, type StoreStats } from "./store/native_
 import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { shown, storeNameProblem } from "./options.ts";
 import { removeAbandonedStores, storeNames } from "./abandoned.ts";
+import { ClusterNode, stopLocalNodes } from "./node.ts";
+import { Directory, redactedUrl } from "./cluster/directory.ts";
 
 const usage = `usage: objstore <command> [options]
 
@@ -17,8 +19,15 @@ commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
   status [--json]                  list the stores on this machine and the processes using them
                                    (stores whose processes all died are removed first)
+  status --address URL [--json]    list the nodes of a cluster: address, memory, objects, alive
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
+  start --address URL [--token T] [--node-ip IP] [--port N] [--object-store-memory BYTES]
+        [--num-workers N] [--store NAME]
+                                   start a node of the cluster whose directory (Redis) is at URL
+                                   (redis://[:PASSWORD@]HOST:PORT); it runs until stopped. The
+                                   token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret
+  stop [--store NAME]              stop the nodes of this machine (or the one of store NAME)
 
 A store is named by init({ storeName }); without --store, memory shows the only store there is.
 Exit status: 0 done, 1 the command failed (no such store, still in use), 2 a wrong command line.`;
@@ -28,16 +37,22 @@ class UsageError extends Error {}
 
 /** The parsed command line: a command and the options and operands it takes. */
 interface Invocation {
-  command: "memory" | "status" | "destroy" | "help";
+  command: "memory" | "status" | "destroy" | "start" | "stop" | "help";
   store?: string;
   json: boolean;
+  /** The values of the other options, by name (`--port` → `port`). */
+  values: Record<string, string>;
 }
+
+const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--store"];
 
 /** Options each command takes, and whether it takes a store name operand. */
 const COMMANDS = {
   memory: { options: ["--store", "--json"], operand: false },
-  status: { options: ["--json"], operand: false },
+  status: { options: ["--json", "--address"], operand: false },
   destroy: { options: [] as string[], operand: true },
+  start: { options: NODE_OPTIONS, operand: false },
+  stop: { options: ["--store"], operand: false },
 } as const;
 
 /**
@@ -49,14 +64,16 @@ export async function runCli(
   print: (line: string) => void = console.log,
   printError: (line: string) => void = console.error,
 ): Promise<number> {
-  let invocation: Invocation;
   try {
-    invocation = parse(args);
+    return await run(parse(args), args, print, printError);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     printError(`objstore: ${error.message}\n\n${usage}`);
     return 2;
   }
+}
+
+async function run(invocation: Invocation, args: string[], print: (line: string) => void, printError: (line: string) => void): Promise<number> {
   switch (invocation.command) {
     case "help":
       print(usage);
@@ -64,31 +81,41 @@ export async function runCli(
     case "memory":
       return await memory(invocation.store, invocation.json, print, printError);
     case "status":
+      if (invocation.values.address !== undefined) return await clusterStatus(invocation.values.address, invocation.json, print);
       return await status(invocation.json, print);
     case "destroy":
       await destroy(invocation.store!);
       print(`removed store ${invocation.store}`);
       return 0;
+    case "start":
+      return await startNode(invocation, print);
+    case "stop":
+      return await stopNodes(invocation.store, print);
   }
 }
 
 /** Checks every argument; anything unknown, repeated, missing or malformed is a UsageError. */
 function parse(args: string[]): Invocation {
   const [command, ...rest] = args;
-  if (command === undefined || command === "help" || command === "--help" || command === "-h") return { command: "help", json: false };
+  if (command === undefined || command === "help" || command === "--help" || command === "-h") return { command: "help", json: false, values: {} };
   if (!Object.hasOwn(COMMANDS, command)) throw new UsageError(`unknown command ${shown(command)}`);
   const spec = COMMANDS[command as keyof typeof COMMANDS];
-  const invocation: Invocation = { command: command as keyof typeof COMMANDS, json: false };
+  const invocation: Invocation = { command: command as keyof typeof COMMANDS, json: false, values: {} };
   const seen = new Set<string>();
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i];
-    if (arg === "--help" || arg === "-h") return { command: "help", json: false };
+    if (arg === "--help" || arg === "-h") return { command: "help", json: false, values: {} };
     if (arg.startsWith("-")) {
       if (!(spec.options as readonly string[]).includes(arg)) throw new UsageError(`${command} does not take the option ${shown(arg)}`);
       if (seen.has(arg)) throw new UsageError(`${arg} is given twice`);
       seen.add(arg);
       if (arg === "--json") invocation.json = true;
-      else invocation.store = storeName(rest[i + 1]?.startsWith("--") ? undefined : rest[++i], `${arg} needs a store name`);
+      else if (arg === "--store") invocation.store = storeName(rest[i + 1]?.startsWith("--") ? undefined : rest[++i], `${arg} needs a store name`);
+      else {
+        const value = rest[i + 1]?.startsWith("--") ? undefined : rest[++i];
+        if (value === undefined) throw new UsageError(`${arg} needs a value`);
+        invocation.values[arg.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = value;
+      }
     } else if (spec.operand && invocation.store === undefined) {
       invocation.store = storeName(arg, "");
     } else {
@@ -96,6 +123,7 @@ function parse(args: string[]): Invocation {
     }
   }
   if (spec.operand && invocation.store === undefined) throw new UsageError(`${command} needs a store name`);
+  if (invocation.command === "start" && invocation.values.address === undefined) throw new UsageError("start needs --address redis://HOST:PORT (the cluster's directory)");
   return invocation;
 }
 
@@ -259,4 +287,71 @@ export function bytes(n: number): string {
     unit++;
   }
   return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** A whole number of `what` from the command line; a UsageError naming the option otherwise. */
+function wholeNumber(text: string | undefined, option: string, max: number): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(value) || value > max) throw new UsageError(`${option} must be a whole number up to ${max}, got ${shown(text)}`);
+  return value;
+}
+
+/** `objstore start`: runs a node until SIGINT, SIGTERM or `objstore stop`. */
+async function startNode(invocation: Invocation, print: (line: string) => void): Promise<number> {
+  const values = invocation.values;
+  const token = values.token ?? process.env.OBJSTORE_CLUSTER_TOKEN;
+  if (token === undefined || token === "") {
+    throw new UsageError("start needs the cluster token: --token T or OBJSTORE_CLUSTER_TOKEN (the same on every node)");
+  }
+  // Listening before the node starts: a signal while it starts stops it once started.
+  let signaled!: () => void;
+  const leaving = new Promise<void>((resolve) => (signaled = resolve));
+  const onSignal = () => signaled();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const node = await ClusterNode.start({
+    address: values.address!,
+    token,
+    nodeIp: values.nodeIp,
+    port: wholeNumber(values.port, "--port", 65535),
+    objectStoreMemory: wholeNumber(values.objectStoreMemory, "--object-store-memory", Number.MAX_SAFE_INTEGER),
+    numWorkers: wholeNumber(values.numWorkers, "--num-workers", 63),
+    storeName: invocation.store,
+  });
+  const f = node.file;
+  print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}, directory ${f.address}`);
+  await leaving;
+  await node.stop();
+  print(`node ${f.nodeId} stopped`);
+  return 0;
+}
+
+async function stopNodes(storeName: string | undefined, print: (line: string) => void): Promise<number> {
+  const stopped = await stopLocalNodes(storeName);
+  for (const node of stopped) print(`stopped node ${node.nodeId} (store ${node.storeName}, pid ${node.pid})`);
+  if (stopped.length === 0) print("no nodes run on this machine");
+  return 0;
+}
+
+/** `objstore status --address`: the nodes of a cluster, alive or not. */
+async function clusterStatus(address: string, json: boolean, print: (line: string) => void): Promise<number> {
+  const directory = await Directory.connect(address);
+  try {
+    const nodes = await directory.nodes();
+    if (json) {
+      print(JSON.stringify({ address: redactedUrl(address), nodes }));
+      return 0;
+    }
+    print(`cluster ${redactedUrl(address)}: ${nodes.filter((n) => n.alive).length} of ${nodes.length} nodes alive`);
+    print(`${"NODE".padEnd(6)}  ${"ADDRESS".padEnd(21)}  ${"STORE".padEnd(24)}  ${"USED".padStart(10)}  ${"CAPACITY".padStart(10)}  ${"OBJECTS".padStart(8)}  STATE`);
+    for (const n of nodes) {
+      print(`${String(n.nodeNumber).padEnd(6)}  ${`${n.host}:${n.transferPort}`.padEnd(21)}  ${n.storeName.padEnd(24)}  ` +
+        `${(n.load ? bytes(n.load.usedBytes) : "-").padStart(10)}  ${bytes(n.capacityBytes).padStart(10)}  ` +
+        `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.alive ? "alive" : "dead"}`);
+    }
+    return 0;
+  } finally {
+    await directory.close();
+  }
 }

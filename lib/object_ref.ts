@@ -5,7 +5,7 @@
  * holds it.
  */
 import { NotInitializedError, ObjectLostError } from "./errors.ts";
-import { fromHex, toHex } from "./store/native_store.ts";
+import { fromHex, ID_BYTES, toHex } from "./ids.ts";
 import { type Holding, type HoldingOwner, hold, release } from "./dropped_refs.ts";
 
 /**
@@ -22,9 +22,6 @@ export function acquireFinished(refs: readonly WeakRef<ObjectRef>[]): void {
     } catch { /* lost meanwhile */ }
   }
 }
-
-/** Bytes of an object id, as Ray's ObjectID. */
-export const ID_BYTES = 28;
 
 /** What a ref needs from the session that made it. */
 export interface RefOwner extends HoldingOwner {

@@ -10,16 +10,17 @@ import { SpinBackoff } from "./spin_backoff.ts";
 import { decode, encode } from "./codec/mod.ts";
 import { readHeader } from "./codec/header.ts";
 import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
-import { GetTimeoutError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
-import { ID_BYTES, ObjectRef, type Producer } from "./object_ref.ts";
+import { GetTimeoutError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
+import { ObjectRef, type Producer } from "./object_ref.ts";
+import { ID_BYTES, toHex } from "./ids.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
-import type { StoreStats } from "./store/native_store.ts";
+import type { PinnedObject } from "./store/native_store.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
-import { droppedViewsNeedATurn, nextTurn, pinnedForViewsBytes, pinUntilCollected, releaseUnreachablePins, viewingBuffer } from "./pins.ts";
-import { releaseDroppedRefs } from "./dropped_refs.ts";
-import { toHex } from "./store/native_store.ts";
+import { droppedViewsNeedATurn, nextTurn, pinUntilCollected, viewingBuffer } from "./pins.ts";
+import { bringIntoMemory, RESTORE_ROOM_WAIT_MS } from "./restore.ts";
+import { makeRoom, noRoomError } from "./room.ts";
 
 const encodeHooks: EncodeHooks = {
   refId(value: unknown): Uint8Array | undefined {
@@ -122,20 +123,6 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
 
 const MAKE_ROOM_ATTEMPTS = 4;
 
-/**
- * Frees about `sizeBytes`, or with `slots` an index slot: first the pins of views the program
- * no longer reaches (a collection finds them, a millisecond or so, where spilling writes to
- * disk), then by spilling the least recently used unpinned objects (which frees bytes, not
- * slots), then by releasing the references of refs the program dropped (after a collection).
- * False if none helped. Views handed out in the current turn of the event loop are found only
- * after it ends (see lib/pins.ts).
- */
-function makeRoom(s: Session, sizeBytes: number, slots = false): boolean {
-  if (pinnedForViewsBytes() > 0 && releaseUnreachablePins(s) > 0) return true;
-  if (!slots && s.store.spill(sizeBytes) > 0) return true;
-  return releaseDroppedRefs(true) > 0;
-}
-
 function concatIds(ids: Uint8Array[]): Uint8Array {
   const all = new Uint8Array(ids.length * ID_BYTES);
   for (let i = 0; i < ids.length; i++) all.set(ids[i], i * ID_BYTES);
@@ -149,32 +136,6 @@ function putFailure(s: Session, status: number, detail: string, sizeBytes: numbe
     return new ObjectStoreFullError(`put: ${detail}.`);
   }
   return errorFor(status, detail, "put");
-}
-
-/**
- * Why `sizeBytes` more cannot fit in the store's memory (objectStoreMemory), from one snapshot
- * of its figures: what is in it, what keeps it there, and what to do.
- */
-function noRoomError(s: Session, what: string, sizeBytes: number): ObjectStoreFullError {
-  const stats = s.store.stats();
-  const limit = `store '${s.store.name}' has objectStoreMemory = ${stats.capacityBytes} bytes`;
-  if (sizeBytes > stats.capacityBytes) {
-    return new ObjectStoreFullError(`${what}: ${limit}, less than the object. Init with a larger objectStoreMemory.`);
-  }
-  const viewsBytes = Math.min(pinnedForViewsBytes(), stats.pinnedBytes);
-  const pinnedBy = viewsBytes === stats.pinnedBytes
-    ? "by views this process handed out"
-    : viewsBytes > 0
-    ? `(${viewsBytes} by views this process handed out, the rest by other processes)`
-    : "by other processes";
-  const spills = s.options.spill !== false || !s.store.created;
-  return new ObjectStoreFullError(
-    `${what}: ${limit}; ${stats.usedBytes} are taken, ${stats.pinnedBytes} of them pinned ${pinnedBy}` +
-      `${spills ? "" : ", and spilling is off (spill: false)"}. ` +
-      "Drop views you no longer read (a view dropped in the current turn of the event loop is found only once it ends: " +
-      "await between a loop of gets and the puts after it), free refs you no longer need, " +
-      `${spills ? "" : "turn spilling on, "}or init with a larger objectStoreMemory.`,
-  );
 }
 
 /** Options of `get`. */
@@ -227,8 +188,9 @@ const notReady = Symbol("not ready");
 /** The value if it is in memory now (the common case), without a promise; else `notReady`. */
 function getNow(s: Session, ref: ObjectRef): unknown {
   if (ref.producer !== undefined && !ref.producer.settled) return notReady;
-  if (!ref.acquire() || s.store.get(ref.bytes) !== Status.ok) return notReady;
-  return valueOfPinned(s, ref.bytes);
+  if (!ref.acquire()) return notReady;
+  const pinned = s.store.get(ref.bytes);
+  return typeof pinned === "number" ? notReady : valueOfPinned(s, ref.bytes, pinned);
 }
 
 function checkRef(what: string, ref: unknown): asserts ref is ObjectRef {
@@ -253,8 +215,7 @@ function deadlineOf(what: string, timeout: number | undefined): number {
 
 async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: AbortSignal | undefined): Promise<unknown> {
   let backoffMs = 0;
-  // How long a restore may wait for pins to go before the store is called full (Ray: 2 s).
-  const roomDeadline = Date.now() + 2000;
+  const roomDeadline = Date.now() + RESTORE_ROOM_WAIT_MS;
   while (true) {
     signal?.throwIfAborted();
     const producer = ref.producer;
@@ -263,21 +224,9 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       await settledBy(producer.done, deadline, signal, ref);
       continue;
     }
-    const status = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
-    if (status === Status.ok) return valueOfPinned(s, ref.bytes);
-    if (status === Status.spilled) {
-      let restored = s.store.restore(ref.bytes);
-      if (restored === Status.spillMissing && s.s3Spill !== undefined) restored = await s.s3Spill.restore(ref.bytes, `${ref}`);
-      if (restored === Status.ok) continue;
-      if (restored !== Status.storeFull) throw errorFor(restored, s.store.lastError(), `get ${ref}`);
-      // No room to bring it back: make some, then try again (or wait for pins to go: the
-      // pause below lets the event loop turn, after which dropped views can be found).
-      const sizeBytes = s.store.sizeOf(ref.bytes);
-      if (makeRoom(s, sizeBytes)) continue;
-      if (Date.now() >= roomDeadline) throw noRoomError(s, `get: no room to restore ${ref} (${sizeBytes} bytes)`, sizeBytes);
-    } else if (status !== Status.notSealed) {
-      throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
-    }
+    const pinned = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
+    if (typeof pinned !== "number") return valueOfPinned(s, ref.bytes, pinned);
+    if (await bringIntoMemory(s, ref, pinned, roomDeadline) === "get again") continue;
     if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
     backoffMs = await pause(backoffMs, deadline, signal);
   }
@@ -340,16 +289,14 @@ async function pause(backoffMs: number, deadline: number, signal: AbortSignal | 
   return next;
 }
 
-/** The value of the object the last `get` pinned; a stored task failure is thrown as its error. */
-function valueOfPinned(s: Session, id: Uint8Array): unknown {
-  const value = readPinned(s, id);
+/** The value of the object `get` pinned; a stored task failure is thrown as its error. */
+function valueOfPinned(s: Session, id: Uint8Array, pinned: PinnedObject): unknown {
+  const value = readPinned(s, id, pinned);
   if (value instanceof TaskFailure) throw value.toError();
   return value;
 }
 
-function readPinned(s: Session, id: Uint8Array): unknown {
-  const offsetBytes = s.store.pinnedOffset;
-  const sizeBytes = s.store.pinnedSize;
+function readPinned(s: Session, id: Uint8Array, { offsetBytes, sizeBytes }: PinnedObject): unknown {
   let keepPinned = false;
   try {
     const shared = s.store.bytes(offsetBytes, sizeBytes);

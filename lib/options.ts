@@ -20,8 +20,12 @@ export interface InitOptions {
   spill?: SpillOption;
   /** Fraction of `objectStoreMemory` above which cold objects spill (default 0.8). */
   spillThreshold?: number;
-  /** Absent: embedded single node. `"redis://host:port"`: join that cluster. */
+  /** Absent: embedded single node. `"redis://host:port"`: join that cluster, through the
+   * node of this machine (started by `objstore start`). */
   address?: string;
+  /** With `address`, when several nodes of the cluster run on this machine: which one to
+   * attach to (its `nodeId` or its store name). */
+  node?: string;
   /** Processes passing the same name share one store; absent: a fresh private name. */
   storeName?: string;
   /** Fault the store's first GiB in from a background thread so puts copy at warm speed (default true). */
@@ -34,12 +38,13 @@ export interface ResolvedOptions {
   spill: SpillOption;
   spillThreshold: number;
   address: string | undefined;
+  node: string | undefined;
   storeName: string | undefined;
   prefault: boolean;
 }
 
 /** The options `init` knows: a misspelt one is an error rather than a silent default. */
-const KNOWN_OPTIONS: readonly string[] = ["objectStoreMemory", "numWorkers", "spill", "spillThreshold", "address", "storeName", "prefault"];
+const KNOWN_OPTIONS: readonly string[] = ["objectStoreMemory", "numWorkers", "spill", "spillThreshold", "address", "node", "storeName", "prefault"];
 const FILESYSTEM_SPILL_KEYS: readonly string[] = ["type", "directory"];
 const S3_SPILL_KEYS: readonly string[] = ["type", "bucket", "prefix", "endpoint", "region"];
 
@@ -150,6 +155,12 @@ export function resolveOptions(options: InitOptions = {}): ResolvedOptions {
   if (options.address !== undefined && (typeof options.address !== "string" || !options.address.startsWith("redis://"))) {
     invalid(`address must be "redis://host:port", got ${shown(options.address)}`);
   }
+  if (options.node !== undefined && (typeof options.node !== "string" || options.node === "")) {
+    invalid(`node must be a node's id or store name, got ${shown(options.node)}`);
+  }
+  if (options.node !== undefined && options.address === undefined) {
+    invalid(`node ${shown(options.node)} is a node of a cluster: give the cluster's address too`);
+  }
   if (options.prefault !== undefined && typeof options.prefault !== "boolean") {
     invalid(`prefault must be true or false, got ${shown(options.prefault)}`);
   }
@@ -159,6 +170,7 @@ export function resolveOptions(options: InitOptions = {}): ResolvedOptions {
     spill: resolveSpill(options.spill),
     spillThreshold,
     address: options.address,
+    node: options.node,
     storeName,
     prefault: options.prefault ?? true,
   };

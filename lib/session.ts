@@ -14,13 +14,13 @@ import process from "node:process";
 import { NotInitializedError, ObjstoreError } from "./errors.ts";
 import { loadLibrary } from "./ffi/load.ts";
 import type { Library } from "./ffi/load.ts";
-import { ID_BYTES, setRefOwner } from "./object_ref.ts";
+import { setRefOwner } from "./object_ref.ts";
 import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
 import type { RefOwner } from "./object_ref.ts";
-import { NativeStore, toHex } from "./store/native_store.ts";
+import { NativeStore } from "./store/native_store.ts";
+import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
-import { Scheduler, type Submitter } from "./tasks/scheduler.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { removeAbandonedStores } from "./abandoned.ts";
 import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
@@ -39,15 +39,25 @@ export interface InitResult {
 }
 
 
+/**
+ * What the session needs of the tasks layer it holds (lib/tasks/: the driver's scheduler, or a
+ * worker's forwarder to its driver): to end it. The tasks layer starts itself on the first
+ * remote call and hands itself over with `setTasks`, so this module never imports it (the
+ * layers go ffi, codec → store → session → objects → tasks, each importing only below).
+ */
+export interface TasksOfSession {
+  /** Ends what the tasks layer started (its workers), letting them leave. */
+  close(): Promise<void>;
+  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
+  abandon(): void;
+}
+
 export class Session implements RefOwner {
   readonly store: NativeStore;
   readonly library: Library;
   readonly options: ResolvedOptions;
   readonly nodeId: string;
-  readonly #idPrefix: Uint8Array;
-  #idCounter = 0;
-  #idSlab = new Uint8Array(0);
-  #idSlabUsed = 0;
+  readonly #ids: IdMinter;
   readonly #janitor: ReturnType<typeof setInterval>;
   /** Copies spill files to S3 and reads them back, when the store spills there. */
   readonly s3Spill: S3Spill | undefined;
@@ -62,7 +72,7 @@ export class Session implements RefOwner {
     this.s3Spill = s3Spill;
     this.#copiesOut = copiesOut;
     this.nodeId = toHex(randomBytes(16));
-    this.#idPrefix = randomBytes(ID_BYTES - 8);
+    this.#ids = new IdMinter(randomBytes(ID_BYTES - 8));
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
     process.on("exit", this.#exiting);
@@ -72,7 +82,7 @@ export class Session implements RefOwner {
    * store at exit, then finds them dead and removes the store if no one else is left). */
   readonly #exiting = () => {
     this.closed = true;
-    this.#scheduler?.abandon();
+    this.#tasks?.abandon();
   };
 
   #tidy(): void {
@@ -90,19 +100,9 @@ export class Session implements RefOwner {
   }
 
   /** A fresh object id: a random per-process prefix and a counter, so no two processes
-   * collide. Ids are cut from a slab: V8 takes ~0.5 µs per new small typed array. */
+   * collide (lib/ids.ts). */
   newId(): Uint8Array {
-    if (this.#idSlabUsed === this.#idSlab.length) {
-      this.#idSlab = new Uint8Array(ID_BYTES * ID_SLAB_IDS);
-      this.#idSlabUsed = 0;
-    }
-    const id = this.#idSlab.subarray(this.#idSlabUsed, this.#idSlabUsed + ID_BYTES);
-    this.#idSlabUsed += ID_BYTES;
-    id.set(this.#idPrefix);
-    const n = ++this.#idCounter;
-    writeU32(id, ID_BYTES - 8, n % 2 ** 32);
-    writeU32(id, ID_BYTES - 4, Math.floor(n / 2 ** 32));
-    return id;
+    return this.#ids.next();
   }
 
   addRef(id: Uint8Array): "held" | "unsealed" | "absent" {
@@ -128,26 +128,21 @@ export class Session implements RefOwner {
 
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
-  #scheduler: Submitter | undefined;
+  #tasks: TasksOfSession | undefined;
 
-  /** Where tasks go: the scheduler, started on the first remote call (a worker forwards to its driver instead). */
-  scheduler(): Submitter {
-    this.#scheduler ??= new Scheduler(this, this.options.numWorkers);
-    return this.#scheduler;
+  /** The tasks layer of this process, once started (see `TasksOfSession`). */
+  tasks(): TasksOfSession | undefined {
+    return this.#tasks;
   }
 
-  schedulerIfStarted(): Submitter | undefined {
-    return this.#scheduler;
-  }
-
-  /** @internal A worker's tasks submit through its driver. */
-  useSubmitter(submitter: Submitter): void {
-    this.#scheduler = submitter;
+  /** @internal Called by the tasks layer as it starts (lib/tasks/remote.ts, worker_main.ts). */
+  setTasks(tasks: TasksOfSession): void {
+    this.#tasks = tasks;
   }
 
   async close(): Promise<void> {
     process.off("exit", this.#exiting);
-    await this.#scheduler?.close();
+    await this.#tasks?.close();
     this.closed = true;
     forgetHoldings(this);
     clearInterval(this.#janitor);
@@ -162,15 +157,6 @@ export class Session implements RefOwner {
     }
     this.s3Spill?.close();
   }
-}
-
-const ID_SLAB_IDS = 1024;
-
-function writeU32(target: Uint8Array, at: number, value: number): void {
-  target[at] = value & 0xff;
-  target[at + 1] = (value >>> 8) & 0xff;
-  target[at + 2] = (value >>> 16) & 0xff;
-  target[at + 3] = value >>> 24;
 }
 
 let current: Session | undefined;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test: the native core's unit, stress and crash tests, the benchmarks in quick mode
+# Runs every test: the import-circle check, the native core's unit, stress and crash tests, the benchmarks in quick mode
 # (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
 # S3-compatible server started on loopback for the S3 spilling tests), then the soak (Node, Deno
 # and Bun clients on one store, SIGKILLed about every second: tests/soak/soak.ts), then the
@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
+
+echo "== import circles in lib/ and zig/src/ (scripts/check_imports.ts)"
+node scripts/check_imports.ts
 
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
@@ -33,7 +36,10 @@ echo "== conformance suite on bun $(bun --version)"
 bun tests/run.ts "${suite[@]}"
 
 echo "== soak: node, deno and bun clients on one store, a SIGKILL about every second (tests/soak/soak.ts, ${STRESS_SECONDS:-30} s)"
-node --expose-gc tests/soak/soak.ts
+# A hung store (a lock never released) would hang the soak's own checks: bounded from outside.
+soak_limit_s=$(( ${STRESS_SECONDS:-30} + 240 ))
+timeout --kill-after=20 "$soak_limit_s" node --expose-gc tests/soak/soak.ts ||
+  { status=$?; [ "$status" -eq 124 ] && echo "soak: still running after ${soak_limit_s} s: a hang (see its last lines above)"; exit "$status"; }
 
 echo "== the packages as users install them (scripts/test_package.sh: npm, bun add, deno; JSR dry run)"
 bash scripts/test_package.sh

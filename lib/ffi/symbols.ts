@@ -60,6 +60,15 @@ export const symbols = {
   objstore_channel_park: { args: ["pointer", "u32"], result: "i32" },
   objstore_channel_listen: { args: ["pointer", "u32"], result: "i32" },
   objstore_doorbell_ring: { args: ["i32"], result: "i32" },
+  objstore_endpoint_open: { args: ["buffer", "u32"], result: "pointer" },
+  objstore_endpoint_close: { args: ["pointer"], result: "i32" },
+  objstore_endpoint_hand_over: { args: ["pointer", "buffer"], result: "i32" },
+  objstore_serve: { args: ["pointer", "u32", "u32", "buffer", "u32"], result: "pointer" },
+  objstore_serve_port: { args: ["pointer"], result: "u32" },
+  objstore_serve_stop: { args: ["pointer"], result: "i32" },
+  objstore_pull_start: { args: ["pointer", "buffer", "buffer", "u32", "buffer", "u32", "u32", "u32"], result: "pointer" },
+  objstore_pull_done: { args: ["pointer"], result: "u32" },
+  objstore_pull_finish: { args: ["pointer", "buffer"], result: "i32" },
 } as const satisfies Record<string, SymbolSpec>;
 
 export type SymbolTable = typeof symbols;

@@ -8,6 +8,7 @@ import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 import { errorFor, Status } from "./status.ts";
+import { ID_BYTES, toHex } from "../ids.ts";
 
 const OPEN_CREATE = 1;
 const OPEN_EXCLUSIVE = 2;
@@ -26,6 +27,12 @@ export interface SpillLocation {
   regionSizeBytes: number;
 }
 
+/** Where an object `get` pinned lies in the segment (`bytes`, `ownView` read it there). */
+export interface PinnedObject {
+  readonly offsetBytes: number;
+  readonly sizeBytes: number;
+}
+
 /** A spill file this process claimed, to copy out or to delete its remote copy. */
 export interface SpillFileClaim {
   fileIndex: number;
@@ -33,7 +40,7 @@ export interface SpillFileClaim {
   sizeBytes: number;
 }
 
-/** The states of a spill file (zig/src/layout.zig FileState). */
+/** The states of a spill file (zig/src/layout.zig FileState; tests/codes.test.ts checks they agree). */
 export const FileState = { free: 0, writing: 1, local: 2, uploading: 3, remote: 4, remoteUnused: 5, remoteDeleting: 6, uploadOrphaned: 7 } as const;
 
 export interface OpenOptions {
@@ -170,19 +177,15 @@ export class NativeStore implements PagePlacement {
     this.#symbols.objstore_abort(this.#handle, id);
   }
 
-  /** Pins a sealed object. Returns a status; on success `pinned` holds where it lies. */
-  get(id: Uint8Array): number {
-    return this.#symbols.objstore_get(this.#handle, id);
-  }
-
-  /** Where the object pinned by the last successful `get` lies: offset in the segment. */
-  get pinnedOffset(): number {
-    return this.#result[0];
-  }
-
-  /** …and its size. */
-  get pinnedSize(): number {
-    return this.#result[1];
+  /**
+   * Pins a sealed object: where it lies, or the status that says why not (never `Status.ok`).
+   * The core leaves the place in this handle's result area, read here at once, before any
+   * other call replaces it.
+   */
+  get(id: Uint8Array): PinnedObject | number {
+    const status = this.#symbols.objstore_get(this.#handle, id);
+    if (status !== Status.ok) return status;
+    return { offsetBytes: this.#result[0], sizeBytes: this.#result[1] };
   }
 
   release(id: Uint8Array): void {
@@ -296,7 +299,7 @@ export class NativeStore implements PagePlacement {
         const at = i * recordBytes;
         const state = view.getUint32(at + 28, true);
         objects.push({
-          id: toHex(buffer.subarray(at, at + 28)),
+          id: toHex(buffer.subarray(at, at + ID_BYTES)),
           state: state === 1 ? "writing" : state === 2 ? "memory" : "spilled",
           referencingProcesses: view.getUint32(at + 32, true),
           pinningProcesses: view.getUint32(at + 36, true),
@@ -367,42 +370,4 @@ export class NativeStore implements PagePlacement {
     }
     return window;
   }
-}
-
-const hexDigits = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
-
-export function toHex(bytes: Uint8Array): string {
-  let text = "";
-  for (let i = 0; i < bytes.length; i++) text += hexDigits[bytes[i]];
-  return text;
-}
-
-/** The bytes of `hex`, or undefined if it is not `sizeBytes` bytes of hex digits. Results are
- * cut from a shared slab: a new small typed array costs V8 ~0.5 µs, and ids come by the thousand. */
-export function fromHex(hex: string, sizeBytes: number): Uint8Array | undefined {
-  if (hex.length !== sizeBytes * 2) return undefined;
-  if (hexSlabUsed + sizeBytes > hexSlab.length) {
-    hexSlab = new Uint8Array(Math.max(HEX_SLAB_BYTES, sizeBytes));
-    hexSlabUsed = 0;
-  }
-  const bytes = hexSlab.subarray(hexSlabUsed, hexSlabUsed + sizeBytes);
-  for (let i = 0; i < sizeBytes; i++) {
-    const high = hexValue(hex.charCodeAt(2 * i));
-    const low = hexValue(hex.charCodeAt(2 * i + 1));
-    if ((high | low) < 0) return undefined;
-    bytes[i] = high * 16 + low;
-  }
-  hexSlabUsed += sizeBytes;
-  return bytes;
-}
-
-const HEX_SLAB_BYTES = 4096;
-let hexSlab = new Uint8Array(HEX_SLAB_BYTES);
-let hexSlabUsed = 0;
-
-/** 0–15 for a hex digit's char code, -1 for anything else. */
-function hexValue(code: number): number {
-  if (code >= 48 && code <= 57) return code - 48; // 0-9
-  const lower = code | 32;
-  return lower >= 97 && lower <= 102 ? lower - 87 : -1; // a-f, A-F
 }

@@ -1,5 +1,8 @@
-/** libobjstore's status codes (`zig/include/objstore.h`) and the errors they become. */
-import { ObjectLostError, ObjectStoreFullError, ObjstoreError } from "../errors.ts";
+/**
+ * libobjstore's status codes (`zig/include/objstore.h`, `Status` in zig/src/status.zig) and the
+ * errors they become. tests/codes.test.ts fails when the three disagree.
+ */
+import { ClusterAuthError, ObjectLostError, ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 
 export const Status = {
   ok: 0,
@@ -23,9 +26,11 @@ export const Status = {
   permissionDenied: 18,
   noSpace: 19,
   spillMissing: 20,
+  clusterAuth: 21,
+  unavailable: 22,
 } as const;
 
-/** `objstore_contains` results. */
+/** `objstore_contains` results (`ObjectState` in zig/src; tests/codes.test.ts checks them). */
 export const Presence = { absent: 0, writing: 1, sealed: 2, spilled: 3 } as const;
 
 /** The error a failed call becomes; `message` is the library's own, with its detail. */
@@ -38,7 +43,10 @@ export function errorFor(status: number, message: string, context: string): Objs
     case Status.absent:
     case Status.corrupt:
     case Status.spillMissing:
+    case Status.unavailable:
       return new ObjectLostError(text);
+    case Status.clusterAuth:
+      return new ClusterAuthError(text);
     default:
       return new ObjstoreError(text);
   }

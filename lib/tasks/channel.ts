@@ -13,7 +13,8 @@ import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { ObjstoreError } from "../errors.ts";
 import { errorFor } from "../store/status.ts";
-import { lastError, toHex } from "../store/native_store.ts";
+import { lastError } from "../store/native_store.ts";
+import { toHex } from "../ids.ts";
 
 const SHM_DIRECTORY = "/dev/shm";
 /** Long enough that any live worker has opened (and unlinked) its channel. */

@@ -4,7 +4,7 @@
  * retries ran out, `TaskCancelledError` after `cancel`.
  */
 import { registerSerializer } from "../codec/mod.ts";
-import { ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
+import { type ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
 import type { RemoteErrorInfo } from "./protocol.ts";
 
 export type FailureKind = "error" | "crash" | "cancel";

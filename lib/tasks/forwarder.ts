@@ -9,7 +9,7 @@ import { acquireFinished, ObjectRef, type Producer } from "../object_ref.ts";
 import { putArguments } from "../objects.ts";
 import type { Session } from "../session.ts";
 import { type FromWorker, isInlineable } from "./protocol.ts";
-import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./scheduler.ts";
+import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 
 class ForwardedTask implements Producer {
   settled = false;

@@ -1,11 +1,14 @@
 /**
- * `remote`, `kill` and `cancel`: functions and classes that run in worker processes.
+ * `remote`, `kill` and `cancel`: functions and classes that run in worker processes, and the
+ * submitter that serves this process's calls (lib/tasks/submitter.ts).
  */
-import { registerSerializer as registerInCodec, type Serializer } from "../codec/mod.ts";
+import { registerSerializer as registerInCodec } from "../codec/mod.ts";
 import { ObjectRef } from "../object_ref.ts";
 import { session } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
-import { type FunctionRecord, knownSerializers, type SerializerRecord, type Submitter } from "./scheduler.ts";
+import { Scheduler } from "./scheduler.ts";
+import { sourceOf } from "./source.ts";
+import type { FunctionRecord, Submitter } from "./submitter.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -111,26 +114,6 @@ function functionRecord(target: AnyFunction | ModuleFunction): FunctionRecord {
   return { id: nextFunctionId++, name: spec.name, spec };
 }
 
-/** Source that evaluates to the function, also for method shorthand (`f(x) { … }`). */
-export function sourceOf(fn: AnyFunction): string {
-  const source = Function.prototype.toString.call(fn);
-  if (source.includes("[native code]")) throw new TypeError(`remote: ${fn.name || "this function"} is built in; wrap it in a function of your own`);
-  if (parses(source)) return source;
-  const asFunction = source.replace(/^(async\s+)?(\*?)\s*/, (_, asyncPart = "", star) => `${asyncPart}function${star} `);
-  if (parses(asFunction)) return asFunction;
-  throw new TypeError(`remote: cannot ship ${fn.name || "this function"} by its source; define it as a function or arrow function`);
-}
-
-/** Parses (without running) source as an expression. */
-function parses(source: string): boolean {
-  try {
-    new Function(`"use strict"; return (${source});`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function checkOptions(options: TaskOptions, current: { numReturns: number; maxRetries: number }) {
   const numReturns = options.numReturns ?? current.numReturns;
   const maxRetries = options.maxRetries ?? current.maxRetries;
@@ -188,8 +171,17 @@ registerInCodec(ActorHandleTarget, {
   deserialize: (actorId: number) => actorHandle(actorId) as ActorHandleTarget,
 }, "@objstore/ActorHandle");
 
+/** Where this process's tasks go: the scheduler, started on the first remote call (a worker
+ * forwards to its driver instead: worker_main.ts sets its session's tasks first). */
 function scheduler(): Submitter {
-  return session().scheduler();
+  const s = session();
+  // Only the tasks layer sets a session's tasks, and always to a Submitter.
+  let submitter = s.tasks() as Submitter | undefined;
+  if (submitter === undefined) {
+    submitter = new Scheduler(s, s.options.numWorkers);
+    s.setTasks(submitter);
+  }
+  return submitter;
 }
 
 /** Kills an actor's process; its pending calls fail with `WorkerCrashedError`. */
@@ -207,29 +199,3 @@ export function cancel(ref: ObjectRef): void {
   if (!(ref instanceof ObjectRef)) throw new TypeError("cancel: expected the ObjectRef a task returned");
   scheduler().cancel(ref);
 }
-
-/**
- * Registers how to store instances of `cls`, in this process and in its workers (the class
- * and both functions are shipped by source, so they must be self-contained).
- */
-// deno-lint-ignore no-explicit-any
-export function registerSerializer<T>(cls: new (...args: any[]) => T, serializer: Serializer<T>, name?: string): void {
-  registerInCodec(cls, serializer, name);
-  const record: SerializerRecord = {
-    name: name ?? cls.name,
-    cls: Function.prototype.toString.call(cls),
-    serialize: sourceOf(serializer.serialize as AnyFunction),
-    deserialize: sourceOf(serializer.deserialize as AnyFunction),
-  };
-  knownSerializers.push(record);
-  currentScheduler()?.addSerializer(record);
-}
-
-function currentScheduler(): Submitter | undefined {
-  try {
-    return session().schedulerIfStarted();
-  } catch {
-    return undefined;
-  }
-}
-

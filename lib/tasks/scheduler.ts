@@ -7,19 +7,21 @@
  * A worker that dies mid-task is replaced and its tasks retried (`maxRetries`); after that their
  * results are `WorkerCrashedError` failures. Actors get a worker of their own, fed in call order.
  */
-import process from "node:process";
 import { setImmediate } from "node:timers";
 import { ObjstoreError } from "../errors.ts";
 import { ObjectRef } from "../object_ref.ts";
-import { putArguments, putWithId } from "../objects.ts";
 import type { Session } from "../session.ts";
-import { fromHex, toHex } from "../store/native_store.ts";
-import { acquireFinished, ID_BYTES } from "../object_ref.ts";
+import { fromHex, ID_BYTES, toHex } from "../ids.ts";
+import { acquireFinished } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
-import { describeError, type FailureKind, TaskFailure } from "./failure.ts";
-import { encodeRun, type FromWorker, type FunctionSpec, isInlineable, type WireArguments } from "./protocol.ts";
+import { type FailureKind, TaskFailure } from "./failure.ts";
+import { encodeRun, type FromWorker, type FunctionSpec } from "./protocol.ts";
+import { RunTimes } from "./run_times.ts";
+import { shippedSerializers } from "./serializers.ts";
+import { type Actor, noRefs, packArguments, storeFailure, Task } from "./task.ts";
 import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
-import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
+import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
+import { SPIN_MICROS } from "../spin_backoff.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -28,154 +30,16 @@ import { QUICK_TASK_MICROS, SPIN_MICROS } from "../spin_backoff.ts";
  */
 const IN_FLIGHT_QUICK = 64;
 const IN_FLIGHT_OTHER = 4;
-/** Weight of the latest run in a function's running mean. */
-const RUN_TIME_WEIGHT = 0.25;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
 /** How long an exiting driver waits for the workers it killed to be dead. */
 const ABANDON_WAIT_MS = 1000;
-
-export interface FunctionRecord {
-  readonly id: number;
-  readonly name: string;
-  readonly spec: FunctionSpec;
-}
-
-export interface SerializerRecord {
-  name: string;
-  cls: string;
-  serialize: string;
-  deserialize: string;
-}
-
-interface Actor {
-  readonly id: number;
-  readonly cls: FunctionRecord;
-  readonly worker: WorkerProcess;
-  /** The constructor's arguments, and the refs they hold, alive as long as the actor. */
-  readonly args: PackedArguments;
-  readonly heldRefs: readonly ObjectRef[];
-  /** Calls not sent yet, in order; the head goes when its arguments are ready. */
-  readonly queue: Task[];
-  dead: TaskFailure | undefined;
-}
-
-class Task {
-  readonly id: number;
-  readonly name: string;
-  readonly fn: FunctionRecord | undefined;
-  readonly method: string | undefined;
-  readonly actor: Actor | undefined;
-  readonly args: PackedArguments;
-  /** Refs passed as arguments; the task waits for them, and they stay alive while it may run. */
-  readonly argRefs: readonly ObjectRef[];
-  /** Refs nested inside the arguments: alive while the task may run (it gets them as refs, so
-   * it does not wait for them). */
-  heldRefs: readonly ObjectRef[] = noRefs;
-  readonly returnIds: Uint8Array[];
-  readonly returnHex: string[];
-  /** Every ref made to one of the returns (the caller's, and tasks' copies), weakly. */
-  readonly returnRefs: WeakRef<ObjectRef>[] = [];
-  retriesLeft: number;
-  worker: WorkerProcess | undefined;
-  /** The worker that submitted this task from inside one of its own, if any. */
-  requester: WorkerProcess | undefined;
-  /** Counted in its worker's `slowInFlight`. */
-  sentAsSlow = false;
-  /** How long a `get` of a result may spin for it (see SPIN_MICROS); 0 for none. */
-  spinMicros = 0;
-  /** What run times are averaged by: the function, or the actor's method. */
-  readonly runKey: string;
-  cancelled = false;
-  settled = false;
-  #done: Promise<void> | undefined;
-  #resolve: (() => void) | undefined;
-
-  constructor(id: number, name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: PackedArguments, argRefs: readonly ObjectRef[], returnIds: Uint8Array[], retries: number) {
-    this.id = id;
-    this.name = name;
-    this.fn = target.fn;
-    this.method = target.method;
-    this.actor = target.actor;
-    this.args = args;
-    this.argRefs = argRefs;
-    this.returnIds = returnIds;
-    this.returnHex = returnIds.map(toHex);
-    this.retriesLeft = retries;
-    this.runKey = target.fn !== undefined ? `f${target.fn.id}` : `a${target.actor?.id}.${target.method}`;
-  }
-
-  /** Spins briefly for this task to settle (see SPIN_MICROS); true if it did. */
-  spinUntilSettled(): boolean {
-    if (this.spinMicros === 0 || this.worker === undefined) return false;
-    return this.worker.spinUntilSettled(this, this.spinMicros);
-  }
-
-  /** Resolves when the task is settled; made only when someone waits (most results are read
-   * after they are done, and a promise per task was a measurable share of the driver's GC). */
-  get done(): Promise<void> {
-    if (this.settled) return Promise.resolve();
-    this.#done ??= new Promise<void>((resolve) => (this.#resolve = resolve));
-    return this.#done;
-  }
-
-  settle(): void {
-    this.settled = true;
-    this.spinMicros = 0;
-    this.args.ref?.[Symbol.dispose]();
-    for (const ref of this.argRefs) ref[Symbol.dispose]();
-    for (const ref of this.heldRefs) ref[Symbol.dispose]();
-    this.#resolve?.();
-  }
-}
-
-/** Arguments as sent to a worker, and the stored object that holds them, if any. */
-interface PackedArguments {
-  readonly wire: WireArguments;
-  readonly ref: ObjectRef | undefined;
-}
-
-/** Stores the arguments unless they go inline; `onRef` is told each ref they hold. */
-function packArguments(session: Session, args: unknown[], onRef: (ref: ObjectRef) => void): PackedArguments {
-  if (isInlineable(args)) return { wire: args, ref: undefined };
-  const ref = putArguments(session, args, onRef);
-  return { wire: ref.hex(), ref };
-}
-
-/** Most calls take no refs: one shared empty list instead of a new one per task. */
-const noRefs: readonly ObjectRef[] = Object.freeze([]);
-
-function sameId(a: Uint8Array, b: Uint8Array): boolean {
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return a.length === b.length;
-}
-
-/** What `remote()` needs from a process: the driver's Scheduler, or a worker's Forwarder. */
-export interface Submitter {
-  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
-  createActor(cls: FunctionRecord, args: unknown[]): number;
-  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
-  killActor(actorId: number): void;
-  cancel(ref: ObjectRef): void;
-  addSerializer(record: SerializerRecord): void;
-  close(): Promise<void>;
-  /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
-  abandon(): void;
-}
 
 let driverFunctionIds = 1_000_000_000;
 
 /** Ids for functions workers submit; apart from those `remote()` numbers in this process. */
 function nextDriverFunctionId(): number {
   return driverFunctionIds++;
-}
-
-/** Custom serializers registered in this process; every worker gets them. */
-export const knownSerializers: SerializerRecord[] = [];
-
-export interface SubmitOptions {
-  numReturns: number;
-  maxRetries: number;
 }
 
 export class Scheduler implements Submitter {
@@ -190,8 +54,7 @@ export class Scheduler implements Submitter {
   #producers: Map<string, Task> | undefined;
   /** Functions workers submitted, by "<pid>:<their id>". */
   readonly #workerFunctions = new Map<string, FunctionRecord>();
-  /** Running mean of each function's run time in a worker, in µs. */
-  readonly #runMicros = new Map<string, number>();
+  readonly #runTimes = new RunTimes();
   #nextTask = 1;
   #nextActor = 1;
   #closing = false;
@@ -451,13 +314,7 @@ export class Scheduler implements Submitter {
 
   /** True if recent runs of `task`'s function (or actor method) were quick; false if none ran yet. */
   #isQuick(task: Task): boolean {
-    const micros = this.#runMicros.get(task.runKey);
-    return micros !== undefined && micros < QUICK_TASK_MICROS;
-  }
-
-  #recordRunTime(task: Task, micros: number): void {
-    const mean = this.#runMicros.get(task.runKey);
-    this.#runMicros.set(task.runKey, mean === undefined ? micros : mean + RUN_TIME_WEIGHT * (micros - mean));
+    return this.#runTimes.isQuick(task.runKey);
   }
 
   #send(worker: WorkerProcess, task: Task): void {
@@ -495,7 +352,7 @@ export class Scheduler implements Submitter {
       onMessage: (w, message) => this.#onMessage(w, message),
       onExit: (w) => this.#onExit(w),
     }, actorId);
-    for (const record of knownSerializers) worker.send({ t: "serializer", ...record });
+    for (const record of shippedSerializers) worker.send({ t: "serializer", ...record });
     worker.keepAlive(this.#busy);
     return worker;
   }
@@ -514,7 +371,7 @@ export class Scheduler implements Submitter {
           if (task === undefined) continue;
           if (task.sentAsSlow) worker.slowInFlight -= 1;
           task.sentAsSlow = false;
-          this.#recordRunTime(task, message.micros[i]);
+          this.#runTimes.record(task.runKey, message.micros[i]);
           this.#complete(task);
           worker.release(task.id);
         }
@@ -552,37 +409,10 @@ export class Scheduler implements Submitter {
 
   /** Stores `failure` as every return of the task, which ends it. */
   #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
-    const failure = new TaskFailure(kind, error, task.name);
-    for (const id of task.returnIds) {
-      try {
-        putWithId(this.#session, id, failure);
-      } catch (cause) {
-        process.emitWarning(`objstore: could not store the failure of ${task.name}: ${describeError(cause).message}`);
-        continue;
-      }
-      // putWithId left this process one reference: the requester's, or the first live ref's.
-      if (task.requester !== undefined) continue;
-      let adopted = false;
-      for (const ref of this.#liveRefsTo(task, id)) {
-        ref.producer = undefined;
-        if (adopted) ref.acquire();
-        else ref.adopt();
-        adopted = true;
-      }
-      if (!adopted) this.#session.store.dropRef(id);
-    }
+    storeFailure(this.#session, task, new TaskFailure(kind, error, task.name));
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, true);
     task.settle();
-  }
-
-  #liveRefsTo(task: Task, id: Uint8Array): ObjectRef[] {
-    const refs: ObjectRef[] = [];
-    for (const weak of task.returnRefs) {
-      const ref = weak.deref();
-      if (ref !== undefined && sameId(ref.bytes, id)) refs.push(ref);
-    }
-    return refs;
   }
 
   #onExit(worker: WorkerProcess): void {

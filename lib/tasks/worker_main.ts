@@ -9,8 +9,8 @@
 import process from "node:process";
 import { setImmediate } from "node:timers";
 import { get, putWithId } from "../objects.ts";
-import { fromHex } from "../store/native_store.ts";
-import { ID_BYTES, ObjectRef } from "../object_ref.ts";
+import { fromHex, ID_BYTES } from "../ids.ts";
+import { ObjectRef } from "../object_ref.ts";
 import { initWorker } from "../session.ts";
 import type { Session } from "../session.ts";
 import { registerSerializer } from "../codec/mod.ts";
@@ -39,7 +39,7 @@ const STDOUT_FD = 1;
 // write until its event loop turns, and a worker spinning through quick tasks turns it rarely.
 const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => session.library.symbols.objstore_doorbell_ring(STDOUT_FD));
 const forwarder = new Forwarder(session, send);
-session.useSubmitter(forwarder);
+session.setTasks(forwarder);
 
 type Callable = (...args: unknown[]) => unknown;
 

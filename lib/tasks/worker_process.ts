@@ -182,8 +182,8 @@ export class WorkerProcess {
 }
 
 /**
- * Waits, without the event loop, until each of `pids` is dead or a zombie (a killed child
- * stays one until its parent's loop reaps it), for at most `timeoutMs`.
+ * Waits, without the event loop, until each of `pids` has ended (a killed child stays a zombie
+ * until its parent's loop reaps it), for at most `timeoutMs`.
  */
 export function waitUntilDead(pids: number[], timeoutMs: number): void {
   const deadline = Date.now() + timeoutMs;
@@ -195,12 +195,18 @@ export function waitUntilDead(pids: number[], timeoutMs: number): void {
   }
 }
 
-/** True unless /proc says the process is gone or a zombie. */
+/**
+ * The store's own test of liveness (zig/src/sys.zig `isAlive`): a process runs until /proc
+ * says it is gone, or a zombie whose other threads have ended too. A killed process with many
+ * threads is a zombie leader for a while before its last thread is gone; a worker that took it
+ * for dead then would leave the store behind, finding it still attached.
+ */
 function isRunning(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const [state, threads] = [fields[0], Number(fields[17])];
+    return (state !== "Z" && state !== "X") || threads > 1;
   } catch {
     return false;
   }

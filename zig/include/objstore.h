@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 5
+#define OBJSTORE_ABI_VERSION 6
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -61,6 +61,8 @@ typedef enum objstore_status {
   OBJSTORE_PERMISSION_DENIED = 18,
   OBJSTORE_NO_SPACE = 19,         /* the spill device is full */
   OBJSTORE_SPILL_MISSING = 20,    /* the spill file is gone */
+  OBJSTORE_CLUSTER_AUTH = 21,     /* a node refused the cluster token */
+  OBJSTORE_UNAVAILABLE = 22,      /* no node holding the object could send it */
   OBJSTORE_STATUS_MAX_VALUE = 0x7fffffff
 } objstore_status;
 
@@ -212,6 +214,34 @@ int32_t objstore_channel_listen(objstore_channel_t *c, uint32_t side);
 /* Writes the doorbell byte 0x01 to fd now (a full pipe drops it: its reader reads soon, and
  * looks at the channel on any read). */
 int32_t objstore_doorbell_ring(int32_t fd);
+
+/* Transfers between nodes. An endpoint is a store attachment of the transfer threads' own;
+ * a server sends its sealed objects (restoring spilled ones) to nodes that present the
+ * cluster token (a mutual HMAC-SHA256 challenge); a pull fetches one object into it, in
+ * CRC32C-checked chunks over several connections, on a thread of its own. */
+typedef struct objstore_endpoint objstore_endpoint_t;
+typedef struct objstore_server objstore_server_t;
+typedef struct objstore_pull objstore_pull_t;
+objstore_endpoint_t *objstore_endpoint_open(const uint8_t *name, uint32_t name_size_bytes);
+/* After its servers are stopped and its pulls finished. */
+int32_t objstore_endpoint_close(objstore_endpoint_t *e);
+/* Gives up the endpoint's reference on a pulled object (take your own first). */
+int32_t objstore_endpoint_hand_over(objstore_endpoint_t *e, const uint8_t *id);
+/* ip in host order (0: every address); port 0: a free one, see objstore_serve_port. The
+ * token is 1 to 1024 bytes. */
+objstore_server_t *objstore_serve(objstore_endpoint_t *e, uint32_t ip, uint32_t port, const uint8_t *token, uint32_t token_size_bytes);
+uint32_t objstore_serve_port(objstore_server_t *s);
+int32_t objstore_serve_stop(objstore_server_t *s);
+/* sources: source_count records of 6 bytes (IPv4 address, port; big-endian), tried in order.
+ * The object is in the store as being written from the start; sealed once every chunk is
+ * checked, or removed. */
+objstore_pull_t *objstore_pull_start(objstore_endpoint_t *e, const uint8_t *id, const uint8_t *sources, uint32_t source_count,
+                                     const uint8_t *token, uint32_t token_size_bytes, uint32_t connection_count, uint32_t wait_ms);
+/* 1 once the pull has ended. */
+uint32_t objstore_pull_done(objstore_pull_t *p);
+/* Joins and frees the pull: OK (out[1] = size), ABSENT, NOT_SEALED, EXISTS (being pulled or
+ * present here already: wait for its seal), STORE_FULL, CORRUPT, CLUSTER_AUTH, UNAVAILABLE. */
+int32_t objstore_pull_finish(objstore_pull_t *p, double *out);
 
 #ifdef __cplusplus
 }

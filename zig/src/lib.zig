@@ -549,6 +549,208 @@ export fn objstore_io_backend(h: ?*anyopaque) i32 {
     return @intFromEnum(handleOf(h).spiller.backend());
 }
 
+// ---------------------------------------------------------------- transfer between nodes
+
+const StoreEndpoint = @import("transfer/StoreEndpoint.zig");
+const TransferServer = @import("transfer/Server.zig");
+const Puller = @import("transfer/Puller.zig");
+const transfer_socket = @import("transfer/socket.zig");
+const transfer_auth = @import("transfer/auth.zig");
+
+/// Bytes per source in `objstore_pull_start`'s list: an IPv4 address, then a port (big-endian).
+const source_record_size_bytes = 6;
+
+fn endpointOf(e: ?*anyopaque) *StoreEndpoint {
+    return @ptrCast(@alignCast(e.?));
+}
+
+fn tokenOf(token: [*]const u8, token_size_bytes: u32) status.Error![]const u8 {
+    if (token_size_bytes == 0 or token_size_bytes > transfer_auth.token_size_max) {
+        status.setDetail("the cluster token must be 1 to {d} bytes, got {d}", .{ transfer_auth.token_size_max, token_size_bytes });
+        return error.InvalidArgument;
+    }
+    return token[0..token_size_bytes];
+}
+
+/// Attaches the transfer threads to store `name` (an attachment of their own).
+export fn objstore_endpoint_open(name: [*]const u8, name_size_bytes: u32) ?*anyopaque {
+    status.clearDetail();
+    const endpoint = StoreEndpoint.open(name[0..name_size_bytes]) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    _ = succeed();
+    return endpoint;
+}
+
+/// After every server and pull of the endpoint has ended.
+export fn objstore_endpoint_close(e: ?*anyopaque) i32 {
+    endpointOf(e).close();
+    return succeed();
+}
+
+/// Gives up the endpoint's reference on a pulled object (take your own first).
+export fn objstore_endpoint_hand_over(e: ?*anyopaque, id: [*]const u8) i32 {
+    status.clearDetail();
+    endpointOf(e).handOver(idOf(id)) catch |err| return fail(err);
+    return succeed();
+}
+
+/// Serves the endpoint's store to nodes presenting `token`, on `ip` (host order; 0 = every
+/// address) and `port` (0 = a free one: see `objstore_serve_port`).
+export fn objstore_serve(e: ?*anyopaque, ip: u32, port: u32, token: [*]const u8, token_size_bytes: u32) ?*anyopaque {
+    status.clearDetail();
+    const server = serve(endpointOf(e), ip, port, token, token_size_bytes) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    _ = succeed();
+    return server;
+}
+
+fn serve(endpoint: *StoreEndpoint, ip: u32, port: u32, token: [*]const u8, token_size_bytes: u32) status.Error!*TransferServer {
+    const checked_token = try tokenOf(token, token_size_bytes);
+    if (port > std.math.maxInt(u16)) {
+        status.setDetail("port {d} is out of range (0 to 65535)", .{port});
+        return error.InvalidArgument;
+    }
+    var ip_bytes: [4]u8 = undefined;
+    std.mem.writeInt(u32, &ip_bytes, ip, .big);
+    const address: transfer_socket.Address = .{ .ip = ip_bytes, .port = @intCast(port) };
+    return TransferServer.start(std.heap.page_allocator, address, checked_token, endpoint.source(), .{}) catch |err| switch (err) {
+        error.AddressUnavailable => {
+            status.setDetail("cannot listen on {d}.{d}.{d}.{d}:{d}: the address is taken or not this machine's", .{ ip_bytes[0], ip_bytes[1], ip_bytes[2], ip_bytes[3], port });
+            return error.InvalidArgument;
+        },
+        error.InvalidArgument => error.InvalidArgument,
+        else => error.System,
+    };
+}
+
+export fn objstore_serve_port(server: ?*anyopaque) u32 {
+    const s: *TransferServer = @ptrCast(@alignCast(server.?));
+    return s.port;
+}
+
+/// Stops serving: disconnects every peer and joins every thread.
+export fn objstore_serve_stop(server: ?*anyopaque) i32 {
+    const s: *TransferServer = @ptrCast(@alignCast(server.?));
+    s.stop();
+    return succeed();
+}
+
+/// One pull, on a thread of its own: started by `objstore_pull_start`, watched with
+/// `objstore_pull_done`, ended by `objstore_pull_finish`.
+const Pull = struct {
+    endpoint: *StoreEndpoint,
+    id: ObjectId,
+    sources: [Puller.source_count_max]transfer_socket.Address,
+    source_count: u32,
+    token: [transfer_auth.token_size_max]u8,
+    token_size_bytes: u32,
+    connection_count: u32,
+    wait_ms: u32,
+    done: std.atomic.Value(bool) = .init(false),
+    outcome: Puller.Error!u64 = 0,
+    thread: std.Thread = undefined,
+
+    fn run(pull: *Pull) void {
+        pull.outcome = Puller.pull(&pull.id, .{
+            .sources = pull.sources[0..pull.source_count],
+            .token = pull.token[0..pull.token_size_bytes],
+            .connection_count = pull.connection_count,
+            .wait_ms = pull.wait_ms,
+        }, pull.endpoint.sink());
+        pull.done.store(true, .release);
+    }
+};
+
+/// Pulls object `id` into the endpoint's store from the first of `source_count` nodes (6 bytes
+/// each: IPv4 address, port, big-endian) that holds it, over up to `connection_count`
+/// connections; a source may wait `wait_ms` for the object to be sealed. The object appears
+/// in the store as being written at once (other processes wait for its seal as for any).
+export fn objstore_pull_start(e: ?*anyopaque, id: [*]const u8, sources: [*]const u8, source_count: u32, token: [*]const u8, token_size_bytes: u32, connection_count: u32, wait_ms: u32) ?*anyopaque {
+    status.clearDetail();
+    const pull = startPull(endpointOf(e), idOf(id), sources, source_count, token, token_size_bytes, connection_count, wait_ms) catch |err| {
+        _ = fail(err);
+        return null;
+    };
+    _ = succeed();
+    return pull;
+}
+
+fn startPull(endpoint: *StoreEndpoint, id: *const ObjectId, sources: [*]const u8, source_count: u32, token: [*]const u8, token_size_bytes: u32, connection_count: u32, wait_ms: u32) status.Error!*Pull {
+    const checked_token = try tokenOf(token, token_size_bytes);
+    if (source_count == 0 or source_count > Puller.source_count_max) {
+        status.setDetail("a pull needs 1 to {d} sources, got {d}", .{ Puller.source_count_max, source_count });
+        return error.InvalidArgument;
+    }
+    if (connection_count == 0 or connection_count > Puller.connection_count_max) {
+        status.setDetail("a pull uses 1 to {d} connections, got {d}", .{ Puller.connection_count_max, connection_count });
+        return error.InvalidArgument;
+    }
+    const pull = std.heap.page_allocator.create(Pull) catch return error.System;
+    errdefer std.heap.page_allocator.destroy(pull);
+    pull.* = .{
+        .endpoint = endpoint,
+        .id = id.*,
+        .sources = undefined,
+        .source_count = source_count,
+        .token = undefined,
+        .token_size_bytes = token_size_bytes,
+        .connection_count = connection_count,
+        .wait_ms = wait_ms,
+    };
+    for (pull.sources[0..source_count], 0..) |*address, i| {
+        const record = sources[i * source_record_size_bytes ..][0..source_record_size_bytes];
+        address.* = .{ .ip = record[0..4].*, .port = std.mem.readInt(u16, record[4..6], .big) };
+    }
+    @memcpy(pull.token[0..checked_token.len], checked_token);
+    pull.thread = std.Thread.spawn(.{}, Pull.run, .{pull}) catch return error.System;
+    return pull;
+}
+
+/// 1 once the pull has ended (call `objstore_pull_finish`), else 0.
+export fn objstore_pull_done(p: ?*anyopaque) u32 {
+    const pull: *Pull = @ptrCast(@alignCast(p.?));
+    return @intFromBool(pull.done.load(.acquire));
+}
+
+/// Waits for the pull's thread, frees the pull, and says how it ended: ok (result [1] = the
+/// object's size), absent (no source holds it), not_sealed, exists (this store has the object
+/// or is pulling it already: wait for its seal), store_full, corrupt (a chunk failed its
+/// checksum on every attempt), cluster_auth (a token mismatch), unavailable (every source
+/// failed).
+export fn objstore_pull_finish(p: ?*anyopaque, out: [*]f64) i32 {
+    status.clearDetail();
+    const pull: *Pull = @ptrCast(@alignCast(p.?));
+    pull.thread.join();
+    const outcome = pull.outcome;
+    std.heap.page_allocator.destroy(pull);
+    const size_bytes = outcome catch |err| return fail(pullError(err));
+    out[1] = @floatFromInt(size_bytes);
+    return succeed();
+}
+
+fn pullError(err: Puller.Error) status.Error {
+    return switch (err) {
+        error.Absent => error.Absent,
+        error.NotSealed => error.NotSealed,
+        error.Exists => error.Exists,
+        error.StoreFull => error.StoreFull,
+        error.Corrupt => error.Corrupt,
+        error.InvalidArgument => error.InvalidArgument,
+        error.TokenRefused, error.PeerNotAuthenticated, error.NotAPeer => blk: {
+            status.setDetail("a node refused this node's cluster token, or did not prove it holds it ({s})", .{@errorName(err)});
+            break :blk error.ClusterAuth;
+        },
+        error.Unavailable, error.ProtocolViolation, error.Closed, error.TimedOut, error.Refused, error.AddressUnavailable, error.System => blk: {
+            status.setDetail("no node holding the object could send it (last failure: {s})", .{@errorName(err)});
+            break :blk error.Unavailable;
+        },
+    };
+}
+
 test {
     _ = @import("sys.zig");
     _ = @import("layout.zig");
@@ -562,6 +764,7 @@ test {
     _ = @import("transfer/socket.zig");
     _ = @import("transfer/auth.zig");
     _ = @import("transfer/transfer_test.zig");
+    _ = @import("transfer/StoreEndpoint.zig");
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
     _ = @import("exits.zig");

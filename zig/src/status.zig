@@ -25,6 +25,8 @@ pub const Status = enum(i32) {
     permission_denied = 18,
     no_space = 19,
     spill_missing = 20,
+    cluster_auth = 21,
+    unavailable = 22,
 };
 
 pub const Error = error{
@@ -48,6 +50,8 @@ pub const Error = error{
     PermissionDenied,
     NoSpace,
     SpillMissing,
+    ClusterAuth,
+    Unavailable,
 };
 
 pub fn fromError(err: Error) Status {
@@ -72,6 +76,8 @@ pub fn fromError(err: Error) Status {
         error.PermissionDenied => .permission_denied,
         error.NoSpace => .no_space,
         error.SpillMissing => .spill_missing,
+        error.ClusterAuth => .cluster_auth,
+        error.Unavailable => .unavailable,
     };
 }
 
@@ -98,6 +104,8 @@ pub fn message(status: Status) []const u8 {
         .permission_denied => "permission denied",
         .no_space => "no space left on the spill device",
         .spill_missing => "the spill file of this object is missing",
+        .cluster_auth => "a node did not accept the cluster token (or did not present it)",
+        .unavailable => "no node holding the object could be reached",
     };
 }
 

@@ -64,9 +64,8 @@ pub fn pull(id: *const wire.ObjectId, options: Options, sink: Sink) Error!u64 {
     if (options.token.len == 0 or options.token.len > auth.token_size_max) return error.InvalidArgument;
     if (options.connection_count == 0 or options.connection_count > connection_count_max) return error.InvalidArgument;
 
-    const first = try openAny(options, 0);
+    const first, const size_bytes = try openHolder(id, options);
     defer socket.close(first.fd);
-    const size_bytes = try stat(first.fd, id, options.wait_ms);
     const dest = try sink.createFn(sink.context, id, size_bytes);
     assert(dest.len == size_bytes);
     pullParts(id, options, dest, first) catch |err| {
@@ -82,6 +81,27 @@ const Connection = struct {
     source_index: usize,
 };
 
+/// A connection to the first source that holds `id`, and its size. A source that lacks it
+/// (a copy the directory still lists was deleted) or cannot serve it now is passed over.
+fn openHolder(id: *const wire.ObjectId, options: Options) Error!struct { Connection, u64 } {
+    var last_error: Error = error.Absent;
+    var start: usize = 0;
+    while (start < options.sources.len) {
+        const connection = try openAny(options, start);
+        const size_bytes = stat(connection.fd, id, options.wait_ms) catch |err| {
+            socket.close(connection.fd);
+            if (err != error.Absent and err != error.Unavailable) return err;
+            last_error = err;
+            // openAny may have skipped dead sources: go on after the one that answered.
+            if (connection.source_index < start) break;
+            start = connection.source_index + 1;
+            continue;
+        };
+        return .{ connection, size_bytes };
+    }
+    return last_error;
+}
+
 /// A connection to the first source from `start` on that answers and authenticates.
 fn openAny(options: Options, start: usize) Error!Connection {
     var last_error: Error = error.Unavailable;
@@ -94,7 +114,7 @@ fn openAny(options: Options, start: usize) Error!Connection {
         auth.authenticateToServer(fd, options.token) catch |err| {
             socket.close(fd);
             // A token problem is the same at every source: say so instead of trying on.
-            if (err == error.Refused or err == error.PeerNotAuthenticated) return err;
+            if (err == error.TokenRefused or err == error.PeerNotAuthenticated) return err;
             last_error = err;
             continue;
         };
@@ -182,8 +202,10 @@ fn pullPart(part: *Part) ?Error {
         const outcome = readRange(connection.fd, part.id, part.dest, part.offset_bytes, part.length_bytes);
         if (!borrowed) socket.close(connection.fd);
         outcome catch |err| switch (err) {
-            // The peer went away or stalled: the next source takes over the whole part.
-            error.Closed, error.TimedOut, error.Unavailable => {
+            // The peer went away or stalled, or lacks the object (parts are spread over the
+            // sources, and a copy the directory lists may be gone): the next source takes over
+            // the whole part.
+            error.Closed, error.TimedOut, error.Unavailable, error.Absent, error.NotSealed => {
                 last_error = err;
                 start_source = connection.source_index + 1;
                 continue;

@@ -25,7 +25,7 @@ pub const Error = socket.Error || error{
     /// The peer is not an objstore node of this protocol version.
     NotAPeer,
     /// The server refused our proof: we do not hold the cluster's token.
-    Refused,
+    TokenRefused,
     /// The server's proof was wrong: it does not hold the cluster's token.
     PeerNotAuthenticated,
 };
@@ -93,7 +93,7 @@ pub fn authenticateToServer(fd: i32, token: []const u8) Error!void {
     const proof = proofOf(token, "objstore client", &challenge.server_nonce, &client_nonce);
     try socket.sendFrame(fd, &Proof{ .client_proof = proof });
     const verdict = try socket.receiveFrame(fd, Verdict);
-    if (verdict.accepted != 1) return error.Refused;
+    if (verdict.accepted != 1) return error.TokenRefused;
 }
 
 /// The server's half, right after accepting. On error the caller closes the connection
@@ -113,7 +113,7 @@ pub fn authenticateClient(fd: i32, token: []const u8) Error!void {
     const expected = proofOf(token, "objstore client", &server_nonce, &hello.client_nonce);
     const accepted = std.crypto.timing_safe.eql([proof_size_bytes]u8, expected, proof.client_proof);
     try socket.sendFrame(fd, &Verdict{ .accepted = @intFromBool(accepted) });
-    if (!accepted) return error.Refused;
+    if (!accepted) return error.TokenRefused;
 }
 
 const testing = std.testing;

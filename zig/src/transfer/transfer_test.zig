@@ -228,6 +228,30 @@ test "a source whose copy breaks mid-transfer hands over to the next; a dead add
     try testing.expect(whole_server.chunks_sent.load(.monotonic) >= 3);
 }
 
+test "sources that lack the object are passed over, for the size and for every part" {
+    const size = 40 << 20;
+    const bytes = try patterned(testing.allocator, size, 5);
+    defer testing.allocator.free(bytes);
+    var none = [_]Served{};
+    var whole = [_]Served{.{ .id = idOf(1), .bytes = bytes }};
+    var lacking_source: TestSource = .{ .objects = &none };
+    var whole_source: TestSource = .{ .objects = &whole };
+    const lacking_server = try startServer(&lacking_source, .{});
+    defer lacking_server.stop();
+    const whole_server = try startServer(&whole_source, .{});
+    defer whole_server.stop();
+    // Parts are spread over the sources: with 4 connections, some start at the lacking one.
+    for ([_][2]socket.Address{
+        .{ addressOf(lacking_server), addressOf(whole_server) },
+        .{ addressOf(whole_server), addressOf(lacking_server) },
+    }) |sources| {
+        var sink: TestSink = .{};
+        defer sink.deinit();
+        _ = try Puller.pull(&whole[0].id, .{ .sources = &sources, .token = token, .connection_count = 4 }, sink.sink());
+        try testing.expectEqualSlices(u8, bytes, sink.bytes);
+    }
+}
+
 test "a source that dies for good: the pull fails and the object is aborted" {
     const bytes = try patterned(testing.allocator, 2 * wire.chunk_size_max_bytes, 3);
     defer testing.allocator.free(bytes);

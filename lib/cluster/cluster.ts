@@ -1,0 +1,135 @@
+/**
+ * A process's view of its cluster: what `get` asks when the local store lacks an object.
+ *
+ * Every object id minted on a node starts with the node's number (4 bytes, big-endian), so the
+ * node that made an object (its primary copy) is known from the id alone, with no directory
+ * lookup per put. Other copies (pulled by other nodes) are recorded in the directory. A pull
+ * brings the object into this node's store, where every process of the node then finds it.
+ */
+import type { Library } from "../ffi/load.ts";
+import { ObjectLostError, ObjstoreError } from "../errors.ts";
+import { Directory, redactedUrl } from "./directory.ts";
+import { localNodes, type NodeFile } from "./node_files.ts";
+import { type TransferAddress, TransferEndpoint } from "./transfer.ts";
+
+/** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
+const NODES_TTL_MS = 1000;
+/** How long a source may hold a pull waiting for the object to be sealed, per attempt. */
+const SEAL_WAIT_MAX_MS = 10_000;
+
+/** The node number an id was minted on (0: not minted in a cluster). */
+export function nodeNumberOf(id: Uint8Array): number {
+  return ((id[0] << 24) | (id[1] << 16) | (id[2] << 8) | id[3]) >>> 0;
+}
+
+/** Writes `nodeNumber` as the first 4 bytes of `idPrefix`. */
+export function stampNodeNumber(idPrefix: Uint8Array, nodeNumber: number): void {
+  new DataView(idPrefix.buffer, idPrefix.byteOffset, 4).setUint32(0, nodeNumber);
+}
+
+/**
+ * The node of this machine to attach to for the cluster at `address`: the only one, or the
+ * one whose id or store name is `wanted`.
+ */
+export function findLocalNode(address: string, wanted: string | undefined): NodeFile {
+  const where = redactedUrl(address);
+  const ofCluster = localNodes().filter((node) => node.address === where);
+  const matching = wanted === undefined ? ofCluster : ofCluster.filter((node) => node.nodeId === wanted || node.storeName === wanted);
+  if (matching.length === 1) return matching[0];
+  const start = `start one with: objstore start --address ${where}`;
+  if (ofCluster.length === 0) throw new ObjstoreError(`init: no node of the cluster at ${where} runs on this machine; ${start}`);
+  const names = ofCluster.map((node) => `${node.storeName} (${node.nodeId})`).join(", ");
+  if (wanted === undefined) throw new ObjstoreError(`init: several nodes of the cluster at ${where} run on this machine; pick one with init({ node }): ${names}`);
+  throw new ObjstoreError(`init: no node '${wanted}' of the cluster at ${where} runs on this machine; its nodes here: ${names}`);
+}
+
+/** This process's link to its cluster. */
+export class ClusterClient {
+  readonly node: NodeFile;
+  readonly #directory: Directory;
+  readonly #endpoint: TransferEndpoint;
+  #nodes = new Map<number, TransferAddress>();
+  #nodesLoadedMs = 0;
+  /** Pulls under way in this process, by hex: concurrent gets share one. */
+  readonly #pulls = new Map<string, Promise<void>>();
+  /** Objects this process pulled, whose endpoint reference goes once the process holds its own. */
+  readonly #pulled = new Set<string>();
+
+  private constructor(node: NodeFile, directory: Directory, endpoint: TransferEndpoint) {
+    this.node = node;
+    this.#directory = directory;
+    this.#endpoint = endpoint;
+  }
+
+  /** Connects to the cluster's directory and to the transfers of `node`'s store. */
+  static async attach(library: Library, address: string, node: NodeFile): Promise<ClusterClient> {
+    const directory = await Directory.connect(address);
+    try {
+      return new ClusterClient(node, directory, TransferEndpoint.open(library, node.storeName));
+    } catch (error) {
+      await directory.close();
+      throw error;
+    }
+  }
+
+  /** True if an object absent here may be elsewhere in the cluster (it was minted elsewhere). */
+  mayHoldElsewhere(id: Uint8Array): boolean {
+    const made = nodeNumberOf(id);
+    return made !== 0 && made !== this.node.nodeNumber;
+  }
+
+  /**
+   * Brings object `id` into this node's store from a node that holds it; resolves once it is
+   * here (sealed, or being pulled by another process of the node: its get waits for the seal)
+   * or its sources are still writing it after `waitMs`. Rejects with ObjectLostError when no
+   * node of the cluster holds it.
+   */
+  fetch(id: Uint8Array, hex: string, waitMs: number): Promise<void> {
+    let pull = this.#pulls.get(hex);
+    if (pull === undefined) {
+      pull = this.#pull(id, hex, Math.max(0, Math.min(waitMs, SEAL_WAIT_MAX_MS))).finally(() => this.#pulls.delete(hex));
+      this.#pulls.set(hex, pull);
+    }
+    return pull;
+  }
+
+  async #pull(id: Uint8Array, hex: string, waitMs: number): Promise<void> {
+    const sources = await this.#sources(id, hex);
+    const outcome = await this.#endpoint.pull(id, sources, this.node.token, { waitMs });
+    if (typeof outcome !== "number") return;
+    this.#pulled.add(hex);
+    // Best effort: a copy the directory does not know of is only a copy others will not use.
+    void this.#directory.addCopy(hex, this.node.nodeNumber).catch(() => {});
+  }
+
+  /** The nodes to pull `id` from: the node that made it, then those that copied it. */
+  async #sources(id: Uint8Array, hex: string): Promise<TransferAddress[]> {
+    const made = nodeNumberOf(id);
+    const copies = (await this.#directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made);
+    const wanted = [made, ...copies];
+    if (wanted.some((n) => !this.#nodes.has(n)) || Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) await this.#loadNodes();
+    const sources = wanted.map((n) => this.#nodes.get(n)).filter((a): a is TransferAddress => a !== undefined);
+    if (sources.length === 0) {
+      throw new ObjectLostError(`${hex}: node ${made}, which made it, is not alive in the cluster, and no other node has a copy`);
+    }
+    return sources.slice(0, 16);
+  }
+
+  async #loadNodes(): Promise<void> {
+    const nodes = await this.#directory.nodes();
+    this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort }]));
+    this.#nodesLoadedMs = Date.now();
+  }
+
+  /** The process holds its own reference on `id` now: a pull's reference goes. */
+  settled(id: Uint8Array, hex: string): void {
+    if (!this.#pulled.delete(hex)) return;
+    this.#endpoint.handOver(id);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#pulls.values()]);
+    await this.#endpoint.close();
+    await this.#directory.close();
+  }
+}

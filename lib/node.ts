@@ -1,0 +1,146 @@
+/**
+ * A node of a cluster, as `objstore start` runs it: the process that owns the node's store
+ * (and its workers), serves the store's objects to the other nodes over TCP, and keeps the node
+ * registered in the cluster's directory with a heartbeat that expires if the process dies. It
+ * runs until `objstore stop` or a signal; then it deregisters and removes its store.
+ *
+ * The nodes of this machine are found through their node files (lib/cluster/node_files.ts),
+ * which `objstore stop` and drivers read.
+ */
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
+import process from "node:process";
+import { init, shutdown } from "./session.ts";
+import { memoryStats } from "./objects.ts";
+import { loadLibrary } from "./ffi/load.ts";
+import { Directory, redactedUrl } from "./cluster/directory.ts";
+import { TransferEndpoint, type TransferServer } from "./cluster/transfer.ts";
+import { ObjstoreError } from "./errors.ts";
+import { localNodes, type NodeFile, processRuns, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
+
+/** What `objstore start` takes. */
+export interface NodeOptions {
+  /** The cluster's directory: `redis://[:PASSWORD@]HOST:PORT`. */
+  address: string;
+  /** The cluster token every connection between nodes proves it holds. */
+  token: string;
+  /** The address other nodes reach this one at (IPv4). Default 127.0.0.1. */
+  nodeIp?: string;
+  /** The transfer port; 0 (the default) picks a free one. */
+  port?: number;
+  objectStoreMemory?: number;
+  numWorkers?: number;
+  storeName?: string;
+  /** How often the node says it is alive; it is dead after three beats missed. */
+  heartbeatMs?: number;
+}
+
+const DEFAULT_HEARTBEAT_MS = 1000;
+
+/** A running node. */
+export class ClusterNode {
+  readonly file: NodeFile;
+  readonly #directory: Directory;
+  readonly #endpoint: TransferEndpoint;
+  readonly #server: TransferServer;
+  readonly #beat: ReturnType<typeof setInterval>;
+  #stopping: Promise<void> | undefined;
+
+  private constructor(file: NodeFile, directory: Directory, endpoint: TransferEndpoint, server: TransferServer, heartbeatMs: number) {
+    this.file = file;
+    this.#directory = directory;
+    this.#endpoint = endpoint;
+    this.#server = server;
+    // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
+    // seen dead by the others only if it stays silent for three beats.
+    this.#beat = setInterval(() => void this.#heartbeat(heartbeatMs).catch(() => {}), heartbeatMs);
+  }
+
+  /** Starts a node: its store and workers, its transfer server, its place in the directory. */
+  static async start(options: NodeOptions): Promise<ClusterNode> {
+    const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    const storeName = options.storeName ?? `node-${hostname().replace(/[^A-Za-z0-9_.-]/g, "-")}-${process.pid}`;
+    if (existsSync(`/dev/shm/objstore-${storeName}`)) {
+      throw new ObjstoreError(`store '${storeName}' exists already: another node (or program) uses it; give this node its own with --store NAME`);
+    }
+    // The directory first: a wrong address fails before anything is made.
+    const directory = await Directory.connect(options.address);
+    let endpoint: TransferEndpoint | undefined;
+    try {
+      const { nodeId } = await init({ storeName, objectStoreMemory: options.objectStoreMemory, numWorkers: options.numWorkers });
+      endpoint = TransferEndpoint.open(await loadLibrary(), storeName);
+      const host = options.nodeIp ?? "127.0.0.1";
+      const server = endpoint.serve({ host, port: options.port ?? 0 }, options.token);
+      const stats = memoryStats();
+      const nodeNumber = await directory.registerNode({
+        nodeId,
+        host,
+        port: 0,
+        transferPort: server.address.port,
+        storeName,
+        hostname: hostname(),
+        pid: process.pid,
+        startedMs: Date.now(),
+        capacityBytes: stats.capacityBytes,
+        numWorkers: options.numWorkers ?? 0,
+        resources: {},
+      }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: options.numWorkers ?? 0, heartbeatMs: Date.now() }, 3 * heartbeatMs);
+      const file: NodeFile = {
+        storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
+      };
+      writeNodeFile(file);
+      return new ClusterNode(file, directory, endpoint, server, heartbeatMs);
+    } catch (error) {
+      await endpoint?.close();
+      await shutdown();
+      await directory.close();
+      throw error;
+    }
+  }
+
+  async #heartbeat(heartbeatMs: number): Promise<void> {
+    const stats = memoryStats();
+    await this.#directory.heartbeat(this.file.nodeNumber, {
+      usedBytes: stats.usedBytes,
+      objectCount: stats.objectCount,
+      workers: 0,
+      heartbeatMs: Date.now(),
+    }, 3 * heartbeatMs);
+  }
+
+  /** Leaves the cluster: deregisters, stops serving, removes its store. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      clearInterval(this.#beat);
+      removeNodeFile(this.file.storeName);
+      try {
+        await this.#directory.deregisterNode(this.file.nodeNumber);
+      } finally {
+        this.#server.stop();
+        await this.#endpoint.close();
+        await shutdown();
+        await this.#directory.close();
+      }
+    })();
+    return this.#stopping;
+  }
+}
+
+/**
+ * Stops the nodes of this machine (only the one whose store is `storeName`, if given): each is
+ * sent SIGTERM and waited for, up to `timeoutMs`. Returns the nodes stopped.
+ */
+export async function stopLocalNodes(storeName: string | undefined, timeoutMs = 15_000): Promise<NodeFile[]> {
+  const nodes = localNodes().filter((node) => storeName === undefined || node.storeName === storeName);
+  if (storeName !== undefined && nodes.length === 0) throw new ObjstoreError(`no node with store '${storeName}' runs on this machine`);
+  for (const node of nodes) process.kill(node.pid, "SIGTERM");
+  const deadline = Date.now() + timeoutMs;
+  while (nodes.some((node) => processRuns(node.pid))) {
+    if (Date.now() > deadline) {
+      const left = nodes.filter((node) => processRuns(node.pid)).map((node) => `${node.storeName} (pid ${node.pid})`);
+      throw new ObjstoreError(`nodes still running ${timeoutMs} ms after SIGTERM: ${left.join(", ")}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return nodes;
+}

@@ -1,0 +1,39 @@
+/**
+ * What `remote()` needs from a process, whoever serves it: the driver's `Scheduler` runs tasks
+ * in its workers, a worker's `Forwarder` sends them to its driver. Types only, so every module
+ * of the tasks layer can name them without importing the scheduler.
+ */
+import type { ObjectRef } from "../object_ref.ts";
+import type { TasksOfSession } from "../session.ts";
+import type { FunctionSpec } from "./protocol.ts";
+
+/** A function or class made remote, as the process that submits it numbers it. */
+export interface FunctionRecord {
+  readonly id: number;
+  readonly name: string;
+  readonly spec: FunctionSpec;
+}
+
+/** The options a remote function is called with. */
+export interface SubmitOptions {
+  numReturns: number;
+  maxRetries: number;
+}
+
+/** A custom serializer as shipped to workers: the class and both functions by their source. */
+export interface SerializerRecord {
+  name: string;
+  cls: string;
+  serialize: string;
+  deserialize: string;
+}
+
+/** What `remote()` needs from a process: the driver's Scheduler, or a worker's Forwarder. */
+export interface Submitter extends TasksOfSession {
+  submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
+  createActor(cls: FunctionRecord, args: unknown[]): number;
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
+  killActor(actorId: number): void;
+  cancel(ref: ObjectRef): void;
+  addSerializer(record: SerializerRecord): void;
+}
