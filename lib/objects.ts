@@ -37,8 +37,10 @@ function decodeHooks(s: Session): DecodeHooks {
   if (hooks === undefined) {
     hooks = {
       makeRef(id: Uint8Array): unknown {
-        // The containing object holds `id` alive, so taking a reference succeeds.
-        return new ObjectRef(id, s.addRef(id) === "held" ? s : undefined);
+        // The containing object holds `id` alive, so taking a reference succeeds, unless the
+        // container came from another node of the cluster: then `id` may be fetched too.
+        const outcome = s.addRef(id);
+        return outcome === "absent" ? new ObjectRef(id, undefined) : new ObjectRef(id, s, outcome === "held");
       },
     };
     hooksBySession.set(s, hooks);
@@ -71,12 +73,15 @@ export function put<T>(value: T): ObjectRef<T> {
 
 /**
  * @internal Stores `value` under a given id (a task's return, or its failure). Refs inside
- * are kept alive by the object, as with `put`. The caller holds the new reference.
+ * are kept alive by the object, as with `put`. The caller holds the new reference. In a
+ * cluster, a ref to an object not in this store (made on another node, not pulled here) is
+ * written but not a child: no store here can hold it alive.
  */
 export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
   const encoded = encode(value, encodeHooks);
-  const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
-  const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
+  const childIds = s.cluster === undefined ? encoded.refIds : encoded.refIds.filter((child) => s.store.contains(child) !== Presence.absent);
+  const children = childIds.length === 0 ? undefined : concatIds(childIds);
+  const target = createMakingRoom(s, id, encoded.sizeBytes, children, childIds.length);
   try {
     encoded.writeInto(target, s.store);
   } catch (error) {
@@ -229,8 +234,12 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       continue;
     }
     const pinned = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
-    if (typeof pinned !== "number") return valueOfPinned(s, ref.bytes, pinned);
-    if (await bringIntoMemory(s, ref, pinned, roomDeadline) === "get again") continue;
+    if (typeof pinned !== "number") {
+      // Pulled from another node: this process holds its own reference now.
+      s.cluster?.settled(ref.bytes, ref.id);
+      return valueOfPinned(s, ref.bytes, pinned);
+    }
+    if (await bringIntoMemory(s, ref, pinned, roomDeadline, deadline) === "get again") continue;
     if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
     backoffMs = await pause(backoffMs, deadline, signal);
   }
