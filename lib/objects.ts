@@ -334,7 +334,8 @@ export interface WaitOptions {
   numReturns?: number;
   /** Seconds; absent = forever, 0 = do not wait. */
   timeout?: number;
-  /** Ready means "its value is on this node" (default true; the only mode on a single node). */
+  /** Ready means "its value is on this node" (default true, and the only mode for now: in a
+   * cluster, `wait` pulls the objects made on other nodes and counts them once here). */
   fetchLocal?: boolean;
   /** Stops waiting when aborted: `wait` rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -367,13 +368,15 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
     throw new ObjstoreError(`wait: numReturns must be a whole number from 1 to refs.length (${refs.length}), got ${numReturns}`);
   }
   const deadline = deadlineOf("wait", options.timeout);
+  const lost = new Set<ObjectRef>();
   let backoffMs = 0;
   while (true) {
     options.signal?.throwIfAborted();
+    fetchInBackground(s, refs, deadline, lost);
     const ready: T[] = [];
     const pending: T[] = [];
     for (const ref of refs) {
-      if (ready.length < numReturns && isReady(s, ref)) ready.push(ref);
+      if (ready.length < numReturns && isReady(s, ref, lost)) ready.push(ref);
       else pending.push(ref);
     }
     if (ready.length >= numReturns || Date.now() >= deadline) return [ready, pending];
@@ -381,11 +384,27 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
   }
 }
 
-function isReady(s: Session, ref: ObjectRef): boolean {
+function isReady(s: Session, ref: ObjectRef, lost: ReadonlySet<ObjectRef>): boolean {
   if (ref.producer !== undefined && !ref.producer.settled) return false;
   const presence = s.store.contains(ref.bytes);
+  if (presence === Presence.absent && s.cluster?.mayHoldElsewhere(ref.bytes) && !lost.has(ref)) {
+    return false; // on its way here (`fetchInBackground`)
+  }
   // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.
   return presence === Presence.sealed || presence === Presence.spilled || presence === Presence.absent;
+}
+
+/**
+ * Starts pulling the refs of `refs` made on other nodes and not here yet (one pull per
+ * object: `ClusterClient.fetch` shares them); those no node has join `lost`.
+ */
+function fetchInBackground(s: Session, refs: readonly ObjectRef[], deadline: number, lost: Set<ObjectRef>): void {
+  const cluster = s.cluster;
+  if (cluster === undefined) return;
+  for (const ref of refs) {
+    if (lost.has(ref) || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) continue;
+    cluster.fetch(ref.bytes, ref.id, deadline - Date.now()).catch(() => lost.add(ref));
+  }
 }
 
 /**

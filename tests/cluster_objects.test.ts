@@ -54,7 +54,7 @@ async function runDriver(node: string, mode: string, hex: string): Promise<strin
   return line;
 }
 
-test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; a gone node's object is lost (${currentRuntime})`, async () => {
+test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; wait pulls; a gone node's object is lost (${currentRuntime})`, async () => {
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`objects-${n}`));
   const nodes: Child[] = [];
   const drivers: Child[] = [];
@@ -71,6 +71,8 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
     drivers.push(onC.child);
     const got = (await runDriver(names[0], "get", onC.valueHex)).split(" ");
     assert.deepEqual(got.slice(1), [`from_${names[2]}`, onC.digest, onA.digest, onB.digest]);
+    // wait() on C pulls A's bytes and counts them ready once here: a get with timeout 0 reads them.
+    assert.equal(await runDriver(names[2], "wait", onA.bytesHex), `waited 1 here ${onA.digest}`);
     // A second read on B finds A's objects in B's store already (pulled once).
     assert.equal(await runDriver(names[1], "get", onA.valueHex), `got from_${names[0]} ${onA.digest}`);
 
