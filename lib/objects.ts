@@ -37,8 +37,10 @@ function decodeHooks(s: Session): DecodeHooks {
   if (hooks === undefined) {
     hooks = {
       makeRef(id: Uint8Array): unknown {
-        // The containing object holds `id` alive, so taking a reference succeeds.
-        return new ObjectRef(id, s.addRef(id) === "held" ? s : undefined);
+        // The containing object holds `id` alive, so taking a reference succeeds, unless the
+        // container came from another node of the cluster: then `id` may be fetched too.
+        const outcome = s.addRef(id);
+        return outcome === "absent" ? new ObjectRef(id, undefined) : new ObjectRef(id, s, outcome === "held");
       },
     };
     hooksBySession.set(s, hooks);
@@ -71,12 +73,15 @@ export function put<T>(value: T): ObjectRef<T> {
 
 /**
  * @internal Stores `value` under a given id (a task's return, or its failure). Refs inside
- * are kept alive by the object, as with `put`. The caller holds the new reference.
+ * are kept alive by the object, as with `put`. The caller holds the new reference. In a
+ * cluster, a ref to an object not in this store (made on another node, not pulled here) is
+ * written but not a child: no store here can hold it alive.
  */
 export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
   const encoded = encode(value, encodeHooks);
-  const children = encoded.refIds.length === 0 ? undefined : concatIds(encoded.refIds);
-  const target = createMakingRoom(s, id, encoded.sizeBytes, children, encoded.refIds.length);
+  const childIds = s.cluster === undefined ? encoded.refIds : encoded.refIds.filter((child) => s.store.contains(child) !== Presence.absent);
+  const children = childIds.length === 0 ? undefined : concatIds(childIds);
+  const target = createMakingRoom(s, id, encoded.sizeBytes, children, childIds.length);
   try {
     encoded.writeInto(target, s.store);
   } catch (error) {
@@ -225,8 +230,12 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
       continue;
     }
     const pinned = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
-    if (typeof pinned !== "number") return valueOfPinned(s, ref.bytes, pinned);
-    if (await bringIntoMemory(s, ref, pinned, roomDeadline) === "get again") continue;
+    if (typeof pinned !== "number") {
+      // Pulled from another node: this process holds its own reference now.
+      s.cluster?.settled(ref.bytes, ref.id);
+      return valueOfPinned(s, ref.bytes, pinned);
+    }
+    if (await bringIntoMemory(s, ref, pinned, roomDeadline, deadline) === "get again") continue;
     if (Date.now() >= deadline) throw new GetTimeoutError(`get: ${ref} was not ready within the timeout`);
     backoffMs = await pause(backoffMs, deadline, signal);
   }
@@ -321,7 +330,8 @@ export interface WaitOptions {
   numReturns?: number;
   /** Seconds; absent = forever, 0 = do not wait. */
   timeout?: number;
-  /** Ready means "its value is on this node" (default true; the only mode on a single node). */
+  /** Ready means "its value is on this node" (default true, and the only mode for now: in a
+   * cluster, `wait` pulls the objects made on other nodes and counts them once here). */
   fetchLocal?: boolean;
   /** Stops waiting when aborted: `wait` rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -354,13 +364,15 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
     throw new ObjstoreError(`wait: numReturns must be a whole number from 1 to refs.length (${refs.length}), got ${numReturns}`);
   }
   const deadline = deadlineOf("wait", options.timeout);
+  const lost = new Set<ObjectRef>();
   let backoffMs = 0;
   while (true) {
     options.signal?.throwIfAborted();
+    fetchInBackground(s, refs, deadline, lost);
     const ready: T[] = [];
     const pending: T[] = [];
     for (const ref of refs) {
-      if (ready.length < numReturns && isReady(s, ref)) ready.push(ref);
+      if (ready.length < numReturns && isReady(s, ref, lost)) ready.push(ref);
       else pending.push(ref);
     }
     if (ready.length >= numReturns || Date.now() >= deadline) return [ready, pending];
@@ -368,11 +380,27 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
   }
 }
 
-function isReady(s: Session, ref: ObjectRef): boolean {
+function isReady(s: Session, ref: ObjectRef, lost: ReadonlySet<ObjectRef>): boolean {
   if (ref.producer !== undefined && !ref.producer.settled) return false;
   const presence = s.store.contains(ref.bytes);
+  if (presence === Presence.absent && s.cluster?.mayHoldElsewhere(ref.bytes) && !lost.has(ref)) {
+    return false; // on its way here (`fetchInBackground`)
+  }
   // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.
   return presence === Presence.sealed || presence === Presence.spilled || presence === Presence.absent;
+}
+
+/**
+ * Starts pulling the refs of `refs` made on other nodes and not here yet (one pull per
+ * object: `ClusterClient.fetch` shares them); those no node has join `lost`.
+ */
+function fetchInBackground(s: Session, refs: readonly ObjectRef[], deadline: number, lost: Set<ObjectRef>): void {
+  const cluster = s.cluster;
+  if (cluster === undefined) return;
+  for (const ref of refs) {
+    if (lost.has(ref) || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) continue;
+    cluster.fetch(ref.bytes, ref.id, deadline - Date.now()).catch(() => lost.add(ref));
+  }
 }
 
 /**

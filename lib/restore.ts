@@ -7,8 +7,10 @@
  *   2. The local file is gone (`spillMissing`): each remote source in turn (`remoteSources`).
  *      Today that is S3 (lib/spill/s3_spill.ts: a ranged read of the file's copy, checked by the
  *      core as a file is). **Seam for the cluster:** fetching the object from another node
- *      (lib/cluster/) is one more `RemoteSource` in that list; an object this node never held
- *      (`get` says absent) would be fetched in `bringIntoMemory`'s absent branch.
+ *      (lib/cluster/) is one more `RemoteSource` in that list.
+ *   0. An object this node never held, made on another node of the cluster (its ref is
+ *      "unsealed" here: `Session.addRef`), is pulled from a node that holds it
+ *      (`fetchFromCluster`, lib/cluster/cluster.ts) into this store, then read as any.
  *   3. No room (`storeFull`): make room (lib/room.ts: release the pins of views the program
  *      dropped, else spill the least recently used) and try again; with nothing to free, `get`
  *      waits for pins to go (the event loop turns meanwhile) until its room deadline, then
@@ -20,7 +22,7 @@ import { ObjectLostError } from "./errors.ts";
 import type { ObjectRef } from "./object_ref.ts";
 import { makeRoom, noRoomError } from "./room.ts";
 import type { Session } from "./session.ts";
-import { errorFor, Status } from "./store/status.ts";
+import { errorFor, Presence, Status } from "./store/status.ts";
 
 /** How long a restore may wait for pins to go before the store is called full (Ray: 2 s). */
 export const RESTORE_ROOM_WAIT_MS = 2000;
@@ -50,8 +52,8 @@ export type NextStep = "get again" | "wait";
  * `ObjectLostError` for an object that is gone, `ObjectStoreFullError` when no room came by
  * `roomDeadlineMs` (a `Date.now()` time), and the core's error for a restore that failed.
  */
-export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number, roomDeadlineMs: number): Promise<NextStep> {
-  if (status === Status.notSealed) return "wait";
+export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number, roomDeadlineMs: number, getDeadlineMs: number): Promise<NextStep> {
+  if (status === Status.notSealed) return await fetchFromCluster(s, ref, getDeadlineMs);
   if (status !== Status.spilled) {
     throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
   }
@@ -64,6 +66,17 @@ export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number
   if (makeRoom(s, sizeBytes)) return "get again";
   if (Date.now() >= roomDeadlineMs) throw noRoomError(s, `get: no room to restore ${ref} (${sizeBytes} bytes)`, sizeBytes);
   return "wait";
+}
+
+/**
+ * An object not in this store, made on another node of the cluster: pulled from a node that
+ * holds it (lib/cluster/cluster.ts). Anything else not sealed yet is being written here: wait.
+ */
+async function fetchFromCluster(s: Session, ref: ObjectRef, getDeadlineMs: number): Promise<NextStep> {
+  const cluster = s.cluster;
+  if (cluster === undefined || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) return "wait";
+  const here = await cluster.fetch(ref.bytes, ref.id, getDeadlineMs - Date.now());
+  return here ? "get again" : "wait";
 }
 
 /** Restores `ref` from its local spill file, else from the first remote source that has it. */

@@ -19,6 +19,7 @@ import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
 import type { RefOwner } from "./object_ref.ts";
 import { NativeStore } from "./store/native_store.ts";
 import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
+import { ClusterClient, findLocalNode, stampNodeNumber } from "./cluster/cluster.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
@@ -29,6 +30,8 @@ import { type S3SpillConfig, S3Spill } from "./spill/s3_spill.ts";
 const MAINTAIN_INTERVAL_MS = 250;
 /** How a worker learns its store spills to S3: the driver's `spill` option, as JSON. */
 const SPILL_ENV = "OBJSTORE_SPILL";
+/** How a worker learns its node's number in a cluster, to mint ids other nodes can locate. */
+const NODE_NUMBER_ENV = "OBJSTORE_NODE_NUMBER";
 
 /** What `init()` resolves to. */
 export interface InitResult {
@@ -65,14 +68,23 @@ export class Session implements RefOwner {
   /** Whether this process copies spill files out (workers only read copies back). */
   readonly #copiesOut: boolean;
 
-  constructor(library: Library, store: NativeStore, options: ResolvedOptions, s3Spill?: S3Spill, copiesOut = true) {
+  /** The cluster this process joined through its node (`init({ address })`), if any. */
+  readonly cluster: ClusterClient | undefined;
+  /** The number of this process's node in its cluster, the first 4 bytes of the ids it mints (0: none). */
+  readonly nodeNumber: number;
+
+  constructor(library: Library, store: NativeStore, options: ResolvedOptions, s3Spill?: S3Spill, copiesOut = true, cluster?: ClusterClient, nodeNumber = 0) {
     this.library = library;
     this.store = store;
     this.options = options;
     this.s3Spill = s3Spill;
     this.#copiesOut = copiesOut;
-    this.nodeId = toHex(randomBytes(16));
-    this.#ids = new IdMinter(randomBytes(ID_BYTES - 8));
+    this.cluster = cluster;
+    this.nodeNumber = cluster?.node.nodeNumber ?? nodeNumber;
+    this.nodeId = cluster?.node.nodeId ?? toHex(randomBytes(16));
+    const idPrefix = randomBytes(ID_BYTES - 8);
+    if (this.nodeNumber !== 0) stampNodeNumber(idPrefix, this.nodeNumber);
+    this.#ids = new IdMinter(idPrefix);
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
     process.on("exit", this.#exiting);
@@ -96,8 +108,11 @@ export class Session implements RefOwner {
   /** What a worker process needs in its environment beyond the store's name. */
   workerEnvironment(): Record<string, string> {
     const spill = this.options.spill;
-    return spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
+    const environment: Record<string, string> = spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
+    if (this.nodeNumber !== 0) environment[NODE_NUMBER_ENV] = String(this.nodeNumber);
+    return environment;
   }
+
 
   /** A fresh object id: a random per-process prefix and a counter, so no two processes
    * collide (lib/ids.ts). */
@@ -109,8 +124,10 @@ export class Session implements RefOwner {
     const status = this.store.addRef(id);
     if (status === Status.ok) return "held";
     // Busy: another process's transition did not end within the spin; like an object still
-    // being written, it is taken on a later try, never given up for gone.
-    return status === Status.notSealed || status === Status.busy ? "unsealed" : "absent";
+    // being written, it is taken on a later try, never given up for gone. An object made on
+    // another node of the cluster is fetched by the first get.
+    if (status === Status.notSealed || status === Status.busy) return "unsealed";
+    return this.cluster?.mayHoldElsewhere(id) ? "unsealed" : "absent";
   }
 
   dropRef(id: Uint8Array): void {
@@ -156,6 +173,7 @@ export class Session implements RefOwner {
       });
     }
     this.s3Spill?.close();
+    await this.cluster?.close();
   }
 }
 
@@ -183,9 +201,7 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     throw new ObjstoreError("init: objstore is already initialized in this process; call shutdown() first");
   }
   const resolved = resolveOptions(options);
-  if (resolved.address !== undefined) {
-    throw new ObjstoreError(`init: joining a cluster (${resolved.address}) is not available in this version yet`);
-  }
+  if (resolved.address !== undefined) return await initInCluster(resolved, resolved.address);
   const library = await loadLibrary();
   removeAbandonedStores(library);
   const name = resolved.storeName ?? `s${toHex(randomBytes(8))}`;
@@ -212,6 +228,30 @@ export async function init(options?: InitOptions): Promise<InitResult> {
   current = new Session(library, store, resolved, s3Spill);
   setRefOwner(current);
   return { storeName: name, nodeId: current.nodeId };
+}
+
+/**
+ * Attaches to the node of this machine in the cluster at `address` (started by `objstore
+ * start`, which made the store and set its spilling): this process puts into and gets from
+ * that node's store, and fetches what it lacks from the cluster's other nodes.
+ */
+async function initInCluster(resolved: ResolvedOptions, address: string): Promise<InitResult> {
+  if (resolved.storeName !== undefined) {
+    throw new ObjstoreError("init: storeName is the node's in a cluster; pick the node with init({ address, node }) instead");
+  }
+  const node = findLocalNode(address, resolved.node);
+  const library = await loadLibrary();
+  const store = NativeStore.open(library, node.storeName, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
+  let cluster: ClusterClient;
+  try {
+    cluster = await ClusterClient.attach(library, address, node);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  current = new Session(library, store, resolved, undefined, true, cluster);
+  setRefOwner(current);
+  return { storeName: node.storeName, nodeId: current.nodeId };
 }
 
 /**
@@ -256,7 +296,8 @@ export async function initWorker(storeName: string): Promise<Session> {
   const store = NativeStore.open(library, storeName, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
   const spill = process.env[SPILL_ENV] ? JSON.parse(process.env[SPILL_ENV]) as S3SpillConfig : undefined;
   const s3Spill = spill === undefined ? undefined : new S3Spill(store, spill, defaultSpillDirectory(storeName));
-  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false }), s3Spill, false);
+  const nodeNumber = Number(process.env[NODE_NUMBER_ENV] ?? 0);
+  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false }), s3Spill, false, undefined, nodeNumber);
   setRefOwner(current);
   return current;
 }

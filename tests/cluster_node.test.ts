@@ -12,7 +12,6 @@ import path from "node:path";
 import process from "node:process";
 import { loadLibrary } from "../lib/ffi/load.ts";
 import { NativeStore } from "../lib/store/native_store.ts";
-import { Status } from "../lib/store/status.ts";
 import { TransferEndpoint } from "../lib/cluster/transfer.ts";
 import { Directory } from "../lib/cluster/directory.ts";
 import { localNodes } from "../lib/cluster/node_files.ts";

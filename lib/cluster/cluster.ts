@@ -10,7 +10,7 @@ import type { Library } from "../ffi/load.ts";
 import { ObjectLostError, ObjstoreError } from "../errors.ts";
 import { Directory, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
-import { type TransferAddress, TransferEndpoint } from "./transfer.ts";
+import { type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
 
 /** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
 const NODES_TTL_MS = 1000;
@@ -51,7 +51,7 @@ export class ClusterClient {
   #nodes = new Map<number, TransferAddress>();
   #nodesLoadedMs = 0;
   /** Pulls under way in this process, by hex: concurrent gets share one. */
-  readonly #pulls = new Map<string, Promise<void>>();
+  readonly #pulls = new Map<string, Promise<boolean>>();
   /** Objects this process pulled, whose endpoint reference goes once the process holds its own. */
   readonly #pulled = new Set<string>();
 
@@ -79,12 +79,12 @@ export class ClusterClient {
   }
 
   /**
-   * Brings object `id` into this node's store from a node that holds it; resolves once it is
-   * here (sealed, or being pulled by another process of the node: its get waits for the seal)
-   * or its sources are still writing it after `waitMs`. Rejects with ObjectLostError when no
-   * node of the cluster holds it.
+   * Brings object `id` into this node's store from a node that holds it. Resolves to true once
+   * it is here (sealed, or being pulled by another process of the node: a get waits for its
+   * seal), false if its sources are still writing it after `waitMs`. Rejects with
+   * ObjectLostError when no node of the cluster holds it.
    */
-  fetch(id: Uint8Array, hex: string, waitMs: number): Promise<void> {
+  fetch(id: Uint8Array, hex: string, waitMs: number): Promise<boolean> {
     let pull = this.#pulls.get(hex);
     if (pull === undefined) {
       pull = this.#pull(id, hex, Math.max(0, Math.min(waitMs, SEAL_WAIT_MAX_MS))).finally(() => this.#pulls.delete(hex));
@@ -93,26 +93,37 @@ export class ClusterClient {
     return pull;
   }
 
-  async #pull(id: Uint8Array, hex: string, waitMs: number): Promise<void> {
-    const sources = await this.#sources(id, hex);
-    const outcome = await this.#endpoint.pull(id, sources, this.node.token, { waitMs });
-    if (typeof outcome !== "number") return;
+  async #pull(id: Uint8Array, hex: string, waitMs: number): Promise<boolean> {
+    const { sources, described } = await this.#sources(id, hex);
+    let outcome: PullOutcome;
+    try {
+      outcome = await this.#endpoint.pull(id, sources, this.node.token, { waitMs });
+    } catch (error) {
+      if (!(error instanceof ObjectLostError)) throw error;
+      throw new ObjectLostError(`${hex} is in no store of the cluster any more (${described}): ${error.message}`, { cause: error });
+    }
+    if (outcome === "not-sealed") return false;
+    if (outcome === "exists") return true;
     this.#pulled.add(hex);
     // Best effort: a copy the directory does not know of is only a copy others will not use.
     void this.#directory.addCopy(hex, this.node.nodeNumber).catch(() => {});
+    return true;
   }
 
   /** The nodes to pull `id` from: the node that made it, then those that copied it. */
-  async #sources(id: Uint8Array, hex: string): Promise<TransferAddress[]> {
+  async #sources(id: Uint8Array, hex: string): Promise<{ sources: TransferAddress[]; described: string }> {
     const made = nodeNumberOf(id);
     const copies = (await this.#directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made);
     const wanted = [made, ...copies];
-    if (wanted.some((n) => !this.#nodes.has(n)) || Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) await this.#loadNodes();
+    const ageMs = Date.now() - this.#nodesLoadedMs;
+    // A node missing from the view reloads it (once a second at most); so does an old view
+    // (a node that died or came back with another port).
+    if ((wanted.some((n) => !this.#nodes.has(n)) && ageMs > NODES_TTL_MS) || ageMs > 10 * NODES_TTL_MS) await this.#loadNodes();
     const sources = wanted.map((n) => this.#nodes.get(n)).filter((a): a is TransferAddress => a !== undefined);
-    if (sources.length === 0) {
-      throw new ObjectLostError(`${hex}: node ${made}, which made it, is not alive in the cluster, and no other node has a copy`);
-    }
-    return sources.slice(0, 16);
+    const madeState = this.#nodes.has(made) ? "alive" : "not alive in the cluster";
+    const described = `made on node ${made}, ${madeState}; copies listed on ${copies.length === 0 ? "no other node" : `nodes ${copies.join(", ")}`}`;
+    if (sources.length === 0) throw new ObjectLostError(`${hex}: no node of the cluster holds it (${described})`);
+    return { sources: sources.slice(0, 16), described };
   }
 
   async #loadNodes(): Promise<void> {

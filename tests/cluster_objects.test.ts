@@ -1,0 +1,90 @@
+/**
+ * Objects across the nodes of a cluster on this machine, as users reach them: three nodes
+ * (`objstore start` on this runtime, against the test Redis), drivers attached to each with
+ * init({ address, node }) (tests/fixtures/cluster_driver.ts). A value and the refs inside it
+ * are read byte-exact on another node; a value holding refs to objects on two other nodes
+ * resolves on a third; an object whose node is gone is ObjectLostError, never a hang.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import process from "node:process";
+import { runCli } from "../lib/cli.ts";
+import { test } from "./harness.ts";
+import { type Child, currentRuntime, root, start, uniqueStoreName } from "./helpers.ts";
+
+const cli = path.join(root, "bin", "objstore.ts");
+const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
+const token = `objects-test-${randomBytes(8).toString("hex")}`;
+
+function redisUrl(): string {
+  const url = process.env.OBJSTORE_TEST_REDIS;
+  if (!url) throw new Error("no Redis: run `eval \"$(bash scripts/redis_server.sh start)\"` first (scripts/test.sh does)");
+  return url;
+}
+
+async function startNode(storeName: string): Promise<Child> {
+  const child = start(currentRuntime, cli, [
+    "start", "--address", redisUrl(), "--store", storeName, "--token", token, "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", "0",
+  ]);
+  assert.match(await child.line(), /started: store/);
+  return child;
+}
+
+interface Put {
+  child: Child;
+  valueHex: string;
+  bytesHex: string;
+  digest: string;
+}
+
+async function putOn(node: string, sizeBytes: number, otherHexes: string[] = []): Promise<Put> {
+  const child = start(currentRuntime, driver, [redisUrl(), node, "put", String(sizeBytes), ...otherHexes]);
+  const [word, valueHex, bytesHex, digest] = (await child.line()).split(" ");
+  assert.equal(word, "ready");
+  return { child, valueHex, bytesHex, digest };
+}
+
+async function runDriver(node: string, mode: string, hex: string): Promise<string> {
+  if (process.env.OBJSTORE_TEST_VERBOSE) console.error(`driver on ${node}: ${mode} ${hex}`);
+  const child = start(currentRuntime, driver, [redisUrl(), node, mode, hex]);
+  const line = await child.line();
+  const { code, stderr } = await child.exited;
+  assert.equal(code, 0, stderr);
+  return line;
+}
+
+test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; wait pulls; a gone node's object is lost (${currentRuntime})`, async () => {
+  const names = ["a", "b", "c"].map((n) => uniqueStoreName(`objects-${n}`));
+  const nodes: Child[] = [];
+  const drivers: Child[] = [];
+  try {
+    for (const name of names) nodes.push(await startNode(name));
+    const onA = await putOn(names[0], 3 * 1024 * 1024 + 5);
+    const onB = await putOn(names[1], 20 * 1024 * 1024);
+    drivers.push(onA.child, onB.child);
+    // B reads A's value, and the 3 MiB object its ref names, from A.
+    assert.equal(await runDriver(names[1], "get", onA.valueHex), `got from_${names[0]} ${onA.digest}`);
+    // C puts a value holding refs to A's and B's values; A reads it back: C's value from C,
+    // then A's own and B's objects through the refs inside.
+    const onC = await putOn(names[2], 1000, [onA.valueHex, onB.valueHex]);
+    drivers.push(onC.child);
+    const got = (await runDriver(names[0], "get", onC.valueHex)).split(" ");
+    assert.deepEqual(got.slice(1), [`from_${names[2]}`, onC.digest, onA.digest, onB.digest]);
+    // wait() on C pulls A's bytes and counts them ready once here: a get with timeout 0 reads them.
+    assert.equal(await runDriver(names[2], "wait", onA.bytesHex), `waited 1 here ${onA.digest}`);
+    // A second read on B finds A's objects in B's store already (pulled once).
+    assert.equal(await runDriver(names[1], "get", onA.valueHex), `got from_${names[0]} ${onA.digest}`);
+
+    // Node B stops: an object only B had is lost for C, with the node named, not a hang.
+    onB.child.send("done");
+    await onB.child.exited;
+    assert.equal((await runCli(["stop", "--store", names[1]], () => {}, () => {})), 0);
+    const lost = await runDriver(names[2], "lost", onB.bytesHex);
+    assert.match(lost, /^lost ObjectLostError: [0-9a-f]{56}.*made on node \d+, not alive in the cluster/);
+  } finally {
+    for (const child of [...drivers, ...nodes]) child.kill();
+    await Promise.all([...drivers, ...nodes].map((child) => child.exited));
+    for (const name of names) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+  }
+}, { timeoutMs: 120_000 });
