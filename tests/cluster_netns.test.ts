@@ -1,6 +1,6 @@
 /**
  * Nodes on hosts of their own: each `objstore start` runs in a network namespace of this
- * machine (tests/netns.ts: 198.18.0.2, .3, …, a bridge, Redis on the gateway 198.18.0.1), so
+ * machine (tests/netns.ts: a /24 of 198.18.0.0/15, a bridge, Redis on the gateway), so
  * objects cross a network, not loopback. Objects from 1 byte to 2 GiB read byte-exact on
  * another host; a 1 GiB object read by three hosts at once; a host whose link is rate-limited
  * (tc netem, or tbf where the kernel lacks netem); the node being read from killed mid-transfer, the pull finishing from a copy.

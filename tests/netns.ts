@@ -1,6 +1,7 @@
 /**
  * Test-only: hosts in network namespaces of this machine, joined by a bridge, so a test can run
- * nodes that reach each other only over a network (198.18.0.0/15, set aside for benchmarks).
+ * nodes that reach each other only over a network (a /24 of 198.18.0.0/15, the range set aside
+ * for benchmarks: gateway .1, hosts .2, .3, …).
  * Needs root. Every name starts with the run's prefix (OBJSTORE_TEST_NETNS_PREFIX, set by
  * scripts/test.sh, whose trap removes what an interrupted run left) and this process's id;
  * `remove` deletes the namespaces (their veth ends go with them) and the bridge, and runs at
@@ -28,13 +29,15 @@ export interface Host {
 
 export class Network {
   readonly bridge: string;
+  /** This network's /24 in 198.18.0.0/15, by process id: concurrent runs do not collide. */
+  readonly #subnet = `198.${18 + ((process.pid >> 8) & 1)}.${process.pid & 255}`;
   /** The machine's own address on the bridge (a Redis for the hosts listens there). */
-  readonly gateway = "198.18.0.1";
+  readonly gateway = `${this.#subnet}.1`;
   readonly hosts: Host[] = [];
   #removed = false;
   readonly #atExit = () => this.remove();
 
-  /** Makes a bridge and `count` hosts at 198.18.0.2, .3, … */
+  /** Makes a bridge and `count` hosts at .2, .3, … of this network's /24. */
   constructor(count: number) {
     const tag = `${runPrefix()}${(process.pid % 36 ** 3).toString(36)}`;
     this.bridge = `${tag}b`;
@@ -53,7 +56,7 @@ export class Network {
   #addHost(tag: string, i: number): Host {
     const namespace = `${tag}-${i}`;
     const link = `${tag}v${i}`;
-    const address = `198.18.0.${i + 2}`;
+    const address = `${this.#subnet}.${i + 2}`;
     ip("netns", "add", namespace);
     ip("link", "add", link, "type", "veth", "peer", "name", `${link}p`);
     ip("link", "set", `${link}p`, "netns", namespace);
