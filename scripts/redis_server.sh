@@ -6,7 +6,8 @@
 #   eval "$(scripts/redis_server.sh start)"   start; exports OBJSTORE_TEST_REDIS=redis://:PASSWORD@127.0.0.1:PORT
 #   scripts/redis_server.sh stop DIR          stop the server whose folder is DIR and remove it
 #                                             (OBJSTORE_TEST_REDIS_DIR, exported by start)
-# Environment: REDIS_APPENDONLY=yes starts it with an append-only file (restart tests).
+# Environment: REDIS_APPENDONLY=yes starts it with an append-only file (restart tests);
+# REDIS_BIND=ADDRESS listens there instead of 127.0.0.1 (a test network's gateway).
 set -euo pipefail
 
 die() { echo "redis_server: error: $*" >&2; exit 1; }
@@ -31,7 +32,7 @@ start() {
   password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
   # The password goes in a config file, not on the command line (ps shows arguments).
   cat > "$dir/redis.conf" <<CONF
-bind 127.0.0.1
+bind ${REDIS_BIND:-127.0.0.1}
 port $port
 requirepass $password
 dir $dir
@@ -44,8 +45,8 @@ CONF
   chmod 600 "$dir/redis.conf"
   redis-server "$dir/redis.conf" >/dev/null || die "redis-server did not start (see $dir/redis.log)"
   for _ in $(seq 1 100); do
-    if REDISCLI_AUTH="$password" redis-cli -p "$port" ping 2>/dev/null | grep -q PONG; then
-      echo "export OBJSTORE_TEST_REDIS='redis://:$password@127.0.0.1:$port'"
+    if REDISCLI_AUTH="$password" redis-cli -h "${REDIS_BIND:-127.0.0.1}" -p "$port" ping 2>/dev/null | grep -q PONG; then
+      echo "export OBJSTORE_TEST_REDIS='redis://:$password@${REDIS_BIND:-127.0.0.1}:$port'"
       echo "export OBJSTORE_TEST_REDIS_DIR='$dir'"
       return 0
     fi

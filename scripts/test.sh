@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: the import-circle check, the native core's unit, stress and crash tests, the benchmarks in quick mode
 # (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
-# S3-compatible server started on loopback for the S3 spilling tests), then the soak (Node, Deno
+# S3-compatible server started on loopback for the S3 spilling tests, and Redis for the cluster
+# tests, whose nodes run in network namespaces of their own: root needed), then the soak (Node, Deno
 # and Bun clients on one store, SIGKILLed about every second: tests/soak/soak.ts), then the
 # packed packages installed into fresh projects on each runtime.
 #   STRESS_SECONDS=600 scripts/test.sh   runs the native stress test and the soak 10 min each
@@ -23,7 +24,9 @@ echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests
 eval "$(bash scripts/s3_server.sh start)"
 trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(bash scripts/redis_server.sh start)"
-trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"' EXIT
+# The cluster tests make network namespaces and links named with this run's prefix.
+export OBJSTORE_TEST_NETNS_PREFIX="osn$(printf '%x' $(( $$ % 65536 )))"
+trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"; bash scripts/netns_cleanup.sh "$OBJSTORE_TEST_NETNS_PREFIX"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

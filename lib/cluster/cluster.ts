@@ -100,7 +100,7 @@ export class ClusterClient {
       outcome = await this.#endpoint.pull(id, sources, this.node.token, { waitMs });
     } catch (error) {
       if (!(error instanceof ObjectLostError)) throw error;
-      throw new ObjectLostError(`${hex} is in no store of the cluster any more (${described}): ${error.message}`, { cause: error });
+      throw new ObjectLostError(`${hex} could not be fetched from the cluster (${described}): ${error.message}`, { cause: error });
     }
     if (outcome === "not-sealed") return false;
     if (outcome === "exists") return true;

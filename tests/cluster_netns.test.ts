@@ -1,0 +1,173 @@
+/**
+ * Nodes on hosts of their own: each `objstore start` runs in a network namespace of this
+ * machine (tests/netns.ts: a /24 of 198.18.0.0/15, a bridge, Redis on the gateway), so
+ * objects cross a network, not loopback. Objects from 1 byte to 2 GiB read byte-exact on
+ * another host; a 1 GiB object read by three hosts at once; a host whose link is rate-limited
+ * (tc netem, or tbf where the kernel lacks netem); the node being read from killed mid-transfer, the pull finishing from a copy.
+ * Needs root (scripts/test.sh runs as root in CI).
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import process from "node:process";
+import { runCli } from "../lib/cli.ts";
+import { test } from "./harness.ts";
+import { command, currentRuntime, root, uniqueStoreName } from "./helpers.ts";
+import { type Host, Network } from "./netns.ts";
+
+const cli = path.join(root, "bin", "objstore.ts");
+const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
+const token = `netns-test-${randomBytes(8).toString("hex")}`;
+const GiB = 1024 * 1024 * 1024;
+/** The largest object read across hosts (OBJSTORE_TEST_BIG_BYTES to change it). */
+const bigBytes = Number(process.env.OBJSTORE_TEST_BIG_BYTES ?? 2 * GiB);
+
+/** A process in a host's namespace whose stdout is read line by line. */
+class HostProcess {
+  readonly #child: ReturnType<typeof spawn>;
+  readonly #lines: string[] = [];
+  readonly #waiters: ((line: string) => void)[] = [];
+  #stderr = "";
+  readonly exited: Promise<number | null>;
+
+  constructor(network: Network, host: Host, script: string, args: string[]) {
+    const [runtime, runtimeArgs] = command(currentRuntime, script);
+    const [cmd, argv] = network.within(host, runtime, [...runtimeArgs, ...args]);
+    this.#child = spawn(cmd, argv, { cwd: root, stdio: ["pipe", "pipe", "pipe"], env: process.env });
+    let buffered = "";
+    this.#child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      buffered += chunk;
+      for (let at = buffered.indexOf("\n"); at >= 0; at = buffered.indexOf("\n")) {
+        const line = buffered.slice(0, at);
+        buffered = buffered.slice(at + 1);
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter(line);
+        else this.#lines.push(line);
+      }
+    });
+    this.#child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (this.#stderr += chunk));
+    this.exited = new Promise((resolve) => this.#child.on("exit", (code) => resolve(code)));
+  }
+
+  get pid(): number {
+    return this.#child.pid!;
+  }
+
+  line(timeoutMs = 120_000): Promise<string> {
+    const ready = this.#lines.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line within ${timeoutMs} ms; stderr:\n${this.#stderr}`)), timeoutMs);
+      this.#waiters.push((line) => {
+        clearTimeout(timer);
+        resolve(line);
+      });
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`exited (${code}) before printing; stderr:\n${this.#stderr}`));
+      });
+    });
+  }
+
+  send(text: string): void {
+    this.#child.stdin!.write(`${text}\n`);
+  }
+
+  kill(): void {
+    this.#child.kill("SIGKILL");
+  }
+}
+
+interface Cluster {
+  network: Network;
+  redis: string;
+  nodes: { host: Host; storeName: string; process: HostProcess }[];
+  processes: HostProcess[];
+  stop(): Promise<void>;
+}
+
+/** A network of `count` hosts, Redis on its gateway, a node on each host. */
+async function cluster(count: number, memoryBytes: number): Promise<Cluster> {
+  const network = new Network(count);
+  let redisDir: string | undefined;
+  const processes: HostProcess[] = [];
+  const storeNames = network.hosts.map((_, i) => uniqueStoreName(`netns-${i}`));
+  const stop = async () => {
+    for (const p of processes) p.kill();
+    await Promise.all(processes.map((p) => p.exited));
+    network.remove();
+    if (redisDir !== undefined) execFileSync("bash", [path.join(root, "scripts", "redis_server.sh"), "stop", redisDir], { stdio: "ignore" });
+    for (const name of storeNames) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+  };
+  try {
+    const exports = execFileSync("bash", [path.join(root, "scripts", "redis_server.sh"), "start"], {
+      encoding: "utf8",
+      env: { ...process.env, REDIS_BIND: network.gateway },
+    });
+    const redis = /OBJSTORE_TEST_REDIS='([^']+)'/.exec(exports)![1];
+    redisDir = /OBJSTORE_TEST_REDIS_DIR='([^']+)'/.exec(exports)![1];
+    const nodes = [];
+    for (const [i, host] of network.hosts.entries()) {
+      const node = new HostProcess(network, host, cli, [
+        "start", "--address", redis, "--token", token, "--node-ip", host.address, "--store", storeNames[i],
+        "--object-store-memory", String(memoryBytes), "--num-workers", "0",
+      ]);
+      processes.push(node);
+      assert.match(await node.line(), new RegExp(`started: store ${storeNames[i]}, transfers on ${host.address.replaceAll(".", "\\.")}:`));
+      nodes.push({ host, storeName: storeNames[i], process: node });
+    }
+    return { network, redis, nodes, processes, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Runs the driver fixture on node `i`'s host. */
+function driverOn(c: Cluster, i: number, args: string[]): HostProcess {
+  const p = new HostProcess(c.network, c.nodes[i].host, driver, [c.redis, c.nodes[i].storeName, ...args]);
+  c.processes.push(p);
+  return p;
+}
+
+async function putOn(c: Cluster, i: number, sizeBytes: number): Promise<{ valueHex: string; bytesHex: string; digest: string }> {
+  const [word, valueHex, bytesHex, digest] = (await driverOn(c, i, ["put", String(sizeBytes)]).line()).split(" ");
+  assert.equal(word, "ready");
+  return { valueHex, bytesHex, digest };
+}
+
+test(`cluster across hosts: objects from 1 byte to ${bigBytes} bytes read byte-exact on another host; 1 GiB read by three hosts at once (${currentRuntime})`, async () => {
+  const c = await cluster(4, bigBytes + 256 * 1024 * 1024);
+  try {
+    for (const sizeBytes of [1, 1024 * 1024 + 1, bigBytes]) {
+      const put = await putOn(c, 0, sizeBytes);
+      assert.equal(await driverOn(c, 1, ["get", put.valueHex]).line(), `got from_${c.nodes[0].storeName} ${put.digest}`, `${sizeBytes} bytes`);
+    }
+    const broadcast = await putOn(c, 0, GiB);
+    const readers = [1, 2, 3].map((i) => driverOn(c, i, ["get", broadcast.valueHex]).line());
+    for (const line of await Promise.all(readers)) assert.equal(line, `got from_${c.nodes[0].storeName} ${broadcast.digest}`);
+  } finally {
+    await c.stop();
+  }
+}, { timeoutMs: 300_000 });
+
+test(`cluster across hosts: a rate-limited host reads exact bytes; the node read from is killed mid-transfer and the pull finishes from a copy (${currentRuntime})`, async () => {
+  const c = await cluster(3, 512 * 1024 * 1024);
+  try {
+    const put = await putOn(c, 0, 256 * 1024 * 1024);
+    // Host 1 takes a copy and keeps it.
+    const holder = driverOn(c, 1, ["hold", put.bytesHex]);
+    assert.equal(await holder.line(), `holding ${put.digest}`);
+    // Host 2 reads at 400 Mbit/s (about 5 s for 256 MiB); its node is killed after 1 s.
+    c.network.limitRate(c.nodes[2].host, "400mbit");
+    const reader = driverOn(c, 2, ["hold", put.bytesHex]);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    process.kill(c.nodes[0].process.pid, "SIGKILL");
+    assert.equal(await reader.line(), `holding ${put.digest}`);
+    holder.send("done");
+    reader.send("done");
+  } finally {
+    await c.stop();
+  }
+}, { timeoutMs: 300_000 });
