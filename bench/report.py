@@ -5,7 +5,7 @@
 
 WORK_DIR holds what run_all.sh collected: machine.json, limits.json, native.txt (the output of
 `zig build bench`), store-RUNTIME-I.json, tasks-RUNTIME-I.json, pool-RUNTIME-I.json,
-place-*.json and ray.json. Several runs of one runtime combine by the median of each figure.
+burst-RUNTIME-I.json, puts-RUNTIME-I.json, place-*.json, ray.json and ray-burst.json. Several runs of one runtime combine by the median of each figure.
 Ratios: ours / theirs for rates (above 1: ours is faster), theirs / ours for latencies; "of
 limit" is ours / the physical limit measured in the same run.
 """
@@ -144,6 +144,7 @@ def build(work):
     native_path = os.path.join(work, "native.txt")
     native_text = open(native_path).read() if os.path.exists(native_path) else None
     ray = load(os.path.join(work, "ray.json")) if os.path.exists(os.path.join(work, "ray.json")) else None
+    ray_burst = load(os.path.join(work, "ray-burst.json")) if os.path.exists(os.path.join(work, "ray-burst.json")) else None
 
     def runs(kind):
         out = {}
@@ -160,6 +161,9 @@ def build(work):
         "store_runs": runs("store"),
         "tasks_runs": runs("tasks"),
         "pool_runs": runs("pool"),
+        "burst_runs": runs("burst"),
+        "puts_runs": runs("puts"),
+        "ray_burst": ray_burst,
         "pinned_runs": [load(p) for p in sorted(glob.glob(os.path.join(work, "place-*.json")))],
     }
     report["tables"] = tables(report)
@@ -293,6 +297,96 @@ def pinned_table(report):
     return rows
 
 
+BURST_ROWS = [  # (key, label): bench/burst_bench.ts and bench/ray_burst.py
+    ("tasks_sync", "tasks sync (small array)"),
+    ("tasks_async", "tasks async (1000 in flight)"),
+    ("wait_1k_refs", "wait on 1k refs, one at a time"),
+    ("actor_sync", "1:1 actor calls sync"),
+    ("actor_async", "1:1 actor calls async"),
+]
+BURST_WORKLOADS = [("put_dropped", "put(0), ref dropped", "/s"), ("put_800mib", "put 800 MiB", "GB/s"), ("get_10k_refs", "get of an object holding 10k refs", "/s")]
+
+
+def burst_tables(report):
+    """Tasks after a burst: per runtime (and Ray), fresh, after and after/fresh per workload,
+    the median over the runs; then ours/Ray after the burst."""
+    out = {}
+    sources = {runtime: [r for r in report.get("burst_runs", {}).get(runtime, []) if "error" not in r] for runtime in RUNTIMES}
+    ray = report.get("ray_burst")
+    if ray and ray.get("measured"):
+        sources["ray"] = [ray]
+    for who, runs in sources.items():
+        if not runs:
+            continue
+        rows = []
+        for key, label in BURST_ROWS:
+            fresh = [mean_of((r.get("fresh") or {}).get(key)) for r in runs]
+            after = [mean_of((r.get("after") or {}).get(key)) for r in runs]
+            fresh = statistics.median([v for v in fresh if v]) if any(fresh) else None
+            after = statistics.median([v for v in after if v]) if any(after) else None
+            rows.append({"key": key, "label": label, "fresh": fresh, "after": after, "ratio": after / fresh if fresh and after else None})
+        burst = {}
+        for key, _, _ in BURST_WORKLOADS:
+            v = [mean_of((r.get("burst") or {}).get(key)) for r in runs]
+            burst[key] = statistics.median([x for x in v if x]) if any(v) else None
+        out[who] = {"rows": rows, "burst": burst, "store_bytes": runs[0].get("store_bytes"), "version": runs[0].get("runtime_version") or runs[0].get("ray_version")}
+    return out
+
+
+def burst_markdown(report, add):
+    t = burst_tables(report)
+    if not t:
+        return
+    add("## Tasks after a burst, one process (bench/burst_bench.ts, bench/ray_burst.py)")
+    add("")
+    add("Fresh: the workloads right after `init`; after: the same, after `put(0)` with the ref dropped, 800 MiB puts and a get of an "
+        "object holding 10k refs, in the same process (Ray: the same sequence in one driver). Goal: after/fresh ≥ 0.8.")
+    add("")
+    who = list(t)
+    add("| workload | " + " | ".join(f"{w} fresh | {w} after | {w} after/fresh" for w in who) + " |")
+    add("| --- |" + " ---: | ---: | ---: |" * len(who))
+    for i, (key, label) in enumerate(BURST_ROWS):
+        cells = []
+        for w in who:
+            r = t[w]["rows"][i]
+            cells += [fmt(r["fresh"]), fmt(r["after"]), rfmt(r["ratio"])]
+        add(f"| {label} | " + " | ".join(cells) + " |")
+    for key, label, unit in BURST_WORKLOADS:
+        cells = []
+        for w in who:
+            cells += [fmt(t[w]["burst"].get(key)), "", ""]
+        add(f"| burst: {label} ({unit}) | " + " | ".join(cells) + " |")
+    add("")
+    if "ray" in t:
+        add("After the burst, ours / Ray: " + "; ".join(
+            f"{w}: " + ", ".join(f"{r['key']} {rfmt(r['after'] / rr['after']) if r['after'] and rr['after'] else '—'}" for r, rr in zip(t[w]["rows"], t["ray"]["rows"]))
+            for w in who if w != "ray") + ".")
+        add("")
+    stores = ", ".join(f"{w} {t[w]['store_bytes'] / 2**30:.2f} GiB" for w in who if t[w].get("store_bytes"))
+    if stores:
+        add(f"Stores: {stores}.")
+        add("")
+
+
+def puts_markdown(report, add):
+    runs = {runtime: report.get("puts_runs", {}).get(runtime, []) for runtime in RUNTIMES}
+    if not any(runs.values()):
+        return
+    add("## put(0) with the ref dropped, in one synchronous loop (bench/many_puts.ts)")
+    add("")
+    add("| runtime | puts | finished | puts/s | most objects alive | RSS first → last (max), MiB | flat |")
+    add("| --- | ---: | --- | ---: | ---: | --- | --- |")
+    for runtime, rs in runs.items():
+        for r in rs:
+            if "samples" not in r:
+                add(f"| {runtime} | | FAILED: {str(r.get('error'))[:200]} | | | | |")
+                continue
+            rss = r.get("rss_first_last_max_bytes") or [0, 0, 0]
+            add(f"| {runtime} | {r['puts']:,} | {'yes' if r['finished'] else 'NO: ' + str(r.get('error'))[:120]} | {fmt(r['puts_per_s'])} "
+                f"| {r.get('max_objects')} | {rss[0] / 2**20:.0f} → {rss[1] / 2**20:.0f} ({rss[2] / 2**20:.0f}) | {'yes' if r.get('flat') else 'no'} |")
+    add("")
+
+
 def markdown(report):
     m = report["machine"]
     lines = []
@@ -391,6 +485,9 @@ def markdown(report):
             add(f"- **FAILED**: {str(e).strip()[:400]}")
         if t["pool_notes"] or t["errors"]:
             add("")
+
+    burst_markdown(report, add)
+    puts_markdown(report, add)
 
     pinned = pinned_table(report)
     if pinned:

@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Every benchmark, side by side with Ray and the thread pools, in one command:
 #
-#   bash bench/run_all.sh            # full (~45 min): limits, native, store and task workloads on
-#                                    # node, deno, bun, piscina/tinypool, spilling, Ray 2.60's
-#                                    # `ray microbenchmark`
-#   bash bench/run_all.sh --quick    # CI smoke (70-90 s): every benchmark runs, shortly, no Ray
-#   options: --only limits,native,store,tasks,pools,spill,puts,ray   (default: all)
+#   bash bench/run_all.sh            # full (~70 min): limits, native, store and task workloads on
+#                                    # node, deno, bun, piscina/tinypool, spilling, puts by size, tasks
+#                                    # after a burst, Ray 2.60's `ray microbenchmark` and the burst on Ray
+#   bash bench/run_all.sh --quick    # CI smoke (110-150 s): every benchmark runs, shortly, no Ray
+#   options: --only limits,native,store,tasks,pools,spill,puts,burst,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
 #            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
 #
 # Steps: bench/limits.py (memcpy, disk, TCP loopback); `zig build bench` (the native core against
 # memcpy and dd); per runtime bench/store_bench.ts, bench/tasks_bench.ts and bench/pool_bench.ts
-# on one snapshot of the library; bench/run_spill.sh (8 GiB through a 1 GiB store, against dd and
-# Ray; its own tables); bench/run_puts.sh (binary puts of 1 KiB-800 MiB against memcpy and Ray,
-# first gets by size; its own tables); Ray (installed once into .tools/ray-venv) running its own
-# `ray microbenchmark` through bench/ray_micro.py. Progress goes to stderr. bench/report.py then
+# on one snapshot of the library; bench/burst_bench.ts per runtime (tasks before and after a burst
+# of dropped refs, big puts and a 10k-ref get, in one process) and bench/many_puts.ts (10 M
+# dropped put(0)s in one synchronous loop); bench/run_spill.sh (8 GiB through a 1 GiB store,
+# against dd and Ray; its own tables); bench/run_puts.sh (binary puts of 1 KiB-800 MiB against
+# memcpy and Ray, first gets by size; its own tables); Ray (installed once into .tools/ray-venv)
+# running its own `ray microbenchmark` through bench/ray_micro.py, and the burst sequence through
+# bench/ray_burst.py. Progress goes to stderr. bench/report.py then
 # writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
 # one per runtime, workload | ours | Ray | piscina | ratios | fraction of the physical limit.
 # With --quick, a benchmark that fails makes the command fail (after the report).
@@ -25,13 +28,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 quick=0
 pinned=0
-only="limits,native,store,tasks,pools,spill,puts,ray"
+only="limits,native,store,tasks,pools,spill,puts,burst,ray"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --pinned) pinned=1 ;;
     --only) only="$2"; shift ;;
-    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,ray] [--pinned]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,burst,ray] [--pinned]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -73,6 +76,10 @@ for i in $(seq 1 "$repeat"); do
     fi
     if step pools; then
       run_bench "pool_bench (run $i of $repeat)" "$runtime" "$work/pool-$runtime-$i.json" "$limit" "${cmd[@]}" bench/pool_bench.ts $flag
+    fi
+    if step burst; then
+      run_bench "burst_bench (run $i of $repeat)" "$runtime" "$work/burst-$runtime-$i.json" "$limit" "${cmd[@]}" bench/burst_bench.ts $flag
+      run_bench "many_puts: 10 M dropped put(0)s in one loop (run $i of $repeat)" "$runtime" "$work/puts-$runtime-$i.json" "$limit" "${cmd[@]}" bench/many_puts.ts $flag
     fi
   done
 done
@@ -126,6 +133,17 @@ if step ray && [ "$quick" = 0 ]; then
     tail -5 "$work/ray-setup.log" >&2
     python3 -c 'import json,sys; print(json.dumps({"measured": False, "error": "install failed: " + open(sys.argv[1]).read()[-600:]}))' \
       "$work/ray-setup.log" >"$work/ray.json"
+  fi
+fi
+
+# Ray running burst_bench.ts's sequence in one driver (not in quick mode).
+if step burst && [ "$quick" = 0 ]; then
+  if install_ray >"$work/ray-setup.log" 2>&1; then
+    run_bench "Ray: tasks after a burst, one driver (bench/ray_burst.py)" ray "$work/ray-burst.json" 1800 \
+      "$root/.tools/ray-venv/bin/python" "$root/bench/ray_burst.py"
+  else
+    failures=$((failures + 1))
+    tail -5 "$work/ray-setup.log" >&2
   fi
 fi
 

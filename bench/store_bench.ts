@@ -153,9 +153,9 @@ await collect();
 results.final_stats = os.memoryStats();
 await os.shutdown();
 
-// --- put(0) with the ref simply dropped, as a Python user drops Ray's: here the garbage
-// collector releases it, late. Last, in a store of its own: when it fills the index, the
-// freed slots stay tombstones and slow every later put.
+// --- put(0) with the ref simply dropped, as a Python user drops Ray's: the library finds the
+// dropped refs by collecting garbage when the refs it holds double (lib/dropped_refs.ts). Last,
+// in a store of its own.
 await os.init({ objectStoreMemory: STORE_BYTES });
 {
   let made = 0;

@@ -1,10 +1,12 @@
 /**
  * `ObjectRef`: a handle to an object in the store. Each live `ObjectRef` holds one reference
  * in the store (counted per process by libobjstore); disposing it, `free`, or garbage
- * collection drops that reference, and the object is deleted once nothing holds it.
+ * collection drops that reference (lib/dropped_refs.ts), and the object is deleted once nothing
+ * holds it.
  */
 import { NotInitializedError, ObjectLostError } from "./errors.ts";
 import { fromHex, ID_BYTES, toHex } from "./ids.ts";
+import { type Holding, type HoldingOwner, hold, release } from "./dropped_refs.ts";
 
 /**
  * @internal The producer of these refs finished: the ones still alive take their references
@@ -22,10 +24,9 @@ export function acquireFinished(refs: readonly WeakRef<ObjectRef>[]): void {
 }
 
 /** What a ref needs from the session that made it. */
-export interface RefOwner {
+export interface RefOwner extends HoldingOwner {
   /** Takes one reference on `id`: "held", or why not. */
   addRef(id: Uint8Array): "held" | "unsealed" | "absent";
-  dropRef(id: Uint8Array): void;
   /** True once the session ended. */
   readonly closed: boolean;
 }
@@ -46,19 +47,6 @@ let currentOwner: RefOwner | undefined;
 export function setRefOwner(owner: RefOwner | undefined): void {
   currentOwner = owner;
 }
-
-interface Holding {
-  id: Uint8Array;
-  owner: RefOwner;
-  /** Set when the ref was released explicitly; the finalizer then has nothing to do. */
-  released: boolean;
-}
-
-// Drops the store reference of a ref the program forgot without disposing it. Registered
-// without an unregister token: tokens make V8's register 2-3× slower.
-const collected = new FinalizationRegistry<Holding>((holding) => {
-  if (!holding.released) holding.owner.dropRef(holding.id);
-});
 
 /**
  * A reference to an object in the store. Not thenable: pass it to `get`.
@@ -149,9 +137,9 @@ export class ObjectRef<T = unknown> {
     this.#track(this.#owner);
   }
 
+  /** The reference held goes when this ref is disposed, or found dropped (lib/dropped_refs.ts). */
   #track(owner: RefOwner): void {
-    this.#holding = { id: this.bytes, owner, released: false };
-    collected.register(this, this.#holding);
+    this.#holding = hold(this, this.bytes, owner);
   }
 
   /** The id as 56 lowercase hex digits. */
@@ -186,7 +174,6 @@ export class ObjectRef<T = unknown> {
     if (owner === undefined) return;
     this.#owner = undefined;
     if (!this.#held) return;
-    this.#holding!.released = true;
-    owner.dropRef(this.bytes);
+    release(this.#holding!);
   }
 }

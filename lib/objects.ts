@@ -120,7 +120,7 @@ function createMakingRoom(s: Session, id: Uint8Array, sizeBytes: number, childre
     // Read now: making room runs other calls, which replace the last error.
     const detail = s.store.lastError();
     const full = target === Status.storeFull || target === Status.indexFull;
-    if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt)) {
+    if (!full || attempt === MAKE_ROOM_ATTEMPTS || !makeRoom(s, sizeBytes * attempt, target === Status.indexFull)) {
       throw putFailure(s, target, detail, sizeBytes);
     }
   }
@@ -137,12 +137,8 @@ function concatIds(ids: Uint8Array[]): Uint8Array {
 function putFailure(s: Session, status: number, detail: string, sizeBytes: number): Error {
   if (status === Status.storeFull) return noRoomError(s, `put: no room for an object of ${sizeBytes} bytes`, sizeBytes);
   if (status === Status.indexFull) {
-    const stats = s.store.stats();
-    return new ObjectStoreFullError(
-      `put: an object of ${sizeBytes} bytes does not fit: ${detail} ` +
-        `(capacity ${stats.capacityBytes} bytes, ${stats.usedBytes} in use, ${stats.pinnedBytes} pinned). ` +
-        "Free refs you no longer need, or init with a larger objectStoreMemory.",
-    );
+    // The object limit, not the bytes: the detail names the limit and how to raise it.
+    return new ObjectStoreFullError(`put: ${detail}.`);
   }
   return errorFor(status, detail, "put");
 }

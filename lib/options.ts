@@ -105,9 +105,13 @@ export function shmFreeBytes(): number {
   }
 }
 
+/** Shared memory of the store's index per byte of objects, at most: one object per KiB, each
+ * with 128 bytes of slot and up to 32 bytes of hash table (zig/src/layout.zig). */
+const INDEX_BYTES_PER_BYTE = 160 / 1024;
+
 function defaultMemory(): number {
   const wanted = Math.floor(os.totalmem() * 0.3);
-  const capped = Math.min(wanted, Math.floor(shmFreeBytes() * 0.95));
+  const capped = Math.min(wanted, Math.floor((shmFreeBytes() * 0.95) / (1 + INDEX_BYTES_PER_BYTE)));
   return Math.max(64 * 1024 * 1024, capped - (capped % 4096));
 }
 

@@ -4,18 +4,21 @@
  */
 import { ObjectStoreFullError } from "./errors.ts";
 import { pinnedForViewsBytes, releaseUnreachablePins } from "./pins.ts";
+import { releaseDroppedRefs } from "./dropped_refs.ts";
 import type { Session } from "./session.ts";
 
 /**
- * Frees about `sizeBytes`: first the pins of views the program no longer reaches (a collection
- * finds them, a millisecond or so, where spilling writes to disk), then by spilling the least
- * recently used unpinned objects. False if neither helped. Views handed out in the current
- * turn of the event loop, and refs dropped without `free`, are found only after it ends (see
- * lib/pins.ts); spilling makes room past the refs.
+ * Frees about `sizeBytes`, or with `slots` an index slot: first the pins of views the program
+ * no longer reaches (a collection finds them, a millisecond or so, where spilling writes to
+ * disk), then by spilling the least recently used unpinned objects (which frees bytes, not
+ * slots), then by releasing the references of refs the program dropped (after a collection:
+ * lib/dropped_refs.ts). False if none helped. Views handed out in the current turn of the event
+ * loop are found only after it ends (see lib/pins.ts).
  */
-export function makeRoom(s: Session, sizeBytes: number): boolean {
+export function makeRoom(s: Session, sizeBytes: number, slots = false): boolean {
   if (pinnedForViewsBytes() > 0 && releaseUnreachablePins(s) > 0) return true;
-  return s.store.spill(sizeBytes) > 0;
+  if (!slots && s.store.spill(sizeBytes) > 0) return true;
+  return releaseDroppedRefs(true) > 0;
 }
 
 /**

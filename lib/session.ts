@@ -15,6 +15,7 @@ import { NotInitializedError, ObjstoreError } from "./errors.ts";
 import { loadLibrary } from "./ffi/load.ts";
 import type { Library } from "./ffi/load.ts";
 import { setRefOwner } from "./object_ref.ts";
+import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
 import type { RefOwner } from "./object_ref.ts";
 import { NativeStore } from "./store/native_store.ts";
 import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
@@ -98,6 +99,7 @@ export class Session implements RefOwner {
 
   #tidy(): void {
     this.store.maintain();
+    releaseDroppedRefs(false);
     if (this.s3Spill !== undefined && this.#copiesOut) {
       this.s3Spill.pump().catch((error) => process.emitWarning(`objstore: S3 spilling: ${(error as Error).message}`));
     }
@@ -132,6 +134,15 @@ export class Session implements RefOwner {
     if (!this.closed) this.store.dropRef(id);
   }
 
+  releaseKeptObjects(): void {
+    this.library.shim.releaseKeptObjects();
+  }
+
+  collectGarbage(): void {
+    this.library.shim.releaseKeptObjects();
+    this.library.shim.collectGarbage();
+  }
+
   /** True after shutdown: late finalizers of this session's refs and views do nothing. */
   closed = false;
   #tasks: TasksOfSession | undefined;
@@ -150,6 +161,7 @@ export class Session implements RefOwner {
     process.off("exit", this.#exiting);
     await this.#tasks?.close();
     this.closed = true;
+    forgetHoldings(this);
     clearInterval(this.#janitor);
     await this.s3Spill?.idle();
     // The last process removes the store, its spill files and its default spill folder.

@@ -36,4 +36,7 @@ export const shim: RuntimeShim = {
   collectGarbage() {
     (globalThis as unknown as { Bun: { gc(force: boolean): void } }).Bun.gc(true);
   },
+  releaseKeptObjects() {
+    // JavaScriptCore does not keep WeakRef targets alive to the end of the job.
+  },
 };

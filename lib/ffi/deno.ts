@@ -1,7 +1,7 @@
 /** The Deno shim: `Deno.dlopen`. */
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
-import { collectV8Garbage } from "./v8_gc.ts";
+import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
 
 // deno-lint-ignore no-explicit-any
 const Deno = (globalThis as any).Deno;
@@ -35,5 +35,8 @@ export const shim: RuntimeShim = {
   },
   collectGarbage() {
     collectV8Garbage();
+  },
+  releaseKeptObjects() {
+    releaseV8KeptObjects();
   },
 };

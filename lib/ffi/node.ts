@@ -4,7 +4,7 @@ import process from "node:process";
 import v8 from "node:v8";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
-import { collectV8Garbage } from "./v8_gc.ts";
+import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -38,6 +38,9 @@ export const shim: RuntimeShim = {
   },
   collectGarbage() {
     collectV8Garbage();
+  },
+  releaseKeptObjects() {
+    releaseV8KeptObjects();
   },
 };
 

@@ -108,4 +108,7 @@ export interface RuntimeShim {
   scriptCommand(script: string): { command: string; args: string[] };
   /** Runs a full garbage collection if the runtime allows it (see `scriptCommand`). */
   collectGarbage(): void;
+  /** Lets the collector take the targets of WeakRefs made or read in the current job, which
+   * the engine would otherwise keep alive until the job ends (V8 does; JavaScriptCore not). */
+  releaseKeptObjects(): void;
 }

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 5
+#define OBJSTORE_ABI_VERSION 6
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -80,8 +80,10 @@ uint32_t objstore_status_message(int32_t status, uint8_t *buffer, uint32_t buffe
 
 /* Opens (and with CREATE makes) /dev/shm/objstore-<name>, mode 0600. Names are 1..200 bytes of
  * letters, digits, '-', '_' and '.', not starting with '.' or "ch-" (the channels' prefix).
- * capacity_bytes and slot_count (0 = derived) apply on create. Sizes everywhere are whole
- * numbers from 0 to 2^53; anything else (NaN, negative, fractional) is OBJSTORE_INVALID_ARGUMENT.
+ * capacity_bytes and slot_count apply on create; slot_count is the most objects the store holds
+ * at once (64 to 2^28; 0 = one per KiB of capacity, at least 262,144 or one per 64-byte block).
+ * Sizes everywhere are whole numbers from 0 to 2^53; anything else (NaN, negative, fractional)
+ * is OBJSTORE_INVALID_ARGUMENT.
  * Returns NULL on failure (see objstore_last_status). result[2] is 1 if this call created
  * the store, 0 if it attached to an existing one. A handle still open when the process calls
  * exit() or quick_exit() is closed then with OBJSTORE_CLOSE_REMOVE_IF_LAST; from the first

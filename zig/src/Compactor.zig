@@ -57,9 +57,10 @@ const unmovable: u32 = std.math.maxInt(u32);
 /// pinned or unsealed one): a window is cheap when everything in it is small and movable.
 fn measureOccupants(self: *Compactor, largest: []u32) void {
     @memset(largest, 0);
-    for (self.store.index.slots, self.store.index.extras) |*slot, *extra| {
+    const used = self.store.index.usedSlots();
+    for (used, self.store.index.extras[0..used.len]) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;
-        if (tag == .empty or tag == .tombstone or tag == .reserved or tag == .spilled) continue;
+        if (tag == .empty or tag == .reserved or tag == .spilled) continue;
         if (extra.extent_size_bytes == 0) continue;
         const movable = tag == .sealed and slot.pin_holders.load(.monotonic) == 0;
         const blocks = extra.extent_size_bytes / layout.block_size_bytes;
@@ -108,9 +109,10 @@ fn clearWindow(self: *Compactor, start_word: u64, window_words: u64) ?u64 {
     const end_byte = (start_word + window_words) * 64 * layout.block_size_bytes;
     var occupants: [moved_max]u32 = undefined;
     var count: usize = 0;
-    for (self.store.index.slots, self.store.index.extras, 0..) |*slot, *extra, i| {
+    const used = self.store.index.usedSlots();
+    for (used, self.store.index.extras[0..used.len], 0..) |*slot, *extra, i| {
         const tag = State.of(slot.state.load(.acquire)).tag;
-        const holds_extent = tag != .empty and tag != .tombstone and tag != .reserved and tag != .spilled and extra.extent_size_bytes > 0;
+        const holds_extent = tag != .empty and tag != .reserved and tag != .spilled and extra.extent_size_bytes > 0;
         if (!holds_extent) continue;
         if (extra.extent_offset_bytes >= end_byte or extra.extent_offset_bytes + extra.extent_size_bytes <= first_byte) continue;
         if (count == occupants.len or !self.beginMove(@intCast(i))) {

@@ -176,7 +176,8 @@ fn olderFirst(_: void, a: Candidate, b: Candidate) bool {
 
 fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidate {
     var n: usize = 0;
-    for (self.store.index.slots, self.store.index.extras, 0..) |*slot, *extra, i| {
+    const used = self.store.index.usedSlots();
+    for (used, self.store.index.extras[0..used.len], 0..) |*slot, *extra, i| {
         if (n == out.len) break;
         const s = State.of(slot.state.load(.acquire));
         if (s.tag != .sealed or slot.pin_holders.load(.monotonic) != 0) continue;
@@ -207,7 +208,7 @@ fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
 
 pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
     try self.checkEnabled();
-    const found = self.store.index.find(id) orelse return error.Absent;
+    const found = self.store.find(id) orelse return error.Absent;
     if (!self.beginSpill(found.slot_index)) {
         status.setDetail("only a sealed, unpinned object without nested refs can be spilled", .{});
         return error.Busy;
@@ -358,7 +359,7 @@ pub const Location = struct { file_state: FileState, serial: u64, offset_bytes: 
 
 /// Where a spilled object's record is: which file, in which state, and at which offset.
 pub fn location(self: *Spiller, id: *const ObjectId) Error!Location {
-    const found = self.store.index.find(id) orelse return error.Absent;
+    const found = self.store.find(id) orelse return error.Absent;
     if (found.state.tag != .spilled and found.state.tag != .restoring) {
         status.setDetail("the object is not spilled", .{});
         return error.InvalidArgument;
@@ -379,7 +380,7 @@ fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
     const deadline_ns = sys.nowNs() + restore_wait_ns;
     while (sys.nowNs() < deadline_ns) {
         const sequence = self.store.header.seal_sequence.load(.seq_cst);
-        const found = self.store.index.find(id) orelse return error.Absent;
+        const found = self.store.find(id) orelse return error.Absent;
         switch (found.state.tag) {
             .sealed => return,
             .spilled => {
@@ -490,7 +491,8 @@ pub fn reclaimFiles(store: *Store, client: u32) void {
 
 fn countReferring(store: *Store, file_index: u32) u32 {
     var count: u32 = 0;
-    for (store.index.slots, store.index.extras) |*slot, *extra| {
+    const used = store.index.usedSlots();
+    for (used, store.index.extras[0..used.len]) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;
         if (extra.spill_file == file_index + 1 and (tag == .spilled or tag == .restoring or tag == .deleting)) count += 1;
     }

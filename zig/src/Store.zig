@@ -107,16 +107,16 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
     // Registered under the segment's flock: the last process leaving removes the segment
     // holding it exclusively, so it either sees this process registered or unlinked the
     // segment before this process locked it (and createOrAttach then tried again). Nothing
-    // that waits is done under it (invariant 13): an adopted entry is reclaimed after.
+    // that waits is done under it (invariant 14): an adopted entry is reclaimed after.
     const adopted = register: {
         defer _ = std.os.linux.flock(self.fd, std.posix.LOCK.UN);
         break :register try self.register();
     };
     if (adopted) try self.reclaimAdopted();
     self.created = created;
-    // The index is probed at random: fault its pages in now rather than one miss at a time
-    // (in workers, faults on it were most of a small create's cost). The data region too when
-    // this process created the store and asked for it.
+    // Fault the header, client table and allocator bitmap in now rather than one miss at a
+    // time; the data region too when this process created the store and asked for it. Not the
+    // index: its pages are touched as objects use them.
     if (options.threads) self.startPrefault(created and options.prefault);
     return self;
 }
@@ -161,8 +161,8 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     }
     const capacity_bytes = std.mem.alignForward(u64, options.capacity_bytes, layout.page_size_bytes);
     const slot_count = if (options.slot_count == 0) layout.defaultSlotCount(capacity_bytes) else options.slot_count;
-    if (!std.math.isPowerOfTwo(slot_count) or slot_count < 64 or slot_count > layout.slot_count_max) {
-        status.setDetail("slot count must be a power of two in 64..{d}, got {d}", .{ layout.slot_count_max, slot_count });
+    if (slot_count < layout.slot_count_min or slot_count > layout.slot_count_max) {
+        status.setDetail("slot count must be in {d}..{d}, got {d}", .{ layout.slot_count_min, layout.slot_count_max, slot_count });
         return error.InvalidArgument;
     }
     const sections = layout.sections(capacity_bytes, slot_count);
@@ -184,7 +184,9 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     // zero them all here, seconds for a big store; the prefault thread does that off-thread.)
     const free_bytes = sys.freeBytes(fd) catch std.math.maxInt(u64);
     if (free_bytes < sections.segment_size_bytes) {
-        status.setDetail("/dev/shm has {d} bytes free, store '{s}' needs {d}", .{ free_bytes, name, sections.segment_size_bytes });
+        status.setDetail("/dev/shm has {d} bytes free, store '{s}' needs {d} ({d} for objects, {d} for an index of {d} objects)", .{
+            free_bytes, name, sections.segment_size_bytes, capacity_bytes, sections.segment_size_bytes - capacity_bytes, slot_count,
+        });
         return error.StoreFull;
     }
     sys.ftruncate(fd, sections.segment_size_bytes) catch |err| {
@@ -198,6 +200,7 @@ fn createSegment(self: *Store, shm_path: [:0]const u8, name: []const u8, options
     self.initHeader(sections, capacity_bytes, slot_count, name);
     self.bindSections();
     self.bitmap.reset();
+    self.index.initEmpty();
     // The prefault thread (started once open returns) faults these pages in.
     if (options.prefault) self.bitmap.markTouched(@min(capacity_bytes, prefault_data_max_bytes) / layout.block_size_bytes);
     self.header.ready.store(1, .release);
@@ -214,11 +217,15 @@ fn initHeader(self: *Store, sections: layout.Sections, capacity_bytes: u64, slot
     h.slot_count = slot_count;
     h.client_count = layout.client_count_max;
     h.clients_offset = sections.clients_offset;
-    h.slots_offset = sections.slots_offset;
-    h.extras_offset = sections.extras_offset;
     h.spill_files_offset = sections.spill_files_offset;
     h.bitmap_offset = sections.bitmap_offset;
     h.bitmap_words = sections.bitmap_words;
+    h.buckets_offset = sections.buckets_offset;
+    h.bucket_count = sections.bucket_count;
+    h.slot_bits_offset = sections.slot_bits_offset;
+    h.slot_summary_offset = sections.slot_summary_offset;
+    h.slots_offset = sections.slots_offset;
+    h.extras_offset = sections.extras_offset;
     h.data_offset = sections.data_offset;
     h.creator_uid = sys.getuid();
     h.spill_file_next = .init(1);
@@ -259,10 +266,16 @@ fn attachSegment(self: *Store, shm_path: [:0]const u8, name: []const u8) Error!b
     }
     if (h.segment_size_bytes != size_bytes) return badStore(shm_path, "its size does not match its header");
     if (h.ready.load(.acquire) != 1) return badStore(shm_path, "its creator died before finishing it");
-    const expected = layout.sections(h.capacity_bytes, h.slot_count);
-    if (expected.data_offset != h.data_offset or expected.bitmap_offset != h.bitmap_offset) {
-        return badStore(shm_path, "its section offsets are inconsistent");
+    if (h.slot_count < layout.slot_count_min or h.slot_count > layout.slot_count_max or h.capacity_bytes % layout.page_size_bytes != 0) {
+        return badStore(shm_path, "its index or capacity is out of range");
     }
+    const expected = layout.sections(h.capacity_bytes, h.slot_count);
+    const consistent = expected.data_offset == h.data_offset and expected.bitmap_offset == h.bitmap_offset and
+        expected.buckets_offset == h.buckets_offset and expected.bucket_count == h.bucket_count and
+        expected.slots_offset == h.slots_offset and expected.extras_offset == h.extras_offset and
+        expected.slot_bits_offset == h.slot_bits_offset and expected.slot_summary_offset == h.slot_summary_offset and
+        expected.segment_size_bytes == h.segment_size_bytes;
+    if (!consistent) return badStore(shm_path, "its section offsets are inconsistent");
     self.fd = fd;
     self.base = base;
     self.segment_size_bytes = @intCast(size_bytes);
@@ -282,6 +295,10 @@ fn bindSections(self: *Store) void {
     self.index = .{
         .slots = self.sectionSlice(layout.Slot, h.slots_offset, h.slot_count),
         .extras = self.sectionSlice(layout.SlotExtra, h.extras_offset, h.slot_count),
+        .buckets = self.sectionSlice(std.atomic.Value(u64), h.buckets_offset, h.bucket_count),
+        .slot_bits = self.sectionSlice(u64, h.slot_bits_offset, layout.slotBitsWords(h.slot_count)),
+        .slot_summary = self.sectionSlice(u64, h.slot_summary_offset, layout.slotSummaryWords(h.slot_count)),
+        .state = &h.index,
     };
     self.spill_files = self.sectionSlice(layout.SpillFile, h.spill_files_offset, layout.spill_file_count_max);
     const words = self.sectionSlice(u64, h.bitmap_offset, h.bitmap_words);
@@ -343,8 +360,9 @@ fn reclaimAdopted(self: *Store) Error!void {
     const dead = self.client_index;
     const entry = &self.clients[dead];
     // The dead process may have died holding the allocator lock: then it is ours now.
-    if (self.header.alloc_lock.load(.acquire) != dead + 1) self.lock();
-    self.reclaimClientLocked(dead);
+    const took_over = self.header.alloc_lock.load(.acquire) == dead + 1;
+    if (!took_over) self.lock();
+    self.reclaimClientLocked(dead, took_over);
     self.unlock();
     const own_reclaim = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = @intCast(dead + 1) });
     const alive = ClientWord.toWord(.{ .state = .alive });
@@ -408,7 +426,7 @@ pub fn maintain(self: *Store) u32 {
         const mine = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = me });
         if (entry.word.cmpxchgStrong(word, mine, .acq_rel, .monotonic) != null) continue;
         self.lock();
-        self.reclaimClientLocked(client);
+        self.reclaimClientLocked(client, false);
         self.unlock();
         self.freeClient(client);
         reclaimed += 1;
@@ -418,11 +436,17 @@ pub fn maintain(self: *Store) u32 {
 }
 
 /// Drops a dead client's holdings and finishes or undoes its transitions, then rebuilds the
-/// bitmap from the index, since the dead process may have been inside the allocator.
-fn reclaimClientLocked(self: *Store, client: u32) void {
+/// bitmap from the index, since the dead process may have been inside the allocator. With
+/// `held_lock` (it died holding the allocator lock, now ours) the index's slot pool and bucket
+/// table may be half updated too: rebuilt and repaired from the slots first.
+fn reclaimClientLocked(self: *Store, client: u32, held_lock: bool) void {
     assert(self.header.alloc_lock.load(.monotonic) == self.client_index + 1);
+    if (held_lock) {
+        self.index.rebuildSlotPool();
+        _ = self.index.repairBuckets();
+    }
     const bit = @as(u64, 1) << @intCast(client);
-    for (self.index.slots, 0..) |*slot, i| {
+    for (self.index.usedSlots(), 0..) |*slot, i| {
         const slot_index: u32 = @intCast(i);
         if (slot.ref_holders.load(.monotonic) & bit != 0) _ = slot.ref_holders.fetchAnd(~bit, .seq_cst);
         if (slot.pin_holders.load(.monotonic) & bit != 0) {
@@ -477,7 +501,8 @@ pub fn freeExtentLocked(self: *Store, extra: *layout.SlotExtra) u64 {
 
 pub fn rebuildBitmapLocked(self: *Store) void {
     self.bitmap.reset();
-    for (self.index.slots, self.index.extras) |*slot, *extra| {
+    const used = self.index.usedSlots();
+    for (used, self.index.extras[0..used.len]) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;
         const holds_extent = switch (tag) {
             .writing, .sealed, .spilling, .restoring, .deleting, .moving => true,
@@ -492,7 +517,7 @@ pub fn rebuildBitmapLocked(self: *Store) void {
 
 /// Deletes objects nobody holds: left behind when a holder died.
 fn sweepOrphans(self: *Store) void {
-    for (self.index.slots, 0..) |*slot, i| {
+    for (self.index.usedSlots(), 0..) |*slot, i| {
         const s = State.of(slot.state.load(.acquire));
         if (s.tag != .sealed and s.tag != .spilled) continue;
         self.tryDelete(@intCast(i), s.generation, 0);
@@ -526,7 +551,7 @@ pub fn lock(self: *Store) void {
         assert(holder != me); // the lock is not re-entrant
         if (spins % 16 == 0 and !self.clientAlive(holder - 1)) {
             if (word.cmpxchgStrong(holder, me, .acquire, .monotonic) == null) {
-                self.reclaimClientLocked(holder - 1);
+                self.reclaimClientLocked(holder - 1, true);
                 return;
             }
             continue;
@@ -607,7 +632,7 @@ pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []co
 
 fn addNested(self: *Store, children: []const ObjectId) Error!void {
     for (children, 0..) |*child, i| {
-        if (!self.index.addNested(child)) {
+        if (!self.addNestedOne(child)) {
             self.dropNested(children[0..i], 0);
             status.setDetail("a contained object is not in the store", .{});
             return error.Absent;
@@ -615,15 +640,65 @@ fn addNested(self: *Store, children: []const ObjectId) Error!void {
     }
 }
 
+/// Counts one more containing object for `id`; false if the object is gone.
+fn addNestedOne(self: *Store, id: *const ObjectId) bool {
+    var attempt: u32 = 0;
+    while (attempt < 1000) : (attempt += 1) {
+        const found = self.find(id) orelse return false;
+        switch (found.state.tag) {
+            .writing, .sealed, .spilling, .spilled, .restoring, .moving => {},
+            else => return false,
+        }
+        if (self.index.addNested(found)) return true;
+    }
+    return false;
+}
+
 fn dropNested(self: *Store, children: []const ObjectId, depth: u32) void {
     for (children) |*child| {
-        const found = self.index.dropNested(child) orelse continue;
+        const found = self.dropNestedOne(child) orelse continue;
         if (found.state.nested == 0) self.tryDelete(found.slot_index, found.state.generation, depth + 1);
     }
 }
 
+/// Counts one fewer containing object for `id`; its new state, or null if not found.
+fn dropNestedOne(self: *Store, id: *const ObjectId) ?Index.Found {
+    var attempt: u32 = 0;
+    while (attempt < 1000) : (attempt += 1) {
+        const found = self.find(id) orelse return null;
+        if (found.state.nested == 0) return null;
+        if (self.index.dropNested(found)) |dropped| return dropped;
+    }
+    return null;
+}
+
+/// Lookups spin this many times past moving index entries before waiting for the lock.
+const find_spins_max = 10_000;
+
+/// The slot holding `id` in a visible state, or null. Lock-free, unless a deletion keeps moving
+/// index entries past it (or died doing so): then it waits for the allocator lock, which takes
+/// a dead holder's over and repairs the index, and looks again with no deletion running.
+pub fn find(self: *Store, id: *const ObjectId) ?Index.Found {
+    var attempt: u32 = 0;
+    while (attempt < find_spins_max) : (attempt += 1) {
+        switch (self.index.lookup(id)) {
+            .found => |found| return found,
+            .absent => return null,
+            .unstable => std.atomic.spinLoopHint(),
+        }
+    }
+    assert(self.header.alloc_lock.load(.monotonic) != self.client_index + 1); // the holder never sees a move
+    self.lock();
+    defer self.unlock();
+    return switch (self.index.lookup(id)) {
+        .found => |found| found,
+        .absent => null,
+        .unstable => unreachable,
+    };
+}
+
 fn ownWriting(self: *Store, id: *const ObjectId) Error!Index.Found {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     if (found.state.tag != .writing or self.index.slots[found.slot_index].actor.load(.acquire) != self.client_index + 1) {
         status.setDetail("the object is not being written by this process", .{});
         return error.InvalidArgument;
@@ -654,7 +729,7 @@ pub fn abort(self: *Store, id: *const ObjectId) Error!void {
 
 /// Pins a sealed object for reading and returns where its data lies.
 pub fn get(self: *Store, id: *const ObjectId) Error!Region {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     const i = found.slot_index;
     switch (found.state.tag) {
         .sealed, .moving => {},
@@ -686,7 +761,7 @@ fn acquirePinBit(self: *Store, slot_index: u32, seen: State) Error!void {
         const now = State.of(slot.state.load(.seq_cst));
         if (now.generation == seen.generation and now.tag == .sealed) return;
         _ = slot.pin_holders.fetchAnd(~self.clientBit(), .seq_cst);
-        if (now.generation != seen.generation or now.tag == .tombstone or now.tag == .empty) return error.Absent;
+        if (now.generation != seen.generation or now.tag == .empty) return error.Absent;
         if (now.tag == .spilled or now.tag == .restoring) return error.Spilled;
         // deleting, spilling or moving: transient; the actor backs off when it sees a bit.
         std.atomic.spinLoopHint();
@@ -718,7 +793,7 @@ fn acquireRefBit(self: *Store, slot_index: u32, seen: State) Error!void {
 }
 
 pub fn release(self: *Store, id: *const ObjectId) Error!void {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     const i = found.slot_index;
     if (self.counts[i].pins == 0) {
         status.setDetail("release without a matching get", .{});
@@ -733,7 +808,7 @@ pub fn release(self: *Store, id: *const ObjectId) Error!void {
 }
 
 pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     const i = found.slot_index;
     switch (found.state.tag) {
         .sealed, .spilled, .spilling, .restoring, .moving => {},
@@ -746,7 +821,7 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
 }
 
 pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     const i = found.slot_index;
     if (self.counts[i].refs == 0) {
         status.setDetail("this process holds no reference to the object", .{});
@@ -816,7 +891,7 @@ pub fn waitSealed(self: *Store, id: *const ObjectId, timeout_ns: u64) Error!void
     const deadline_ns = sys.nowNs() + timeout_ns;
     while (true) {
         const sequence = self.header.seal_sequence.load(.seq_cst);
-        if (self.index.find(id)) |found| if (isSealed(found.state.tag)) return;
+        if (self.find(id)) |found| if (isSealed(found.state.tag)) return;
         const now_ns = sys.nowNs();
         if (now_ns >= deadline_ns) return error.Timeout;
         _ = self.header.seal_waiters.fetchAdd(1, .seq_cst);
@@ -836,14 +911,14 @@ fn isSealed(tag: layout.Tag) bool {
 
 /// The data size of an object in any state (spilled included).
 pub fn sizeOf(self: *Store, id: *const ObjectId) Error!u64 {
-    const found = self.index.find(id) orelse return error.Absent;
+    const found = self.find(id) orelse return error.Absent;
     return self.index.extras[found.slot_index].data_size_bytes;
 }
 
 pub const ObjectState = enum(i32) { absent = 0, writing = 1, sealed = 2, spilled = 3 };
 
 pub fn contains(self: *Store, id: *const ObjectId) ObjectState {
-    const found = self.index.find(id) orelse return .absent;
+    const found = self.find(id) orelse return .absent;
     return switch (found.state.tag) {
         .reserved, .writing => .writing,
         .sealed, .spilling, .moving => .sealed,
@@ -866,7 +941,7 @@ pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
     var removed = false;
     if (remove_if_last) {
         // Under the flock only the question and the removal: no reclaim, no allocator lock,
-        // nothing that waits on another process (invariant 13). The dead need no reclaim when
+        // nothing that waits on another process (invariant 14). The dead need no reclaim when
         // the segment goes; when it stays, the survivors' janitors reclaim them.
         _ = std.os.linux.flock(self.fd, std.posix.LOCK.EX);
         if (!self.othersAlive()) {
@@ -887,7 +962,7 @@ pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
 }
 
 fn dropAllHoldings(self: *Store) void {
-    for (self.counts, 0..) |*count, i| {
+    for (self.counts[0..self.index.highWater()], 0..) |*count, i| {
         if (count.refs == 0 and count.pins == 0) continue;
         const slot = &self.index.slots[i];
         const s = State.of(slot.state.load(.acquire));
@@ -1015,11 +1090,11 @@ fn stopPrefault(self: *Store) void {
     self.prefault_thread = null;
 }
 
-/// Faults in the metadata (header, index, bitmap), then, `with_data`, the data region, low
-/// addresses first (where next-fit allocates first), in steps small enough to stop promptly
-/// at close.
+/// Faults in the metadata before the index (header, clients, spill files, bitmap), then,
+/// `with_data`, the data region, low addresses first (where next-fit allocates first), in
+/// steps small enough to stop promptly at close.
 fn prefaultRun(self: *Store, with_data: bool) void {
-    if (!self.populateRange(0, self.header.data_offset)) return;
+    if (!self.populateRange(0, self.header.buckets_offset)) return;
     if (with_data) _ = self.populateRange(self.header.data_offset, @min(self.header.capacity_bytes, prefault_data_max_bytes));
 }
 
@@ -1065,10 +1140,11 @@ pub fn stats(self: *Store) Stats {
         .restored_bytes = h.restored_bytes.load(.monotonic),
         .attached_processes = self.attachedProcesses(),
     };
-    for (self.index.slots, self.index.extras) |*slot, *extra| {
+    const used = self.index.usedSlots();
+    for (used, self.index.extras[0..used.len]) |*slot, *extra| {
         const tag = State.of(slot.state.load(.acquire)).tag;
         switch (tag) {
-            .empty, .tombstone, .reserved => continue,
+            .empty, .reserved => continue,
             else => result.object_count += 1,
         }
         if (tag == .spilled or tag == .restoring) {

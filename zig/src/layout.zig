@@ -1,16 +1,19 @@
 //! The shared segment's layout: every structure that lives in shared memory, and where.
 //!
-//!   | header (4 KiB) | clients | slots | slot extras | spill files | bitmap | (pad) | data |
+//!   | header (4 KiB) | clients | spill files | bitmap | (pad) | buckets | slot bits | (pad) |
+//!   | slots | slot extras | (pad) | data |
 //!
 //! Every section starts at an offset computed from (capacity, slot count) alone, so each process
-//! derives the same layout from the header and nothing in shared memory holds a pointer.
+//! derives the same layout from the header and nothing in shared memory holds a pointer. The
+//! sections from `buckets` on are the object index; their pages are touched only as objects use
+//! them (slots are handed out lowest first), never faulted in ahead.
 
 const std = @import("std");
 const assert = std.debug.assert;
 const Atomic = std.atomic.Value;
 
 pub const magic: u64 = 0x31_45_52_4f_54_53_4a_4f; // "OJSTORE1", little-endian
-pub const abi_version: u32 = 5;
+pub const abi_version: u32 = 6;
 pub const id_size_bytes = 28;
 pub const block_size_bytes = 64;
 pub const page_size_bytes = 4096;
@@ -19,15 +22,21 @@ pub const client_count_max = 64;
 pub const spill_file_count_max = 4096;
 pub const spill_dir_size_max = 1024;
 pub const name_size_max = 200;
-pub const slot_count_min = 1 << 16;
-pub const slot_count_max = 1 << 22;
+/// Index slots: one per `capacity_bytes_per_slot` of capacity, at least `slot_count_floor` (a
+/// small store of small objects) unless the store has fewer 64-byte blocks, at most
+/// `slot_count_max`. A slot costs 128 B of shared memory once used, and 8 B of bucket always.
+pub const capacity_bytes_per_slot = 1024;
+pub const slot_count_floor = 1 << 18;
+pub const slot_count_min = 64;
+pub const slot_count_max = 1 << 28;
 
 pub const ObjectId = [id_size_bytes]u8;
 
 /// Slot states. Transitions (all by CAS on `Slot.state`):
-///   empty/tombstone → reserved → writing → sealed ⇄ spilling → spilled ⇄ restoring → sealed
-///   writing → tombstone (abort);  sealed/spilled → deleting → tombstone (or back to sealed/spilled)
+///   empty → reserved → writing → sealed ⇄ spilling → spilled ⇄ restoring → sealed
+///   writing → empty (abort);  sealed/spilled → deleting → empty (or back to sealed/spilled)
 ///   sealed → moving → sealed (compaction)
+/// A slot is in use from `reserved` until it is `empty` again.
 pub const Tag = enum(u4) {
     empty = 0,
     reserved = 1,
@@ -37,7 +46,6 @@ pub const Tag = enum(u4) {
     spilled = 5,
     restoring = 6,
     deleting = 7,
-    tombstone = 8,
     moving = 9,
 };
 
@@ -142,6 +150,20 @@ pub const FileState = enum(u32) {
     upload_orphaned = 7,
 };
 
+/// The object index's shared counters (see Index.zig). Written under the allocator lock,
+/// except `epoch`, which lock-free lookups also read.
+pub const IndexState = extern struct {
+    /// Odd while a deletion moves bucket entries back; a lookup that missed retries if it changed.
+    epoch: Atomic(u64),
+    /// One past the highest slot in use: scans of the slots stop here.
+    high_water: Atomic(u32),
+    /// Slots in use.
+    in_use: u32,
+    /// The lowest word of the slot summary that may have a free slot (every word below is full).
+    summary_hint: u32,
+    reserved: [12]u8,
+};
+
 pub const Header = extern struct {
     magic: u64,
     abi_version: u32,
@@ -151,11 +173,15 @@ pub const Header = extern struct {
     slot_count: u32,
     client_count: u32,
     clients_offset: u64,
-    slots_offset: u64,
-    extras_offset: u64,
     spill_files_offset: u64,
     bitmap_offset: u64,
     bitmap_words: u64,
+    buckets_offset: u64,
+    bucket_count: u64,
+    slot_bits_offset: u64,
+    slot_summary_offset: u64,
+    slots_offset: u64,
+    extras_offset: u64,
     data_offset: u64,
     creator_uid: u32,
     /// 1 once the creator finished initialising the segment; attachers wait for it.
@@ -169,6 +195,7 @@ pub const Header = extern struct {
     seal_waiters: Atomic(u32),
     lru_clock: Atomic(u32),
     spill_file_next: Atomic(u32),
+    index: IndexState,
     used_bytes: Atomic(u64),
     restored_bytes: Atomic(u64),
     /// Windows cleared by compaction (informational).
@@ -190,62 +217,92 @@ comptime {
     assert(@sizeOf(SlotExtra) == 64);
     assert(@sizeOf(Client) == 64);
     assert(@sizeOf(SpillFile) == 32);
+    assert(@sizeOf(IndexState) == 32);
     assert(@sizeOf(Header) <= page_size_bytes);
 }
 
 /// A hash of the shapes above, so a process built from other sources refuses to attach.
 pub const layout_hash: u32 = blk: {
-    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}", .{
-        @sizeOf(Slot),   @sizeOf(SlotExtra), @sizeOf(Client),
-        @sizeOf(Header), @offsetOf(Header, "spill_dir"), client_count_max,
+    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
+        @sizeOf(Slot),                 @sizeOf(SlotExtra), @sizeOf(Client),
+        @sizeOf(Header),               @offsetOf(Header, "spill_dir"), client_count_max,
+        @offsetOf(Header, "index"),
     });
     break :blk @truncate(std.hash.Wyhash.hash(0, shape));
 };
 
 pub const Sections = struct {
     clients_offset: u64,
-    slots_offset: u64,
-    extras_offset: u64,
     spill_files_offset: u64,
     bitmap_offset: u64,
     bitmap_words: u64,
+    buckets_offset: u64,
+    bucket_count: u64,
+    slot_bits_offset: u64,
+    slot_summary_offset: u64,
+    slots_offset: u64,
+    extras_offset: u64,
     data_offset: u64,
     segment_size_bytes: u64,
 };
 
+/// Buckets of the index's hash table: a power of two, at least twice the slots, so that the
+/// table is at most half full.
+pub fn bucketCount(slot_count: u32) u64 {
+    return std.math.ceilPowerOfTwoAssert(u64, 2 * @as(u64, slot_count));
+}
+
+/// Words of the slot-in-use bitmap, and of its summary (one bit per bitmap word).
+pub fn slotBitsWords(slot_count: u32) u64 {
+    return std.math.divCeil(u64, slot_count, 64) catch unreachable;
+}
+
+pub fn slotSummaryWords(slot_count: u32) u64 {
+    return std.math.divCeil(u64, slotBitsWords(slot_count), 64) catch unreachable;
+}
+
 /// Section offsets for a store of `capacity_bytes` with `slot_count` index slots.
 pub fn sections(capacity_bytes: u64, slot_count: u32) Sections {
     assert(capacity_bytes % page_size_bytes == 0);
-    assert(std.math.isPowerOfTwo(slot_count));
+    assert(slot_count >= slot_count_min and slot_count <= slot_count_max);
     const blocks = capacity_bytes / block_size_bytes;
     const bitmap_words = std.mem.alignForward(u64, blocks, 64) / 64;
     var s: Sections = undefined;
     s.clients_offset = page_size_bytes;
-    s.slots_offset = s.clients_offset + client_count_max * @sizeOf(Client);
-    s.extras_offset = s.slots_offset + @as(u64, slot_count) * @sizeOf(Slot);
-    s.spill_files_offset = s.extras_offset + @as(u64, slot_count) * @sizeOf(SlotExtra);
+    s.spill_files_offset = s.clients_offset + client_count_max * @sizeOf(Client);
     s.bitmap_offset = s.spill_files_offset + spill_file_count_max * @sizeOf(SpillFile);
     s.bitmap_words = bitmap_words;
-    s.data_offset = std.mem.alignForward(u64, s.bitmap_offset + bitmap_words * 8, page_size_bytes);
+    s.buckets_offset = std.mem.alignForward(u64, s.bitmap_offset + bitmap_words * 8, page_size_bytes);
+    s.bucket_count = bucketCount(slot_count);
+    s.slot_bits_offset = s.buckets_offset + s.bucket_count * 8;
+    s.slot_summary_offset = s.slot_bits_offset + slotBitsWords(slot_count) * 8;
+    s.slots_offset = std.mem.alignForward(u64, s.slot_summary_offset + slotSummaryWords(slot_count) * 8, page_size_bytes);
+    s.extras_offset = s.slots_offset + @as(u64, slot_count) * @sizeOf(Slot);
+    s.data_offset = std.mem.alignForward(u64, s.extras_offset + @as(u64, slot_count) * @sizeOf(SlotExtra), page_size_bytes);
     s.segment_size_bytes = s.data_offset + capacity_bytes;
     assert(s.data_offset % page_size_bytes == 0);
     return s;
 }
 
-/// Index slots for a store: one per 4 KiB of capacity, at least 64 Ki (small stores hold
-/// many small objects) and at most 4 Mi (128 B of shared metadata per slot).
+/// Index slots for a store of `capacity_bytes` (see `capacity_bytes_per_slot`).
 pub fn defaultSlotCount(capacity_bytes: u64) u32 {
-    const wanted = std.math.clamp(capacity_bytes / 4096, slot_count_min, slot_count_max);
-    return @intCast(std.math.ceilPowerOfTwoAssert(u64, wanted));
+    const blocks = capacity_bytes / block_size_bytes;
+    const floor = std.math.clamp(blocks, slot_count_min, slot_count_floor);
+    return @intCast(std.math.clamp(capacity_bytes / capacity_bytes_per_slot, floor, slot_count_max));
 }
 
 test "sections are ordered, aligned and sized" {
     const s = sections(64 * 1024 * 1024, 4096);
-    try std.testing.expect(s.clients_offset < s.slots_offset);
-    try std.testing.expect(s.slots_offset < s.extras_offset);
-    try std.testing.expect(s.extras_offset < s.spill_files_offset);
+    try std.testing.expect(s.clients_offset < s.spill_files_offset);
     try std.testing.expect(s.spill_files_offset < s.bitmap_offset);
-    try std.testing.expect(s.bitmap_offset + s.bitmap_words * 8 <= s.data_offset);
+    try std.testing.expect(s.bitmap_offset + s.bitmap_words * 8 <= s.buckets_offset);
+    try std.testing.expect(s.buckets_offset + s.bucket_count * 8 <= s.slot_bits_offset);
+    try std.testing.expect(s.slot_summary_offset + slotSummaryWords(4096) * 8 <= s.slots_offset);
+    try std.testing.expectEqual(s.slots_offset + 4096 * 64, s.extras_offset);
+    try std.testing.expect(s.extras_offset + 4096 * 64 <= s.data_offset);
+    try std.testing.expectEqual(@as(u64, 8192), s.bucket_count);
+    try std.testing.expectEqual(@as(u64, 0), s.buckets_offset % page_size_bytes);
+    try std.testing.expectEqual(@as(u64, 0), s.slots_offset % page_size_bytes);
     try std.testing.expectEqual(s.data_offset + 64 * 1024 * 1024, s.segment_size_bytes);
     try std.testing.expectEqual(@as(u64, 64 * 1024 * 1024 / 64 / 64), s.bitmap_words);
 }
@@ -257,8 +314,15 @@ test "State packs tag above generation above nested" {
     try std.testing.expectEqual(Tag.sealed, State.of(st.toWord()).tag);
 }
 
-test "defaultSlotCount is a bounded power of two" {
-    try std.testing.expectEqual(@as(u32, slot_count_min), defaultSlotCount(1 << 20));
-    try std.testing.expectEqual(@as(u32, 1 << 18), defaultSlotCount(1 << 30));
+test "defaultSlotCount: one slot per KiB, a floor for small stores, never more than blocks" {
+    const GiB: u64 = 1 << 30;
+    try std.testing.expectEqual(@as(u32, 64), defaultSlotCount(4096));
+    try std.testing.expectEqual(@as(u32, 16 * 1024), defaultSlotCount(1 << 20)); // 1 MiB: every block
+    try std.testing.expectEqual(@as(u32, slot_count_floor), defaultSlotCount(64 << 20));
+    try std.testing.expectEqual(@as(u32, 1 << 20), defaultSlotCount(GiB));
+    // The default store of a 23 GiB machine (30 %): more than 4 M objects.
+    try std.testing.expect(defaultSlotCount(7 * GiB) >= 4 << 20);
     try std.testing.expectEqual(@as(u32, slot_count_max), defaultSlotCount(1 << 50));
+    // Bucket tables stay at most half full.
+    for ([_]u32{ 64, 100, 4096, 1 << 20, slot_count_max }) |n| try std.testing.expect(bucketCount(n) >= 2 * @as(u64, n));
 }

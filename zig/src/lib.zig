@@ -304,8 +304,9 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
     const index = &handle.store.index;
     const records: [*]ListRecord = @ptrCast(@alignCast(out));
     var written: u32 = 0;
+    const high_water = index.highWater();
     var i: u32 = cursor;
-    while (i < index.slots.len and written < record_capacity) : (i += 1) {
+    while (i < high_water and written < record_capacity) : (i += 1) {
         const slot = &index.slots[i];
         const s = layout.State.of(slot.state.load(.acquire));
         const state: u32 = switch (s.tag) {
@@ -325,7 +326,7 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
         records[written] = r;
         written += 1;
     }
-    handle.result[2] = if (i >= index.slots.len) 0 else @floatFromInt(i);
+    handle.result[2] = if (i >= high_water) 0 else @floatFromInt(i);
     return @intCast(written);
 }
 
@@ -773,4 +774,5 @@ test {
 /// For the native stress tests and benchmarks, which drive the store without the C ABI.
 pub const Store = @import("Store.zig");
 pub const layout = @import("layout.zig");
+pub const Index = @import("Index.zig");
 pub const sys = @import("sys.zig");

@@ -90,7 +90,7 @@ pub fn message(status: Status) []const u8 {
         .not_sealed => "the object is still being written (not sealed yet)",
         .spilled => "the object is spilled to disk; restore it first",
         .store_full => "the object store is full",
-        .index_full => "the object index is full",
+        .index_full => "the store's object limit is reached",
         .timeout => "timed out",
         .clients_full => "too many processes attached to this store",
         .store_not_found => "no store with this name",

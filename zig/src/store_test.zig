@@ -203,7 +203,7 @@ test "a reference is taken at once while the object is spilling, restoring or mo
     const id = idOf(5);
     _ = try owner.create(&id, 64, &.{});
     try owner.seal(&id);
-    const found = owner.index.find(&id).?;
+    const found = owner.find(&id).?;
     const slot = &owner.index.slots[found.slot_index];
     // As a spiller, restorer or mover would leave it mid-way (they hold no reference of theirs).
     for ([_]layout.Tag{ .spilling, .restoring, .moving }) |tag| {
@@ -269,7 +269,7 @@ test "spill and restore return the same bytes; a flipped byte is corruption" {
     for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 31)), byte);
     try store.release(&ids[0]);
     // Corrupt the file of the others: restore reports it and the object stays spilled.
-    const extra = &store.index.extras[store.index.find(&ids[1]).?.slot_index];
+    const extra = &store.index.extras[store.find(&ids[1]).?.slot_index];
     var path_buffer: [256]u8 = undefined;
     const file = store.spill_files[extra.spill_file - 1];
     const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
@@ -436,13 +436,61 @@ test "a restored object keeps its copy: spilling it again writes nothing; deleti
     const r = try store.get(&id);
     for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 13)), byte);
     try store.release(&id);
-    const extra = &store.index.extras[store.index.find(&id).?.slot_index];
+    const extra = &store.index.extras[store.find(&id).?.slot_index];
     const file = store.spill_files[extra.spill_file - 1];
     var path_buffer: [256]u8 = undefined;
     const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
     _ = try sys.pathSize(path);
     try store.dropRef(&id);
     try testing.expectError(error.NotFound, sys.pathSize(path));
+}
+
+test "a 64 MiB store holds 250,000 small objects at once (it used to stop at 65,536), and a full index names its limit" {
+    var name_buffer: [64]u8 = undefined;
+    const store = try openFresh(&name_buffer, 64 << 20);
+    defer _ = store.close(true, true);
+    try testing.expect(store.index.slots.len >= layout.slot_count_floor);
+    const count = 250_000;
+    var k: u64 = 0;
+    while (k < count) : (k += 1) {
+        _ = try store.create(&idOf(k), 8, &.{});
+        try store.seal(&idOf(k));
+    }
+    try testing.expectEqual(@as(u64, count), store.stats().object_count);
+    try testing.expectEqual(@as(u32, count), store.index.highWater());
+    k = 0;
+    while (k < count) : (k += 1) try store.dropRef(&idOf(k));
+    try testing.expectEqual(@as(u64, 0), store.stats().object_count);
+    try testing.expectEqual(@as(u32, 0), store.index.highWater()); // scans cost nothing again
+
+    var small_buffer: [64]u8 = undefined;
+    const small = try Store.open(uniqueName(&small_buffer), .{ .capacity_bytes = 1 << 20, .slot_count = 100, .exclusive = true, .prefault = false });
+    defer _ = small.close(true, true);
+    k = 0;
+    while (k < 100) : (k += 1) _ = try small.create(&idOf(k), 8, &.{});
+    try testing.expectError(error.IndexFull, small.create(&idOf(100), 8, &.{}));
+    try testing.expect(std.mem.startsWith(u8, @import("status.zig").detail(), "100 objects, one per"));
+}
+
+test "the index's slots are touched only as objects use them" {
+    var name_buffer: [64]u8 = undefined;
+    // Prefaulted as a default store is: the header, bitmap and data, but not the index.
+    const store = try Store.open(uniqueName(&name_buffer), .{ .capacity_bytes = 64 << 20, .exclusive = true });
+    defer _ = store.close(true, true);
+    const id = idOf(1);
+    _ = try store.create(&id, 8, &.{});
+    try store.seal(&id);
+    sys.sleepNs(100 * std.time.ns_per_ms); // let the prefault thread get past the metadata
+    const slots_bytes = store.index.slots.len * @sizeOf(layout.Slot);
+    const pages = slots_bytes / layout.page_size_bytes;
+    const residency = try std.heap.page_allocator.alloc(u8, pages);
+    defer std.heap.page_allocator.free(residency);
+    const rc = std.os.linux.mincore(store.base + store.header.slots_offset, slots_bytes, residency.ptr);
+    try testing.expectEqual(@as(usize, 0), rc);
+    var resident: usize = 0;
+    for (residency) |r| resident += r & 1;
+    try testing.expectEqual(@as(usize, 1), resident); // the page of slot 0
+    try store.dropRef(&id);
 }
 
 test "a full spill disk: objects with a spill copy still make room; otherwise NoSpace names the directory and sizes" {

@@ -13,8 +13,12 @@
 //! 5. leavers: processes close their attachment as they exit (what exits.zig does at exit())
 //!    right after another process was SIGKILLed, so each close reclaims the dead one while the
 //!    rest allocate; no process may crash (the soak's panic in a rebuilt bitmap) or misread.
+//! 6. index churn: in an index small enough that its runs are long (so most deletions move
+//!    entries), processes create and delete objects while each looks up its own long-lived
+//!    objects after every step, lock-free: never absent, never another object; churners are
+//!    SIGKILLed at random (some mid-move, holding the lock). Then the index must be consistent.
 //!
-//! Usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers]
+//! Usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers|index]
 
 const std = @import("std");
 const objstore = @import("objstore");
@@ -75,12 +79,16 @@ pub fn main(init: std.process.Init.Minimal) !void {
         try leavers(config);
         passed += 1;
     }
+    if (config.selects("index")) {
+        try indexChurn(config);
+        passed += 1;
+    }
     if (passed == 0) return usage();
     std.debug.print("stress: {d} passed, 0 failed\n", .{passed});
 }
 
 fn usage() error{Usage} {
-    std.debug.print("usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers]\n", .{});
+    std.debug.print("usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers|index]\n", .{});
     return error.Usage;
 }
 
@@ -453,4 +461,173 @@ fn deadLockHolder() !void {
     try store.dropRef(&pinned);
     try expectEmpty(store, "dead lock holder");
     std.debug.print("dead lock holder: lock taken over, unsealed object, pin and ref reclaimed\n", .{});
+}
+
+// ---------------------------------------------------------------- index churn
+
+const churn_slots = 1024;
+const anchors_per_checker = 64;
+
+/// Every id of the test has its home among the first `churn_window` buckets: one long run,
+/// where nearly every deletion moves entries that other processes' lookups are passing.
+const churn_window = 128;
+
+fn churnId(owner: u32, k: u32, kind: u8) layout.ObjectId {
+    var id: layout.ObjectId = @splat(kind);
+    std.mem.writeInt(u32, id[0..4], owner, .little);
+    std.mem.writeInt(u32, id[4..8], k, .little);
+    var salt: u32 = 0;
+    while (salt < 1 << 20) : (salt += 1) {
+        std.mem.writeInt(u32, id[8..12], salt, .little);
+        if (objstore.Index.hashOf(&id) % layout.bucketCount(churn_slots) < churn_window) return id;
+    }
+    unreachable;
+}
+
+/// A checker holds `anchors_per_checker` objects whose first 8 bytes are their own id's
+/// first 8 bytes, and churns objects of its own; after every churn step it finds every anchor
+/// (lock-free) and checks the bytes. It replaces one anchor per step, so that anchors sit all
+/// along the run and keep moving back as the entries before them go. Exit 1 on a miss or a
+/// wrong object.
+fn checkerMain(name: []const u8, owner: u32, deadline_ns: u64) noreturn {
+    const store = Store.open(name, .{ .create = false }) catch linux.exit_group(2);
+    var anchors: [anchors_per_checker]layout.ObjectId = undefined;
+    for (&anchors, 0..) |*anchor, k| createAnchor(store, anchor, churnId(owner, @intCast(k), 0xa1));
+    var prng = std.Random.DefaultPrng.init(owner);
+    var counter: u32 = 0;
+    var replaced: u32 = anchors_per_checker;
+    var misses: u64 = 0;
+    var checks: u64 = 0;
+    while (sys.nowNs() < deadline_ns) {
+        churnStep(store, owner, &counter, prng.random());
+        const old = &anchors[replaced % anchors_per_checker];
+        store.dropRef(old) catch linux.exit_group(4);
+        createAnchor(store, old, churnId(owner, replaced, 0xa1));
+        replaced += 1;
+        for (&anchors) |*anchor| {
+            checks += 1;
+            const region = store.get(anchor) catch {
+                misses += 1;
+                continue;
+            };
+            if (!std.mem.eql(u8, (store.base + region.offset_bytes)[0..8], anchor[0..8])) misses += 1;
+            store.release(anchor) catch linux.exit_group(4);
+        }
+        if (store.contains(&churnId(owner, 0xffff_ffff, 0xee)) != .absent) misses += 1;
+    }
+    for (&anchors) |*anchor| store.dropRef(anchor) catch linux.exit_group(4);
+    _ = store.close(false, true);
+    if (misses > 0) {
+        std.debug.print("checker {d}: {d} of {d} lookups of live objects failed\n", .{ owner, misses, checks });
+        linux.exit_group(1);
+    }
+    linux.exit_group(0);
+}
+
+fn createAnchor(store: *Store, anchor: *layout.ObjectId, id: layout.ObjectId) void {
+    anchor.* = id;
+    var attempt: u32 = 0;
+    while (attempt < 1000) : (attempt += 1) {
+        const region = store.create(anchor, 8, &.{}) catch |err| switch (err) {
+            error.IndexFull, error.StoreFull => {
+                _ = store.maintain(); // reclaim what killed churners held
+                sys.sleepNs(std.time.ns_per_ms);
+                continue;
+            },
+            else => linux.exit_group(3),
+        };
+        @memcpy((store.base + region.offset_bytes)[0..8], anchor[0..8]);
+        store.seal(anchor) catch linux.exit_group(3);
+        return;
+    }
+    linux.exit_group(3);
+}
+
+/// Creates a few objects, and deletes a few of the objects created earlier, keeping about
+/// `churn_slots / 8` per process alive.
+fn churnStep(store: *Store, owner: u32, counter: *u32, random: std.Random) void {
+    const kept = churn_slots / 16;
+    var n: u32 = 0;
+    while (n < 4) : (n += 1) {
+        const id = churnId(owner, counter.*, 0xc4);
+        counter.* +%= 1;
+        _ = store.create(&id, random.uintLessThan(u64, 200), &.{}) catch continue;
+        store.seal(&id) catch unreachable;
+        if (counter.* > kept) store.dropRef(&churnId(owner, counter.* - kept - 1, 0xc4)) catch {};
+    }
+}
+
+fn churnerMain(name: []const u8, owner: u32) noreturn {
+    const store = Store.open(name, .{ .create = false }) catch linux.exit_group(2);
+    var prng = std.Random.DefaultPrng.init(owner);
+    var counter: u32 = 0;
+    while (true) {
+        churnStep(store, owner, &counter, prng.random());
+        // As the janitor of every TypeScript process does: reclaim what killed churners held.
+        if (counter % 256 == 0) _ = store.maintain();
+    }
+}
+
+fn forkIndexChild(name: []const u8, owner: u32, checker: bool, deadline_ns: u64) !linux.pid_t {
+    const pid = sys.fork() catch return error.ForkFailed;
+    if (pid == 0) {
+        if (checker) checkerMain(name, owner, deadline_ns);
+        churnerMain(name, owner);
+    }
+    return @intCast(pid);
+}
+
+fn indexChurn(config: Config) !void {
+    var name_buffer: [64]u8 = undefined;
+    const name = storeName(&name_buffer, "index");
+    const store = try Store.open(name, .{ .capacity_bytes = 8 << 20, .slot_count = churn_slots, .exclusive = true, .prefault = false });
+    defer _ = store.close(true, true);
+    const seconds = @max(config.seconds / 2, 3);
+    const deadline_ns = sys.nowNs() + @as(u64, seconds) * std.time.ns_per_s;
+    const checkers = @max(config.processes / 2, 2);
+    const churners = @max(config.processes - checkers, 2);
+    var checker_pids: [64]linux.pid_t = undefined;
+    var churner_pids: [64]linux.pid_t = undefined;
+    var next_owner: u32 = 1;
+    for (checker_pids[0..checkers]) |*pid| {
+        pid.* = try forkIndexChild(name, next_owner, true, deadline_ns);
+        next_owner += 1;
+    }
+    for (churner_pids[0..churners]) |*pid| {
+        pid.* = try forkIndexChild(name, next_owner, false, deadline_ns);
+        next_owner += 1;
+    }
+    var prng = std.Random.DefaultPrng.init(11);
+    const random = prng.random();
+    var kills: u32 = 0;
+    const epoch_before = store.header.index.epoch.load(.monotonic);
+    while (sys.nowNs() < deadline_ns) : (kills += 1) {
+        sys.sleepNs(random.uintLessThan(u64, 30 * std.time.ns_per_ms));
+        const victim = random.uintLessThan(usize, churners);
+        _ = linux.kill(churner_pids[victim], .KILL);
+        _ = waitExit(churner_pids[victim]);
+        churner_pids[victim] = try forkIndexChild(name, next_owner, false, deadline_ns);
+        next_owner += 1;
+    }
+    var failed: u32 = 0;
+    for (checker_pids[0..checkers]) |pid| {
+        const wait_status = waitExit(pid);
+        if (linux.W.IFEXITED(wait_status) and linux.W.EXITSTATUS(wait_status) == 0) continue;
+        std.debug.print("index churn: checker {d} ended with wait status {d}\n", .{ pid, wait_status });
+        failed += 1;
+    }
+    for (churner_pids[0..churners]) |pid| {
+        _ = linux.kill(pid, .KILL);
+        _ = waitExit(pid);
+    }
+    if (failed > 0) return error.ChildFailed;
+    const moves = (store.header.index.epoch.load(.monotonic) - epoch_before) / 2;
+    if (moves == 0) return error.NoMoves; // the test must exercise entries moving under lookups
+    _ = store.maintain();
+    store.lock();
+    const consistent = store.index.expectConsistent();
+    store.unlock();
+    try consistent;
+    try expectEmpty(store, "index churn");
+    std.debug.print("index churn: {d} checkers, {d} churners, {d} SIGKILLs, {d} deletions that moved entries, 0 lookups missed\n", .{ checkers, churners, kills, moves });
 }
