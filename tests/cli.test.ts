@@ -5,6 +5,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import process from "node:process";
 import * as os from "../mod.ts";
+import { loadLibrary } from "../lib/ffi/load.ts";
+import { NativeStore } from "../lib/store/native_store.ts";
 import { test } from "./harness.ts";
 import { currentRuntime, root, runtimes, start, uniqueStoreName } from "./helpers.ts";
 
@@ -76,6 +78,9 @@ test("objstore destroy removes a store whose processes were all killed, and refu
   // A channel whose worker never started (its driver was killed first), an hour old; one of a
   // store whose name only starts like this one's; and a fresh one, maybe a worker's about to open it.
   const orphan = `objstore-ch-${storeName}-0123456789abcdef`;
+  // That other store is real and open here: a cleanup by any other process on the machine
+  // (an init, a status) leaves its channel alone too.
+  const otherStore = NativeStore.open(await loadLibrary(), `${storeName}-x`, { create: true, exclusive: true, capacityBytes: 1 << 20, prefault: false });
   const otherStores = `objstore-ch-${storeName}-x-0123456789abcdef`;
   const fresh = `objstore-ch-${storeName}-fedcba9876543210`;
   for (const name of [orphan, otherStores, fresh]) writeFileSync(`/dev/shm/${name}`, "");
@@ -92,6 +97,7 @@ test("objstore destroy removes a store whose processes were all killed, and refu
     assert.deepStrictEqual([orphan, otherStores, fresh].map((name) => left.includes(name)), [false, true, true]);
   } finally {
     for (const name of [orphan, otherStores, fresh]) rmSync(`/dev/shm/${name}`, { force: true });
+    otherStore.close();
   }
 });
 
