@@ -18,16 +18,10 @@ import { localNodes } from "../lib/cluster/node_files.ts";
 import { runCli } from "../lib/cli.ts";
 import { ClusterAuthError } from "../mod.ts";
 import { test } from "./harness.ts";
-import { type Child, currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
+import { type Child, currentRuntime, eventually, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 const token = `node-test-${randomBytes(8).toString("hex")}`;
-
-function redisUrl(): string {
-  const url = process.env.OBJSTORE_TEST_REDIS;
-  if (!url) throw new Error("no Redis: run `eval \"$(bash scripts/redis_server.sh start)\"` first (scripts/test.sh does)");
-  return url;
-}
 
 interface RunningNode {
   child: Child;

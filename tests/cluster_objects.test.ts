@@ -11,17 +11,11 @@ import path from "node:path";
 import process from "node:process";
 import { runCli } from "../lib/cli.ts";
 import { test } from "./harness.ts";
-import { type Child, currentRuntime, root, start, uniqueStoreName } from "./helpers.ts";
+import { type Child, currentRuntime, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
 const token = `objects-test-${randomBytes(8).toString("hex")}`;
-
-function redisUrl(): string {
-  const url = process.env.OBJSTORE_TEST_REDIS;
-  if (!url) throw new Error("no Redis: run `eval \"$(bash scripts/redis_server.sh start)\"` first (scripts/test.sh does)");
-  return url;
-}
 
 async function startNode(storeName: string): Promise<Child> {
   const child = start(currentRuntime, cli, [

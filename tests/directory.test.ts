@@ -9,13 +9,7 @@ import process from "node:process";
 import { Directory, type NodeLoad, redactedUrl } from "../lib/cluster/directory.ts";
 import { DirectoryUnavailableError } from "../lib/errors.ts";
 import { test } from "./harness.ts";
-import { eventually } from "./helpers.ts";
-
-function redisUrl(): string {
-  const url = process.env.OBJSTORE_TEST_REDIS;
-  if (!url) throw new Error("no Redis: run `eval \"$(bash scripts/redis_server.sh start)\"` first (scripts/test.sh does)");
-  return url;
-}
+import { eventually, redisUrl } from "./helpers.ts";
 
 const load: NodeLoad = { usedBytes: 1, objectCount: 2, workers: 3, heartbeatMs: 0 };
 

@@ -119,3 +119,10 @@ export async function eventuallyCollected(check: () => boolean, timeoutMs = 5000
 export function uniqueStoreName(what: string): string {
   return `test-${what}-${process.pid}-${Math.floor(Math.random() * 1e9)}`;
 }
+
+/** The test Redis (scripts/redis_server.sh, started by scripts/test.sh), for the cluster tests. */
+export function redisUrl(): string {
+  const url = process.env.OBJSTORE_TEST_REDIS;
+  if (!url) throw new Error("no Redis: run `eval \"$(bash scripts/redis_server.sh start)\"` first (scripts/test.sh does)");
+  return url;
+}
