@@ -97,7 +97,9 @@ def main():
             values = [run["small"][i]["per_s"] for run in mine]
             m = (statistics.median(values), min(values), max(values))
             theirs = ray_small.get(row["in_flight"])
-            lines.append(f"| 1 KiB pulls, {row['in_flight']} in flight, per s | {cell(m)} | | | {f2(theirs) if theirs else ''} | "
+            failed = sum(run["small"][i].get("failed", 0) for run in mine)
+            note = f" ({failed} of {row['count'] * len(mine)} failed)" if failed else ""
+            lines.append(f"| 1 KiB pulls, {row['in_flight']} in flight, per s{note} | {cell(m)} | | | {f2(theirs) if theirs else ''} | "
                          f"{f'{m[0] / theirs:.2f}' if theirs else ''} |")
         cpu = mine[0]["pull"]
         lines.append("")
