@@ -2,10 +2,11 @@
 # Every benchmark, side by side with Ray and the thread pools, in one command:
 #
 #   bash bench/run_all.sh            # full (~70 min): limits, native, store and task workloads on
-#                                    # node, deno, bun, piscina/tinypool, spilling, puts by size, tasks
+#                                    # node, deno, bun, piscina/tinypool, spilling, puts by size, transfers
+#                                    # between stores (against raw TCP and Ray's nodes), tasks
 #                                    # after a burst, Ray 2.60's `ray microbenchmark` and the burst on Ray
 #   bash bench/run_all.sh --quick    # CI smoke (110-150 s): every benchmark runs, shortly, no Ray
-#   options: --only limits,native,store,tasks,pools,spill,puts,burst,ray   (default: all)
+#   options: --only limits,native,store,tasks,pools,spill,puts,burst,transfer,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
 #            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
@@ -16,7 +17,8 @@
 # of dropped refs, big puts and a 10k-ref get, in one process) and bench/many_puts.ts (10 M
 # dropped put(0)s in one synchronous loop); bench/run_spill.sh (8 GiB through a 1 GiB store,
 # against dd and Ray; its own tables); bench/run_puts.sh (binary puts of 1 KiB-800 MiB against
-# memcpy and Ray, first gets by size; its own tables); Ray (installed once into .tools/ray-venv)
+# memcpy and Ray, first gets by size; its own tables); bench/run_transfer.sh (pulls between two
+# stores over loopback against raw TCP and Ray's object manager; its own tables); Ray (installed once into .tools/ray-venv)
 # running its own `ray microbenchmark` through bench/ray_micro.py, and the burst sequence through
 # bench/ray_burst.py. Progress goes to stderr. bench/report.py then
 # writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
@@ -28,13 +30,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 quick=0
 pinned=0
-only="limits,native,store,tasks,pools,spill,puts,burst,ray"
+only="limits,native,store,tasks,pools,spill,puts,burst,transfer,ray"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --pinned) pinned=1 ;;
     --only) only="$2"; shift ;;
-    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,burst,ray] [--pinned]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,burst,transfer,ray] [--pinned]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -107,6 +109,20 @@ if step puts; then
     failures=$((failures + 1))
     tail -8 "$work/puts.txt" | sed 's/^/    /' >&2
     progress "FAILED: bench/run_puts.sh"
+  fi
+fi
+
+# Transfers between nodes (issue 13 item 8): bench/run_transfer.sh, two stores over loopback
+# against raw TCP measured in the same run and Ray's object manager (a Cluster of 2 and 4 raylets);
+# its own tables and bench/results/<date>-transfer.json (quick: 64 MiB, no Ray).
+if step transfer; then
+  progress "transfer: bench/run_transfer.sh $flag"
+  if timeout "$limit" bash bench/run_transfer.sh $flag >"$work/transfer.txt" 2>&1; then
+    grep '^|' "$work/transfer.txt" | cut -c1-220 | sed 's/^/    /' >&2
+  else
+    failures=$((failures + 1))
+    tail -8 "$work/transfer.txt" | sed 's/^/    /' >&2
+    progress "FAILED: bench/run_transfer.sh"
   fi
 fi
 
