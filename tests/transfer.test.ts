@@ -138,6 +138,10 @@ test(`transfers: bad addresses, ports and tokens are refused with errors that na
     assert.throws(() => nodes.b.endpoint.pull(idOf(1), [], token), /needs 1 to 16 sources, got 0/);
     assert.throws(() => nodes.b.endpoint.pull(idOf(1), [nodes.served], token, { connections: 99 }), (error: Error) => error instanceof ObjstoreError && /1 to 16 connections, got 99/.test(error.message));
     assert.throws(() => nodes.a.endpoint.serve({ host: "198.18.255.254", port: 0 }, token), /cannot listen on 198.18.255.254/);
+    // A pull asked for while the endpoint closes is refused, never run on a freed endpoint.
+    const closing = nodes.b.endpoint.close();
+    assert.throws(() => nodes.b.endpoint.pull(idOf(1), [{ host: "127.0.0.1", port: 1 }], token), /the endpoint is closed/);
+    await closing;
   } finally {
     await nodes.close();
   }

@@ -77,8 +77,11 @@ export class TransferEndpoint {
     return new TransferEndpoint(library.symbols, handle);
   }
 
+  /** Set when `close` starts: no pull starts after, so none can outlive the endpoint. */
+  #closing = false;
+
   #open(): NativePointer {
-    if (this.#handle === undefined) throw new ObjstoreError("transfers: the endpoint is closed");
+    if (this.#handle === undefined || this.#closing) throw new ObjstoreError("transfers: the endpoint is closed");
     return this.#handle;
   }
 
@@ -147,7 +150,8 @@ export class TransferEndpoint {
   /** Stops every server, waits for every pull, then detaches (dropping what it still holds). */
   async close(): Promise<void> {
     const handle = this.#handle;
-    if (handle === undefined) return;
+    if (handle === undefined || this.#closing) return;
+    this.#closing = true;
     for (const server of [...this.#servers]) server.stop();
     await Promise.allSettled([...this.#pulls]);
     this.#handle = undefined;

@@ -148,6 +148,7 @@ fn partCount(size_bytes: u64, connection_count: u32) u32 {
 }
 
 const Part = struct {
+    index: u32,
     id: *const wire.ObjectId,
     options: Options,
     dest: []u8,
@@ -167,6 +168,7 @@ fn pullParts(id: *const wire.ObjectId, options: Options, dest: []u8, first: Conn
         const start = dest.len * i / count;
         const end = dest.len * (i + 1) / count;
         parts[i] = .{
+            .index = @intCast(i),
             .id = id,
             .options = options,
             .dest = dest,
@@ -193,7 +195,8 @@ fn runPart(part: *Part) void {
 /// Fetches one part, moving to the next source when a connection fails.
 fn pullPart(part: *Part) ?Error {
     const options = part.options;
-    var start_source: usize = if (part.connection) |c| c.source_index else part.offset_bytes % options.sources.len;
+    // Parts are spread over the sources by their number (copies share the sending).
+    var start_source: usize = if (part.connection) |c| c.source_index else part.index % options.sources.len;
     var last_error: Error = error.Unavailable;
     for (0..options.sources.len) |attempt| {
         // The first part's first attempt uses the connection `pull` opened (and closes).

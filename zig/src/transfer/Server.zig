@@ -11,6 +11,7 @@ const Atomic = std.atomic.Value;
 const socket = @import("socket.zig");
 const auth = @import("auth.zig");
 const wire = @import("wire.zig");
+const sys = @import("../sys.zig");
 
 const Server = @This();
 
@@ -45,6 +46,8 @@ pub const Options = struct {
 };
 
 const SlotState = enum(u8) { free, busy, done };
+
+const listen_backlog = 1024;
 
 /// One connection and the thread serving it. The descriptor is closed only after the thread
 /// is joined, so `stop` may shut down any descriptor of a slot that is not free.
@@ -84,7 +87,8 @@ pub fn start(
     const slots = try allocator.alloc(Slot, options.connection_count_max);
     errdefer allocator.free(slots);
     for (slots) |*slot| slot.* = .{};
-    const listener = try socket.listen(address, options.connection_count_max);
+    // Room in the backlog for peers waiting for a connection slot (the kernel caps it at somaxconn).
+    const listener = try socket.listen(address, listen_backlog);
     errdefer socket.close(listener);
     server.* = .{
         .allocator = allocator,
@@ -133,6 +137,15 @@ fn reap(server: *Server, slot: *Slot) void {
 }
 
 /// A free slot, reaping finished connections if none is free; null when all are busy.
+/// A free slot once one is, or null once the server stops.
+fn waitForFreeSlot(server: *Server) ?*Slot {
+    while (!server.stopping.load(.seq_cst)) {
+        if (server.freeSlot()) |slot| return slot;
+        sys.sleepNs(std.time.ns_per_ms);
+    }
+    return null;
+}
+
 fn freeSlot(server: *Server) ?*Slot {
     for (server.slots) |*slot| {
         if (slot.state.load(.acquire) == .done) server.reap(slot);
@@ -143,15 +156,13 @@ fn freeSlot(server: *Server) ?*Slot {
 
 fn acceptLoop(server: *Server) void {
     while (!server.stopping.load(.seq_cst)) {
+        // Every connection taken: new peers wait in the listen backlog (their connect has
+        // succeeded; their first read is bounded by their I/O timeout) until one ends, rather
+        // than being closed on (a pull whose only source closed on it would fail).
+        const slot = server.waitForFreeSlot() orelse return;
         const fd = socket.accept(server.listener) catch |err| switch (err) {
             // A shut-down listener (stop) or a transient failure (a peer gone before accept).
             else => if (server.stopping.load(.seq_cst)) return else continue,
-        };
-        const slot = server.freeSlot() orelse {
-            // Every connection is taken: this peer gets a closed connection and tries another
-            // copy or later.
-            socket.close(fd);
-            continue;
         };
         slot.fd = fd;
         slot.state.store(.busy, .release);

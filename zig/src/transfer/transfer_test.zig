@@ -252,6 +252,35 @@ test "sources that lack the object are passed over, for the size and for every p
     }
 }
 
+test "more pulls at once than the server has connections: the others wait their turn, none fails" {
+    const size = 3 * wire.chunk_size_max_bytes + 7;
+    var objects = [_]Served{.{ .id = idOf(1), .bytes = try patterned(testing.allocator, size, 17) }};
+    defer testing.allocator.free(objects[0].bytes);
+    var source: TestSource = .{ .objects = &objects };
+    const server = try startServer(&source, .{ .connection_count_max = 2 });
+    defer server.stop();
+    const Puller_ = struct {
+        fn run(id: *const wire.ObjectId, address: socket.Address, sink: *TestSink, outcome: *?Puller.Error) void {
+            const sources = [_]socket.Address{address};
+            _ = Puller.pull(id, .{ .sources = &sources, .token = token, .connection_count = 1 }, sink.sink()) catch |err| {
+                outcome.* = err;
+            };
+        }
+    };
+    var sinks: [6]TestSink = @splat(.{});
+    defer for (&sinks) |*sink| sink.deinit();
+    var outcomes: [6]?Puller.Error = @splat(null);
+    var threads: [6]std.Thread = undefined;
+    for (&threads, &sinks, &outcomes) |*thread, *sink, *outcome| {
+        thread.* = try std.Thread.spawn(.{}, Puller_.run, .{ &objects[0].id, addressOf(server), sink, outcome });
+    }
+    for (threads) |thread| thread.join();
+    for (sinks, outcomes) |sink, outcome| {
+        try testing.expectEqual(@as(?Puller.Error, null), outcome);
+        try testing.expectEqualSlices(u8, objects[0].bytes, sink.bytes);
+    }
+}
+
 test "a source that dies for good: the pull fails and the object is aborted" {
     const bytes = try patterned(testing.allocator, 2 * wire.chunk_size_max_bytes, 3);
     defer testing.allocator.free(bytes);
