@@ -10,7 +10,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
-import { init, shutdown } from "./session.ts";
+import { init, session, shutdown } from "./session.ts";
 import { memoryStats } from "./objects.ts";
 import { loadLibrary } from "./ffi/load.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
@@ -68,6 +68,7 @@ export class ClusterNode {
     let endpoint: TransferEndpoint | undefined;
     try {
       const { nodeId } = await init({ storeName, objectStoreMemory: options.objectStoreMemory, numWorkers: options.numWorkers });
+      const numWorkers = session().options.numWorkers;
       endpoint = TransferEndpoint.open(await loadLibrary(), storeName);
       const host = options.nodeIp ?? "127.0.0.1";
       const server = endpoint.serve({ host, port: options.port ?? 0 }, options.token);
@@ -82,9 +83,9 @@ export class ClusterNode {
         pid: process.pid,
         startedMs: Date.now(),
         capacityBytes: stats.capacityBytes,
-        numWorkers: options.numWorkers ?? 0,
+        numWorkers,
         resources: {},
-      }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: options.numWorkers ?? 0, heartbeatMs: Date.now() }, 3 * heartbeatMs);
+      }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: numWorkers, heartbeatMs: Date.now() }, 3 * heartbeatMs);
       const file: NodeFile = {
         storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
       };
@@ -103,7 +104,7 @@ export class ClusterNode {
     await this.#directory.heartbeat(this.file.nodeNumber, {
       usedBytes: stats.usedBytes,
       objectCount: stats.objectCount,
-      workers: 0,
+      workers: session().options.numWorkers,
       heartbeatMs: Date.now(),
     }, 3 * heartbeatMs);
   }

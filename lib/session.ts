@@ -41,7 +41,6 @@ export interface InitResult {
   nodeId: string;
 }
 
-
 /**
  * What the session needs of the tasks layer it holds (lib/tasks/: the driver's scheduler, or a
  * worker's forwarder to its driver): to end it. The tasks layer starts itself on the first
@@ -53,6 +52,18 @@ export interface TasksOfSession {
   close(): Promise<void>;
   /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
   abandon(): void;
+}
+
+/** What a session is made with beyond its store and options. */
+interface SessionParts {
+  /** Copies spill files to S3 and reads them back, when the store spills there. */
+  s3Spill?: S3Spill;
+  /** Whether this process copies spill files out (default true; workers only read copies back). */
+  copiesOut?: boolean;
+  /** The cluster joined through this machine's node (`init({ address })`). */
+  cluster?: ClusterClient;
+  /** A worker's node number in its cluster (its driver's session has `cluster`). */
+  nodeNumber?: number;
 }
 
 export class Session implements RefOwner {
@@ -73,7 +84,8 @@ export class Session implements RefOwner {
   /** The number of this process's node in its cluster, the first 4 bytes of the ids it mints (0: none). */
   readonly nodeNumber: number;
 
-  constructor(library: Library, store: NativeStore, options: ResolvedOptions, s3Spill?: S3Spill, copiesOut = true, cluster?: ClusterClient, nodeNumber = 0) {
+  constructor(library: Library, store: NativeStore, options: ResolvedOptions, parts: SessionParts = {}) {
+    const { s3Spill, copiesOut = true, cluster, nodeNumber = 0 } = parts;
     this.library = library;
     this.store = store;
     this.options = options;
@@ -112,7 +124,6 @@ export class Session implements RefOwner {
     if (this.nodeNumber !== 0) environment[NODE_NUMBER_ENV] = String(this.nodeNumber);
     return environment;
   }
-
 
   /** A fresh object id: a random per-process prefix and a counter, so no two processes
    * collide (lib/ids.ts). */
@@ -225,7 +236,7 @@ export async function init(options?: InitOptions): Promise<InitResult> {
     store.close();
     throw error;
   }
-  current = new Session(library, store, resolved, s3Spill);
+  current = new Session(library, store, resolved, { s3Spill });
   setRefOwner(current);
   return { storeName: name, nodeId: current.nodeId };
 }
@@ -249,7 +260,7 @@ async function initInCluster(resolved: ResolvedOptions, address: string): Promis
     store.close();
     throw error;
   }
-  current = new Session(library, store, resolved, undefined, true, cluster);
+  current = new Session(library, store, resolved, { cluster });
   setRefOwner(current);
   return { storeName: node.storeName, nodeId: current.nodeId };
 }
@@ -297,7 +308,8 @@ export async function initWorker(storeName: string): Promise<Session> {
   const spill = process.env[SPILL_ENV] ? JSON.parse(process.env[SPILL_ENV]) as S3SpillConfig : undefined;
   const s3Spill = spill === undefined ? undefined : new S3Spill(store, spill, defaultSpillDirectory(storeName));
   const nodeNumber = Number(process.env[NODE_NUMBER_ENV] ?? 0);
-  current = new Session(library, store, resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false }), s3Spill, false, undefined, nodeNumber);
+  const options = resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false });
+  current = new Session(library, store, options, { s3Spill, copiesOut: false, nodeNumber });
   setRefOwner(current);
   return current;
 }
