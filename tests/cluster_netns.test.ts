@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import process from "node:process";
 import { runCli } from "../lib/cli.ts";
+import { removeNodeFile } from "../lib/cluster/node_files.ts";
 import { test } from "./harness.ts";
 import { command, currentRuntime, root, uniqueStoreName } from "./helpers.ts";
 import { type Host, Network } from "./netns.ts";
@@ -98,7 +99,10 @@ async function cluster(count: number, memoryBytes: number): Promise<Cluster> {
     await Promise.all(processes.map((p) => p.exited));
     network.remove();
     if (redisDir !== undefined) execFileSync("bash", [path.join(root, "scripts", "redis_server.sh"), "stop", redisDir], { stdio: "ignore" });
-    for (const name of storeNames) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    for (const name of storeNames) {
+      removeNodeFile(name); // the nodes were killed: they could not remove their own
+      await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    }
   };
   try {
     const exports = execFileSync("bash", [path.join(root, "scripts", "redis_server.sh"), "start"], {

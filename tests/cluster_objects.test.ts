@@ -10,6 +10,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import process from "node:process";
 import { runCli } from "../lib/cli.ts";
+import { removeNodeFile } from "../lib/cluster/node_files.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
 
@@ -79,6 +80,9 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
   } finally {
     for (const child of [...drivers, ...nodes]) child.kill();
     await Promise.all([...drivers, ...nodes].map((child) => child.exited));
-    for (const name of names) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    for (const name of names) {
+      removeNodeFile(name); // the nodes were killed: they could not remove their own
+      await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    }
   }
 }, { timeoutMs: 120_000 });

@@ -32,20 +32,22 @@ const SpillFixture = struct {
     name_buffer: [64]u8,
     dir_buffer: [128]u8,
     store: *Store,
-    dir: []const u8,
+    dir: [:0]const u8,
     spiller: Spiller,
 
     fn open(self: *SpillFixture, what: []const u8) !void {
         self.store = try openFresh(&self.name_buffer, 1 << 20);
         errdefer _ = self.store.close(true, true);
-        self.dir = try std.fmt.bufPrint(&self.dir_buffer, "/tmp/objstore-unit-{s}-{d}", .{ what, sys.getpid() });
+        self.dir = try std.mem.printSentinel(&self.dir_buffer, "/tmp/objstore-unit-{s}-{d}", .{ what, sys.getpid() }, 0);
         self.spiller = Spiller.init(self.store);
         try self.spiller.configure(self.dir);
     }
 
+    /// Closes the store (the last process removes its spill files), then the emptied folder.
     fn close(self: *SpillFixture) void {
         self.spiller.deinit();
         _ = self.store.close(true, true);
+        _ = std.os.linux.rmdir(self.dir.ptr);
     }
 };
 
