@@ -12,11 +12,13 @@ import { shown, storeNameProblem } from "./options.ts";
 import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 import { ClusterNode, stopLocalNodes } from "./node.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
+import { listClusterObjects } from "./cluster/listing.ts";
 
 const usage = `usage: objstore <command> [options]
 
 commands:
   memory [--store NAME] [--json]   list the objects of a store: id, size, references, pins, where
+  memory --address URL [--json]    list the objects of a cluster: where each copy is, who holds it
   status [--json]                  list the stores on this machine and the processes using them
                                    (stores whose processes all died are removed first)
   status --address URL [--json]    list the nodes of a cluster: address, memory, objects, alive
@@ -48,7 +50,7 @@ const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-s
 
 /** Options each command takes, and whether it takes a store name operand. */
 const COMMANDS = {
-  memory: { options: ["--store", "--json"], operand: false },
+  memory: { options: ["--store", "--json", "--address"], operand: false },
   status: { options: ["--json", "--address"], operand: false },
   destroy: { options: [] as string[], operand: true },
   start: { options: NODE_OPTIONS, operand: false },
@@ -79,6 +81,10 @@ async function run(invocation: Invocation, args: string[], print: (line: string)
       print(usage);
       return args.length === 0 ? 2 : 0;
     case "memory":
+      if (invocation.values.address !== undefined) {
+        if (invocation.store !== undefined) throw new UsageError("memory takes --store or --address, not both");
+        return await clusterMemory(invocation.values.address, invocation.json, print);
+      }
       return await memory(invocation.store, invocation.json, print, printError);
     case "status":
       if (invocation.values.address !== undefined) return await clusterStatus(invocation.values.address, invocation.json, print);
@@ -350,6 +356,32 @@ async function clusterStatus(address: string, json: boolean, print: (line: strin
         `${(n.load ? bytes(n.load.usedBytes) : "-").padStart(10)}  ${bytes(n.capacityBytes).padStart(10)}  ` +
         `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.alive ? "alive" : "dead"}`);
     }
+    return 0;
+  } finally {
+    await directory.close();
+  }
+}
+
+/** `objstore memory --address`: every object of a cluster, and where each copy is. */
+async function clusterMemory(address: string, json: boolean, print: (line: string) => void): Promise<number> {
+  const directory = await Directory.connect(address);
+  try {
+    const memory = await listClusterObjects(directory);
+    if (json) {
+      print(JSON.stringify({ address: redactedUrl(address), ...memory }));
+      return 0;
+    }
+    print(`cluster ${redactedUrl(address)}: ${memory.objects.length} objects on ${memory.answered.length} nodes`);
+    print("");
+    print(`${"ID".padEnd(56)}  ${"SIZE".padStart(10)}  ${"MADE ON".padStart(7)}  ${"HELD FOR".padStart(8)}  COPIES (node:where:refs)`);
+    for (const o of memory.objects) {
+      const copies = o.locations.map((l) => `${l.nodeNumber}:${l.where}:${l.refCount}`).join(" ");
+      print(`${o.id}  ${bytes(o.sizeBytes).padStart(10)}  ${String(o.madeOn).padStart(7)}  ${String(o.heldFor.length).padStart(8)}  ${copies}`);
+    }
+    print("");
+    print("MADE ON is the node that made it (its primary); HELD FOR counts processes and objects of other nodes holding it");
+    if (memory.missing.length > 0) print(`nodes ${memory.missing.join(", ")} did not answer: their objects are not shown`);
+    if (memory.truncated) print("some nodes listed only their first 10000 objects");
     return 0;
   } finally {
     await directory.close();

@@ -15,8 +15,10 @@ import { memoryStats } from "./objects.ts";
 import { loadLibrary } from "./ffi/load.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
 import { TransferEndpoint, type TransferServer } from "./cluster/transfer.ts";
+import { HoldKeeper } from "./cluster/holds.ts";
 import { ObjstoreError } from "./errors.ts";
-import { localNodes, type NodeFile, processRuns, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
+import { localNodes, type NodeFile, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
+import { processRuns } from "./processes.ts";
 
 /** What `objstore start` takes. */
 export interface NodeOptions {
@@ -44,6 +46,8 @@ export class ClusterNode {
   readonly #endpoint: TransferEndpoint;
   readonly #server: TransferServer;
   readonly #beat: ReturnType<typeof setInterval>;
+  /** Keeps this node's objects for the holders on other nodes (lib/cluster/holds.ts). */
+  readonly #keeper: HoldKeeper;
   #stopping: Promise<void> | undefined;
 
   private constructor(file: NodeFile, directory: Directory, endpoint: TransferEndpoint, server: TransferServer, heartbeatMs: number) {
@@ -51,6 +55,8 @@ export class ClusterNode {
     this.#directory = directory;
     this.#endpoint = endpoint;
     this.#server = server;
+    this.#keeper = new HoldKeeper(directory, session().store, file.nodeNumber);
+    this.#keeper.start();
     // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
     // seen dead by the others only if it stays silent for three beats.
     this.#beat = setInterval(() => void this.#heartbeat(heartbeatMs).catch(() => {}), heartbeatMs);
@@ -115,6 +121,7 @@ export class ClusterNode {
       clearInterval(this.#beat);
       removeNodeFile(this.file.storeName);
       try {
+        await this.#keeper.stop();
         await this.#directory.deregisterNode(this.file.nodeNumber);
       } finally {
         this.#server.stop();

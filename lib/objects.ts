@@ -16,6 +16,7 @@ import { ID_BYTES, toHex } from "./ids.ts";
 import { type Session, session } from "./session.ts";
 import { Presence, Status } from "./store/status.ts";
 import type { PinnedObject } from "./store/native_store.ts";
+import type { ClusterClient } from "./cluster/cluster.ts";
 import { errorFor } from "./store/status.ts";
 import { TaskFailure } from "./tasks/failure.ts";
 import { droppedViewsNeedATurn, nextTurn, pinUntilCollected, viewingBuffer } from "./pins.ts";
@@ -37,8 +38,8 @@ function decodeHooks(s: Session): DecodeHooks {
   if (hooks === undefined) {
     hooks = {
       makeRef(id: Uint8Array): unknown {
-        // The containing object holds `id` alive, so taking a reference succeeds, unless the
-        // container came from another node of the cluster: then `id` may be fetched too.
+        // The containing object holds `id` alive, so taking a reference succeeds (a ref to
+        // another node's object is a borrow, taken before the container can go).
         const outcome = s.addRef(id);
         return outcome === "absent" ? new ObjectRef(id, undefined) : new ObjectRef(id, s, outcome === "held");
       },
@@ -74,12 +75,14 @@ export function put<T>(value: T): ObjectRef<T> {
 /**
  * @internal Stores `value` under a given id (a task's return, or its failure). Refs inside
  * are kept alive by the object, as with `put`. The caller holds the new reference. In a
- * cluster, a ref to an object not in this store (made on another node, not pulled here) is
- * written but not a child: no store here can hold it alive.
+ * cluster, a ref to another node's object is not a child in this store: the object holds it
+ * on that node until it is deleted (lib/cluster/borrows.ts `contain`).
  */
 export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
   const encoded = encode(value, encodeHooks);
-  const childIds = s.cluster === undefined ? encoded.refIds : encoded.refIds.filter((child) => s.store.contains(child) !== Presence.absent);
+  const cluster = s.cluster;
+  const foreign = cluster === undefined ? [] : encoded.refIds.filter((child) => cluster.mayHoldElsewhere(child));
+  const childIds = foreign.length === 0 ? encoded.refIds : encoded.refIds.filter((child) => !cluster!.mayHoldElsewhere(child));
   const children = childIds.length === 0 ? undefined : concatIds(childIds);
   const target = createMakingRoom(s, id, encoded.sizeBytes, children, childIds.length);
   try {
@@ -89,6 +92,12 @@ export function putWithId(s: Session, id: Uint8Array, value: unknown): void {
     throw error;
   }
   s.store.seal(id);
+  if (foreign.length > 0) holdForeignChildren(cluster!, id, foreign);
+}
+
+function holdForeignChildren(cluster: ClusterClient, id: Uint8Array, children: Uint8Array[]): void {
+  const byHex = new Map(children.map((child) => [toHex(child), child]));
+  cluster.borrows.contain(toHex(id), [...byHex.values()], [...byHex.keys()]);
 }
 
 /**
@@ -232,7 +241,7 @@ async function getOne(s: Session, ref: ObjectRef, deadline: number, signal: Abor
     const pinned = ref.acquire() ? s.store.get(ref.bytes) : Status.notSealed;
     if (typeof pinned !== "number") {
       // Pulled from another node: this process holds its own reference now.
-      s.cluster?.settled(ref.bytes, ref.id);
+      s.cluster?.settled(ref.id);
       return valueOfPinned(s, ref.bytes, pinned);
     }
     if (await bringIntoMemory(s, ref, pinned, roomDeadline, deadline) === "get again") continue;

@@ -8,9 +8,9 @@
  *      Today that is S3 (lib/spill/s3_spill.ts: a ranged read of the file's copy, checked by the
  *      core as a file is). **Seam for the cluster:** fetching the object from another node
  *      (lib/cluster/) is one more `RemoteSource` in that list.
- *   0. An object this node never held, made on another node of the cluster (its ref is
- *      "unsealed" here: `Session.addRef`), is pulled from a node that holds it
- *      (`fetchFromCluster`, lib/cluster/cluster.ts) into this store, then read as any.
+ *   0. An object not in this store, made on another node of the cluster (its ref is a borrow:
+ *      `Session.addRef`), is pulled from a node that holds it (`fetchFromCluster`,
+ *      lib/cluster/cluster.ts) into this store, then read as any.
  *   3. No room (`storeFull`): make room (lib/room.ts: release the pins of views the program
  *      dropped, else spill the least recently used) and try again; with nothing to free, `get`
  *      waits for pins to go (the event loop turns meanwhile) until its room deadline, then
@@ -53,7 +53,9 @@ export type NextStep = "get again" | "wait";
  * `roomDeadlineMs` (a `Date.now()` time), and the core's error for a restore that failed.
  */
 export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number, roomDeadlineMs: number, getDeadlineMs: number): Promise<NextStep> {
-  if (status === Status.notSealed) return await fetchFromCluster(s, ref, getDeadlineMs);
+  if (status === Status.notSealed || (status === Status.absent && s.cluster?.mayHoldElsewhere(ref.bytes))) {
+    return await fetchFromCluster(s, ref, getDeadlineMs);
+  }
   if (status !== Status.spilled) {
     throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
   }

@@ -19,7 +19,8 @@ import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
 import type { RefOwner } from "./object_ref.ts";
 import { NativeStore } from "./store/native_store.ts";
 import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
-import { ClusterClient, findLocalNode, stampNodeNumber } from "./cluster/cluster.ts";
+import { ClusterClient, findLocalNode } from "./cluster/cluster.ts";
+import { stampNodeNumber } from "./cluster/node_number.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
@@ -32,6 +33,8 @@ const MAINTAIN_INTERVAL_MS = 250;
 const SPILL_ENV = "OBJSTORE_SPILL";
 /** How a worker learns its node's number in a cluster, to mint ids other nodes can locate. */
 const NODE_NUMBER_ENV = "OBJSTORE_NODE_NUMBER";
+/** How a worker learns its cluster's address, to fetch and hold other nodes' objects. */
+const CLUSTER_ADDRESS_ENV = "OBJSTORE_CLUSTER_ADDRESS";
 
 /** What `init()` resolves to. */
 export interface InitResult {
@@ -122,6 +125,7 @@ export class Session implements RefOwner {
     const spill = this.options.spill;
     const environment: Record<string, string> = spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
     if (this.nodeNumber !== 0) environment[NODE_NUMBER_ENV] = String(this.nodeNumber);
+    if (this.cluster !== undefined && this.options.address !== undefined) environment[CLUSTER_ADDRESS_ENV] = this.options.address;
     return environment;
   }
 
@@ -132,17 +136,24 @@ export class Session implements RefOwner {
   }
 
   addRef(id: Uint8Array): "held" | "unsealed" | "absent" {
+    // A ref to another node's object is a borrow: its node keeps it while this process holds
+    // one (lib/cluster/borrows.ts); the first get fetches it.
+    if (this.cluster?.mayHoldElsewhere(id)) {
+      this.cluster.borrows.take(id, toHex(id));
+      return "held";
+    }
     const status = this.store.addRef(id);
     if (status === Status.ok) return "held";
     // Busy: another process's transition did not end within the spin; like an object still
-    // being written, it is taken on a later try, never given up for gone. An object made on
-    // another node of the cluster is fetched by the first get.
+    // being written, it is taken on a later try, never given up for gone.
     if (status === Status.notSealed || status === Status.busy) return "unsealed";
-    return this.cluster?.mayHoldElsewhere(id) ? "unsealed" : "absent";
+    return "absent";
   }
 
   dropRef(id: Uint8Array): void {
-    if (!this.closed) this.store.dropRef(id);
+    if (this.closed) return;
+    if (this.cluster?.mayHoldElsewhere(id)) this.cluster.borrows.give(toHex(id));
+    else this.store.dropRef(id);
   }
 
   releaseKeptObjects(): void {
@@ -174,6 +185,8 @@ export class Session implements RefOwner {
     this.closed = true;
     forgetHoldings(this);
     clearInterval(this.#janitor);
+    // Before the store goes: the borrows release the copies they hold in it.
+    await this.cluster?.close();
     await this.s3Spill?.idle();
     // The last process removes the store, its spill files and its default spill folder.
     const wasLast = this.store.close();
@@ -184,7 +197,6 @@ export class Session implements RefOwner {
       });
     }
     this.s3Spill?.close();
-    await this.cluster?.close();
   }
 }
 
@@ -255,7 +267,7 @@ async function initInCluster(resolved: ResolvedOptions, address: string): Promis
   const store = NativeStore.open(library, node.storeName, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
   let cluster: ClusterClient;
   try {
-    cluster = await ClusterClient.attach(library, address, node);
+    cluster = await ClusterClient.attach(library, address, node, store);
   } catch (error) {
     store.close();
     throw error;
@@ -308,8 +320,17 @@ export async function initWorker(storeName: string): Promise<Session> {
   const spill = process.env[SPILL_ENV] ? JSON.parse(process.env[SPILL_ENV]) as S3SpillConfig : undefined;
   const s3Spill = spill === undefined ? undefined : new S3Spill(store, spill, defaultSpillDirectory(storeName));
   const nodeNumber = Number(process.env[NODE_NUMBER_ENV] ?? 0);
+  const address = process.env[CLUSTER_ADDRESS_ENV];
   const options = resolveOptions({ objectStoreMemory: 4096, numWorkers: 0, spill: spill ?? false });
-  current = new Session(library, store, options, { s3Spill, copiesOut: false, nodeNumber });
+  // A worker of a cluster's node fetches and holds other nodes' objects as its driver does.
+  let cluster: ClusterClient | undefined;
+  try {
+    cluster = address === undefined ? undefined : await ClusterClient.attach(library, address, findLocalNode(address, storeName), store, true);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+  current = new Session(library, store, options, { s3Spill, copiesOut: false, nodeNumber, cluster });
   setRefOwner(current);
   return current;
 }

@@ -6,48 +6,10 @@
  * resolves on a third; an object whose node is gone is ObjectLostError, never a hang.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import path from "node:path";
-import process from "node:process";
 import { runCli } from "../lib/cli.ts";
-import { removeNodeFile } from "../lib/cluster/node_files.ts";
 import { test } from "./harness.ts";
-import { type Child, currentRuntime, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
-
-const cli = path.join(root, "bin", "objstore.ts");
-const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
-const token = `objects-test-${randomBytes(8).toString("hex")}`;
-
-async function startNode(storeName: string): Promise<Child> {
-  const child = start(currentRuntime, cli, [
-    "start", "--address", redisUrl(), "--store", storeName, "--token", token, "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", "0",
-  ]);
-  assert.match(await child.line(), /started: store/);
-  return child;
-}
-
-interface Put {
-  child: Child;
-  valueHex: string;
-  bytesHex: string;
-  digest: string;
-}
-
-async function putOn(node: string, sizeBytes: number, otherHexes: string[] = []): Promise<Put> {
-  const child = start(currentRuntime, driver, [redisUrl(), node, "put", String(sizeBytes), ...otherHexes]);
-  const [word, valueHex, bytesHex, digest] = (await child.line()).split(" ");
-  assert.equal(word, "ready");
-  return { child, valueHex, bytesHex, digest };
-}
-
-async function runDriver(node: string, mode: string, hex: string): Promise<string> {
-  if (process.env.OBJSTORE_TEST_VERBOSE) console.error(`driver on ${node}: ${mode} ${hex}`);
-  const child = start(currentRuntime, driver, [redisUrl(), node, mode, hex]);
-  const line = await child.line();
-  const { code, stderr } = await child.exited;
-  assert.equal(code, 0, stderr);
-  return line;
-}
+import { type Child, currentRuntime, uniqueStoreName } from "./helpers.ts";
+import { cleanUp, putOn, runDriver, startNode } from "./cluster_helpers.ts";
 
 test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; wait pulls; a gone node's object is lost (${currentRuntime})`, async () => {
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`objects-${n}`));
@@ -78,11 +40,6 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
     const lost = await runDriver(names[2], "lost", onB.bytesHex);
     assert.match(lost, /^lost ObjectLostError: [0-9a-f]{56}.*made on node \d+, not alive in the cluster/);
   } finally {
-    for (const child of [...drivers, ...nodes]) child.kill();
-    await Promise.all([...drivers, ...nodes].map((child) => child.exited));
-    for (const name of names) {
-      removeNodeFile(name); // the nodes were killed: they could not remove their own
-      await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
-    }
+    await cleanUp([...drivers, ...nodes], names);
   }
 }, { timeoutMs: 120_000 });

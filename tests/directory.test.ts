@@ -9,7 +9,7 @@ import process from "node:process";
 import { Directory, type NodeLoad, redactedUrl } from "../lib/cluster/directory.ts";
 import { DirectoryUnavailableError } from "../lib/errors.ts";
 import { test } from "./harness.ts";
-import { eventually, redisUrl } from "./helpers.ts";
+import { redisUrl } from "./helpers.ts";
 
 const load: NodeLoad = { usedBytes: 1, objectCount: 2, workers: 3, heartbeatMs: 0 };
 
@@ -47,26 +47,40 @@ test("directory: nodes join with distinct numbers, are alive while they beat, de
   }
 });
 
-test("directory: copies are recorded per object; seal notices reach a subscriber", async () => {
+test("directory: copies are recorded per object and per node; requests to a node come out in the order sent, and a take waits for them", async () => {
   const prefix = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const publisher = await Directory.connect(redisUrl(), { prefix });
-  const subscriber = await Directory.connect(redisUrl(), { prefix });
+  const sender = await Directory.connect(redisUrl(), { prefix });
+  const keeper = await Directory.connect(redisUrl(), { prefix });
   try {
     const hex = "ab".repeat(28);
-    await publisher.addCopy(hex, 3);
-    await publisher.addCopy(hex, 1);
-    assert.deepEqual(await subscriber.copies(hex), [1, 3]);
-    await publisher.removeCopy(hex, 3);
-    assert.deepEqual(await subscriber.copies(hex), [1]);
-    const heard: string[] = [];
-    await subscriber.onSealed((sealed) => heard.push(sealed));
-    await publisher.publishSealed(hex);
-    await eventually(() => heard.length === 1, 2000, "the seal notice");
-    assert.deepEqual(heard, [hex]);
-    await publisher.removeCopy(hex, 1);
+    await sender.addCopy(hex, 3);
+    await sender.addCopy(hex, 1);
+    assert.deepEqual(await keeper.copies(hex), [1, 3]);
+    assert.deepEqual(await keeper.copiesHeldBy(3), [hex]);
+    await sender.removeCopy(hex, 3);
+    assert.deepEqual(await keeper.copies(hex), [1]);
+    assert.deepEqual(await keeper.copiesHeldBy(3), []);
+
+    assert.deepEqual(await keeper.takeHolds(7, 10, 50), [], "nothing sent: an empty take after the wait");
+    const waiting = keeper.takeHolds(7, 10, 5000);
+    await sender.sendHolds(7, ["+a h1", "+b h1"]);
+    await sender.sendHolds(7, ["-a h1"]);
+    const first = await waiting;
+    const rest = first.length === 3 ? [] : await keeper.takeHolds(7, 10, 1000);
+    assert.deepEqual([...first, ...rest], ["+a h1", "+b h1", "-a h1"]);
+
+    await sender.addContainer(2, hex, ["cd".repeat(28), "ef".repeat(28)]);
+    assert.deepEqual(await keeper.containers(2), new Map([[hex, ["cd".repeat(28), "ef".repeat(28)]]]));
+    await sender.addCopy("12".repeat(28), 2);
+    await sender.sendHolds(2, ["+x h"]);
+    await sender.forgetNode(2);
+    assert.deepEqual(await keeper.containers(2), new Map(), "a node forgotten: its containers go");
+    assert.deepEqual(await keeper.copies("12".repeat(28)), [], "… its copies are unlisted");
+    assert.deepEqual(await keeper.takeHolds(2, 10, 50), [], "… and its requests dropped");
+    await sender.removeCopy(hex, 1);
   } finally {
-    await publisher.close();
-    await subscriber.close();
+    await sender.close();
+    await keeper.close();
   }
 });
 

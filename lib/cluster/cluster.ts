@@ -1,31 +1,27 @@
 /**
- * A process's view of its cluster: what `get` asks when the local store lacks an object.
+ * A process's view of its cluster: what `get` asks when the local store lacks an object, and
+ * the borrows that keep other nodes' objects alive while this process refers to them.
  *
- * Every object id minted on a node starts with the node's number (4 bytes, big-endian), so the
- * node that made an object (its primary copy) is known from the id alone, with no directory
- * lookup per put. Other copies (pulled by other nodes) are recorded in the directory. A pull
- * brings the object into this node's store, where every process of the node then finds it.
+ * The node that made an object (its primary copy) is known from the id alone
+ * (lib/cluster/node_number.ts). Other copies (pulled by other nodes) are recorded in the
+ * directory. A pull brings the object into this node's store, where every process of the node
+ * then finds it.
  */
+import process from "node:process";
 import type { Library } from "../ffi/load.ts";
+import type { NativeStore } from "../store/native_store.ts";
+import { Status } from "../store/status.ts";
 import { ObjectLostError, ObjstoreError } from "../errors.ts";
+import { Borrows } from "./borrows.ts";
 import { Directory, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
+import { nodeNumberOf } from "./node_number.ts";
 import { type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
 
 /** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
 const NODES_TTL_MS = 1000;
 /** How long a source may hold a pull waiting for the object to be sealed, per attempt. */
 const SEAL_WAIT_MAX_MS = 10_000;
-
-/** The node number an id was minted on (0: not minted in a cluster). */
-export function nodeNumberOf(id: Uint8Array): number {
-  return ((id[0] << 24) | (id[1] << 16) | (id[2] << 8) | id[3]) >>> 0;
-}
-
-/** Writes `nodeNumber` as the first 4 bytes of `idPrefix`. */
-export function stampNodeNumber(idPrefix: Uint8Array, nodeNumber: number): void {
-  new DataView(idPrefix.buffer, idPrefix.byteOffset, 4).setUint32(0, nodeNumber);
-}
 
 /**
  * The node of this machine to attach to for the cluster at `address`: the only one, or the
@@ -46,36 +42,55 @@ export function findLocalNode(address: string, wanted: string | undefined): Node
 /** This process's link to its cluster. */
 export class ClusterClient {
   readonly node: NodeFile;
-  readonly #directory: Directory;
+  /** The refs this process holds to other nodes' objects. */
+  readonly borrows: Borrows;
+  readonly #address: string;
+  #directory: Promise<Directory> | undefined;
   readonly #endpoint: TransferEndpoint;
   #nodes = new Map<number, TransferAddress>();
   #nodesLoadedMs = 0;
   /** Pulls under way in this process, by hex: concurrent gets share one. */
   readonly #pulls = new Map<string, Promise<boolean>>();
-  /** Objects this process pulled, whose endpoint reference goes once the process holds its own. */
-  readonly #pulled = new Set<string>();
 
-  private constructor(node: NodeFile, directory: Directory, endpoint: TransferEndpoint) {
+  private constructor(node: NodeFile, address: string, store: NativeStore, endpoint: TransferEndpoint) {
     this.node = node;
-    this.#directory = directory;
+    this.#address = address;
     this.#endpoint = endpoint;
+    this.borrows = new Borrows(node.nodeNumber, process.pid, {
+      holdCopy: (id) => store.addRef(id) === Status.ok,
+      dropCopy: (id) => store.dropRef(id),
+    }, () => this.#connected());
   }
 
-  /** Connects to the cluster's directory and to the transfers of `node`'s store. */
-  static async attach(library: Library, address: string, node: NodeFile): Promise<ClusterClient> {
-    const directory = await Directory.connect(address);
+  /**
+   * Links this process to the cluster at `address` through `node`, whose store is `store`.
+   * A driver connects to the directory at once (a wrong address fails `init`); a worker
+   * (`lazy`) on first need, since most never reach past their node.
+   */
+  static async attach(library: Library, address: string, node: NodeFile, store: NativeStore, lazy = false): Promise<ClusterClient> {
+    const client = new ClusterClient(node, address, store, TransferEndpoint.open(library, node.storeName));
+    if (lazy) return client;
     try {
-      return new ClusterClient(node, directory, TransferEndpoint.open(library, node.storeName));
+      await client.#connected();
+      return client;
     } catch (error) {
-      await directory.close();
+      await client.#endpoint.close();
       throw error;
     }
   }
 
+  #connected(): Promise<Directory> {
+    // A failed connect is tried again by the next call (Redis restarting).
+    this.#directory ??= Directory.connect(this.#address).catch((error) => {
+      this.#directory = undefined;
+      throw error;
+    });
+    return this.#directory;
+  }
+
   /** True if an object absent here may be elsewhere in the cluster (it was minted elsewhere). */
   mayHoldElsewhere(id: Uint8Array): boolean {
-    const made = nodeNumberOf(id);
-    return made !== 0 && made !== this.node.nodeNumber;
+    return this.borrows.isForeign(id);
   }
 
   /**
@@ -104,16 +119,19 @@ export class ClusterClient {
     }
     if (outcome === "not-sealed") return false;
     if (outcome === "exists") return true;
-    this.#pulled.add(hex);
+    // The pull's reference goes once this process holds the copy for its refs (if it still has any).
+    this.borrows.copyArrived(hex);
+    this.#endpoint.handOver(id);
     // Best effort: a copy the directory does not know of is only a copy others will not use.
-    void this.#directory.addCopy(hex, this.node.nodeNumber).catch(() => {});
+    void this.#connected().then((directory) => directory.addCopy(hex, this.node.nodeNumber)).catch(() => {});
     return true;
   }
 
   /** The nodes to pull `id` from: the node that made it, then those that copied it. */
   async #sources(id: Uint8Array, hex: string): Promise<{ sources: TransferAddress[]; described: string }> {
     const made = nodeNumberOf(id);
-    const copies = (await this.#directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made);
+    const directory = await this.#connected();
+    const copies = (await directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made);
     const wanted = [made, ...copies];
     const ageMs = Date.now() - this.#nodesLoadedMs;
     // A node missing from the view reloads it (once a second at most); so does an old view
@@ -127,20 +145,22 @@ export class ClusterClient {
   }
 
   async #loadNodes(): Promise<void> {
-    const nodes = await this.#directory.nodes();
+    const nodes = await (await this.#connected()).nodes();
     this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort }]));
     this.#nodesLoadedMs = Date.now();
   }
 
-  /** The process holds its own reference on `id` now: a pull's reference goes. */
-  settled(id: Uint8Array, hex: string): void {
-    if (!this.#pulled.delete(hex)) return;
-    this.#endpoint.handOver(id);
+  /** A get found object `hex` here: the process holds the copy for its refs from now on. */
+  settled(hex: string): void {
+    this.borrows.copyArrived(hex);
   }
 
+  /** Ends the borrows (every hold this process has goes), waits for pulls, disconnects. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#pulls.values()]);
+    await this.borrows.close().catch(() => {});
     await this.#endpoint.close();
-    await this.#directory.close();
+    const directory = await this.#directory?.catch(() => undefined);
+    await directory?.close();
   }
 }

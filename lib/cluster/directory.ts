@@ -1,6 +1,6 @@
 /**
  * The cluster's directory in Redis: which nodes there are (and which are alive), where the
- * copies of objects are beyond their primary, and a notice when an object is sealed. It holds
+ * copies of objects are beyond their primary, and who holds references across nodes. It holds
  * no object data. Every call is bounded: Redis unreachable past `timeoutMs` is a
  * `DirectoryUnavailableError`, never a hang.
  *
@@ -10,7 +10,20 @@
  * - `<p>:alive:<n>`       the node's load (JSON, `NodeLoad`), expiring unless refreshed: a node
  *                         whose key has expired is dead
  * - `<p>:copies:<hex>`    set: numbers of the nodes holding a copy of the object
- * - channel `<p>:sealed`  the hex of each object sealed that a node asked to be told about
+ * - `<p>:copies-of:<n>`   set: the hexes node n holds copies of (so it can unlist the gone ones)
+ * - `<p>:holds:<n>`       list: requests to node n's hold keeper, in the order they were sent
+ *                         (lib/cluster/holds.ts: hold, release, holder gone, memory listing)
+ * - `<p>:holders:<n>`     hash: holder name → pid, for the processes of node n holding refs to
+ *                         objects of other nodes (its keeper tells the others when one dies)
+ * - `<p>:containers:<n>`  hash: hex of an object on node n → the hexes of its children on other
+ *                         nodes, which it holds until it is deleted
+ * - `<p>:memory:<nonce>`  hash: node number → that node's object listing (JSON), for
+ *                         `objstore memory --address`; expires
+ *
+ * Every request to one node goes through one list and is handled in order; a process sends its
+ * requests over one connection, so they reach Redis in the order it made them. That order is
+ * what keeps an object alive while its reference crosses nodes (ARCHITECTURE.md, "References
+ * across nodes").
  */
 import { DirectoryUnavailableError, ObjstoreError } from "../errors.ts";
 
@@ -73,15 +86,28 @@ interface RedisClient {
   sAdd(key: string, member: string): Promise<number>;
   sRem(key: string, member: string): Promise<number>;
   sMembers(key: string): Promise<string[]>;
-  publish(channel: string, message: string): Promise<number>;
-  subscribe(channel: string, listener: (message: string) => void): Promise<void>;
+  rPush(key: string, elements: string[]): Promise<number>;
+  blmPop(timeoutSeconds: number, keys: string, side: "LEFT", options: { COUNT: number }): Promise<[string, string[]] | null>;
+  pExpire(key: string, ms: number): Promise<number>;
   duplicate(): RedisClient;
+}
+
+/** A node's listing of the objects in its store, for `objstore memory --address`. */
+export interface NodeObjects {
+  nodeNumber: number;
+  /** Hex, size, and the refs held on it in that store. */
+  objects: { id: string; sizeBytes: number; refCount: number; where: string }[];
+  /** Objects of this node held for other nodes: hex → holders. */
+  heldFor: Record<string, string[]>;
+  /** True if the listing stopped at its limit. */
+  truncated: boolean;
 }
 
 /** One process's connection to the directory. */
 export class Directory {
   readonly #client: RedisClient;
-  #subscriber: RedisClient | undefined;
+  /** For blocking pops, which hold their connection while they wait. */
+  #blocking: RedisClient | undefined;
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #where: string;
@@ -127,7 +153,7 @@ export class Directory {
   }
 
   /** Runs a Redis call, failing with DirectoryUnavailableError past the timeout. */
-  async #bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
+  async #bounded<T>(what: string, call: () => Promise<T>, extraMs = 0): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -137,7 +163,7 @@ export class Directory {
             `${cause ? ` (${cause.message})` : ""}: check that Redis runs there and that the address and password are right`,
           { cause },
         ));
-      }, this.#timeoutMs);
+      }, this.#timeoutMs + extraMs);
     });
     try {
       return await Promise.race([call(), deadline]);
@@ -178,6 +204,16 @@ export class Directory {
   async deregisterNode(nodeNumber: number): Promise<void> {
     await this.#bounded("DEL", () => this.#client.del(this.#key("alive", nodeNumber)));
     await this.#bounded("HDEL", () => this.#client.hDel(this.#key("nodes"), String(nodeNumber)));
+    await this.forgetNode(nodeNumber);
+  }
+
+  /** Removes what the directory says about a node that left or died: its copies, its requests. */
+  async forgetNode(nodeNumber: number): Promise<void> {
+    for (const hex of await this.copiesHeldBy(nodeNumber)) {
+      await this.#bounded("SREM", () => this.#client.sRem(this.#key("copies", hex), String(nodeNumber)));
+    }
+    const keys = ["copies-of", "holds", "holders", "containers"].map((kind) => this.#key(kind, nodeNumber));
+    await this.#bounded("DEL", () => this.#client.del(keys));
   }
 
   /** Every node that joined and has not left, alive or not, by node number. */
@@ -195,12 +231,14 @@ export class Directory {
 
   /** Records that node `nodeNumber` holds a copy of object `hex`. */
   async addCopy(hex: string, nodeNumber: number): Promise<void> {
+    await this.#bounded("SADD", () => this.#client.sAdd(this.#key("copies-of", nodeNumber), hex));
     await this.#bounded("SADD", () => this.#client.sAdd(this.#key("copies", hex), String(nodeNumber)));
   }
 
   /** Records that node `nodeNumber` no longer holds a copy of object `hex`. */
   async removeCopy(hex: string, nodeNumber: number): Promise<void> {
     await this.#bounded("SREM", () => this.#client.sRem(this.#key("copies", hex), String(nodeNumber)));
+    await this.#bounded("SREM", () => this.#client.sRem(this.#key("copies-of", nodeNumber), hex));
   }
 
   /** The nodes holding a copy of object `hex` (beyond its primary), by number. */
@@ -209,28 +247,86 @@ export class Directory {
     return members.map(Number).sort((a, b) => a - b);
   }
 
-  /** Tells the subscribers that object `hex` is sealed. */
-  async publishSealed(hex: string): Promise<void> {
-    await this.#bounded("PUBLISH", () => this.#client.publish(this.#key("sealed"), hex));
+  /** Sends requests to node `nodeNumber`'s hold keeper (handled in the order sent). */
+  async sendHolds(nodeNumber: number, requests: string[]): Promise<void> {
+    if (requests.length === 0) return;
+    await this.#bounded("RPUSH", () => this.#client.rPush(this.#key("holds", nodeNumber), requests));
   }
 
-  /** Calls `listener` with the hex of each object announced sealed from now on. */
-  async onSealed(listener: (hex: string) => void): Promise<void> {
-    if (this.#subscriber === undefined) {
-      const subscriber = this.#client.duplicate();
-      subscriber.on("error", (error) => {
+  /**
+   * The next requests to node `nodeNumber`'s keeper, up to `max`, waiting up to `waitMs` for
+   * one (on a connection of its own: the wait blocks it). Empty if none came.
+   */
+  async takeHolds(nodeNumber: number, max: number, waitMs: number): Promise<string[]> {
+    const blocking = await this.#blockingClient();
+    // Redis answers within waitMs; the bound covers a Redis that went away meanwhile.
+    const reply = await this.#bounded("BLMPOP", () => blocking.blmPop(waitMs / 1000, this.#key("holds", nodeNumber), "LEFT", { COUNT: max }), waitMs);
+    return reply === null ? [] : reply[1];
+  }
+
+  async #blockingClient(): Promise<RedisClient> {
+    if (this.#blocking === undefined) {
+      const blocking = this.#client.duplicate();
+      blocking.on("error", (error) => {
         this.#lastError = error;
       });
-      await this.#bounded("connect", () => subscriber.connect());
-      this.#subscriber = subscriber;
+      await this.#bounded("connect", () => blocking.connect());
+      this.#blocking = blocking;
     }
-    const subscriber = this.#subscriber;
-    await this.#bounded("SUBSCRIBE", () => subscriber.subscribe(this.#key("sealed"), listener));
+    return this.#blocking;
+  }
+
+  /** Records a process of node `nodeNumber` that holds refs to other nodes' objects. */
+  async addHolder(nodeNumber: number, holder: string, pid: number): Promise<void> {
+    await this.#bounded("HSET", () => this.#client.hSet(this.#key("holders", nodeNumber), holder, String(pid)));
+  }
+
+  /** The processes of node `nodeNumber` recorded by `addHolder`: holder → pid. */
+  async holders(nodeNumber: number): Promise<Map<string, number>> {
+    const fields = await this.#bounded("HGETALL", () => this.#client.hGetAll(this.#key("holders", nodeNumber)));
+    return new Map(Object.entries(fields).map(([holder, pid]) => [holder, Number(pid)]));
+  }
+
+  async removeHolder(nodeNumber: number, holder: string): Promise<void> {
+    await this.#bounded("HDEL", () => this.#client.hDel(this.#key("holders", nodeNumber), holder));
+  }
+
+  /** Records that object `hex` on node `nodeNumber` holds `children` (objects of other nodes). */
+  async addContainer(nodeNumber: number, hex: string, children: string[]): Promise<void> {
+    await this.#bounded("HSET", () => this.#client.hSet(this.#key("containers", nodeNumber), hex, children.join(" ")));
+  }
+
+  /** The containers recorded on node `nodeNumber`: hex → children's hexes. */
+  async containers(nodeNumber: number): Promise<Map<string, string[]>> {
+    const fields = await this.#bounded("HGETALL", () => this.#client.hGetAll(this.#key("containers", nodeNumber)));
+    return new Map(Object.entries(fields).map(([hex, children]) => [hex, children.split(" ").filter((c) => c !== "")]));
+  }
+
+  async removeContainer(nodeNumber: number, hex: string): Promise<void> {
+    await this.#bounded("HDEL", () => this.#client.hDel(this.#key("containers", nodeNumber), hex));
+  }
+
+  /** The objects node `nodeNumber` is listed as holding copies of. */
+  async copiesHeldBy(nodeNumber: number): Promise<string[]> {
+    return await this.#bounded("SMEMBERS", () => this.#client.sMembers(this.#key("copies-of", nodeNumber)));
+  }
+
+  /** Leaves a node's object listing for the `memory` request `nonce`; kept a minute. */
+  async putListing(nonce: string, listing: NodeObjects): Promise<void> {
+    const key = this.#key("memory", nonce);
+    await this.#bounded("HSET", () => this.#client.hSet(key, String(listing.nodeNumber), JSON.stringify(listing)));
+    await this.#bounded("PEXPIRE", () => this.#client.pExpire(key, 60_000));
+  }
+
+  /** The listings left so far for the `memory` request `nonce`. */
+  async listings(nonce: string): Promise<NodeObjects[]> {
+    const fields = await this.#bounded("HGETALL", () => this.#client.hGetAll(this.#key("memory", nonce)));
+    return Object.values(fields).map((text) => JSON.parse(text) as NodeObjects).sort((a, b) => a.nodeNumber - b.nodeNumber);
   }
 
   /** Closes the connections. */
   async close(): Promise<void> {
-    for (const client of [this.#subscriber, this.#client]) {
+    for (const client of [this.#blocking, this.#client]) {
       if (client === undefined) continue;
       try {
         await this.#bounded("QUIT", () => client.close());

@@ -7,6 +7,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import process from "node:process";
+import { processRuns } from "../processes.ts";
 
 /** A node's file: how the processes of its machine find it. */
 export interface NodeFile {
@@ -49,15 +50,6 @@ export function localNodes(): NodeFile[] {
     } catch { /* being written, or removed meanwhile */ }
   }
   return nodes.sort((a, b) => a.storeName.localeCompare(b.storeName));
-}
-
-export function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 

@@ -3,10 +3,10 @@
  * of the event loop go in one send), and exit.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import type { Library } from "../ffi/load.ts";
+import { processRuns } from "../processes.ts";
 import { Channel } from "./channel.ts";
 import { DOORBELL, encodeMessage, type FromWorker, messageReader, type ToWorker } from "./protocol.ts";
 
@@ -190,24 +190,8 @@ export function waitUntilDead(pids: number[], timeoutMs: number): void {
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
   let waiting = pids;
   while (waiting.length > 0 && Date.now() < deadline) {
-    waiting = waiting.filter(isRunning);
+    waiting = waiting.filter(processRuns);
     if (waiting.length > 0) Atomics.wait(sleeper, 0, 0, 1);
   }
 }
 
-/**
- * The store's own test of liveness (zig/src/sys.zig `isAlive`): a process runs until /proc
- * says it is gone, or a zombie whose other threads have ended too. A killed process with many
- * threads is a zombie leader for a while before its last thread is gone; a worker that took it
- * for dead then would leave the store behind, finding it still attached.
- */
-function isRunning(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const [state, threads] = [fields[0], Number(fields[17])];
-    return (state !== "Z" && state !== "X") || threads > 1;
-  } catch {
-    return false;
-  }
-}

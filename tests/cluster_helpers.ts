@@ -1,0 +1,112 @@
+/**
+ * Nodes and drivers of a cluster on this machine, for the cluster tests: nodes started with
+ * `objstore start` on this runtime against the test Redis, drivers attached to them with
+ * init({ address, node }) (tests/fixtures/cluster_driver.ts), and what a node's store holds.
+ */
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import process from "node:process";
+import { runCli } from "../lib/cli.ts";
+import { removeNodeFile } from "../lib/cluster/node_files.ts";
+import { Directory } from "../lib/cluster/directory.ts";
+import { type ClusterMemory, listClusterObjects } from "../lib/cluster/listing.ts";
+import { type Child, currentRuntime, redisUrl, root, start } from "./helpers.ts";
+
+const cli = path.join(root, "bin", "objstore.ts");
+const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
+/** The token of this run's clusters. */
+export const clusterToken = `cluster-test-${randomBytes(8).toString("hex")}`;
+
+/** Starts a node with store `storeName` (128 MiB, no workers unless `extra` says). */
+export async function startNode(storeName: string, extra: string[] = []): Promise<Child> {
+  const child = start(currentRuntime, cli, [
+    "start", "--address", redisUrl(), "--store", storeName, "--token", clusterToken,
+    "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", "0", ...extra,
+  ]);
+  assert.match(await child.line(), /started: store/);
+  return child;
+}
+
+/** A driver that put a value and holds it until told (`child.send("done")`). */
+export interface Put {
+  child: Child;
+  valueHex: string;
+  bytesHex: string;
+  digest: string;
+}
+
+/** Puts `sizeBytes` bytes and a value holding refs to them and to `otherHexes` on `node`. */
+export async function putOn(node: string, sizeBytes: number, otherHexes: string[] = []): Promise<Put> {
+  const child = startDriver(node, "put", String(sizeBytes), ...otherHexes);
+  const [word, valueHex, bytesHex, digest] = (await child.line()).split(" ");
+  assert.equal(word, "ready");
+  return { child, valueHex, bytesHex, digest };
+}
+
+/** Starts a driver on `node` in `mode` (see the fixture). */
+export function startDriver(node: string, mode: string, ...args: string[]): Child {
+  if (process.env.OBJSTORE_TEST_VERBOSE) console.error(`driver on ${node}: ${mode} ${args.join(" ")}`);
+  return start(currentRuntime, driver, [redisUrl(), node, mode, ...args]);
+}
+
+/** Runs a driver on `node` to its end; resolves with its one line of output. */
+export async function runDriver(node: string, mode: string, hex: string): Promise<string> {
+  const child = startDriver(node, mode, hex);
+  const line = await child.line();
+  const { code, stderr } = await child.exited;
+  assert.equal(code, 0, stderr);
+  return line;
+}
+
+/** Tells a `put` or `hold` driver to let go, and waits for it to end. */
+export async function release(child: Child): Promise<void> {
+  child.send("done");
+  const { code, stderr } = await child.exited;
+  assert.equal(code, 0, stderr);
+}
+
+/** The ids of the objects in store `storeName` (`objstore memory --store`). */
+export async function objectsIn(storeName: string): Promise<Set<string>> {
+  let out = "";
+  const code = await runCli(["memory", "--store", storeName, "--json"], (line) => out += line, (line) => out += line);
+  assert.equal(code, 0, out);
+  return new Set((JSON.parse(out) as { objects: { id: string }[] }).objects.map((o) => o.id));
+}
+
+/** Waits until `check` holds, polling, up to `timeoutMs`; fails naming `what`. */
+export async function eventuallyAsync(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Kills what a test started and removes the nodes' stores and node files. */
+export async function cleanUp(children: Child[], storeNames: string[]): Promise<void> {
+  for (const child of children) child.kill();
+  await Promise.all(children.map((child) => child.exited));
+  for (const name of storeNames) {
+    removeNodeFile(name); // a killed node could not remove its own
+    await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+  }
+}
+
+/** The objects of the cluster, as `objstore memory --address` lists them. */
+export async function clusterObjects(): Promise<ClusterMemory> {
+  const directory = await Directory.connect(redisUrl());
+  try {
+    return await listClusterObjects(directory);
+  } finally {
+    await directory.close();
+  }
+}
+
+/** Waits until object `hex`'s node holds it for `count` holders on other nodes. */
+export async function heldForOthers(hex: string, count: number): Promise<void> {
+  await eventuallyAsync(async () => {
+    const object = (await clusterObjects()).objects.find((o) => o.id === hex);
+    return (object?.heldFor.length ?? 0) === count;
+  }, 10_000, `${hex} held for ${count} holders elsewhere`);
+}
