@@ -6,13 +6,21 @@
 #   bun add (tarballs)     → bun app.ts, the CLI by bunx
 # and checks the errors of a project without its platform package and of S3 spilling without
 # the AWS SDK; runs the musl library under musl; then `deno publish --dry-run` (the JSR package).
+# With the test Redis (OBJSTORE_TEST_REDIS_URL, as scripts/test.sh starts it), also a cluster:
+# two nodes started by the project's CLI, an object put on one read on the other by each runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 work="$(mktemp -d -t objstore-package-XXXXXX)"
 holder_pid=""
-cleanup() {
+node_pids=()
+stop_started() {
   [ -n "$holder_pid" ] && kill "$holder_pid" 2>/dev/null || true
+  for pid in "${node_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${node_pids[@]}"; do while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; done
+}
+cleanup() {
+  stop_started
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -55,6 +63,48 @@ check_cli() {
   echo "ok: $* status / memory --store $name"
 }
 
+# Two nodes started with the project's CLI (`$@`, e.g. npx objstore); `put` by one runtime on the
+# first, `get` by each runtime on the second; status and memory --address list them.
+check_cluster() {
+  local label="$1"
+  shift
+  [ -n "${OBJSTORE_TEST_REDIS_URL:-}" ] || { echo "skipped: cluster ($label): no OBJSTORE_TEST_REDIS_URL"; return; }
+  local url="$OBJSTORE_TEST_REDIS_URL" token="pkg-$$-$RANDOM" one="objstore-pkg-$$-$label-1" two="objstore-pkg-$$-$label-2"
+  local name
+  # This runs in a subshell, which does not run the script's trap: its nodes go with it.
+  trap stop_started EXIT
+  for name in "$one" "$two"; do
+    "$@" start --address "$url" --token "$token" --store "$name" --num-workers 0 --object-store-memory 67108864 > "$work/$name.log" 2>&1 &
+    node_pids+=($!)
+  done
+  for name in "$one" "$two"; do
+    local waited=0
+    until grep -q "started:" "$work/$name.log"; do
+      sleep 0.2
+      waited=$((waited + 1))
+      [ "$waited" -lt 150 ] || { cat "$work/$name.log" >&2; echo "test_package: node $name did not start" >&2; exit 1; }
+    done
+  done
+  coproc PUTTER { exec node cluster_app.mjs "$url" "$one" put; }
+  holder_pid=$PUTTER_PID
+  local ready
+  read -r ready <&"${PUTTER[0]}"
+  local id="${ready#ready }"
+  node cluster_app.mjs "$url" "$two" get "$id"
+  deno run -A cluster_app.mjs "$url" "$two" get "$id"
+  bun cluster_app.mjs "$url" "$two" get "$id"
+  "$@" status --address "$url" | grep -q "$one" || { echo "test_package: '$* status --address' does not list $one" >&2; exit 1; }
+  "$@" memory --address "$url" | grep -q "$id" || { echo "test_package: '$* memory --address' does not list $id" >&2; exit 1; }
+  exec {PUTTER[1]}>&-
+  wait "$holder_pid"
+  holder_pid=""
+  "$@" stop --store "$one" >/dev/null
+  "$@" stop --store "$two" >/dev/null
+  for pid in "${node_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  node_pids=()
+  echo "ok: cluster of two nodes started by $*, read by node, deno and bun"
+}
+
 echo "== npm install of the tarballs; Node 24 and Deno"
 npm_app="$(new_project npm-app)"
 (cd "$npm_app" && npm install --no-save --loglevel=error "$main_tgz" "$platform_tgz" >/dev/null)
@@ -66,6 +116,7 @@ npm_app="$(new_project npm-app)"
   node s3_missing.mjs
   check_cli npx npx objstore
   check_cli deno deno run -A npm:@objstore/core
+  check_cluster npx npx objstore
 )
 
 echo "== bun add of the tarballs; Bun"
@@ -75,6 +126,7 @@ bun_app="$(new_project bun-app)"
   cd "$bun_app"
   bun app.ts
   check_cli bunx bunx objstore
+  check_cluster bunx bunx objstore
 )
 
 echo "== npm install without the platform package"
