@@ -253,7 +253,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
     print(JSON.stringify({ nodes: [{ node: hostname(), stores: rows, unreadable, removed }] }));
     return 0;
   }
-  print(`node ${hostname()} (this machine; clusters are not in this version)`);
+  print(`node ${hostname()} (this machine; a cluster's nodes: objstore status --address URL)`);
   print(`${"STORE".padEnd(30)}  ${"CAPACITY".padStart(10)}  ${"USED".padStart(10)}  ${"OBJECTS".padStart(8)}  PROCESSES`);
   for (const r of rows) {
     const workers = r.processes.filter((p) => p.role === "worker").length;

@@ -339,8 +339,9 @@ export interface WaitOptions {
   numReturns?: number;
   /** Seconds; absent = forever, 0 = do not wait. */
   timeout?: number;
-  /** Ready means "its value is on this node" (default true, and the only mode for now: in a
-   * cluster, `wait` pulls the objects made on other nodes and counts them once here). */
+  /** In a cluster: ready means "its value is on this node" (default true: `wait` pulls the
+   * objects made on other nodes and counts them once here), or with false, "its value is
+   * somewhere in the cluster" (nothing is pulled), as in Ray. */
   fetchLocal?: boolean;
   /** Stops waiting when aborted: `wait` rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -375,13 +376,13 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
   const deadline = deadlineOf("wait", options.timeout);
   const lost = new Set<ObjectRef>();
   let backoffMs = 0;
+  const fetchLocal = options.fetchLocal ?? true;
   while (true) {
     options.signal?.throwIfAborted();
-    fetchInBackground(s, refs, deadline, lost);
     const ready: T[] = [];
     const pending: T[] = [];
     for (const ref of refs) {
-      if (ready.length < numReturns && isReady(s, ref, lost)) ready.push(ref);
+      if (ready.length < numReturns && isReady(s, ref, lost, fetchLocal ? deadline : undefined)) ready.push(ref);
       else pending.push(ref);
     }
     if (ready.length >= numReturns || Date.now() >= deadline) return [ready, pending];
@@ -389,27 +390,22 @@ export async function wait<T extends ObjectRef>(refs: readonly T[], options: Wai
   }
 }
 
-function isReady(s: Session, ref: ObjectRef, lost: ReadonlySet<ObjectRef>): boolean {
+/**
+ * Whether `ref` counts as ready for `wait`. An object made on another node and not here is
+ * pulled in the background until `fetchDeadline` (one pull per object: `ClusterClient.fetch`
+ * shares them) and ready once here; without a fetch deadline (`fetchLocal: false`) it is ready
+ * where it is. Those no node has join `lost`.
+ */
+function isReady(s: Session, ref: ObjectRef, lost: Set<ObjectRef>, fetchDeadline: number | undefined): boolean {
   if (ref.producer !== undefined && !ref.producer.settled) return false;
   const presence = s.store.contains(ref.bytes);
-  if (presence === Presence.absent && s.cluster?.mayHoldElsewhere(ref.bytes) && !lost.has(ref)) {
-    return false; // on its way here (`fetchInBackground`)
+  const cluster = s.cluster;
+  if (presence === Presence.absent && cluster?.mayHoldElsewhere(ref.bytes) && !lost.has(ref) && fetchDeadline !== undefined) {
+    cluster.fetch(ref.bytes, ref.id, fetchDeadline - Date.now()).catch(() => lost.add(ref));
+    return false;
   }
   // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.
   return presence === Presence.sealed || presence === Presence.spilled || presence === Presence.absent;
-}
-
-/**
- * Starts pulling the refs of `refs` made on other nodes and not here yet (one pull per
- * object: `ClusterClient.fetch` shares them); those no node has join `lost`.
- */
-function fetchInBackground(s: Session, refs: readonly ObjectRef[], deadline: number, lost: Set<ObjectRef>): void {
-  const cluster = s.cluster;
-  if (cluster === undefined) return;
-  for (const ref of refs) {
-    if (lost.has(ref) || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) continue;
-    cluster.fetch(ref.bytes, ref.id, deadline - Date.now()).catch(() => lost.add(ref));
-  }
 }
 
 /**

@@ -28,6 +28,8 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
     drivers.push(onC.child);
     const got = (await runDriver(names[0], "get", onC.valueHex)).split(" ");
     assert.deepEqual(got.slice(1), [`from_${names[2]}`, onC.digest, onA.digest, onB.digest]);
+    // wait() with fetchLocal: false counts A's bytes ready where they are, and pulls nothing.
+    assert.equal(await runDriver(names[2], "peek", onA.bytesHex), "peeked 1 not-here");
     // wait() on C pulls A's bytes and counts them ready once here: a get with timeout 0 reads them.
     assert.equal(await runDriver(names[2], "wait", onA.bytesHex), `waited 1 here ${onA.digest}`);
     // A second read on B finds A's objects in B's store already (pulled once).
