@@ -6,7 +6,7 @@
 #   bun add (tarballs)     → bun app.ts, the CLI by bunx
 # and checks the errors of a project without its platform package and of S3 spilling without
 # the AWS SDK; runs the musl library under musl; then `deno publish --dry-run` (the JSR package).
-# With the test Redis (OBJSTORE_TEST_REDIS_URL, as scripts/test.sh starts it), also a cluster:
+# With the test Redis (OBJSTORE_TEST_REDIS, as scripts/test.sh starts it), also a cluster:
 # two nodes started by the project's CLI, an object put on one read on the other by each runtime.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,8 +68,8 @@ check_cli() {
 check_cluster() {
   local label="$1"
   shift
-  [ -n "${OBJSTORE_TEST_REDIS_URL:-}" ] || { echo "skipped: cluster ($label): no OBJSTORE_TEST_REDIS_URL"; return; }
-  local url="$OBJSTORE_TEST_REDIS_URL" token="pkg-$$-$RANDOM" one="objstore-pkg-$$-$label-1" two="objstore-pkg-$$-$label-2"
+  [ -n "${OBJSTORE_TEST_REDIS:-}" ] || { echo "skipped: cluster ($label): no OBJSTORE_TEST_REDIS"; return; }
+  local url="$OBJSTORE_TEST_REDIS" token="pkg-$$-$RANDOM" one="objstore-pkg-$$-$label-1" two="objstore-pkg-$$-$label-2"
   local name
   # This runs in a subshell, which does not run the script's trap: its nodes go with it.
   trap stop_started EXIT

@@ -54,7 +54,11 @@ export function startDriver(node: string, mode: string, ...args: string[]): Chil
 export async function runDriver(node: string, mode: string, hex: string): Promise<string> {
   const child = startDriver(node, mode, hex);
   const line = await child.line();
-  const { code, stderr } = await child.exited;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the driver (${mode}) printed ${JSON.stringify(line)} but did not exit within 30 s`)), 30_000);
+  });
+  const { code, stderr } = await Promise.race([child.exited, hung]).finally(() => clearTimeout(timer));
   assert.equal(code, 0, stderr);
   return line;
 }

@@ -32,6 +32,8 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
     assert.equal(await runDriver(names[2], "peek", onA.bytesHex), "peeked 1 not-here");
     // wait() on C pulls A's bytes and counts them ready once here: a get with timeout 0 reads them.
     assert.equal(await runDriver(names[2], "wait", onA.bytesHex), `waited 1 here ${onA.digest}`);
+    // A driver that ends without shutdown exits (the directory's connections do not hold it).
+    assert.equal(await runDriver(names[1], "noshut", onA.bytesHex), `read ${onA.digest}`);
     // A second read on B finds A's objects in B's store already (pulled once).
     assert.equal(await runDriver(names[1], "get", onA.valueHex), `got from_${names[0]} ${onA.digest}`);
 

@@ -81,7 +81,8 @@ export class ClusterClient {
 
   #connected(): Promise<Directory> {
     // A failed connect is tried again by the next call (Redis restarting).
-    this.#directory ??= Directory.connect(this.#address).catch((error) => {
+    // The program ends when its own work does: the directory's connections do not hold it.
+    this.#directory ??= Directory.connect(this.#address, { keepAlive: false }).catch((error) => {
       this.#directory = undefined;
       throw error;
     });

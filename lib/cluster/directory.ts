@@ -25,6 +25,7 @@
  * what keeps an object alive while its reference crosses nodes (ARCHITECTURE.md, "References
  * across nodes").
  */
+import { clearTimeout, setTimeout } from "node:timers";
 import { DirectoryUnavailableError, ObjstoreError } from "../errors.ts";
 
 /** What a node says about itself when it joins. */
@@ -67,6 +68,10 @@ export interface DirectoryOptions {
   prefix?: string;
   /** How long a call may wait for Redis before it fails (default 5 s). */
   timeoutMs?: number;
+  /** Whether the idle connections keep the process alive (default true). A driver's do not:
+   * a program ends when its own work does, `shutdown` or not. A call under way holds it (by
+   * its deadline's timer) until it ends. */
+  keepAlive?: boolean;
 }
 
 // The subset of @redis/client used here: the module is imported on first use, so stores that
@@ -82,6 +87,7 @@ interface RedisClient {
   hGetAll(key: string): Promise<Record<string, string>>;
   set(key: string, value: string, options: { expiration: { type: "PX"; value: number } }): Promise<unknown>;
   del(key: string | string[]): Promise<number>;
+  unref(): void;
   mGet(keys: string[]): Promise<(string | null)[]>;
   sAdd(key: string, member: string): Promise<number>;
   sRem(key: string, member: string): Promise<number>;
@@ -111,13 +117,15 @@ export class Directory {
   readonly #prefix: string;
   readonly #timeoutMs: number;
   readonly #where: string;
+  readonly #keepAlive: boolean;
   #lastError: Error | undefined;
 
-  private constructor(client: RedisClient, prefix: string, timeoutMs: number, where: string) {
+  private constructor(client: RedisClient, prefix: string, timeoutMs: number, where: string, keepAlive: boolean) {
     this.#client = client;
     this.#prefix = prefix;
     this.#timeoutMs = timeoutMs;
     this.#where = where;
+    this.#keepAlive = keepAlive;
     client.on("error", (error) => {
       this.#lastError = error;
     });
@@ -138,9 +146,10 @@ export class Directory {
       // each call below has its own deadline.
       socket: { connectTimeout: timeoutMs, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
     }) as unknown as RedisClient;
-    const directory = new Directory(client, prefix, timeoutMs, where);
+    const directory = new Directory(client, prefix, timeoutMs, where, options.keepAlive ?? true);
     try {
       await directory.#bounded("connect", () => client.connect());
+      if (!directory.#keepAlive) client.unref();
     } catch (error) {
       client.destroy();
       throw error;
@@ -271,6 +280,7 @@ export class Directory {
         this.#lastError = error;
       });
       await this.#bounded("connect", () => blocking.connect());
+      if (!this.#keepAlive) blocking.unref();
       this.#blocking = blocking;
     }
     return this.#blocking;
