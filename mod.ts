@@ -34,10 +34,12 @@ export type {
   TaskOptions,
 } from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
+export type { Scheduling } from "./lib/cluster/placement.ts";
 export {
   ClusterAuthError,
   DirectoryUnavailableError,
   GetTimeoutError,
+  NodeDiedError,
   NotInitializedError,
   ObjectLostError,
   ObjectStoreFullError,

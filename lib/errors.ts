@@ -52,6 +52,9 @@ export class TaskCancelledError extends ObjstoreError {}
 /** The worker running the task died, and retries (`maxRetries`) ran out. */
 export class WorkerCrashedError extends ObjstoreError {}
 
+/** The node running the task died (or left), and retries (`maxRetries`) ran out. */
+export class NodeDiedError extends ObjstoreError {}
+
 /** The object is gone: freed, its ref released, or its spilled copy missing or corrupt. */
 export class ObjectLostError extends ObjstoreError {}
 

@@ -16,6 +16,9 @@ import { loadLibrary } from "./ffi/load.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
 import { TransferEndpoint, type TransferServer } from "./cluster/transfer.ts";
 import { HoldKeeper } from "./cluster/holds.ts";
+import { ClusterClient } from "./cluster/cluster.ts";
+import { NodeExecutor } from "./tasks/node_executor.ts";
+import { localScheduler } from "./tasks/remote.ts";
 import { ObjstoreError } from "./errors.ts";
 import { localNodes, type NodeFile, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
 import { processRuns } from "./processes.ts";
@@ -56,6 +59,8 @@ export class ClusterNode {
     this.#endpoint = endpoint;
     this.#server = server;
     this.#keeper = new HoldKeeper(directory, session().store, file.nodeNumber);
+    const executor = new NodeExecutor(localScheduler(), this.#keeper, directory, file.token, file.nodeNumber);
+    this.#keeper.onTask = (request) => executor.handle(request);
     this.#keeper.start();
     // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
     // seen dead by the others only if it stays silent for three beats.
@@ -95,6 +100,9 @@ export class ClusterNode {
       const file: NodeFile = {
         storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
       };
+      // The node's own process is a process of the cluster too: its workers fetch other
+      // nodes' objects, and the tasks it runs for them hold what they refer to.
+      session().joinCluster(await ClusterClient.attach(await loadLibrary(), options.address, file, session().store), options.address);
       writeNodeFile(file);
       return new ClusterNode(file, directory, endpoint, server, heartbeatMs);
     } catch (error) {

@@ -74,7 +74,7 @@ export class Session implements RefOwner {
   readonly library: Library;
   readonly options: ResolvedOptions;
   readonly nodeId: string;
-  readonly #ids: IdMinter;
+  #ids: IdMinter;
   readonly #janitor: ReturnType<typeof setInterval>;
   /** Copies spill files to S3 and reads them back, when the store spills there. */
   readonly s3Spill: S3Spill | undefined;
@@ -83,9 +83,11 @@ export class Session implements RefOwner {
   readonly #copiesOut: boolean;
 
   /** The cluster this process joined through its node (`init({ address })`), if any. */
-  readonly cluster: ClusterClient | undefined;
+  cluster: ClusterClient | undefined;
   /** The number of this process's node in its cluster, the first 4 bytes of the ids it mints (0: none). */
-  readonly nodeNumber: number;
+  nodeNumber: number;
+  /** The cluster's directory address, passed on to workers. */
+  #clusterAddress: string | undefined;
 
   constructor(library: Library, store: NativeStore, options: ResolvedOptions, parts: SessionParts = {}) {
     const { s3Spill, copiesOut = true, cluster, nodeNumber = 0 } = parts;
@@ -95,11 +97,10 @@ export class Session implements RefOwner {
     this.s3Spill = s3Spill;
     this.#copiesOut = copiesOut;
     this.cluster = cluster;
+    this.#clusterAddress = options.address;
     this.nodeNumber = cluster?.node.nodeNumber ?? nodeNumber;
     this.nodeId = cluster?.node.nodeId ?? toHex(randomBytes(16));
-    const idPrefix = randomBytes(ID_BYTES - 8);
-    if (this.nodeNumber !== 0) stampNodeNumber(idPrefix, this.nodeNumber);
-    this.#ids = new IdMinter(idPrefix);
+    this.#ids = Session.#minter(this.nodeNumber);
     this.#janitor = setInterval(() => this.#tidy(), MAINTAIN_INTERVAL_MS);
     library.shim.unrefTimer(this.#janitor);
     process.on("exit", this.#exiting);
@@ -120,12 +121,31 @@ export class Session implements RefOwner {
     }
   }
 
+  static #minter(nodeNumber: number): IdMinter {
+    const idPrefix = randomBytes(ID_BYTES - 8);
+    if (nodeNumber !== 0) stampNodeNumber(idPrefix, nodeNumber);
+    return new IdMinter(idPrefix);
+  }
+
+  /**
+   * @internal A node's own process joins its cluster once registered (lib/node.ts): from now
+   * on its ids carry the node's number, and its workers fetch from the cluster. Before any
+   * id is minted.
+   */
+  joinCluster(cluster: ClusterClient, address: string): void {
+    if (this.cluster !== undefined) throw new ObjstoreError("joinCluster: this process is in a cluster already");
+    this.cluster = cluster;
+    this.#clusterAddress = address;
+    this.nodeNumber = cluster.node.nodeNumber;
+    this.#ids = Session.#minter(this.nodeNumber);
+  }
+
   /** What a worker process needs in its environment beyond the store's name. */
   workerEnvironment(): Record<string, string> {
     const spill = this.options.spill;
     const environment: Record<string, string> = spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
     if (this.nodeNumber !== 0) environment[NODE_NUMBER_ENV] = String(this.nodeNumber);
-    if (this.cluster !== undefined && this.options.address !== undefined) environment[CLUSTER_ADDRESS_ENV] = this.options.address;
+    if (this.cluster !== undefined && this.#clusterAddress !== undefined) environment[CLUSTER_ADDRESS_ENV] = this.#clusterAddress;
     return environment;
   }
 
@@ -133,6 +153,13 @@ export class Session implements RefOwner {
    * collide (lib/ids.ts). */
   newId(): Uint8Array {
     return this.#ids.next();
+  }
+
+  /** A fresh id for an object node `nodeNumber` will make (a task's result run there). */
+  newIdOn(nodeNumber: number): Uint8Array {
+    const id = this.#ids.next();
+    stampNodeNumber(id, nodeNumber);
+    return id;
   }
 
   addRef(id: Uint8Array): "held" | "unsealed" | "absent" {

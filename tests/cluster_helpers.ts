@@ -15,14 +15,15 @@ import { type Child, currentRuntime, redisUrl, root, start } from "./helpers.ts"
 
 const cli = path.join(root, "bin", "objstore.ts");
 const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
+const tasksDriver = path.join(root, "tests", "fixtures", "cluster_tasks_driver.ts");
 /** The token of this run's clusters. */
 export const clusterToken = `cluster-test-${randomBytes(8).toString("hex")}`;
 
-/** Starts a node with store `storeName` (128 MiB, no workers unless `extra` says). */
-export async function startNode(storeName: string, extra: string[] = []): Promise<Child> {
+/** Starts a node with store `storeName` (128 MiB, `numWorkers` workers, this run's token). */
+export async function startNode(storeName: string, numWorkers = 0, token = clusterToken): Promise<Child> {
   const child = start(currentRuntime, cli, [
-    "start", "--address", redisUrl(), "--store", storeName, "--token", clusterToken,
-    "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", "0", ...extra,
+    "start", "--address", redisUrl(), "--store", storeName, "--token", token,
+    "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", String(numWorkers),
   ]);
   assert.match(await child.line(), /started: store/);
   return child;
@@ -44,15 +45,28 @@ export async function putOn(node: string, sizeBytes: number, otherHexes: string[
   return { child, valueHex, bytesHex, digest };
 }
 
-/** Starts a driver on `node` in `mode` (see the fixture). */
+/** Starts a driver on `node` in `mode` (see the fixture; `tasks_driver` for tasks). */
 export function startDriver(node: string, mode: string, ...args: string[]): Child {
   if (process.env.OBJSTORE_TEST_VERBOSE) console.error(`driver on ${node}: ${mode} ${args.join(" ")}`);
   return start(currentRuntime, driver, [redisUrl(), node, mode, ...args]);
 }
 
+/** Starts a driver of tasks on `node` (tests/fixtures/cluster_tasks_driver.ts). */
+export function startTasksDriver(node: string, mode: string, ...args: string[]): Child {
+  return start(currentRuntime, tasksDriver, [redisUrl(), node, mode, ...args]);
+}
+
 /** Runs a driver on `node` to its end; resolves with its one line of output. */
-export async function runDriver(node: string, mode: string, hex: string): Promise<string> {
-  const child = startDriver(node, mode, hex);
+export async function runDriver(node: string, mode: string, ...args: string[]): Promise<string> {
+  return await runToEnd(startDriver(node, mode, ...args), mode);
+}
+
+/** Runs a driver of tasks on `node` to its end; resolves with its one line of output. */
+export async function runTasksDriver(node: string, mode: string, ...args: string[]): Promise<string> {
+  return await runToEnd(startTasksDriver(node, mode, ...args), mode);
+}
+
+async function runToEnd(child: Child, mode: string): Promise<string> {
   const line = await child.line();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const hung = new Promise<never>((_, reject) => {

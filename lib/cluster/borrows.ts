@@ -46,6 +46,9 @@ export class Borrows {
   readonly #copies: LocalCopies;
   readonly #directory: () => Promise<Directory>;
   readonly #byHex = new Map<string, Borrow>();
+  /** Objects kept by another node than the one their id names (a task's result run
+   * elsewhere): hex → that node. */
+  readonly #keptOn = new Map<string, number>();
   /** Nodes this process sent holds to, told when it leaves. */
   readonly #toldNodes = new Set<number>();
   #queue: Request[] = [];
@@ -76,7 +79,7 @@ export class Borrows {
     if (borrow === undefined) {
       borrow = { id, refs: 0, holdsCopy: this.#copies.holdCopy(id) };
       this.#byHex.set(hex, borrow);
-      this.#send(nodeNumberOf(id), `+${hex} ${this.holder}`);
+      this.#send(this.#keeperOf(id, hex), `+${hex} ${this.holder}`);
     }
     borrow.refs += 1;
   }
@@ -89,7 +92,27 @@ export class Borrows {
     if (borrow.refs > 0) return;
     this.#byHex.delete(hex);
     if (borrow.holdsCopy) this.#copies.dropCopy(borrow.id);
-    this.#send(nodeNumberOf(borrow.id), `-${hex} ${this.holder}`);
+    this.#send(this.#keeperOf(borrow.id, hex), `-${hex} ${this.holder}`);
+    this.#keptOn.delete(hex);
+  }
+
+  /**
+   * Object `hex` is kept for this process by node `nodeNumber` (which ran the task making
+   * it), whatever its id says: holds and releases go there. A result no ref of this process
+   * reaches any longer is released at once, and so is one of this node (its refs hold it in
+   * the store here: call this after they took their references).
+   */
+  keptOn(id: Uint8Array, hex: string, nodeNumber: number, stillReferenced: boolean): void {
+    // This node's object: this process's refs hold it in the store here (taken already).
+    if (nodeNumber === this.#nodeNumber || (!stillReferenced && !this.#byHex.has(hex))) {
+      this.#send(nodeNumber, `-${hex} ${this.holder}`);
+      return;
+    }
+    if (nodeNumber !== nodeNumberOf(id)) this.#keptOn.set(hex, nodeNumber);
+  }
+
+  #keeperOf(id: Uint8Array, hex: string): number {
+    return this.#keptOn.get(hex) ?? nodeNumberOf(id);
   }
 
   /** A copy arrived here: a process holding refs to the object holds the copy too. */

@@ -13,7 +13,7 @@ import type { NativeStore } from "../store/native_store.ts";
 import { Status } from "../store/status.ts";
 import { ObjectLostError, ObjstoreError } from "../errors.ts";
 import { Borrows } from "./borrows.ts";
-import { Directory, redactedUrl } from "./directory.ts";
+import { Directory, type NodeStatus, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
 import { nodeNumberOf } from "./node_number.ts";
 import { type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
@@ -48,7 +48,9 @@ export class ClusterClient {
   #directory: Promise<Directory> | undefined;
   readonly #endpoint: TransferEndpoint;
   #nodes = new Map<number, TransferAddress>();
+  #nodeStatuses: NodeStatus[] = [];
   #nodesLoadedMs = 0;
+  #nodesLoading: Promise<void> | undefined;
   /** Pulls under way in this process, by hex: concurrent gets share one. */
   readonly #pulls = new Map<string, Promise<boolean>>();
 
@@ -72,6 +74,7 @@ export class ClusterClient {
     if (lazy) return client;
     try {
       await client.#connected();
+      await client.#loadNodes();
       return client;
     } catch (error) {
       await client.#endpoint.close();
@@ -145,10 +148,28 @@ export class ClusterClient {
     return { sources: sources.slice(0, 16), described };
   }
 
-  async #loadNodes(): Promise<void> {
-    const nodes = await (await this.#connected()).nodes();
-    this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort }]));
-    this.#nodesLoadedMs = Date.now();
+  #loadNodes(): Promise<void> {
+    this.#nodesLoading ??= (async () => {
+      const nodes = await (await this.#connected()).nodes();
+      this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort }]));
+      this.#nodeStatuses = nodes;
+      this.#nodesLoadedMs = Date.now();
+    })().finally(() => (this.#nodesLoading = undefined));
+    return this.#nodesLoading;
+  }
+
+  /**
+   * The cluster's nodes as last seen (for placing tasks, which cannot wait); a view older than
+   * a second is reloaded in the background for the next call.
+   */
+  nodesView(): readonly NodeStatus[] {
+    if (Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) void this.#loadNodes().catch(() => {});
+    return this.#nodeStatuses;
+  }
+
+  /** The directory, connected on first use. */
+  directory(): Promise<Directory> {
+    return this.#connected();
   }
 
   /** A get found object `hex` here: the process holds the copy for its refs from now on. */

@@ -17,6 +17,7 @@
  *                         objects of other nodes (its keeper tells the others when one dies)
  * - `<p>:containers:<n>`  hash: hex of an object on node n → the hexes of its children on other
  *                         nodes, which it holds until it is deleted
+ * - `<p>:replies:<holder>` list: outcomes of the tasks a driver process had run on other nodes
  * - `<p>:memory:<nonce>`  hash: node number → that node's object listing (JSON), for
  *                         `objstore memory --address`; expires
  *
@@ -267,9 +268,27 @@ export class Directory {
    * one (on a connection of its own: the wait blocks it). Empty if none came.
    */
   async takeHolds(nodeNumber: number, max: number, waitMs: number): Promise<string[]> {
+    return await this.#take(this.#key("holds", nodeNumber), max, waitMs);
+  }
+
+  /** Sends outcomes of tasks to the driver process `holder`. */
+  async sendReplies(holder: string, replies: string[]): Promise<void> {
+    if (replies.length === 0) return;
+    const key = this.#key("replies", holder);
+    await this.#bounded("RPUSH", () => this.#client.rPush(key, replies));
+    // A driver that died never reads its list: it goes on its own.
+    await this.#bounded("PEXPIRE", () => this.#client.pExpire(key, 24 * 3600 * 1000));
+  }
+
+  /** The next outcomes sent to `holder`, as `takeHolds`. */
+  async takeReplies(holder: string, max: number, waitMs: number): Promise<string[]> {
+    return await this.#take(this.#key("replies", holder), max, waitMs);
+  }
+
+  async #take(key: string, max: number, waitMs: number): Promise<string[]> {
     const blocking = await this.#blockingClient();
     // Redis answers within waitMs; the bound covers a Redis that went away meanwhile.
-    const reply = await this.#bounded("BLMPOP", () => blocking.blmPop(waitMs / 1000, this.#key("holds", nodeNumber), "LEFT", { COUNT: max }), waitMs);
+    const reply = await this.#bounded("BLMPOP", () => blocking.blmPop(waitMs / 1000, key, "LEFT", { COUNT: max }), waitMs);
     return reply === null ? [] : reply[1];
   }
 

@@ -11,6 +11,8 @@
  *   `-<hex> <holder>`  the holder lets it go
  *   `x <holder>`       the holder is gone (its process ended or died): it lets all go
  *   `m <nonce>`        leave a listing of this node's objects for `objstore memory`
+ *   `t <mac> <json>`   run a task for a driver elsewhere (handed to `onTask`: the node's
+ *                      executor, lib/tasks/node_executor.ts)
  * Holders are `p:<node>:<pid>:<nonce>` (a process) and `c:<node>:<hex>` (an object holding refs).
  *
  * Once a second it also tidies up:
@@ -55,6 +57,9 @@ export class HoldKeeper {
   /** The last error the loop met (Redis away): it goes on and tries again. */
   lastError: Error | undefined;
 
+  /** Where task requests go (none: they are refused). */
+  onTask: ((request: string) => void) | undefined;
+
   constructor(directory: Directory, store: NativeStore, nodeNumber: number) {
     this.#directory = directory;
     this.#store = store;
@@ -94,14 +99,16 @@ export class HoldKeeper {
 
   /** Handles one request of the list (see the module's doc). */
   async handle(request: string): Promise<void> {
+    if (request.startsWith("t ")) return this.onTask?.(request);
     const [verb, subject, holder] = [request[0], ...request.slice(1).trim().split(" ")];
-    if (verb === "+") this.#hold(subject, holder);
+    if (verb === "+") this.hold(subject, holder);
     else if (verb === "-") this.#release(subject, holder);
     else if (verb === "x") this.#releaseHolder(subject);
     else if (verb === "m") await this.#directory.putListing(subject, this.#listing());
   }
 
-  #hold(hex: string, holder: string): void {
+  /** Holds object `hex` of this node for `holder` (a no-op if it is gone). */
+  hold(hex: string, holder: string): void {
     const holders = this.#held.get(hex);
     if (holders !== undefined) {
       holders.add(holder);
@@ -159,7 +166,7 @@ export class HoldKeeper {
   #takePending(): void {
     for (const [hex, waiting] of [...this.#pending]) {
       this.#pending.delete(hex);
-      for (const holder of waiting) this.#hold(hex, holder);
+      for (const holder of waiting) this.hold(hex, holder);
     }
   }
 

@@ -1,13 +1,13 @@
 /**
  * A task's failure, stored in place of its return values so that `get` of any of them throws:
  * `TaskError` for an error the task threw, `WorkerCrashedError` when its worker died and
- * retries ran out, `TaskCancelledError` after `cancel`.
+ * retries ran out, `NodeDiedError` when its node did, `TaskCancelledError` after `cancel`.
  */
 import { registerSerializer } from "../codec/mod.ts";
-import { type ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
+import { NodeDiedError, type ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
 import type { RemoteErrorInfo } from "./protocol.ts";
 
-export type FailureKind = "error" | "crash" | "cancel";
+export type FailureKind = "error" | "crash" | "node" | "cancel";
 
 export class TaskFailure {
   readonly kind: FailureKind;
@@ -27,6 +27,8 @@ export class TaskFailure {
     switch (this.kind) {
       case "crash":
         return new WorkerCrashedError(`${this.task}: ${message}`);
+      case "node":
+        return new NodeDiedError(`${this.task}: ${message}`);
       case "cancel":
         return new TaskCancelledError(`${this.task} was cancelled`);
       default: {

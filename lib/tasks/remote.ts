@@ -4,11 +4,13 @@
  */
 import { registerSerializer as registerInCodec } from "../codec/mod.ts";
 import { ObjectRef } from "../object_ref.ts";
+import { ObjstoreError } from "../errors.ts";
 import { session } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
 import { Scheduler } from "./scheduler.ts";
 import { sourceOf } from "./source.ts";
-import type { FunctionRecord, Submitter } from "./submitter.ts";
+import type { FunctionRecord, SubmitOptions, Submitter } from "./submitter.ts";
+import { checkScheduling, type Scheduling } from "../cluster/placement.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -32,8 +34,15 @@ export interface ModuleFunction {
 export interface TaskOptions {
   /** How many refs `.remote()` returns; with more than 1 the function returns an array of that length. */
   numReturns?: number;
-  /** Retries when the worker dies mid-task (default 3). */
+  /** Retries when the worker (or in a cluster, the node) dies mid-task (default 3). */
   maxRetries?: number;
+  /**
+   * In a cluster, where it runs: `"DEFAULT"` (this node while the driver has workers, else
+   * another), `"SPREAD"` (round robin over the nodes with workers), or `{ nodeId, soft }` (that
+   * node, by id or store name; if it is not alive a hard affinity fails at once, a soft one
+   * runs elsewhere). Ignored outside a cluster.
+   */
+  scheduling?: Scheduling;
 }
 
 /** A function that runs in a worker process: `.remote(...args)` returns refs at once. */
@@ -114,15 +123,16 @@ function functionRecord(target: AnyFunction | ModuleFunction): FunctionRecord {
   return { id: nextFunctionId++, name: spec.name, spec };
 }
 
-function checkOptions(options: TaskOptions, current: { numReturns: number; maxRetries: number }) {
+function checkOptions(options: TaskOptions, current: SubmitOptions): SubmitOptions {
   const numReturns = options.numReturns ?? current.numReturns;
   const maxRetries = options.maxRetries ?? current.maxRetries;
   if (!Number.isInteger(numReturns) || numReturns < 1) throw new TypeError(`options: numReturns must be a whole number ≥ 1, got ${options.numReturns}`);
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new TypeError(`options: maxRetries must be a whole number ≥ 0, got ${options.maxRetries}`);
-  return { numReturns, maxRetries };
+  const scheduling = options.scheduling === undefined ? current.scheduling : checkScheduling(options.scheduling);
+  return { numReturns, maxRetries, scheduling };
 }
 
-function remoteFunction(record: FunctionRecord, settings: { numReturns: number; maxRetries: number }) {
+function remoteFunction(record: FunctionRecord, settings: SubmitOptions) {
   return {
     remote(...args: unknown[]) {
       const refs = scheduler().submit(record, args, settings);
@@ -170,6 +180,13 @@ registerInCodec(ActorHandleTarget, {
   serialize: (handle: ActorHandleTarget) => handle[actorIdKey],
   deserialize: (actorId: number) => actorHandle(actorId) as ActorHandleTarget,
 }, "@objstore/ActorHandle");
+
+/** @internal This driver's scheduler (a node's process runs other nodes' tasks through it). */
+export function localScheduler(): Scheduler {
+  const submitter = scheduler();
+  if (!(submitter instanceof Scheduler)) throw new ObjstoreError("localScheduler: this process is a worker");
+  return submitter;
+}
 
 /** Where this process's tasks go: the scheduler, started on the first remote call (a worker
  * forwards to its driver instead: worker_main.ts sets its session's tasks first). */

@@ -6,6 +6,11 @@
  *
  * A worker that dies mid-task is replaced and its tasks retried (`maxRetries`); after that their
  * results are `WorkerCrashedError` failures. Actors get a worker of their own, fed in call order.
+ *
+ * In a cluster, a task placed on another node (lib/cluster/placement.ts) is sent to that
+ * node's process (lib/cluster/remote_tasks.ts), which runs it on its workers under the return
+ * ids minted here for that node; a node that dies under it costs a retry elsewhere, then
+ * `NodeDiedError`.
  */
 import { setImmediate } from "node:timers";
 import { ObjstoreError } from "../errors.ts";
@@ -15,13 +20,15 @@ import { fromHex, ID_BYTES, toHex } from "../ids.ts";
 import { acquireFinished } from "../object_ref.ts";
 import { Presence } from "../store/status.ts";
 import { type FailureKind, TaskFailure } from "./failure.ts";
-import { encodeRun, type FromWorker, type FunctionSpec } from "./protocol.ts";
+import { encodeRun, type FromWorker, type FunctionSpec, type WireArguments } from "./protocol.ts";
 import { RunTimes } from "./run_times.ts";
 import { shippedSerializers } from "./serializers.ts";
 import { type Actor, noRefs, packArguments, storeFailure, Task } from "./task.ts";
 import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { SPIN_MICROS } from "../spin_backoff.ts";
+import { RemoteTasks } from "../cluster/remote_tasks.ts";
+import { placeTask, type Scheduling } from "../cluster/placement.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -55,6 +62,10 @@ export class Scheduler implements Submitter {
   /** Functions workers submitted, by "<pid>:<their id>". */
   readonly #workerFunctions = new Map<string, FunctionRecord>();
   readonly #runTimes = new RunTimes();
+  /** Tasks out on other nodes of the cluster, by task number. */
+  readonly #remoteTasks = new Map<number, Task>();
+  #remote: RemoteTasks | undefined;
+  #placements = 0;
   #nextTask = 1;
   #nextActor = 1;
   #closing = false;
@@ -69,10 +80,39 @@ export class Scheduler implements Submitter {
 
   /** Submits `fn(...args)`; returns the refs of its results at once. */
   submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[] {
-    if (this.#numWorkers === 0) throw new ObjstoreError(`${fn.name}.remote(): init({ numWorkers: 0 }) has no workers to run tasks`);
-    const task = this.#newTask(fn.name, { fn }, args, options.numReturns, options.maxRetries);
-    this.#whenArgumentsReady(task, () => this.#enqueue(task));
+    const scheduling = options.scheduling ?? "DEFAULT";
+    const node = this.#placement(scheduling, new Set());
+    if (node === undefined && this.#numWorkers === 0) throw new ObjstoreError(`${fn.name}.remote(): init({ numWorkers: 0 }) has no workers to run tasks`);
+    const task = this.#newTask(fn.name, { fn }, args, options.numReturns, options.maxRetries, node);
+    if (node === undefined) {
+      this.#whenArgumentsReady(task, () => this.#enqueue(task));
+    } else {
+      task.node = node;
+      task.scheduling = scheduling;
+      this.#whenArgumentsReady(task, () => this.#sendToNode(task));
+    }
     return this.#returnRefs(task);
+  }
+
+  /**
+   * @internal Runs a task another node's driver sent here (lib/tasks/node_executor.ts) on this
+   * process's workers, storing its results under `returnIds`; returns refs to them.
+   */
+  runFor(fn: FunctionRecord, args: WireArguments, returnIds: Uint8Array[], retries: number): ObjectRef[] {
+    const task = this.#register(new Task(this.#nextTask++, fn.name, { fn }, { wire: args, ref: undefined }, noRefs, returnIds, retries));
+    this.#enqueue(task);
+    return this.#returnRefs(task);
+  }
+
+  /** The node to run a task on in a cluster, or undefined for this process's own workers. */
+  #placement(scheduling: Scheduling, excluded: ReadonlySet<number>): number | undefined {
+    const cluster = this.#session.cluster;
+    if (cluster === undefined) return undefined;
+    const local = { nodeNumber: cluster.node.nodeNumber, hasWorkers: this.#numWorkers > 0 };
+    // The common case needs no view of the cluster.
+    if (scheduling === "DEFAULT" && local.hasWorkers && excluded.size === 0) return undefined;
+    const node = placeTask(scheduling, cluster.nodesView(), local, this.#placements++, excluded);
+    return node === local.nodeNumber && local.hasWorkers ? undefined : node;
   }
 
   /** Starts an actor: its own worker process, constructing `cls` with `args`. */
@@ -138,6 +178,7 @@ export class Scheduler implements Submitter {
   /** Stops every worker: asks them to leave (stdin closes), then kills the ones that stay. */
   async close(): Promise<void> {
     this.#closing = true;
+    await this.#remote?.close();
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
     for (const w of workers) {
@@ -159,14 +200,15 @@ export class Scheduler implements Submitter {
     waitUntilDead(workers.map((w) => w.child.pid).filter((pid) => pid !== undefined), ABANDON_WAIT_MS);
   }
 
-  #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number): Task {
+  #newTask(name: string, target: { fn?: FunctionRecord; method?: string; actor?: Actor }, args: unknown[], numReturns: number, retries: number, node?: number): Task {
     let argRefs: ObjectRef[] | undefined;
     let heldRefs: ObjectRef[] | undefined;
     for (const a of args) if (a instanceof ObjectRef) (argRefs ??= []).push(this.#copyRef(a));
     const packed = packArguments(this.#session, args, (ref) => {
       if (!args.includes(ref)) (heldRefs ??= []).push(this.#copyRef(ref));
     });
-    const returnIds = numReturns === 1 ? [this.#session.newId()] : Array.from({ length: numReturns }, () => this.#session.newId());
+    const mint = () => node === undefined ? this.#session.newId() : this.#session.newIdOn(node);
+    const returnIds = numReturns === 1 ? [mint()] : Array.from({ length: numReturns }, mint);
     const task = this.#register(new Task(this.#nextTask++, name, target, packed, argRefs ?? noRefs, returnIds, retries));
     if (heldRefs !== undefined) task.heldRefs = heldRefs;
     return task;
@@ -331,6 +373,85 @@ export class Scheduler implements Submitter {
     worker.sendEncoded(encodeRun(task.id, { fn: fn.id }, task.args.wire, task.returnHex));
   }
 
+  #sendToNode(task: Task): void {
+    if (task.settled) return;
+    if (task.cancelled) return this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
+    const cluster = this.#session.cluster!;
+    this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
+      done: (id, attempt) => this.#remoteDone(id, attempt),
+      refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
+      nodesDied: (dead) => this.#nodesDied(dead),
+    });
+    const fn = task.fn!;
+    this.#remoteTasks.set(task.id, task);
+    this.#remote.send(task.node!, {
+      task: task.id,
+      attempt: task.attempt,
+      holder: cluster.borrows.holder,
+      fn: { id: fn.id, name: fn.name, spec: fn.spec },
+      args: task.args.wire,
+      returns: task.returnHex,
+    });
+    this.#updateKeepAlive();
+  }
+
+  /** The node a task was sent to stored its results: they are kept there for this process. */
+  #remoteDone(id: number, attempt: number): void {
+    const task = this.#remoteOut(id, attempt);
+    if (task === undefined) return;
+    const borrows = this.#session.cluster!.borrows;
+    const referenced = task.returnRefs.some((weak) => weak.deref() !== undefined);
+    const keep = () => task.returnIds.forEach((returnId, i) => borrows.keptOn(returnId, task.returnHex[i], task.node!, referenced));
+    // Results of another node: where the refs' holds go must be known before they are taken.
+    // Of this node: the refs hold them in this store once taken, and the keeper's hold goes.
+    if (task.node !== this.#session.nodeNumber) keep();
+    this.#complete(task);
+    if (task.node === this.#session.nodeNumber) keep();
+  }
+
+  #remoteRefused(id: number, attempt: number, errorName: string, why: string): void {
+    const task = this.#remoteOut(id, attempt);
+    if (task !== undefined) this.#fail(task, "error", { name: errorName, message: `node ${task.node} could not run it: ${why}`, stack: "" });
+  }
+
+  /** The task `id` as sent in try `attempt`, no longer out; undefined if that try is stale. */
+  #remoteOut(id: number, attempt: number): Task | undefined {
+    const task = this.#remoteTasks.get(id);
+    if (task === undefined || task.attempt !== attempt) return undefined;
+    this.#remoteTasks.delete(id);
+    this.#remote!.ended(task.node!);
+    return task.settled ? undefined : task;
+  }
+
+  /** Nodes died under tasks of this process: each is retried elsewhere while it has retries. */
+  #nodesDied(dead: ReadonlySet<number>): void {
+    for (const task of [...this.#remoteTasks.values()]) {
+      if (!dead.has(task.node!)) continue;
+      const died = task.node!;
+      this.#remoteOut(task.id, task.attempt);
+      if (task.settled) continue;
+      if (task.cancelled) {
+        this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
+        continue;
+      }
+      if (task.retriesLeft-- <= 0) {
+        this.#fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and it has no retries left`, stack: "" });
+        continue;
+      }
+      let node: number | undefined;
+      try {
+        node = this.#placement(task.scheduling ?? "DEFAULT", dead);
+      } catch (error) {
+        this.#fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and ${(error as Error).message}`, stack: "" });
+        continue;
+      }
+      task.attempt += 1;
+      task.node = node;
+      if (node === undefined) this.#enqueue(task);
+      else this.#sendToNode(task);
+    }
+  }
+
   #pumpActor(actor: Actor): void {
     while (actor.queue.length > 0 && actor.worker.ready) {
       const head = actor.queue[0];
@@ -409,6 +530,7 @@ export class Scheduler implements Submitter {
 
   /** Stores `failure` as every return of the task, which ends it. */
   #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
+    if (this.#remoteTasks.get(task.id) === task) this.#remoteOut(task.id, task.attempt);
     storeFailure(this.#session, task, new TaskFailure(kind, error, task.name));
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, true);

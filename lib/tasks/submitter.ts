@@ -6,6 +6,7 @@
 import type { ObjectRef } from "../object_ref.ts";
 import type { TasksOfSession } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
+import type { Scheduling } from "../cluster/placement.ts";
 
 /** A function or class made remote, as the process that submits it numbers it. */
 export interface FunctionRecord {
@@ -18,6 +19,8 @@ export interface FunctionRecord {
 export interface SubmitOptions {
   numReturns: number;
   maxRetries: number;
+  /** Where it runs in a cluster (default "DEFAULT"). */
+  scheduling?: Scheduling;
 }
 
 /** A custom serializer as shipped to workers: the class and both functions by their source. */

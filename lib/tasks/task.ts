@@ -11,6 +11,7 @@ import type { Session } from "../session.ts";
 import { describeError, type TaskFailure } from "./failure.ts";
 import { isInlineable, type WireArguments } from "./protocol.ts";
 import type { FunctionRecord } from "./submitter.ts";
+import type { Scheduling } from "../cluster/placement.ts";
 import type { WorkerProcess } from "./worker_process.ts";
 
 /** An actor: an instance of a remote class in a worker process of its own, fed in call order. */
@@ -45,6 +46,11 @@ export class Task {
   readonly returnRefs: WeakRef<ObjectRef>[] = [];
   retriesLeft: number;
   worker: WorkerProcess | undefined;
+  /** In a cluster: the node it was sent to, when not this process's workers; and which try. */
+  node: number | undefined;
+  attempt = 0;
+  /** How it was placed in a cluster (placed again the same way after its node died). */
+  scheduling: Scheduling | undefined;
   /** The worker that submitted this task from inside one of its own, if any. */
   requester: WorkerProcess | undefined;
   /** Counted in its worker's `slowInFlight`. */

@@ -1,0 +1,75 @@
+/**
+ * Tasks across the nodes of a cluster on this machine (issue 14, first part): a driver with no
+ * workers of its own places tasks on the nodes' processes, spread, by affinity, or by default;
+ * a chain of tasks passes its bytes from node to node and reads them back exact, leaving
+ * nothing behind; a node killed under a task costs a retry elsewhere; a node with another
+ * token runs nothing and says so.
+ */
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { openRequest, RefusedRequest, signRequest } from "../lib/cluster/task_requests.ts";
+import { test } from "./harness.ts";
+import { type Child, currentRuntime, uniqueStoreName } from "./helpers.ts";
+import { cleanUp, clusterObjects, eventuallyAsync, putOn, release, runTasksDriver, startNode, startTasksDriver } from "./cluster_helpers.ts";
+
+test("task requests: signed with the token they open; another token, a changed byte or garbage is refused", () => {
+  const request = { task: 7, attempt: 0, holder: "p:1:2:x", fn: { id: 1, name: "f", spec: { kind: "source", source: "() => 1" } }, args: [1], returns: ["ab".repeat(28)] };
+  const text = signRequest("secret", request);
+  assert.deepEqual(openRequest("secret", text), request);
+  const other = openRequest("another", text);
+  assert.ok(other instanceof RefusedRequest);
+  assert.match(other.message, /not signed with this cluster's token/);
+  assert.deepEqual(other.replyTo, { holder: "p:1:2:x", task: 7, attempt: 0 }, "whom to tell it was refused");
+  const changed = text.replace('"args":[1]', '"args":[2]');
+  assert.ok(openRequest("secret", changed) instanceof RefusedRequest, "the body is what is signed");
+  assert.ok(openRequest("secret", `t ${"0".repeat(64)} {}`) instanceof RefusedRequest);
+  assert.ok(openRequest("secret", "t nonsense") instanceof RefusedRequest);
+  assert.equal(Buffer.byteLength(text) < 1000, true);
+});
+
+test(`cluster tasks: placed spread, by affinity and by default on the nodes; a chain across nodes reads back exact and leaves nothing; a wrong token runs nothing (${currentRuntime})`, async () => {
+  const names = ["a", "b", "c"].map((n) => uniqueStoreName(`tasks-${n}`));
+  const children: Child[] = [];
+  try {
+    for (const name of names) children.push(await startNode(name, 1));
+    const spread = (await runTasksDriver(names[0], "spread", "6")).split(" ");
+    assert.equal(spread[0], "ran");
+    assert.deepEqual(new Set(spread.slice(1)), new Set(names), `SPREAD reached every node: ${spread.join(" ")}`);
+    assert.equal(await runTasksDriver(names[0], "affinity", names[2], "hard"), `ran ${names[2]}`);
+    assert.match(await runTasksDriver(names[0], "affinity", "no-such-node", "hard"), /^error ObjstoreError: scheduling: node no-such-node is not a node of the cluster; nodes that can run tasks: .*\(or pass soft: true/);
+    assert.match(await runTasksDriver(names[0], "affinity", "no-such-node", "soft"), new RegExp(`^ran (${names.join("|")})$`));
+
+    // B's bytes through C, A, B and C again: each step on its node, reading the last one's result.
+    const onB = await putOn(names[1], 1024 * 1024 + 3);
+    children.push(onB.child);
+    const [word, length, sum, expectedLength, expectedSum] = (await runTasksDriver(names[0], "chain", onB.bytesHex, names[2], names[0], names[1], names[2])).split(" ");
+    assert.deepEqual([word, length, sum], ["chain", expectedLength, expectedSum]);
+    await release(onB.child);
+    await eventuallyAsync(async () => (await clusterObjects()).objects.length === 0, 10_000, "every intermediate result and the bytes gone from the cluster");
+
+    // A node started with another token is a node of the directory, but runs nothing it is sent.
+    const stranger = uniqueStoreName("tasks-stranger");
+    names.push(stranger);
+    children.push(await startNode(stranger, 1, "not-the-cluster-token"));
+    assert.match(await runTasksDriver(names[0], "affinity", stranger, "hard"), /^error TaskError: .*ClusterAuthError: node \d+ could not run it: the task request is not signed with this cluster's token/);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 180_000 });
+
+test(`cluster tasks: a node killed under a task is seen dead and the task runs again on another node (${currentRuntime})`, async () => {
+  const names = ["a", "b"].map((n) => uniqueStoreName(`death-${n}`));
+  const children: Child[] = [];
+  try {
+    for (const name of names) children.push(await startNode(name, 1));
+    const driver = startTasksDriver(names[0], "slow", names[1], "4000");
+    children.push(driver);
+    assert.equal(await driver.line(), "started");
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // the task runs on B now
+    children[1].kill();
+    assert.equal(await driver.line(), `ran ${names[0]}`, "retried on A once B was seen dead");
+    assert.equal((await driver.exited).code, 0);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 120_000 });
