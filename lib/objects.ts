@@ -401,7 +401,9 @@ function isReady(s: Session, ref: ObjectRef, lost: Set<ObjectRef>, fetchDeadline
   const presence = s.store.contains(ref.bytes);
   const cluster = s.cluster;
   if (presence === Presence.absent && cluster?.mayHoldElsewhere(ref.bytes) && !lost.has(ref) && fetchDeadline !== undefined) {
-    cluster.fetch(ref.bytes, ref.id, fetchDeadline - Date.now()).catch(() => lost.add(ref));
+    cluster.fetch(ref.bytes, ref.id, fetchDeadline - Date.now()).catch(() => {
+      if (!s.tasks()?.rebuild?.(ref)) lost.add(ref);
+    });
     return false;
   }
   // A lost object is "ready": its get fails at once instead of waiting forever, as in Ray.

@@ -77,7 +77,14 @@ export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number
 async function fetchFromCluster(s: Session, ref: ObjectRef, getDeadlineMs: number): Promise<NextStep> {
   const cluster = s.cluster;
   if (cluster === undefined || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) return "wait";
-  const here = await cluster.fetch(ref.bytes, ref.id, getDeadlineMs - Date.now());
+  let here: boolean;
+  try {
+    here = await cluster.fetch(ref.bytes, ref.id, getDeadlineMs - Date.now());
+  } catch (error) {
+    // Lost with its node: the task that made it may run again (lineage), and get waits for it.
+    if (error instanceof ObjectLostError && s.tasks()?.rebuild?.(ref)) return "get again";
+    throw error;
+  }
   return here ? "get again" : "wait";
 }
 

@@ -16,7 +16,7 @@ import { loadLibrary } from "./ffi/load.ts";
 import type { Library } from "./ffi/load.ts";
 import { setRefOwner } from "./object_ref.ts";
 import { forgetHoldings, releaseDroppedRefs } from "./dropped_refs.ts";
-import type { RefOwner } from "./object_ref.ts";
+import type { ObjectRef, RefOwner } from "./object_ref.ts";
 import { NativeStore } from "./store/native_store.ts";
 import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
 import { ClusterClient, findLocalNode } from "./cluster/cluster.ts";
@@ -55,6 +55,11 @@ export interface TasksOfSession {
   close(): Promise<void>;
   /** The process is exiting (no event loop turns again): ends what it started, synchronously. */
   abandon(): void;
+  /**
+   * In a cluster: `ref`'s object is lost with its node; true if the task that made it runs
+   * again (`ref.producer` is set: a get waits for it), false if nothing can make it again.
+   */
+  rebuild?(ref: ObjectRef): boolean;
 }
 
 /** What a session is made with beyond its store and options. */

@@ -57,6 +57,30 @@ test(`cluster tasks: placed spread, by affinity and by default on the nodes; a c
   }
 }, { timeoutMs: 180_000 });
 
+test(`cluster tasks: a result lost with its node is made again by its task (lineage), also as another task's argument (${currentRuntime})`, async () => {
+  const names = ["a", "b", "c"].map((n) => uniqueStoreName(`lineage-${n}`));
+  const children: Child[] = [];
+  try {
+    for (const name of names) children.push(await startNode(name, 1));
+    const driver = startTasksDriver(names[0], "lineage", names[1], names[2]);
+    children.push(driver);
+    // Each checksum is "<length> <sum>".
+    const first = (await driver.line()).split(" ");
+    assert.equal(first[0], "first");
+    assert.deepEqual(first.slice(1, 3), first.slice(3, 5));
+    children[1].kill(); // B, which holds the only copy of Y
+    await children[1].exited;
+    driver.send("go");
+    const after = (await driver.line()).split(" ");
+    assert.equal(after[0], "after", after.join(" "));
+    assert.deepEqual(after.slice(1, 3), after.slice(3, 5), "Y made again, byte-exact");
+    assert.deepEqual(after.slice(5, 7), after.slice(7, 9), "a new task over Y on C reads the rebuilt Y");
+    assert.equal((await driver.exited).code, 0);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 120_000 });
+
 test(`cluster tasks: a node killed under a task is seen dead and the task runs again on another node (${currentRuntime})`, async () => {
   const names = ["a", "b"].map((n) => uniqueStoreName(`death-${n}`));
   const children: Child[] = [];

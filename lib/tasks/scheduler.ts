@@ -37,6 +37,14 @@ import { placeTask, type Scheduling } from "../cluster/placement.ts";
  */
 const IN_FLIGHT_QUICK = 64;
 const IN_FLIGHT_OTHER = 4;
+/**
+ * What the lineage of tasks run on other nodes may cost, at most (Ray's `max_lineage_bytes`,
+ * 1 GiB there): past it, the oldest tasks are let go, and their results become ones that
+ * cannot be rebuilt.
+ */
+const LINEAGE_MAX_BYTES = 64 * 1024 * 1024;
+/** How often the lineage of results no ref reaches any longer is let go. */
+const LINEAGE_SWEEP_MS = 2000;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
 /** How long an exiting driver waits for the workers it killed to be dead. */
@@ -66,6 +74,11 @@ export class Scheduler implements Submitter {
   readonly #remoteTasks = new Map<number, Task>();
   #remote: RemoteTasks | undefined;
   #placements = 0;
+  /** Finished tasks run on other nodes, by the hex of each return: what rebuilds a result lost
+   * with its node. In the order they finished (the oldest go first past the bound). */
+  readonly #lineage = new Map<string, Task>();
+  #lineageBytes = 0;
+  #lineageSweep: ReturnType<typeof setInterval> | undefined;
   #nextTask = 1;
   #nextActor = 1;
   #closing = false;
@@ -178,6 +191,8 @@ export class Scheduler implements Submitter {
   /** Stops every worker: asks them to leave (stdin closes), then kills the ones that stay. */
   async close(): Promise<void> {
     this.#closing = true;
+    clearInterval(this.#lineageSweep);
+    for (const task of new Set(this.#lineage.values())) this.#dropLineage(task);
     await this.#remote?.close();
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
@@ -405,6 +420,7 @@ export class Scheduler implements Submitter {
     // Results of another node: where the refs' holds go must be known before they are taken.
     // Of this node: the refs hold them in this store once taken, and the keeper's hold goes.
     if (task.node !== this.#session.nodeNumber) keep();
+    if (task.retriesLeft > 0 && task.fn !== undefined) this.#keepLineage(task);
     this.#complete(task);
     if (task.node === this.#session.nodeNumber) keep();
   }
@@ -421,6 +437,87 @@ export class Scheduler implements Submitter {
     this.#remoteTasks.delete(id);
     this.#remote!.ended(task.node!);
     return task.settled ? undefined : task;
+  }
+
+  #keepLineage(task: Task): void {
+    task.keepsArguments = true;
+    for (const hex of task.returnHex) this.#lineage.set(hex, task);
+    this.#lineageBytes += task.lineageBytes;
+    for (const oldest of this.#lineage.values()) {
+      if (this.#lineageBytes <= LINEAGE_MAX_BYTES) break;
+      this.#dropLineage(oldest);
+    }
+    if (this.#lineageSweep === undefined) {
+      this.#lineageSweep = setInterval(() => this.#sweepLineage(), LINEAGE_SWEEP_MS);
+      this.#session.library.shim.unrefTimer(this.#lineageSweep);
+    }
+  }
+
+  #dropLineage(task: Task): void {
+    for (const hex of task.returnHex) this.#lineage.delete(hex);
+    this.#lineageBytes -= task.lineageBytes;
+    task.keepsArguments = false;
+    if (task.settled) task.releaseArguments();
+  }
+
+  /** Lets go of the lineage of results no ref of this process reaches any longer. */
+  #sweepLineage(): void {
+    for (const task of new Set(this.#lineage.values())) {
+      if (task.settled && !task.returnRefs.some((weak) => weak.deref() !== undefined)) this.#dropLineage(task);
+    }
+    if (this.#lineage.size === 0) {
+      clearInterval(this.#lineageSweep);
+      this.#lineageSweep = undefined;
+    }
+  }
+
+  /**
+   * `ref`'s object was lost with the node that made it: runs its task again (its arguments
+   * made by tasks on nodes that are gone are rebuilt first), if its lineage is kept and it has
+   * retries left. True if `ref` now waits for it.
+   */
+  rebuild(ref: ObjectRef): boolean {
+    const task = this.#lineage.get(ref.id);
+    if (task === undefined || this.#closing) return false;
+    if (!task.settled) {
+      this.#waitFor(task, ref);
+      return true;
+    }
+    if (task.retriesLeft <= 0) return false;
+    task.retriesLeft -= 1;
+    task.unsettle();
+    task.attempt += 1;
+    for (const weak of task.returnRefs) {
+      const live = weak.deref();
+      if (live !== undefined) live.producer = task;
+    }
+    this.#waitFor(task, ref);
+    this.#register(task);
+    let node: number | undefined;
+    try {
+      node = this.#placement(task.scheduling ?? "DEFAULT", new Set());
+    } catch (error) {
+      this.#fail(task, "node", { name: "NodeDiedError", message: `its result was lost with its node, and ${(error as Error).message}`, stack: "" });
+      return true;
+    }
+    task.node = node;
+    for (const arg of task.argRefs) this.#rebuildIfGone(arg);
+    this.#whenArgumentsReady(task, () => node === undefined ? this.#enqueue(task) : this.#sendToNode(task));
+    return true;
+  }
+
+  #waitFor(task: Task, ref: ObjectRef): void {
+    if (ref.producer === task) return;
+    ref.producer = task;
+    task.returnRefs.push(new WeakRef(ref));
+  }
+
+  /** Rebuilds `arg` if the task that made it ran on a node that is no longer alive. */
+  #rebuildIfGone(arg: ObjectRef): void {
+    const producer = this.#lineage.get(arg.id);
+    if (producer === undefined || !producer.settled || producer.node === undefined) return;
+    const alive = this.#session.cluster!.nodesView().some((node) => node.alive && node.nodeNumber === producer.node);
+    if (!alive && this.#session.store.contains(arg.bytes) === Presence.absent) this.rebuild(arg);
   }
 
   /** Nodes died under tasks of this process: each is retried elsewhere while it has retries. */

@@ -61,6 +61,8 @@ export class Task {
   readonly runKey: string;
   cancelled = false;
   settled = false;
+  /** Its arguments outlive it: its results may have to be made again (lineage, in a cluster). */
+  keepsArguments = false;
   #done: Promise<void> | undefined;
   #resolve: (() => void) | undefined;
 
@@ -95,10 +97,27 @@ export class Task {
   settle(): void {
     this.settled = true;
     this.spinMicros = 0;
+    if (!this.keepsArguments) this.releaseArguments();
+    this.#resolve?.();
+  }
+
+  /** Lets go of the arguments (the task ended, or its lineage was let go). */
+  releaseArguments(): void {
     this.args.ref?.[Symbol.dispose]();
     for (const ref of this.argRefs) ref[Symbol.dispose]();
     for (const ref of this.heldRefs) ref[Symbol.dispose]();
-    this.#resolve?.();
+  }
+
+  /** Runs again (its results were lost): unsettled, with a fresh `done`. */
+  unsettle(): void {
+    this.settled = false;
+    this.#done = undefined;
+    this.#resolve = undefined;
+  }
+
+  /** A rough size of what keeping it costs, for the lineage's bound. */
+  get lineageBytes(): number {
+    return 256 + 64 * this.returnIds.length + (typeof this.args.wire === "string" ? this.args.wire.length : JSON.stringify(this.args.wire).length);
   }
 }
 
