@@ -25,7 +25,7 @@ commands:
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
   start --address URL [--token T] [--node-ip IP] [--port N] [--object-store-memory BYTES]
-        [--num-workers N] [--store NAME]
+        [--num-workers N] [--resources JSON] [--store NAME]
                                    start a node of the cluster whose directory (Redis) is at URL
                                    (redis://[:PASSWORD@]HOST:PORT); it runs until stopped. The
                                    token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret
@@ -46,7 +46,7 @@ interface Invocation {
   values: Record<string, string>;
 }
 
-const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--store"];
+const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--resources", "--store"];
 
 /** Options each command takes, and whether it takes a store name operand. */
 const COMMANDS = {
@@ -303,6 +303,23 @@ function wholeNumber(text: string | undefined, option: string, max: number): num
   return value;
 }
 
+/** `--resources '{"GPU": 2}'`: custom resources a node declares, checked. */
+function resourcesOption(text: string): Record<string, number> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new UsageError(`--resources must be a JSON object of names to amounts, e.g. '{"GPU": 2}', got ${shown(text)}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--resources must be a JSON object of names to amounts, e.g. '{"GPU": 2}', got ${shown(text)}`);
+  }
+  for (const [name, amount] of Object.entries(parsed)) {
+    if (typeof amount !== "number" || !(amount >= 0) || !Number.isFinite(amount)) throw new UsageError(`--resources: ${name} must be an amount ≥ 0, got ${shown(String(amount))}`);
+  }
+  return parsed as Record<string, number>;
+}
+
 /** `objstore start`: runs a node until SIGINT, SIGTERM or `objstore stop`. */
 async function startNode(invocation: Invocation, print: (line: string) => void): Promise<number> {
   const values = invocation.values;
@@ -323,6 +340,7 @@ async function startNode(invocation: Invocation, print: (line: string) => void):
     port: wholeNumber(values.port, "--port", 65535),
     objectStoreMemory: wholeNumber(values.objectStoreMemory, "--object-store-memory", Number.MAX_SAFE_INTEGER),
     numWorkers: wholeNumber(values.numWorkers, "--num-workers", 63),
+    resources: values.resources === undefined ? undefined : resourcesOption(values.resources),
     storeName: invocation.store,
   });
   const f = node.file;

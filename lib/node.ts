@@ -35,6 +35,8 @@ export interface NodeOptions {
   port?: number;
   objectStoreMemory?: number;
   numWorkers?: number;
+  /** Custom resources tasks may ask for (`resources: { name: amount }`), e.g. `{ GPU: 2 }`. */
+  resources?: Record<string, number>;
   storeName?: string;
   /** How often the node says it is alive; it is dead after three beats missed. */
   heartbeatMs?: number;
@@ -51,6 +53,7 @@ export class ClusterNode {
   readonly #beat: ReturnType<typeof setInterval>;
   /** Keeps this node's objects for the holders on other nodes (lib/cluster/holds.ts). */
   readonly #keeper: HoldKeeper;
+  readonly #executor: NodeExecutor;
   #stopping: Promise<void> | undefined;
 
   private constructor(file: NodeFile, directory: Directory, endpoint: TransferEndpoint, server: TransferServer, heartbeatMs: number) {
@@ -60,6 +63,7 @@ export class ClusterNode {
     this.#server = server;
     this.#keeper = new HoldKeeper(directory, session().store, file.nodeNumber);
     const executor = new NodeExecutor(localScheduler(), this.#keeper, directory, file.token, file.nodeNumber);
+    this.#executor = executor;
     this.#keeper.onTask = (request) => executor.handle(request);
     this.#keeper.start();
     // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
@@ -95,7 +99,7 @@ export class ClusterNode {
         startedMs: Date.now(),
         capacityBytes: stats.capacityBytes,
         numWorkers,
-        resources: {},
+        resources: options.resources ?? {},
       }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: numWorkers, heartbeatMs: Date.now() }, 3 * heartbeatMs);
       const file: NodeFile = {
         storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
@@ -119,6 +123,7 @@ export class ClusterNode {
       usedBytes: stats.usedBytes,
       objectCount: stats.objectCount,
       workers: session().options.numWorkers,
+      running: this.#executor.running,
       heartbeatMs: Date.now(),
     }, 3 * heartbeatMs);
   }

@@ -20,10 +20,10 @@ const tasksDriver = path.join(root, "tests", "fixtures", "cluster_tasks_driver.t
 export const clusterToken = `cluster-test-${randomBytes(8).toString("hex")}`;
 
 /** Starts a node with store `storeName` (128 MiB, `numWorkers` workers, this run's token). */
-export async function startNode(storeName: string, numWorkers = 0, token = clusterToken): Promise<Child> {
+export async function startNode(storeName: string, numWorkers = 0, token = clusterToken, extra: string[] = []): Promise<Child> {
   const child = start(currentRuntime, cli, [
     "start", "--address", redisUrl(), "--store", storeName, "--token", token,
-    "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", String(numWorkers),
+    "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", String(numWorkers), ...extra,
   ]);
   assert.match(await child.line(), /started: store/);
   return child;

@@ -31,13 +31,17 @@ test(`cluster tasks: placed spread, by affinity and by default on the nodes; a c
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`tasks-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name, 1));
+    children.push(await startNode(names[0], 1), await startNode(names[1], 1), await startNode(names[2], 2, undefined, ["--resources", '{"GPU": 1}']));
     const spread = (await runTasksDriver(names[0], "spread", "6")).split(" ");
     assert.equal(spread[0], "ran");
     assert.deepEqual(new Set(spread.slice(1)), new Set(names), `SPREAD reached every node: ${spread.join(" ")}`);
     assert.equal(await runTasksDriver(names[0], "affinity", names[2], "hard"), `ran ${names[2]}`);
-    assert.match(await runTasksDriver(names[0], "affinity", "no-such-node", "hard"), /^error ObjstoreError: scheduling: node no-such-node is not a node of the cluster; nodes that can run tasks: .*\(or pass soft: true/);
+    assert.match(await runTasksDriver(names[0], "affinity", "no-such-node", "hard"), /^error ObjstoreError: anonymous\.remote\(\): scheduling: node no-such-node is not a node of the cluster; nodes that can run it: .*\(or pass soft: true/);
     assert.match(await runTasksDriver(names[0], "affinity", "no-such-node", "soft"), new RegExp(`^ran (${names.join("|")})$`));
+    // What a task asks for: only C has a GPU and two workers; nobody has two GPUs.
+    assert.equal(await runTasksDriver(names[0], "needs", '{"resources": {"GPU": 1}}'), `ran ${names[2]}`);
+    assert.equal(await runTasksDriver(names[0], "needs", '{"numCpus": 2}'), `ran ${names[2]}`);
+    assert.match(await runTasksDriver(names[0], "needs", '{"resources": {"GPU": 2}}'), /^error ObjstoreError: anonymous\.remote\(\): no node of the cluster can run this task: it needs numCpus 1, GPU 2; .* lacks GPU 2 \(it has 1\)/);
 
     // B's bytes through C, A, B and C again: each step on its node, reading the last one's result.
     const onB = await putOn(names[1], 1024 * 1024 + 3);

@@ -63,6 +63,16 @@ test("numReturns: a task returns several refs", () =>
     assert.throws(() => os.remote((n: number) => n).options({ numReturns: 0 }), /numReturns/);
   }), { timeoutMs: 60_000 });
 
+test("a task asking for more than this machine has fails at once, naming what is missing; scheduling is ignored without a cluster", () =>
+  withCluster(async () => {
+    const where = os.remote(() => 1);
+    assert.throws(() => where.options({ resources: { GPU: 1 } }).remote(), /anonymous\.remote\(\): no node can run it: this one lacks GPU 1 \(it has 0\)/);
+    assert.throws(() => where.options({ numCpus: 3 }).remote(), /lacks numCpus 3 \(it has 2\)/);
+    assert.throws(() => where.options({ resources: { GPU: -1 } }), /resources\.GPU must be an amount ≥ 0/);
+    assert.throws(() => where.options({ scheduling: "EVERYWHERE" as "SPREAD" }), /scheduling must be "DEFAULT", "SPREAD" or \{ nodeId/);
+    assert.equal(await os.get(where.options({ numCpus: 2, scheduling: "SPREAD" }).remote()), 1);
+  }), { timeoutMs: 60_000 });
+
 test("a task that throws stores TaskError; a task taking a failed ref fails the same way", () =>
   withCluster(async () => {
     const fails = os.remote(function explode(n: number) {

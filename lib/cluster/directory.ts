@@ -54,6 +54,8 @@ export interface NodeLoad {
   usedBytes: number;
   objectCount: number;
   workers: number;
+  /** Tasks it runs for drivers on other nodes now. */
+  running?: number;
   heartbeatMs: number;
 }
 

@@ -1,8 +1,13 @@
 /**
- * Where a task runs in a cluster, in Ray's words: `"DEFAULT"` (this node while it has workers,
- * else another), `"SPREAD"` (round robin over the nodes with workers), or node affinity
- * (`{ nodeId, soft }`: that node; if it is not alive, a soft affinity falls back to the
- * default and a hard one fails at once, naming the node).
+ * Where a task runs in a cluster, in Ray's words:
+ * - `"DEFAULT"`: the node holding the most bytes of its ref arguments (locality), else this
+ *   node while the driver's own workers keep up, else the least loaded node (spillback);
+ * - `"SPREAD"`: round robin over the nodes that can run it;
+ * - node affinity (`{ nodeId, soft }`): that node; if it cannot run it, a soft affinity falls
+ *   back to the default and a hard one fails at once, naming the node.
+ * Only nodes that have what the task asks for are considered (`numCpus`: a node has one per
+ * worker; custom `resources`, declared by `objstore start --resources`). A task no node can
+ * ever run fails at once, naming what is missing.
  */
 import { ObjstoreError } from "../errors.ts";
 import type { NodeStatus } from "./directory.ts";
@@ -10,12 +15,29 @@ import type { NodeStatus } from "./directory.ts";
 /** How a task is placed (`remote(fn).options({ scheduling })`). */
 export type Scheduling = "DEFAULT" | "SPREAD" | { nodeId: string; soft?: boolean };
 
+/** What a task asks of the node it runs on. */
+export interface Requirements {
+  /** Worker slots (default 1). */
+  numCpus: number;
+  /** Custom resources by name (default none). */
+  resources: Readonly<Record<string, number>>;
+}
+
+/** What placement knows of one task. */
+export interface Placing extends Requirements {
+  scheduling: Scheduling;
+  /** Bytes of its ref arguments each node holds (the node that made each), as far as known. */
+  argBytes: ReadonlyMap<number, number>;
+}
+
 /** What placement knows of the submitting process's own node. */
 export interface LocalNode {
   nodeNumber: number;
-  /** Whether the submitting process has workers of its own to run tasks here (else a task
-   * placed on this node goes to the node's process, as to any other node). */
-  hasWorkers: boolean;
+  /** The driver's own workers, which run tasks placed on this node (without any, a task
+   * placed here goes to the node's process, as to any other node). */
+  workers: number;
+  /** True while the driver's own workers have tasks waiting for them. */
+  saturated: boolean;
 }
 
 /** Checks a `scheduling` option; a TypeError names what is wrong. */
@@ -28,36 +50,75 @@ export function checkScheduling(scheduling: unknown): Scheduling {
   throw new TypeError(`options: scheduling must be "DEFAULT", "SPREAD" or { nodeId: string, soft?: boolean }, got ${JSON.stringify(scheduling)}`);
 }
 
+/** Checks `numCpus` and `resources` options; a TypeError names what is wrong. */
+export function checkRequirements(numCpus: unknown, resources: unknown): Requirements {
+  if (typeof numCpus !== "number" || !(numCpus >= 0) || !Number.isFinite(numCpus)) throw new TypeError(`options: numCpus must be a number ≥ 0, got ${numCpus}`);
+  if (typeof resources !== "object" || resources === null || Array.isArray(resources)) {
+    throw new TypeError(`options: resources must be an object of names to amounts, e.g. { GPU: 1 }, got ${JSON.stringify(resources)}`);
+  }
+  for (const [name, amount] of Object.entries(resources)) {
+    if (typeof amount !== "number" || !(amount >= 0) || !Number.isFinite(amount)) throw new TypeError(`options: resources.${name} must be an amount ≥ 0, got ${amount}`);
+  }
+  return { numCpus, resources: resources as Record<string, number> };
+}
+
+/** What `node` lacks of `needs`, in words; undefined if it has it all. */
+export function missing(needs: Requirements, cpus: number, resources: Readonly<Record<string, number>>): string | undefined {
+  if (needs.numCpus > cpus) return `numCpus ${needs.numCpus} (it has ${cpus})`;
+  for (const [name, amount] of Object.entries(needs.resources)) {
+    if (amount > (resources[name] ?? 0)) return `${name} ${amount} (it has ${resources[name] ?? 0})`;
+  }
+  return undefined;
+}
+
 /**
  * The node number to run a task on. `nodes` is the cluster as last seen; `turn` counts the
  * placements so far (for round robin); `excluded` are nodes the task must avoid (one that died
  * under it).
  */
-export function placeTask(scheduling: Scheduling, nodes: readonly NodeStatus[], local: LocalNode, turn: number, excluded: ReadonlySet<number> = new Set()): number {
-  const candidates = nodes.filter((n) => n.alive && !excluded.has(n.nodeNumber) && (n.numWorkers > 0 || (n.nodeNumber === local.nodeNumber && local.hasWorkers)))
-    .map((n) => n.nodeNumber);
-  if (local.hasWorkers && !excluded.has(local.nodeNumber) && !candidates.includes(local.nodeNumber)) candidates.push(local.nodeNumber);
-  candidates.sort((a, b) => a - b);
+export function placeTask(task: Placing, nodes: readonly NodeStatus[], local: LocalNode, turn: number, excluded: ReadonlySet<number> = new Set()): number {
+  const cpusOf = (n: NodeStatus) => n.nodeNumber === local.nodeNumber ? Math.max(local.workers, n.numWorkers) : n.numWorkers;
+  const alive = nodes.filter((n) => n.alive && !excluded.has(n.nodeNumber));
+  const able = alive.filter((n) => missing(task, cpusOf(n), n.resources) === undefined).sort((a, b) => a.nodeNumber - b.nodeNumber);
+  const scheduling = task.scheduling;
   if (typeof scheduling === "object") {
     const wanted = nodes.find((n) => n.nodeId === scheduling.nodeId || n.storeName === scheduling.nodeId);
-    if (wanted !== undefined && candidates.includes(wanted.nodeNumber)) return wanted.nodeNumber;
+    if (wanted !== undefined && able.includes(wanted)) return wanted.nodeNumber;
     if (!scheduling.soft) {
-      const why = wanted === undefined ? "is not a node of the cluster" : !wanted.alive ? "is not alive" : excluded.has(wanted.nodeNumber) ? "died under this task" : "has no workers";
-      throw new ObjstoreError(`scheduling: node ${scheduling.nodeId} ${why}; nodes that can run tasks: ${describe(nodes, candidates)} (or pass soft: true to run elsewhere)`);
+      const why = wanted === undefined
+        ? "is not a node of the cluster"
+        : !wanted.alive ? "is not alive" : excluded.has(wanted.nodeNumber) ? "died under this task" : `lacks ${missing(task, cpusOf(wanted), wanted.resources)}`;
+      throw new ObjstoreError(`scheduling: node ${scheduling.nodeId} ${why}; nodes that can run it: ${describe(able)} (or pass soft: true to run elsewhere)`);
     }
-    return placeTask("DEFAULT", nodes, local, turn, excluded);
   }
-  if (candidates.length === 0) {
-    throw new ObjstoreError(`no node of the cluster can run tasks: none alive has workers${excluded.size > 0 ? ` (nodes ${[...excluded].join(", ")} died under this task)` : ""}`);
-  }
-  if (scheduling === "DEFAULT" && candidates.includes(local.nodeNumber)) return local.nodeNumber;
-  return candidates[turn % candidates.length];
+  if (able.length === 0) throw new ObjstoreError(`no node of the cluster can run this task: ${infeasible(task, alive, cpusOf)}`);
+  if (scheduling === "SPREAD") return able[turn % able.length].nodeNumber;
+  return placeByDefault(task, able, local, turn);
 }
 
-function describe(nodes: readonly NodeStatus[], candidates: number[]): string {
-  if (candidates.length === 0) return "none";
-  return candidates.map((number) => {
-    const node = nodes.find((n) => n.nodeNumber === number);
-    return node === undefined ? `${number}` : `${node.nodeId} (${node.storeName})`;
-  }).join(", ");
+function placeByDefault(task: Placing, able: NodeStatus[], local: LocalNode, turn: number): number {
+  // Locality: the node holding the most argument bytes, if it can run the task.
+  let best: NodeStatus | undefined;
+  for (const node of able) {
+    const bytes = task.argBytes.get(node.nodeNumber) ?? 0;
+    if (bytes > 0 && (best === undefined || bytes > (task.argBytes.get(best.nodeNumber) ?? 0))) best = node;
+  }
+  if (best !== undefined) return best.nodeNumber;
+  const here = able.find((n) => n.nodeNumber === local.nodeNumber);
+  if (here !== undefined && local.workers > 0 && !local.saturated) return here.nodeNumber;
+  // Spillback: the least loaded node (tasks running per worker), in turn among equals.
+  const loadOf = (n: NodeStatus) => n.nodeNumber === local.nodeNumber && local.workers > 0 ? (local.saturated ? 1 : 0) : (n.load?.running ?? 0) / Math.max(1, n.numWorkers);
+  const least = Math.min(...able.map(loadOf));
+  const calm = able.filter((n) => loadOf(n) === least);
+  return calm[turn % calm.length].nodeNumber;
+}
+
+function infeasible(task: Requirements, alive: NodeStatus[], cpusOf: (n: NodeStatus) => number): string {
+  if (alive.length === 0) return "no node is alive";
+  const asks = [`numCpus ${task.numCpus}`, ...Object.entries(task.resources).map(([name, amount]) => `${name} ${amount}`)].join(", ");
+  return `it needs ${asks}; ${alive.map((n) => `${n.storeName} lacks ${missing(task, cpusOf(n), n.resources)}`).join("; ")}`;
+}
+
+function describe(nodes: readonly NodeStatus[]): string {
+  return nodes.length === 0 ? "none" : nodes.map((n) => `${n.nodeId} (${n.storeName})`).join(", ");
 }

@@ -10,7 +10,7 @@ import type { FunctionSpec } from "./protocol.ts";
 import { Scheduler } from "./scheduler.ts";
 import { sourceOf } from "./source.ts";
 import type { FunctionRecord, SubmitOptions, Submitter } from "./submitter.ts";
-import { checkScheduling, type Scheduling } from "../cluster/placement.ts";
+import { checkRequirements, checkScheduling, type Scheduling } from "../cluster/placement.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -43,6 +43,11 @@ export interface TaskOptions {
    * runs elsewhere). Ignored outside a cluster.
    */
   scheduling?: Scheduling;
+  /** Worker slots it needs on its node (default 1; a node has one per worker). */
+  numCpus?: number;
+  /** Custom resources it needs on its node, as nodes declare them with `objstore start
+   * --resources '{"GPU": 2}'`. A task no node can run fails at once, naming what is missing. */
+  resources?: Record<string, number>;
 }
 
 /** A function that runs in a worker process: `.remote(...args)` returns refs at once. */
@@ -129,7 +134,8 @@ function checkOptions(options: TaskOptions, current: SubmitOptions): SubmitOptio
   if (!Number.isInteger(numReturns) || numReturns < 1) throw new TypeError(`options: numReturns must be a whole number ≥ 1, got ${options.numReturns}`);
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new TypeError(`options: maxRetries must be a whole number ≥ 0, got ${options.maxRetries}`);
   const scheduling = options.scheduling === undefined ? current.scheduling : checkScheduling(options.scheduling);
-  return { numReturns, maxRetries, scheduling };
+  const { numCpus, resources } = checkRequirements(options.numCpus ?? current.numCpus ?? 1, options.resources ?? current.resources ?? {});
+  return { numReturns, maxRetries, scheduling, numCpus, resources };
 }
 
 function remoteFunction(record: FunctionRecord, settings: SubmitOptions) {

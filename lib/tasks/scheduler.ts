@@ -28,7 +28,8 @@ import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { SPIN_MICROS } from "../spin_backoff.ts";
 import { RemoteTasks } from "../cluster/remote_tasks.ts";
-import { placeTask, type Scheduling } from "../cluster/placement.ts";
+import { missing, type Placing, placeTask } from "../cluster/placement.ts";
+import { nodeNumberOf } from "../cluster/node_number.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -51,6 +52,9 @@ const WORKER_EXIT_WAIT_MS = 2000;
 const ABANDON_WAIT_MS = 1000;
 
 let driverFunctionIds = 1_000_000_000;
+
+/** How a task run locally is placed again after its results were lost. */
+const defaultPlacing: Placing = { scheduling: "DEFAULT", numCpus: 1, resources: {}, argBytes: new Map() };
 
 /** Ids for functions workers submit; apart from those `remote()` numbers in this process. */
 function nextDriverFunctionId(): number {
@@ -93,15 +97,25 @@ export class Scheduler implements Submitter {
 
   /** Submits `fn(...args)`; returns the refs of its results at once. */
   submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[] {
-    const scheduling = options.scheduling ?? "DEFAULT";
-    const node = this.#placement(scheduling, new Set());
+    const placing: Placing = {
+      scheduling: options.scheduling ?? "DEFAULT",
+      numCpus: options.numCpus ?? 1,
+      resources: options.resources ?? {},
+      argBytes: this.#argBytes(args),
+    };
+    let node: number | undefined;
+    try {
+      node = this.#placement(placing, new Set());
+    } catch (error) {
+      throw new ObjstoreError(`${fn.name}.remote(): ${(error as Error).message}`);
+    }
     if (node === undefined && this.#numWorkers === 0) throw new ObjstoreError(`${fn.name}.remote(): init({ numWorkers: 0 }) has no workers to run tasks`);
     const task = this.#newTask(fn.name, { fn }, args, options.numReturns, options.maxRetries, node);
     if (node === undefined) {
       this.#whenArgumentsReady(task, () => this.#enqueue(task));
     } else {
       task.node = node;
-      task.scheduling = scheduling;
+      task.placing = placing;
       this.#whenArgumentsReady(task, () => this.#sendToNode(task));
     }
     return this.#returnRefs(task);
@@ -117,15 +131,41 @@ export class Scheduler implements Submitter {
     return this.#returnRefs(task);
   }
 
-  /** The node to run a task on in a cluster, or undefined for this process's own workers. */
-  #placement(scheduling: Scheduling, excluded: ReadonlySet<number>): number | undefined {
+  /**
+   * The node to run a task on in a cluster, or undefined for this process's own workers.
+   * Outside a cluster, a task asking for more than this machine has fails at once.
+   */
+  #placement(placing: Placing, excluded: ReadonlySet<number>): number | undefined {
     const cluster = this.#session.cluster;
-    if (cluster === undefined) return undefined;
-    const local = { nodeNumber: cluster.node.nodeNumber, hasWorkers: this.#numWorkers > 0 };
-    // The common case needs no view of the cluster.
-    if (scheduling === "DEFAULT" && local.hasWorkers && excluded.size === 0) return undefined;
-    const node = placeTask(scheduling, cluster.nodesView(), local, this.#placements++, excluded);
-    return node === local.nodeNumber && local.hasWorkers ? undefined : node;
+    if (cluster === undefined) {
+      if (this.#numWorkers === 0) return undefined; // said by `submit`, as without a cluster
+      const lacks = missing(placing, this.#numWorkers, {});
+      if (lacks !== undefined) throw new ObjstoreError(`no node can run it: this one lacks ${lacks}; custom resources need a cluster (objstore start --resources)`);
+      return undefined;
+    }
+    const local = { nodeNumber: cluster.node.nodeNumber, workers: this.#numWorkers, saturated: this.#ready.length > 0 };
+    // The common case needs no view of the cluster: arguments here (or none), workers free.
+    const onlyHere = [...placing.argBytes.keys()].every((n) => n === local.nodeNumber);
+    if (placing.scheduling === "DEFAULT" && local.workers > 0 && !local.saturated && onlyHere && excluded.size === 0 && missing(placing, local.workers, {}) === undefined) {
+      return undefined;
+    }
+    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, excluded);
+    return node === local.nodeNumber && local.workers > 0 ? undefined : node;
+  }
+
+  /** Bytes of a task's ref arguments by the node holding them: this store's by their size,
+   * another node's counted as 1 (their size is not known here). */
+  #argBytes(args: unknown[]): Map<number, number> {
+    const byNode = new Map<number, number>();
+    const cluster = this.#session.cluster;
+    if (cluster === undefined) return byNode;
+    for (const arg of args) {
+      if (!(arg instanceof ObjectRef)) continue;
+      const here = this.#session.store.contains(arg.bytes) !== Presence.absent;
+      const node = here ? cluster.node.nodeNumber : nodeNumberOf(arg.bytes) || cluster.node.nodeNumber;
+      byNode.set(node, (byNode.get(node) ?? 0) + (here ? this.#session.store.sizeOf(arg.bytes) : 1));
+    }
+    return byNode;
   }
 
   /** Starts an actor: its own worker process, constructing `cls` with `args`. */
@@ -495,7 +535,7 @@ export class Scheduler implements Submitter {
     this.#register(task);
     let node: number | undefined;
     try {
-      node = this.#placement(task.scheduling ?? "DEFAULT", new Set());
+      node = this.#placement(task.placing ?? defaultPlacing, new Set());
     } catch (error) {
       this.#fail(task, "node", { name: "NodeDiedError", message: `its result was lost with its node, and ${(error as Error).message}`, stack: "" });
       return true;
@@ -537,7 +577,7 @@ export class Scheduler implements Submitter {
       }
       let node: number | undefined;
       try {
-        node = this.#placement(task.scheduling ?? "DEFAULT", dead);
+        node = this.#placement(task.placing ?? defaultPlacing, dead);
       } catch (error) {
         this.#fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and ${(error as Error).message}`, stack: "" });
         continue;

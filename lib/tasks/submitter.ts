@@ -21,6 +21,10 @@ export interface SubmitOptions {
   maxRetries: number;
   /** Where it runs in a cluster (default "DEFAULT"). */
   scheduling?: Scheduling;
+  /** Worker slots it needs on its node (default 1). */
+  numCpus?: number;
+  /** Custom resources it needs on its node (default none). */
+  resources?: Record<string, number>;
 }
 
 /** A custom serializer as shipped to workers: the class and both functions by their source. */

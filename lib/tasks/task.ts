@@ -11,7 +11,7 @@ import type { Session } from "../session.ts";
 import { describeError, type TaskFailure } from "./failure.ts";
 import { isInlineable, type WireArguments } from "./protocol.ts";
 import type { FunctionRecord } from "./submitter.ts";
-import type { Scheduling } from "../cluster/placement.ts";
+import type { Placing } from "../cluster/placement.ts";
 import type { WorkerProcess } from "./worker_process.ts";
 
 /** An actor: an instance of a remote class in a worker process of its own, fed in call order. */
@@ -50,7 +50,7 @@ export class Task {
   node: number | undefined;
   attempt = 0;
   /** How it was placed in a cluster (placed again the same way after its node died). */
-  scheduling: Scheduling | undefined;
+  placing: Placing | undefined;
   /** The worker that submitted this task from inside one of its own, if any. */
   requester: WorkerProcess | undefined;
   /** Counted in its worker's `slowInFlight`. */
