@@ -123,8 +123,10 @@ fn clearWindow(self: *Compactor, start_word: u64, window_words: u64) ?u64 {
         occupants[count] = @intCast(i);
         count += 1;
     }
+    assert(count <= occupants.len);
     // Fill the window so that every new home lands outside it.
     const words = self.segment.bitmap.words;
+    assert(start_word + window_words <= words.len);
     for (words[start_word..][0..window_words]) |*w| w.* = ~@as(u64, 0);
     var all_moved = true;
     for (occupants[0..count]) |slot_index| {
@@ -149,6 +151,7 @@ fn beginMove(self: *Compactor, slot_index: u32) bool {
 }
 
 fn endMove(self: *Compactor, slot_index: u32) void {
+    self.assertMoving(slot_index);
     self.segment.index.endTransition(slot_index, .moving, .sealed);
     if (self.moved_count < moved_max) {
         self.moved[self.moved_count] = slot_index;
@@ -156,12 +159,26 @@ fn endMove(self: *Compactor, slot_index: u32) void {
     }
 }
 
+/// The slot is `moving` with this attachment as its actor: only then may its extent change.
+fn assertMoving(self: *Compactor, slot_index: u32) void {
+    const slot = &self.segment.index.slots[slot_index];
+    assert(State.of(slot.state.load(.acquire)).tag == .moving);
+    assert(slot.actor.load(.monotonic) == self.segment.actorId());
+}
+
 /// Copies one object to a new extent outside the window and points its slot there.
 fn relocate(self: *Compactor, slot_index: u32) bool {
+    assert(self.segment.lockHeld());
+    self.assertMoving(slot_index);
     const segment = self.segment;
     const extra = &segment.index.extras[slot_index];
+    assert(extra.extent_size_bytes > 0);
     const blocks = extra.extent_size_bytes / layout.block_size_bytes;
     const new_block = segment.bitmap.alloc(blocks) orelse return false;
+    // The window is marked used, so the new extent cannot overlap the old one.
+    assert(new_block * layout.block_size_bytes >= extra.extent_offset_bytes + extra.extent_size_bytes or
+        (new_block + blocks) * layout.block_size_bytes <= extra.extent_offset_bytes);
+    assert((new_block + blocks) * layout.block_size_bytes <= segment.header.capacity_bytes);
     const data = segment.base + segment.header.data_offset;
     const new_offset = new_block * layout.block_size_bytes;
     @memcpy(data[new_offset..][0..extra.extent_size_bytes], data[extra.extent_offset_bytes..][0..extra.extent_size_bytes]);

@@ -203,7 +203,17 @@ fn beginSpill(self: *Spiller, slot_index: u32) bool {
 }
 
 fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    assert(tag == .sealed or tag == .spilled);
+    self.assertActing(slot_index, .spilling);
     self.segment().index.endTransition(slot_index, .spilling, tag);
+}
+
+/// The slot is in transient state `tag` with this attachment as its actor: only then may a
+/// spill or a restore write its extra and end the transition.
+fn assertActing(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    const slot = &self.segment().index.slots[slot_index];
+    assert(State.of(slot.state.load(.acquire)).tag == tag);
+    assert(slot.actor.load(.monotonic) == self.segment().actorId());
 }
 
 pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
@@ -226,6 +236,7 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
 fn evictClean(self: *Spiller, slot_index: u32) u64 {
     const extra = &self.segment().index.extras[slot_index];
     assert(extra.spill_file != 0);
+    assert(extra.extent_size_bytes > 0);
     self.store.lock();
     const freed_bytes = self.segment().freeExtentLocked(extra);
     self.endSpill(slot_index, .spilled);
@@ -241,6 +252,9 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
     var records: [batch_objects_max]spill_io.Record = undefined;
     for (slot_indexes, 0..) |slot_index, i| {
         const extra = &self.segment().index.extras[slot_index];
+        self.assertActing(slot_index, .spilling);
+        // A first spill of an object without refs inside (their list lives in the extent).
+        assert(extra.spill_file == 0 and extra.child_count == 0 and extra.extent_size_bytes > 0);
         var id: ObjectId = undefined;
         self.segment().index.readId(slot_index, &id);
         const data = self.segment().base + self.segment().header.data_offset + extra.extent_offset_bytes;
@@ -267,8 +281,10 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
     self.store.lock();
     for (slot_indexes, records) |slot_index, record| {
         const extra = &self.segment().index.extras[slot_index];
+        assert(extra.spill_file == 0);
+        assert(record.file_offset + spill_io.regionSizeBytes(record.data.len) <= self.segment().spill_files[file_index].size_bytes);
         // The location first: a reclaimer that finds `spilling` with a location finishes the
-        // spill (see Store.undoTransitionLocked) instead of keeping an extent already freed.
+        // spill (see Clients.undoTransitionLocked) instead of keeping an extent already freed.
         extra.spill_offset_bytes = record.file_offset;
         extra.spill_file = file_index + 1;
         freed_bytes += self.segment().freeExtentLocked(extra);
@@ -383,18 +399,10 @@ fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
 }
 
 fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
-    const store = self.store;
+    self.assertActing(slot_index, .restoring);
     const extra = &self.segment().index.extras[slot_index];
-    const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
-    store.lock();
-    const block = self.segment().bitmap.alloc(extent_size_bytes / layout.block_size_bytes);
-    if (block) |b| {
-        extra.extent_offset_bytes = b * layout.block_size_bytes;
-        extra.extent_size_bytes = extent_size_bytes;
-        _ = self.segment().header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
-    }
-    store.unlock();
-    if (block == null) {
+    assert(extra.spill_file != 0 and extra.spill_file <= layout.spill_file_count_max);
+    if (!self.allocExtent(extra)) {
         self.endRestore(slot_index, .spilled);
         status.setDetail("no room to restore an object of {d} bytes: {d} of {d} bytes in use", .{ extra.data_size_bytes, self.segment().header.used_bytes.load(.monotonic), self.segment().header.capacity_bytes });
         return error.StoreFull;
@@ -410,9 +418,9 @@ fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
         .region => |region| spill_io.verifyRecord(region, id, dest),
     };
     read catch |err| {
-        store.lock();
+        self.store.lock();
         _ = self.segment().freeExtentLocked(extra);
-        store.unlock();
+        self.store.unlock();
         self.endRestore(slot_index, .spilled);
         return ioError(err, file_path);
     };
@@ -421,7 +429,26 @@ fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
     self.endRestore(slot_index, .sealed);
 }
 
+/// Gives a restoring object (which has no extent while spilled) a new one; false if the arena
+/// has no run long enough. A restore does not compact: the caller makes room and retries.
+fn allocExtent(self: *Spiller, extra: *layout.SlotExtra) bool {
+    assert(extra.extent_size_bytes == 0);
+    assert(extra.child_count == 0); // objects with refs inside are never spilled
+    const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
+    self.store.lock();
+    defer self.store.unlock();
+    const block = self.segment().bitmap.alloc(extent_size_bytes / layout.block_size_bytes) orelse return false;
+    extra.extent_offset_bytes = block * layout.block_size_bytes;
+    extra.extent_size_bytes = extent_size_bytes;
+    _ = self.segment().header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
+    return true;
+}
+
 fn endRestore(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    assert(tag == .sealed or tag == .spilled);
+    self.assertActing(slot_index, .restoring);
+    // Sealed in memory, or spilled without an extent: the invariant tryDelete relies on.
+    assert((tag == .sealed) == (self.segment().index.extras[slot_index].extent_size_bytes > 0));
     self.segment().index.endTransition(slot_index, .restoring, tag);
     _ = self.segment().header.seal_sequence.fetchAdd(1, .seq_cst);
     sys.futexWakeAll(&self.segment().header.seal_sequence);

@@ -150,6 +150,9 @@ pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []co
         return error.StoreFull;
     };
     const extra = &self.segment.index.extras[slot_index];
+    // A slot is reused only once no process holds it, and this one's counts went with it.
+    assert(self.counts[slot_index].refs == 0 and self.counts[slot_index].pins == 0);
+    assert((block + block_count) * layout.block_size_bytes <= self.segment.header.capacity_bytes);
     extra.* = std.mem.zeroes(layout.SlotExtra);
     extra.extent_offset_bytes = block * layout.block_size_bytes;
     extra.extent_size_bytes = extent_size_bytes;
@@ -163,9 +166,18 @@ pub fn create(self: *Store, id: *const ObjectId, size_bytes: u64, children: []co
     slot.ref_holders.store(self.segment.clientBit(), .seq_cst);
     slot.pin_holders.store(0, .seq_cst);
     self.counts[slot_index] = .{ .refs = 1, .pins = 0 };
+    assert(slot.actor.load(.monotonic) == self.segment.actorId()); // the creator writes it
     self.segment.index.publish(slot_index, .writing);
     _ = self.segment.header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
-    return .{ .offset_bytes = self.segment.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = size_bytes };
+    return self.regionOf(extra);
+}
+
+/// Where an object's data lies in the segment: its extent, past the ids of its children.
+fn regionOf(self: *const Store, extra: *const layout.SlotExtra) Region {
+    const children_size_bytes = std.mem.alignForward(u64, @as(u64, extra.child_count) * layout.id_size_bytes, layout.block_size_bytes);
+    assert(extra.extent_size_bytes >= children_size_bytes + extra.data_size_bytes);
+    assert(extra.extent_offset_bytes + extra.extent_size_bytes <= self.segment.header.capacity_bytes);
+    return .{ .offset_bytes = self.segment.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = extra.data_size_bytes };
 }
 
 fn addNested(self: *Store, children: []const ObjectId) Error!void {
@@ -246,6 +258,7 @@ fn ownWriting(self: *Store, id: *const ObjectId) Error!Index.Found {
 
 pub fn seal(self: *Store, id: *const ObjectId) Error!void {
     const found = try self.ownWriting(id);
+    assert(found.state.tag == .writing);
     const slot = &self.segment.index.slots[found.slot_index];
     slot.actor.store(0, .release);
     const swapped = slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.sealed).toWord(), .seq_cst, .monotonic);
@@ -258,9 +271,9 @@ pub fn abort(self: *Store, id: *const ObjectId) Error!void {
     const found = try self.ownWriting(id);
     const slot = &self.segment.index.slots[found.slot_index];
     const s = State.of(slot.state.load(.acquire));
+    assert(s.tag == .writing); // only its writer (this process) moves a writing slot
     if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) return error.Busy;
-    const cleared = slot.ref_holders.fetchAnd(~self.segment.clientBit(), .seq_cst);
-    _ = cleared;
+    _ = slot.ref_holders.fetchAnd(~self.segment.clientBit(), .seq_cst);
     self.counts[found.slot_index] = .{};
     self.finishDelete(found.slot_index, s.with(.deleting), 0);
 }
@@ -278,11 +291,12 @@ pub fn get(self: *Store, id: *const ObjectId) Error!Region {
     if (self.counts[i].pins == 0) {
         try self.acquirePinBit(i, found.state);
     }
+    assert(self.segment.index.slots[i].pin_holders.load(.monotonic) & self.segment.clientBit() != 0);
+    assert(self.counts[i].pins < std.math.maxInt(u32));
     self.counts[i].pins += 1;
     const extra = &self.segment.index.extras[i];
     extra.lru_tick.store(self.segment.header.lru_clock.fetchAdd(1, .monotonic), .monotonic);
-    const children_size_bytes = std.mem.alignForward(u64, @as(u64, extra.child_count) * layout.id_size_bytes, layout.block_size_bytes);
-    return .{ .offset_bytes = self.segment.header.data_offset + extra.extent_offset_bytes + children_size_bytes, .size_bytes = extra.data_size_bytes };
+    return self.regionOf(extra);
 }
 
 /// Sets this client's bit, then re-checks the state: a deleter or spiller that moved the
@@ -354,6 +368,8 @@ pub fn addRef(self: *Store, id: *const ObjectId) Error!void {
         else => return error.Absent,
     }
     if (self.counts[i].refs == 0) try self.acquireRefBit(i, found.state);
+    assert(self.segment.index.slots[i].ref_holders.load(.monotonic) & self.segment.clientBit() != 0);
+    assert(self.counts[i].refs < std.math.maxInt(u32));
     self.counts[i].refs += 1;
 }
 
@@ -366,7 +382,8 @@ pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
     }
     self.counts[i].refs -= 1;
     if (self.counts[i].refs > 0) return;
-    _ = self.segment.index.slots[i].ref_holders.fetchAnd(~self.segment.clientBit(), .seq_cst);
+    const before = self.segment.index.slots[i].ref_holders.fetchAnd(~self.segment.clientBit(), .seq_cst);
+    assert(before & self.segment.clientBit() != 0);
     self.tryDelete(i, found.state.generation, 0);
 }
 
@@ -381,7 +398,11 @@ pub fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) voi
         if (s.tag != .sealed and s.tag != .spilled) return;
         if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) return;
         if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) continue;
+        // The actor at once: a deleter killed before it leaves a `deleting` slot with no actor,
+        // which no reclaim finds.
         slot.actor.store(self.segment.actorId(), .release);
+        // A spilled object's memory went at its spill; a sealed one's is still held.
+        assert((s.tag == .spilled) == (self.segment.index.extras[slot_index].extent_size_bytes == 0));
         if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) {
             slot.actor.store(0, .release);
             slot.state.store(s.toWord(), .seq_cst);
@@ -396,6 +417,9 @@ const nested_depth_max = 32;
 
 fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
     assert(s.tag == .deleting);
+    assert(State.of(self.segment.index.slots[slot_index].state.load(.acquire)).tag == .deleting);
+    assert(self.segment.index.slots[slot_index].actor.load(.monotonic) == self.segment.actorId() or
+        self.segment.index.slots[slot_index].actor.load(.monotonic) == 0);
     const extra = &self.segment.index.extras[slot_index];
     if (extra.child_count > 0 and extra.extent_size_bytes > 0 and depth < nested_depth_max) {
         const at: [*]const ObjectId = @ptrCast(self.segment.base + self.segment.header.data_offset + extra.extent_offset_bytes);
