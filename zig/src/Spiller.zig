@@ -6,6 +6,9 @@
 //! then is its memory freed, so a crash at any point loses nothing: the janitor turns a dead
 //! actor's `spilling` back into `sealed`. Objects that contain refs are never spilled (their
 //! child list lives in their extent).
+//!
+//! A spiller acts on a `Store` from above: the store never calls it. The files themselves (the
+//! table of their states, paths, deletion with their last object) are SpillFiles.zig's.
 
 const std = @import("std");
 const assert = std.debug.assert;
