@@ -22,6 +22,7 @@ export { deregisterSerializer, registerSerializer } from "./lib/tasks/serializer
 export { cancel, kill, remote } from "./lib/tasks/remote.ts";
 export type {
   ActorClass,
+  ActorClassOptions,
   ActorHandle,
   ActorMethods,
   AnyClass,
@@ -36,6 +37,7 @@ export type {
 export type { Serializer } from "./lib/codec/mod.ts";
 export type { Scheduling } from "./lib/cluster/placement.ts";
 export {
+  ActorDiedError,
   ClusterAuthError,
   DirectoryUnavailableError,
   GetTimeoutError,

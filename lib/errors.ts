@@ -52,6 +52,9 @@ export class TaskCancelledError extends ObjstoreError {}
 /** The worker running the task died, and retries (`maxRetries`) ran out. */
 export class WorkerCrashedError extends ObjstoreError {}
 
+/** The actor's process or node died (or it was killed), and it is not restarted (`maxRestarts`). */
+export class ActorDiedError extends ObjstoreError {}
+
 /** The node running the task died (or left), and retries (`maxRetries`) ran out. */
 export class NodeDiedError extends ObjstoreError {}
 

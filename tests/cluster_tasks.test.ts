@@ -85,6 +85,27 @@ test(`cluster tasks: a result lost with its node is made again by its task (line
   }
 }, { timeoutMs: 120_000 });
 
+test(`cluster actors: an actor placed on another node keeps its state and order; when its node dies its call fails with ActorDiedError, and it starts again elsewhere while it has restarts (${currentRuntime})`, async () => {
+  for (const restarts of [1, 0]) {
+    const names = ["a", "b"].map((n) => uniqueStoreName(`actor${restarts}-${n}`));
+    const children: Child[] = [];
+    try {
+      for (const name of names) children.push(await startNode(name, 1));
+      const driver = startTasksDriver(names[0], "actor", names[1], String(restarts));
+      children.push(driver);
+      assert.equal(await driver.line(), `counts 1,2,3 ${names[1]}`);
+      children[1].kill();
+      await children[1].exited;
+      driver.send("go");
+      const expected = restarts === 1 ? `after ActorDiedError ${names[0]} 1` : "after ActorDiedError ActorDiedError ActorDiedError";
+      assert.equal(await driver.line(), expected);
+      assert.equal((await driver.exited).code, 0);
+    } finally {
+      await cleanUp(children, names);
+    }
+  }
+}, { timeoutMs: 180_000 });
+
 test(`cluster tasks: a node killed under a task is seen dead and the task runs again on another node (${currentRuntime})`, async () => {
   const names = ["a", "b"].map((n) => uniqueStoreName(`death-${n}`));
   const children: Child[] = [];

@@ -50,6 +50,14 @@ export class RemoteTasks {
     this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
   }
 
+  /** Sends `request` to node `nodeNumber` expecting no reply (an actor to start or kill). */
+  post(nodeNumber: number, request: TaskRequest): void {
+    const text = signRequest(this.#token, request);
+    this.#directory().then((directory) => directory.sendHolds(nodeNumber, [text])).catch(() => {
+      // Its calls, sent the same way, fail in turn and say why.
+    });
+  }
+
   /** A task sent to `nodeNumber` ended (done, refused, or moved away from a dead node). */
   ended(nodeNumber: number): void {
     const out = (this.#outByNode.get(nodeNumber) ?? 0) - 1;

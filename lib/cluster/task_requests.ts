@@ -7,16 +7,24 @@
 import { Buffer } from "node:buffer";
 import { createHmac, timingSafeEqual } from "node:crypto";
 
-/** What a node needs to run a task for a driver elsewhere. */
+/**
+ * What a node needs to run a task for a driver elsewhere: a task (no `kind`), an actor to
+ * start (`actor`: `fn` is its class, `args` its constructor's), a call of one of the actors it
+ * started (`call`: `method`), or an actor to kill (`kill`). An actor is named by the driver's
+ * `holder`, its number `actor`, and its incarnation `attempt` (a restart is another).
+ */
 export interface TaskRequest {
-  /** The driver's task number, echoed in the reply. */
+  kind?: "actor" | "call" | "kill";
+  /** The driver's task number, echoed in the reply (0 for `actor` and `kill`: no reply). */
   task: number;
+  actor?: number;
+  method?: string;
   /** Which try this is (a retry after a node died is another). */
   attempt: number;
   /** The driver process (its borrower name), whose reply list gets the outcome. */
   holder: string;
-  /** The function as the driver numbers it, its name, and how workers load it. */
-  fn: { id: number; name: string; spec: unknown };
+  /** The function (or class) as the driver numbers it, its name, and how workers load it. */
+  fn?: { id: number; name: string; spec: unknown };
   /** The arguments as a worker takes them: inline values, or the hex of an arguments object. */
   args: unknown;
   /** The hex ids to store the results under. */

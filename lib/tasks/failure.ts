@@ -4,10 +4,10 @@
  * retries ran out, `NodeDiedError` when its node did, `TaskCancelledError` after `cancel`.
  */
 import { registerSerializer } from "../codec/mod.ts";
-import { NodeDiedError, type ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
+import { ActorDiedError, NodeDiedError, type ObjstoreError, TaskCancelledError, TaskError, WorkerCrashedError } from "../errors.ts";
 import type { RemoteErrorInfo } from "./protocol.ts";
 
-export type FailureKind = "error" | "crash" | "node" | "cancel";
+export type FailureKind = "error" | "crash" | "node" | "actor" | "cancel";
 
 export class TaskFailure {
   readonly kind: FailureKind;
@@ -29,6 +29,8 @@ export class TaskFailure {
         return new WorkerCrashedError(`${this.task}: ${message}`);
       case "node":
         return new NodeDiedError(`${this.task}: ${message}`);
+      case "actor":
+        return new ActorDiedError(`${this.task}: ${message}`);
       case "cancel":
         return new TaskCancelledError(`${this.task} was cancelled`);
       default: {

@@ -1,5 +1,5 @@
 /**
- * A node's executor: runs the tasks that drivers on other nodes place here
+ * A node's executor: runs the tasks (and actors) that drivers on other nodes place here
  * (lib/cluster/remote_tasks.ts sends them through this node's request list) on the node
  * process's own workers, under the return ids the driver minted. A request must be signed
  * with the cluster's token (lib/cluster/task_requests.ts), or nothing of it is evaluated.
@@ -30,6 +30,8 @@ export class NodeExecutor {
   readonly #nodeNumber: number;
   /** Functions by "<driver holder>:<its function id>". */
   readonly #functions = new Map<string, FunctionRecord>();
+  /** Actors started here for drivers elsewhere: "<holder>#<actor>#<incarnation>" → number here. */
+  readonly #actors = new Map<string, number>();
   /** Tasks running here for other nodes' drivers. */
   running = 0;
 
@@ -50,11 +52,31 @@ export class NodeExecutor {
       if (to !== undefined) this.#reply(to.holder, `e ${to.task} ${to.attempt} ClusterAuthError ${request.message}`);
       return;
     }
+    const actorKey = `${request.holder}#${request.actor}#${request.attempt}`;
+    if (request.kind === "actor") {
+      this.#actors.set(actorKey, this.#scheduler.createActorFor(this.#function(request), request.args as WireArguments));
+      return;
+    }
+    if (request.kind === "kill") {
+      const actor = this.#actors.get(actorKey);
+      if (actor !== undefined) this.#scheduler.killActor(actor);
+      this.#actors.delete(actorKey);
+      return;
+    }
     let refs: ObjectRef[];
     try {
       const returnIds = request.returns.map((hex) => fromHex(hex, ID_BYTES));
       if (returnIds.some((id) => id === undefined)) throw new Error("a return id is not an id");
-      refs = this.#scheduler.runFor(this.#function(request), request.args as WireArguments, returnIds as Uint8Array[], 0);
+      if (request.kind === "call") {
+        const actor = this.#actors.get(actorKey);
+        if (actor === undefined) {
+          this.#reply(request.holder, `e ${request.task} ${request.attempt} ActorDiedError node ${this.#nodeNumber} runs no such actor (it was killed, or its node restarted)`);
+          return;
+        }
+        refs = this.#scheduler.callActorFor(actor, request.method ?? "", request.args as WireArguments, returnIds as Uint8Array[]);
+      } else {
+        refs = this.#scheduler.runFor(this.#function(request), request.args as WireArguments, returnIds as Uint8Array[], 0);
+      }
     } catch (error) {
       this.#reply(request.holder, `e ${request.task} ${request.attempt} ObjstoreError ${(error as Error).message}`);
       return;
@@ -64,10 +86,12 @@ export class NodeExecutor {
   }
 
   #function(request: TaskRequest): FunctionRecord {
-    const key = `${request.holder}:${request.fn.id}`;
+    const fn = request.fn;
+    if (fn === undefined) throw new Error("the request names no function");
+    const key = `${request.holder}:${fn.id}`;
     let record = this.#functions.get(key);
     if (record === undefined) {
-      record = { id: nextFunctionId++, name: request.fn.name, spec: request.fn.spec as FunctionSpec };
+      record = { id: nextFunctionId++, name: fn.name, spec: fn.spec as FunctionSpec };
       this.#functions.set(key, record);
     }
     return record;

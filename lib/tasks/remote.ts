@@ -9,7 +9,7 @@ import { session } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
 import { Scheduler } from "./scheduler.ts";
 import { sourceOf } from "./source.ts";
-import type { FunctionRecord, SubmitOptions, Submitter } from "./submitter.ts";
+import type { ActorOptions, FunctionRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { checkRequirements, checkScheduling, type Scheduling } from "../cluster/placement.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
@@ -80,6 +80,19 @@ export type ActorHandle<T> = ActorMethods<T>;
 export interface ActorClass<C extends AnyClass> {
   /** Starts an actor: a new instance in a worker process of its own; returns its handle. */
   remote(...args: RemoteArgs<ConstructorParameters<C>>): ActorHandle<InstanceType<C>>;
+  /** The same class started with options (in a cluster: where, and restarts). */
+  options(options: ActorClassOptions): ActorClass<C>;
+}
+
+/** Options of an actor class. */
+export interface ActorClassOptions {
+  /** In a cluster, where it starts (as for tasks; by default on this node). */
+  scheduling?: Scheduling;
+  numCpus?: number;
+  resources?: Record<string, number>;
+  /** How many times it is started again, on another node, after its node dies (default 0);
+   * calls out when it dies raise `ActorDiedError`, later ones go to the new instance. */
+  maxRestarts?: number;
 }
 
 const actorIdKey = Symbol("objstore.actorId");
@@ -150,12 +163,23 @@ function remoteFunction(record: FunctionRecord, settings: SubmitOptions) {
   };
 }
 
-function actorClass(record: FunctionRecord) {
+function actorClass(record: FunctionRecord, options: ActorOptions = {}) {
   return {
     remote(...args: unknown[]) {
-      return actorHandle(scheduler().createActor(record, args));
+      return actorHandle(scheduler().createActor(record, args, options));
+    },
+    options(more: ActorClassOptions) {
+      return actorClass(record, checkActorOptions({ ...options, ...more }));
     },
   };
+}
+
+function checkActorOptions(options: ActorClassOptions): ActorOptions {
+  const maxRestarts = options.maxRestarts ?? 0;
+  if (!Number.isInteger(maxRestarts) || maxRestarts < 0) throw new TypeError(`options: maxRestarts must be a whole number ≥ 0, got ${options.maxRestarts}`);
+  const scheduling = options.scheduling === undefined ? undefined : checkScheduling(options.scheduling);
+  const { numCpus, resources } = checkRequirements(options.numCpus ?? 1, options.resources ?? {});
+  return { scheduling, numCpus, resources, maxRestarts };
 }
 
 /** What an actor handle is underneath: its id. Stored by id, so handles can be passed to tasks. */

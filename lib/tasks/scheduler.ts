@@ -23,11 +23,12 @@ import { type FailureKind, TaskFailure } from "./failure.ts";
 import { encodeRun, type FromWorker, type FunctionSpec, type WireArguments } from "./protocol.ts";
 import { RunTimes } from "./run_times.ts";
 import { shippedSerializers } from "./serializers.ts";
-import { type Actor, noRefs, packArguments, storeFailure, Task } from "./task.ts";
+import { type Actor, noRefs, packArguments, type PackedArguments, type RemoteActor, storeFailure, Task } from "./task.ts";
 import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
-import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
+import type { ActorOptions, FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { SPIN_MICROS } from "../spin_backoff.ts";
 import { RemoteTasks } from "../cluster/remote_tasks.ts";
+import type { TaskRequest } from "../cluster/task_requests.ts";
 import { missing, type Placing, placeTask } from "../cluster/placement.ts";
 import { nodeNumberOf } from "../cluster/node_number.ts";
 
@@ -68,6 +69,8 @@ export class Scheduler implements Submitter {
   readonly #ready: Task[] = [];
   readonly #tasks = new Map<number, Task>();
   readonly #actors = new Map<number, Actor>();
+  /** Actors of this process started on other nodes. */
+  readonly #remoteActors = new Map<number, RemoteActor>();
   /** Unfinished tasks by the hex id of each of their returns: built on first use, since only
    * workers name results by id (nested submissions, cancels). */
   #producers: Map<string, Task> | undefined;
@@ -168,24 +171,75 @@ export class Scheduler implements Submitter {
     return byNode;
   }
 
-  /** Starts an actor: its own worker process, constructing `cls` with `args`. */
-  createActor(cls: FunctionRecord, args: unknown[]): number {
+  /**
+   * Starts an actor: its own worker process, constructing `cls` with `args`; in a cluster,
+   * on the node its options place it on (by default this one).
+   */
+  createActor(cls: FunctionRecord, args: unknown[], options: ActorOptions = {}): number {
     const id = this.#nextActor++;
-    const worker = this.#spawn(id);
     const heldRefs: ObjectRef[] = [];
     const packed = packArguments(this.#session, args, (ref) => heldRefs.push(this.#copyRef(ref)));
-    this.#actors.set(id, { id, cls, worker, args: packed, heldRefs, queue: [], dead: undefined });
+    const placing: Placing = { scheduling: options.scheduling ?? "DEFAULT", numCpus: options.numCpus ?? 1, resources: options.resources ?? {}, argBytes: new Map() };
+    let node: number | undefined;
+    try {
+      node = this.#actorPlacement(placing, new Set());
+    } catch (error) {
+      throw new ObjstoreError(`${cls.name}.remote(): ${(error as Error).message}`);
+    }
+    if (node === undefined) {
+      this.#startActor(id, cls, packed, heldRefs);
+      return id;
+    }
+    const actor: RemoteActor = {
+      id, cls, node, incarnation: 0, restartsLeft: options.maxRestarts ?? 0, placing, args: packed, heldRefs, queue: [], dead: undefined,
+    };
+    this.#remoteActors.set(id, actor);
+    this.#postActor(actor);
+    return id;
+  }
+
+  /** @internal Starts an actor another node's driver placed here; returns its number here. */
+  createActorFor(cls: FunctionRecord, args: WireArguments): number {
+    const id = this.#nextActor++;
+    this.#startActor(id, cls, { wire: args, ref: undefined }, []);
+    return id;
+  }
+
+  #startActor(id: number, cls: FunctionRecord, args: PackedArguments, heldRefs: ObjectRef[]): void {
+    const worker = this.#spawn(id);
+    this.#actors.set(id, { id, cls, worker, args, heldRefs, queue: [], dead: undefined });
     worker.send({ t: "define", fn: cls.id, spec: cls.spec });
     worker.defined.add(cls.id);
-    worker.send({ t: "actor", fn: cls.id, args: packed.wire });
-    return id;
+    worker.send({ t: "actor", fn: cls.id, args: args.wire });
+  }
+
+  /** Where an actor starts: undefined for a worker of this process (it needs no free one). */
+  #actorPlacement(placing: Placing, excluded: ReadonlySet<number>): number | undefined {
+    const cluster = this.#session.cluster;
+    if (cluster === undefined || (placing.scheduling === "DEFAULT" && Object.keys(placing.resources).length === 0 && excluded.size === 0)) return undefined;
+    const local = { nodeNumber: cluster.node.nodeNumber, workers: Math.max(1, this.#numWorkers), saturated: false };
+    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, excluded);
+    return node === local.nodeNumber ? undefined : node;
   }
 
   /** Calls `method` on an actor; calls run in the order they are made. */
   callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+    const remoteActor = this.#remoteActors.get(actorId);
+    if (remoteActor !== undefined) return this.#callRemoteActor(remoteActor, method, args, numReturns);
     const actor = this.#actors.get(actorId);
     if (actor === undefined) throw new ObjstoreError(`no actor ${actorId} in this process`);
     const task = this.#newTask(`${actor.cls.name}.${method}`, { method, actor }, args, numReturns, 0);
+    return this.#queueCall(actor, task);
+  }
+
+  /** @internal Calls an actor another node's driver started here, storing under `returnIds`. */
+  callActorFor(actorId: number, method: string, args: WireArguments, returnIds: Uint8Array[]): ObjectRef[] {
+    const actor = this.#actors.get(actorId)!;
+    const task = this.#register(new Task(this.#nextTask++, `${actor.cls.name}.${method}`, { method, actor }, { wire: args, ref: undefined }, noRefs, returnIds, 0));
+    return this.#queueCall(actor, task);
+  }
+
+  #queueCall(actor: Actor, task: Task): ObjectRef[] {
     const refs = this.#returnRefs(task);
     if (actor.dead !== undefined) {
       this.#fail(task, actor.dead.kind, actor.dead.error);
@@ -197,6 +251,12 @@ export class Scheduler implements Submitter {
   }
 
   killActor(actorId: number): void {
+    const remoteActor = this.#remoteActors.get(actorId);
+    if (remoteActor !== undefined && remoteActor.dead === undefined) {
+      this.#remote?.post(remoteActor.node, this.#actorRequest(remoteActor, "kill"));
+      this.#actorDied(remoteActor, new TaskFailure("actor", { name: "ActorDiedError", message: `actor ${remoteActor.cls.name} was killed`, stack: "" }, remoteActor.cls.name));
+      return;
+    }
     const actor = this.#actors.get(actorId);
     if (actor === undefined || actor.dead !== undefined) return;
     actor.dead = new TaskFailure("crash", { name: "WorkerCrashedError", message: `actor ${actor.cls.name} was killed`, stack: "" }, actor.cls.name);
@@ -432,14 +492,10 @@ export class Scheduler implements Submitter {
     if (task.settled) return;
     if (task.cancelled) return this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
     const cluster = this.#session.cluster!;
-    this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
-      done: (id, attempt) => this.#remoteDone(id, attempt),
-      refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
-      nodesDied: (dead) => this.#nodesDied(dead),
-    });
+    this.#ensureRemote();
     const fn = task.fn!;
     this.#remoteTasks.set(task.id, task);
-    this.#remote.send(task.node!, {
+    this.#remote!.send(task.node!, {
       task: task.id,
       attempt: task.attempt,
       holder: cluster.borrows.holder,
@@ -448,6 +504,15 @@ export class Scheduler implements Submitter {
       returns: task.returnHex,
     });
     this.#updateKeepAlive();
+  }
+
+  #ensureRemote(): void {
+    const cluster = this.#session.cluster!;
+    this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
+      done: (id, attempt) => this.#remoteDone(id, attempt),
+      refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
+      nodesDied: (dead) => this.#nodesDied(dead),
+    });
   }
 
   /** The node a task was sent to stored its results: they are kept there for this process. */
@@ -567,6 +632,12 @@ export class Scheduler implements Submitter {
       const died = task.node!;
       this.#remoteOut(task.id, task.attempt);
       if (task.settled) continue;
+      if (task.remoteActor !== undefined) {
+        // As in Ray: a call out when its actor's node dies fails; the actor may start again.
+        this.#fail(task, "actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died during the call`, stack: "" });
+        this.#remoteActorLost(task.remoteActor, died, dead);
+        continue;
+      }
       if (task.cancelled) {
         this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
         continue;
@@ -587,6 +658,72 @@ export class Scheduler implements Submitter {
       if (node === undefined) this.#enqueue(task);
       else this.#sendToNode(task);
     }
+  }
+
+  #callRemoteActor(actor: RemoteActor, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+    const task = this.#newTask(`${actor.cls.name}.${method}`, { method }, args, numReturns, 0, actor.node);
+    task.remoteActor = actor;
+    const refs = this.#returnRefs(task);
+    if (actor.dead !== undefined) {
+      this.#fail(task, actor.dead.kind, actor.dead.error);
+      return refs;
+    }
+    actor.queue.push(task);
+    this.#pumpRemoteActor(actor);
+    return refs;
+  }
+
+  /** Sends an actor's queued calls in order, each once its arguments are ready. */
+  #pumpRemoteActor(actor: RemoteActor): void {
+    while (actor.queue.length > 0 && actor.dead === undefined) {
+      const head = actor.queue[0];
+      if (!head.argRefs.every((ref) => this.#isAvailable(ref))) {
+        this.#whenArgumentsReady(head, () => this.#pumpRemoteActor(actor));
+        return;
+      }
+      actor.queue.shift();
+      if (head.settled) continue;
+      head.node = actor.node;
+      head.attempt = actor.incarnation;
+      this.#remoteTasks.set(head.id, head);
+      this.#remote!.send(actor.node, { ...this.#actorRequest(actor, "call"), task: head.id, method: head.method, args: head.args.wire, returns: head.returnHex });
+    }
+    this.#updateKeepAlive();
+  }
+
+  #postActor(actor: RemoteActor): void {
+    this.#ensureRemote();
+    const cls = actor.cls;
+    this.#remote!.post(actor.node, { ...this.#actorRequest(actor, "actor"), fn: { id: cls.id, name: cls.name, spec: cls.spec }, args: actor.args.wire });
+  }
+
+  #actorRequest(actor: RemoteActor, kind: "actor" | "call" | "kill"): TaskRequest {
+    const holder = this.#session.cluster!.borrows.holder;
+    return { kind, task: 0, attempt: actor.incarnation, holder, actor: actor.id, returns: [], args: [] };
+  }
+
+  /** The node of `actor` died: its calls out fail; it starts again elsewhere if it may. */
+  #remoteActorLost(actor: RemoteActor, died: number, excluded: ReadonlySet<number>): void {
+    if (actor.dead !== undefined || actor.node !== died) return;
+    if (actor.restartsLeft > 0) {
+      try {
+        const node = this.#actorPlacement(actor.placing, excluded) ?? this.#session.cluster!.node.nodeNumber;
+        actor.restartsLeft -= 1;
+        actor.incarnation += 1;
+        actor.node = node;
+        this.#postActor(actor);
+        this.#pumpRemoteActor(actor);
+        return;
+      } catch { /* nowhere to restart: it is dead */ }
+    }
+    this.#actorDied(actor, new TaskFailure("actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died, and it has no restarts left`, stack: "" }, actor.cls.name));
+  }
+
+  #actorDied(actor: RemoteActor, failure: TaskFailure): void {
+    actor.dead = failure;
+    for (const task of actor.queue.splice(0)) this.#fail(task, failure.kind, failure.error);
+    actor.heldRefs.forEach((ref) => ref[Symbol.dispose]());
+    actor.args.ref?.[Symbol.dispose]();
   }
 
   #pumpActor(actor: Actor): void {

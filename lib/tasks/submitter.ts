@@ -27,6 +27,15 @@ export interface SubmitOptions {
   resources?: Record<string, number>;
 }
 
+/** The options an actor is started with. */
+export interface ActorOptions {
+  scheduling?: Scheduling;
+  numCpus?: number;
+  resources?: Record<string, number>;
+  /** How many times it is started again after its node dies (default 0). */
+  maxRestarts?: number;
+}
+
 /** A custom serializer as shipped to workers: the class and both functions by their source. */
 export interface SerializerRecord {
   name: string;
@@ -38,7 +47,7 @@ export interface SerializerRecord {
 /** What `remote()` needs from a process: the driver's Scheduler, or a worker's Forwarder. */
 export interface Submitter extends TasksOfSession {
   submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
-  createActor(cls: FunctionRecord, args: unknown[]): number;
+  createActor(cls: FunctionRecord, args: unknown[], options?: ActorOptions): number;
   callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
   killActor(actorId: number): void;
   cancel(ref: ObjectRef): void;

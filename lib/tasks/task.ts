@@ -27,6 +27,22 @@ export interface Actor {
   dead: TaskFailure | undefined;
 }
 
+/** An actor started on another node of the cluster (lib/tasks/node_executor.ts runs it there). */
+export interface RemoteActor {
+  readonly id: number;
+  readonly cls: FunctionRecord;
+  /** Where it runs now, and which incarnation (a restart elsewhere is the next). */
+  node: number;
+  incarnation: number;
+  restartsLeft: number;
+  readonly placing: Placing;
+  readonly args: PackedArguments;
+  readonly heldRefs: readonly ObjectRef[];
+  /** Calls not sent yet, in order. */
+  readonly queue: Task[];
+  dead: TaskFailure | undefined;
+}
+
 /** One call of a remote function or actor method, from submission until its results are sealed. */
 export class Task {
   readonly id: number;
@@ -51,6 +67,8 @@ export class Task {
   attempt = 0;
   /** How it was placed in a cluster (placed again the same way after its node died). */
   placing: Placing | undefined;
+  /** The actor on another node this call is for. */
+  remoteActor: RemoteActor | undefined;
   /** The worker that submitted this task from inside one of its own, if any. */
   requester: WorkerProcess | undefined;
   /** Counted in its worker's `slowInFlight`. */
