@@ -17,6 +17,7 @@
  */
 import type { Directory } from "./directory.ts";
 import { nodeNumberOf } from "./node_number.ts";
+import { toHex } from "../ids.ts";
 
 /** What a borrow needs from this node's store. */
 export interface LocalCopies {
@@ -67,10 +68,12 @@ export class Borrows {
     this.pid = pid;
   }
 
-  /** True if `id` was made on another node: its refs are borrows. */
+  /** True if `id` was made on another node (or is kept by one: a task's result run there,
+   * whatever its id says): its refs are borrows. */
   isForeign(id: Uint8Array): boolean {
     const made = nodeNumberOf(id);
-    return made !== 0 && made !== this.#nodeNumber;
+    if (made !== 0 && made !== this.#nodeNumber) return true;
+    return this.#keptOn.size > 0 && this.#keptOn.has(toHex(id));
   }
 
   /** One more ref of this process to the foreign object `id`. */
@@ -103,12 +106,23 @@ export class Borrows {
    * the store here: call this after they took their references).
    */
   keptOn(id: Uint8Array, hex: string, nodeNumber: number, stillReferenced: boolean): void {
-    // This node's object: this process's refs hold it in the store here (taken already).
-    if (nodeNumber === this.#nodeNumber || (!stillReferenced && !this.#byHex.has(hex))) {
+    if (nodeNumber === this.#nodeNumber) {
+      // Kept in this node's store: this process's refs hold it here (a borrow takes its copy
+      // now), so the keeper's hold goes.
+      this.copyArrived(hex);
+      this.#send(nodeNumber, `-${hex} ${this.holder}`);
+      return;
+    }
+    if (!stillReferenced && !this.#byHex.has(hex)) {
       this.#send(nodeNumber, `-${hex} ${this.holder}`);
       return;
     }
     if (nodeNumber !== nodeNumberOf(id)) this.#keptOn.set(hex, nodeNumber);
+  }
+
+  /** The node keeping object `hex` for this process when it is not the one its id names. */
+  keptBy(hex: string): number | undefined {
+    return this.#keptOn.get(hex);
   }
 
   #keeperOf(id: Uint8Array, hex: string): number {

@@ -135,8 +135,11 @@ export class ClusterClient {
   async #sources(id: Uint8Array, hex: string): Promise<{ sources: TransferAddress[]; described: string }> {
     const made = nodeNumberOf(id);
     const directory = await this.#connected();
-    const copies = (await directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made);
-    const wanted = [made, ...copies];
+    const kept = this.borrows.keptBy(hex);
+    const copies = (await directory.copies(hex)).filter((n) => n !== this.node.nodeNumber && n !== made && n !== kept);
+    // The node keeping it for this process first (a task's result run there), then the one
+    // its id names, then the copies.
+    const wanted = [...(kept === undefined ? [] : [kept]), ...(made === this.node.nodeNumber ? [] : [made]), ...copies];
     const ageMs = Date.now() - this.#nodesLoadedMs;
     // A node missing from the view reloads it (once a second at most); so does an old view
     // (a node that died or came back with another port).
@@ -164,6 +167,12 @@ export class ClusterClient {
    */
   nodesView(): readonly NodeStatus[] {
     if (Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) void this.#loadNodes().catch(() => {});
+    return this.#nodeStatuses;
+  }
+
+  /** Reloads the view of the cluster's nodes now. */
+  async reloadNodes(): Promise<readonly NodeStatus[]> {
+    await this.#loadNodes();
     return this.#nodeStatuses;
   }
 

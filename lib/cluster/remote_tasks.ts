@@ -5,7 +5,8 @@
  * the replies and, once a second, looks for nodes that died under their tasks.
  *
  * Replies: `d <task> <attempt>` (its results are sealed there), `e <task> <attempt> <error
- * class> <why>` (it could not be run there).
+ * class> <why>` (it could not be run there), `l <task> <attempt>` (it failed on an object it
+ * could not find, an argument lost with its node: the driver makes it again and retries).
  */
 import type { Directory } from "./directory.ts";
 import { signRequest, type TaskRequest } from "./task_requests.ts";
@@ -14,6 +15,8 @@ import { signRequest, type TaskRequest } from "./task_requests.ts";
 export interface RemoteTaskEvents {
   done(task: number, attempt: number): void;
   refused(task: number, attempt: number, errorName: string, why: string): void;
+  /** It failed on an object it could not find there (and stored nothing). */
+  lostAnObject(task: number, attempt: number, why: string): void;
   /** Nodes that were running tasks of this process are no longer alive. */
   nodesDied(nodeNumbers: ReadonlySet<number>): void;
 }
@@ -47,7 +50,17 @@ export class RemoteTasks {
     this.#directory().then((directory) => directory.sendHolds(nodeNumber, [text])).catch((error) => {
       this.#events.refused(request.task, request.attempt, "DirectoryUnavailableError", `could not reach the cluster's directory: ${(error as Error).message}`);
     });
-    this.#loop ??= this.#run().finally(() => (this.#loop = undefined));
+    this.#ensureLoop();
+  }
+
+  /** Runs the loop while tasks are out. A task sent as the loop was ending (after its last
+   * look, before it was marked ended) starts it again. */
+  #ensureLoop(): void {
+    if (this.#loop !== undefined) return;
+    this.#loop = this.#run().finally(() => {
+      this.#loop = undefined;
+      if (this.#outByNode.size > 0 && !this.#closed) this.#ensureLoop();
+    });
   }
 
   /** Sends `request` to node `nodeNumber` expecting no reply (an actor to start or kill). */
@@ -84,9 +97,11 @@ export class RemoteTasks {
   }
 
   #handle(reply: string): void {
-    const [verb, task, attempt, errorName, ...why] = reply.split(" ");
+    const [verb, task, attempt, ...rest] = reply.split(" ");
+    const [errorName, ...why] = rest;
     if (verb === "d") this.#events.done(Number(task), Number(attempt));
     else if (verb === "e") this.#events.refused(Number(task), Number(attempt), errorName, why.join(" "));
+    else if (verb === "l") this.#events.lostAnObject(Number(task), Number(attempt), rest.join(" "));
   }
 
   async #checkNodes(directory: Directory): Promise<void> {

@@ -11,12 +11,14 @@
 import process from "node:process";
 import { fromHex, ID_BYTES } from "../ids.ts";
 import type { ObjectRef } from "../object_ref.ts";
+import { get } from "../objects.ts";
 import type { Directory } from "../cluster/directory.ts";
 import type { HoldKeeper } from "../cluster/holds.ts";
 import { nodeNumberOf } from "../cluster/node_number.ts";
 import { openRequest, RefusedRequest, type TaskRequest } from "../cluster/task_requests.ts";
 import type { FunctionSpec, WireArguments } from "./protocol.ts";
 import type { Scheduler } from "./scheduler.ts";
+import type { Task } from "./task.ts";
 import type { FunctionRecord } from "./submitter.ts";
 
 /** Ids for the functions other nodes send, apart from those `remote()` numbers here. */
@@ -82,7 +84,7 @@ export class NodeExecutor {
       return;
     }
     this.running += 1;
-    void this.#whenDone(request, refs);
+    void this.#whenDone(request, refs, refs[0]?.producer as Task | undefined);
   }
 
   #function(request: TaskRequest): FunctionRecord {
@@ -97,14 +99,26 @@ export class NodeExecutor {
     return record;
   }
 
-  async #whenDone(request: TaskRequest, refs: ObjectRef[]): Promise<void> {
+  async #whenDone(request: TaskRequest, refs: ObjectRef[], task: Task | undefined): Promise<void> {
     await Promise.all(refs.map((ref) => ref.producer?.done));
+    if (request.kind !== "call" && task?.lostAnObject) {
+      // An object it read was lost (its node died after the driver sent it): the driver makes
+      // it again and sends the task anew. Its failure goes, so the retry can store its results.
+      const why = await get(refs[0], { timeout: 0 }).then(() => "", (error) => (error as Error).message);
+      for (const ref of refs) ref[Symbol.dispose]();
+      this.running -= 1;
+      this.#reply(request.holder, `l ${request.task} ${request.attempt} ${why}`);
+      return;
+    }
     // Sealed here, values or the task's failure: kept for the driver until it lets them go.
+    const listed: Promise<void>[] = [];
     for (const ref of refs) {
       this.#keeper.hold(ref.id, request.holder);
-      if (nodeNumberOf(ref.bytes) !== this.#nodeNumber) void this.#directory.addCopy(ref.id, this.#nodeNumber).catch(() => {});
+      // Made here under another node's id (a retry): listed before anyone is told to fetch it.
+      if (nodeNumberOf(ref.bytes) !== this.#nodeNumber) listed.push(this.#directory.addCopy(ref.id, this.#nodeNumber).catch(() => {}));
       ref[Symbol.dispose]();
     }
+    await Promise.all(listed);
     this.running -= 1;
     this.#reply(request.holder, `d ${request.task} ${request.attempt}`);
   }

@@ -60,7 +60,7 @@ export function isInlineable(args: unknown[]): args is Array<number | string | b
 export type FromWorker =
   | { t: "ready"; pid: number }
   /** These tasks' returns are sealed in the store (values or failures); each ran `micros`. */
-  | { t: "done"; tasks: number[]; micros: number[] }
+  | { t: "done"; tasks: number[]; micros: number[]; lost?: number[] }
   /** A task submitted from inside a task: `fn` (with its spec the first time) or an actor call. */
   | { t: "submit"; fn?: number; spec?: FunctionSpec; actor?: number; method?: string; args: WireArguments; deps: string[]; returns: string[]; maxRetries: number }
   /** The worker took references to these results: the driver can drop its own. */

@@ -29,6 +29,8 @@ import type { ActorOptions, FunctionRecord, SerializerRecord, SubmitOptions, Sub
 import { SPIN_MICROS } from "../spin_backoff.ts";
 import { RemoteTasks } from "../cluster/remote_tasks.ts";
 import type { TaskRequest } from "../cluster/task_requests.ts";
+import type { NodeStatus } from "../cluster/directory.ts";
+import { trace } from "../cluster/debug.ts";
 import { missing, type Placing, placeTask } from "../cluster/placement.ts";
 import { nodeNumberOf } from "../cluster/node_number.ts";
 
@@ -47,6 +49,10 @@ const IN_FLIGHT_OTHER = 4;
 const LINEAGE_MAX_BYTES = 64 * 1024 * 1024;
 /** How often the lineage of results no ref reaches any longer is let go. */
 const LINEAGE_SWEEP_MS = 2000;
+/** How long a task that lost an argument waits for the argument's node to be seen dead
+ * (its heartbeat expires) before it is sent again anyway, and how often it looks. */
+const LOST_OBJECT_WAIT_MS = 6000;
+const LOST_OBJECT_POLL_MS = 500;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
 /** How long an exiting driver waits for the workers it killed to be dead. */
@@ -492,8 +498,14 @@ export class Scheduler implements Submitter {
     if (task.settled) return;
     if (task.cancelled) return this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
     const cluster = this.#session.cluster!;
+    // Arguments made on nodes known dead are made again first.
+    const nodes = cluster.nodesView();
+    if (task.argRefs.filter((arg) => this.#rebuildIfGone(arg, nodes)).length > 0) {
+      return this.#whenArgumentsReady(task, () => this.#sendToNode(task));
+    }
     this.#ensureRemote();
     const fn = task.fn!;
+    trace(() => `send task ${task.id}.${task.attempt} ${task.name} to node ${task.node} returns ${task.returnHex.map((h) => h.slice(0, 12)).join(",")}`);
     this.#remoteTasks.set(task.id, task);
     this.#remote!.send(task.node!, {
       task: task.id,
@@ -511,12 +523,14 @@ export class Scheduler implements Submitter {
     this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
       done: (id, attempt) => this.#remoteDone(id, attempt),
       refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
+      lostAnObject: (id, attempt, why) => this.#remoteLostAnObject(id, attempt, why),
       nodesDied: (dead) => this.#nodesDied(dead),
     });
   }
 
   /** The node a task was sent to stored its results: they are kept there for this process. */
   #remoteDone(id: number, attempt: number): void {
+    trace(() => `done task ${id}.${attempt}${this.#remoteTasks.get(id)?.attempt === attempt ? "" : " (stale)"}`);
     const task = this.#remoteOut(id, attempt);
     if (task === undefined) return;
     const borrows = this.#session.cluster!.borrows;
@@ -533,6 +547,43 @@ export class Scheduler implements Submitter {
   #remoteRefused(id: number, attempt: number, errorName: string, why: string): void {
     const task = this.#remoteOut(id, attempt);
     if (task !== undefined) this.#fail(task, "error", { name: errorName, message: `node ${task.node} could not run it: ${why}`, stack: "" });
+  }
+
+  /**
+   * A task sent elsewhere failed on an object it could not find: an argument lost with its
+   * node. Once the view of the cluster shows that node dead (its heartbeat expires within
+   * seconds), the arguments made by tasks there are made again, and the task is sent anew.
+   */
+  #remoteLostAnObject(id: number, attempt: number, why: string): void {
+    trace(() => `task ${id}.${attempt} lost an object: ${why}`);
+    const task = this.#remoteOut(id, attempt);
+    if (task === undefined) return;
+    if (task.retriesLeft-- <= 0) {
+      this.#fail(task, "error", { name: "ObjectLostError", message: `an object it read was lost, and it has no retries left: ${why}`, stack: "" });
+      return;
+    }
+    task.attempt += 1;
+    void this.#retryAfterLoss(task, Date.now() + LOST_OBJECT_WAIT_MS);
+  }
+
+  async #retryAfterLoss(task: Task, giveUpWaitingMs: number): Promise<void> {
+    const cluster = this.#session.cluster!;
+    while (!task.settled && !this.#closing) {
+      const nodes = await cluster.reloadNodes().catch(() => cluster.nodesView());
+      const rebuilt = [...task.argRefs, ...task.heldRefs].filter((ref) => this.#rebuildIfGone(ref, nodes)).length;
+      if (rebuilt > 0 || Date.now() >= giveUpWaitingMs) break;
+      await new Promise((resolve) => setTimeout(resolve, LOST_OBJECT_POLL_MS));
+    }
+    if (task.settled || this.#closing) return;
+    let node: number | undefined;
+    try {
+      node = this.#placement(task.placing ?? defaultPlacing, new Set());
+    } catch (error) {
+      this.#fail(task, "node", { name: "NodeDiedError", message: `an object it read was lost, and ${(error as Error).message}`, stack: "" });
+      return;
+    }
+    task.node = node;
+    this.#whenArgumentsReady(task, () => node === undefined ? this.#enqueue(task) : this.#sendToNode(task));
   }
 
   /** The task `id` as sent in try `attempt`, no longer out; undefined if that try is stale. */
@@ -589,6 +640,7 @@ export class Scheduler implements Submitter {
       return true;
     }
     if (task.retriesLeft <= 0) return false;
+    trace(() => `rebuild task ${task.id} for ${ref.id.slice(0, 12)}`);
     task.retriesLeft -= 1;
     task.unsettle();
     task.attempt += 1;
@@ -606,7 +658,8 @@ export class Scheduler implements Submitter {
       return true;
     }
     task.node = node;
-    for (const arg of task.argRefs) this.#rebuildIfGone(arg);
+    const nodes = this.#session.cluster!.nodesView();
+    for (const arg of task.argRefs) this.#rebuildIfGone(arg, nodes);
     this.#whenArgumentsReady(task, () => node === undefined ? this.#enqueue(task) : this.#sendToNode(task));
     return true;
   }
@@ -617,16 +670,17 @@ export class Scheduler implements Submitter {
     task.returnRefs.push(new WeakRef(ref));
   }
 
-  /** Rebuilds `arg` if the task that made it ran on a node that is no longer alive. */
-  #rebuildIfGone(arg: ObjectRef): void {
+  /** Rebuilds `arg` if the task that made it ran on a node not alive in `nodes`; true if it did. */
+  #rebuildIfGone(arg: ObjectRef, nodes: readonly NodeStatus[]): boolean {
     const producer = this.#lineage.get(arg.id);
-    if (producer === undefined || !producer.settled || producer.node === undefined) return;
-    const alive = this.#session.cluster!.nodesView().some((node) => node.alive && node.nodeNumber === producer.node);
-    if (!alive && this.#session.store.contains(arg.bytes) === Presence.absent) this.rebuild(arg);
+    if (producer === undefined || !producer.settled || producer.node === undefined) return false;
+    const alive = nodes.some((node) => node.alive && node.nodeNumber === producer.node);
+    return !alive && this.#session.store.contains(arg.bytes) === Presence.absent && this.rebuild(arg);
   }
 
   /** Nodes died under tasks of this process: each is retried elsewhere while it has retries. */
   #nodesDied(dead: ReadonlySet<number>): void {
+    trace(() => `nodes died: ${[...dead].join(",")}`);
     for (const task of [...this.#remoteTasks.values()]) {
       if (!dead.has(task.node!)) continue;
       const died = task.node!;
@@ -767,6 +821,7 @@ export class Scheduler implements Submitter {
           if (task.sentAsSlow) worker.slowInFlight -= 1;
           task.sentAsSlow = false;
           this.#runTimes.record(task.runKey, message.micros[i]);
+          if (message.lost?.includes(task.id)) task.lostAnObject = true;
           this.#complete(task);
           worker.release(task.id);
         }

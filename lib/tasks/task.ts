@@ -79,6 +79,8 @@ export class Task {
   readonly runKey: string;
   cancelled = false;
   settled = false;
+  /** It failed on an object it could not find (an argument lost with its node, say). */
+  lostAnObject = false;
   /** Its arguments outlive it: its results may have to be made again (lineage, in a cluster). */
   keepsArguments = false;
   #done: Promise<void> | undefined;

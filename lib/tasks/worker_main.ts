@@ -54,6 +54,8 @@ let outbox = "";
 /** Finished tasks not reported yet, and how long each ran: reported together in one message. */
 const finished: number[] = [];
 const finishedMicros: number[] = [];
+/** Finished tasks not reported yet that failed on an object they could not find. */
+const lostTasks: number[] = [];
 /** When the oldest unreported task finished (performance.now()). */
 let oldestFinishedMs = 0;
 
@@ -75,7 +77,8 @@ function send(message: FromWorker): void {
   }
 }
 
-function reportDone(task: number, micros: number): void {
+function reportDone(task: number, micros: number, lostAnObject: boolean): void {
+  if (lostAnObject) lostTasks.push(task);
   if (finished.length === 0) {
     oldestFinishedMs = performance.now();
     // Reported at the latest when the event loop turns (the next task awaits I/O, say).
@@ -90,9 +93,10 @@ let flushQueued = false;
 function flush(): void {
   flushQueued = false;
   if (finished.length > 0) {
-    outbox += encodeMessage({ t: "done", tasks: finished, micros: finishedMicros });
+    outbox += encodeMessage(lostTasks.length === 0 ? { t: "done", tasks: finished, micros: finishedMicros } : { t: "done", tasks: finished, micros: finishedMicros, lost: lostTasks });
     finished.length = 0;
     finishedMicros.length = 0;
+    lostTasks.length = 0;
   }
   if (outbox === "") return;
   channel.send(outbox);
@@ -203,7 +207,7 @@ async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
   storeReturns(message.task, message.returns, value, failure, taskName);
   releaseCollectedArguments();
   lastRunMicros = Math.round((performance.now() - startMs) * 1000);
-  reportDone(message.task, lastRunMicros);
+  reportDone(message.task, lastRunMicros, failure?.error.name === "ObjectLostError");
 }
 
 /**
