@@ -180,6 +180,37 @@ test("actors: state kept, calls in order, in their own process; kill fails pendi
     assert.throws(() => os.kill({} as os.ActorHandle<unknown>), TypeError);
   }), { timeoutMs: 60_000 });
 
+test("actor maxConcurrency: async methods interleave up to N at once, started in order; the default runs one at a time", () =>
+  withCluster(async () => {
+    class Sleeper {
+      active = 0;
+      most = 0;
+      started: number[] = [];
+      async nap(i: number, ms: number) {
+        this.started.push(i);
+        this.active++;
+        this.most = Math.max(this.most, this.active);
+        await new Promise((resolve) => setTimeout(resolve, ms));
+        this.active--;
+        return i;
+      }
+      report() {
+        return { most: this.most, started: this.started };
+      }
+    }
+    const Actor = os.remote(Sleeper);
+    assert.throws(() => Actor.options({ maxConcurrency: 0 }), /maxConcurrency must be a whole number ≥ 1/);
+    for (const [limit, expectedMost] of [[3, 3], [undefined, 1]] as const) {
+      const sleeper = (limit === undefined ? Actor : Actor.options({ maxConcurrency: limit })).remote();
+      const naps = Array.from({ length: 7 }, (_, i) => sleeper.nap.remote(i, 150));
+      assert.deepEqual(await os.get(naps), [0, 1, 2, 3, 4, 5, 6]);
+      const { most, started } = await os.get(sleeper.report.remote()) as { most: number; started: number[] };
+      assert.equal(most, expectedMost, `at most ${expectedMost} at once with maxConcurrency ${limit}`);
+      assert.deepEqual(started, [0, 1, 2, 3, 4, 5, 6], "started in the order called");
+      os.kill(sleeper);
+    }
+  }), { timeoutMs: 60_000 });
+
 test("an actor whose constructor throws fails every call with that error", () =>
   withCluster(async () => {
     class Broken {

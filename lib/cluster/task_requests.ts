@@ -19,6 +19,8 @@ export interface TaskRequest {
   task: number;
   actor?: number;
   method?: string;
+  /** For `actor`: how many of its calls may run at once. */
+  maxConcurrency?: number;
   /** Which try this is (a retry after a node died is another). */
   attempt: number;
   /** The driver process (its borrower name), whose reply list gets the outcome. */

@@ -56,7 +56,7 @@ export class NodeExecutor {
     }
     const actorKey = `${request.holder}#${request.actor}#${request.attempt}`;
     if (request.kind === "actor") {
-      this.#actors.set(actorKey, this.#scheduler.createActorFor(this.#function(request), request.args as WireArguments));
+      this.#actors.set(actorKey, this.#scheduler.createActorFor(this.#function(request), request.args as WireArguments, request.maxConcurrency ?? 1));
       return;
     }
     if (request.kind === "kill") {

@@ -21,7 +21,7 @@ export type ToWorker =
   /** Runs `fn` (or, in an actor, method `method`) on `args`. */
   | { t: "run"; task: number; fn?: number; method?: string; args: WireArguments; returns: string[] }
   /** Makes this worker an actor: constructs class `fn` with `args`. */
-  | { t: "actor"; fn: number; args: WireArguments }
+  | { t: "actor"; fn: number; args: WireArguments; maxConcurrency?: number }
   /** The driver holds these tasks' results now: drop the worker's creator references. */
   | { t: "release"; tasks: number[] }
   /** Tasks this worker submitted are done; the driver holds their results until `acquired`. */

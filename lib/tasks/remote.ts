@@ -93,6 +93,9 @@ export interface ActorClassOptions {
   /** How many times it is started again, on another node, after its node dies (default 0);
    * calls out when it dies raise `ActorDiedError`, later ones go to the new instance. */
   maxRestarts?: number;
+  /** How many of its calls may run at once (default 1: one at a time, in order). With more,
+   * its async methods interleave at their awaits; calls still start in the order made. */
+  maxConcurrency?: number;
 }
 
 const actorIdKey = Symbol("objstore.actorId");
@@ -177,9 +180,11 @@ function actorClass(record: FunctionRecord, options: ActorOptions = {}) {
 function checkActorOptions(options: ActorClassOptions): ActorOptions {
   const maxRestarts = options.maxRestarts ?? 0;
   if (!Number.isInteger(maxRestarts) || maxRestarts < 0) throw new TypeError(`options: maxRestarts must be a whole number ≥ 0, got ${options.maxRestarts}`);
+  const maxConcurrency = options.maxConcurrency ?? 1;
+  if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new TypeError(`options: maxConcurrency must be a whole number ≥ 1, got ${options.maxConcurrency}`);
   const scheduling = options.scheduling === undefined ? undefined : checkScheduling(options.scheduling);
   const { numCpus, resources } = checkRequirements(options.numCpus ?? 1, options.resources ?? {});
-  return { scheduling, numCpus, resources, maxRestarts };
+  return { scheduling, numCpus, resources, maxRestarts, maxConcurrency };
 }
 
 /** What an actor handle is underneath: its id. Stored by id, so handles can be passed to tasks. */

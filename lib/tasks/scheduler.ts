@@ -192,12 +192,13 @@ export class Scheduler implements Submitter {
     } catch (error) {
       throw new ObjstoreError(`${cls.name}.remote(): ${(error as Error).message}`);
     }
+    const maxConcurrency = options.maxConcurrency ?? 1;
     if (node === undefined) {
-      this.#startActor(id, cls, packed, heldRefs);
+      this.#startActor(id, cls, packed, heldRefs, maxConcurrency);
       return id;
     }
     const actor: RemoteActor = {
-      id, cls, node, incarnation: 0, restartsLeft: options.maxRestarts ?? 0, placing, args: packed, heldRefs, queue: [], dead: undefined,
+      id, cls, node, incarnation: 0, restartsLeft: options.maxRestarts ?? 0, maxConcurrency, placing, args: packed, heldRefs, queue: [], dead: undefined,
     };
     this.#remoteActors.set(id, actor);
     this.#postActor(actor);
@@ -205,18 +206,18 @@ export class Scheduler implements Submitter {
   }
 
   /** @internal Starts an actor another node's driver placed here; returns its number here. */
-  createActorFor(cls: FunctionRecord, args: WireArguments): number {
+  createActorFor(cls: FunctionRecord, args: WireArguments, maxConcurrency: number): number {
     const id = this.#nextActor++;
-    this.#startActor(id, cls, { wire: args, ref: undefined }, []);
+    this.#startActor(id, cls, { wire: args, ref: undefined }, [], maxConcurrency);
     return id;
   }
 
-  #startActor(id: number, cls: FunctionRecord, args: PackedArguments, heldRefs: ObjectRef[]): void {
+  #startActor(id: number, cls: FunctionRecord, args: PackedArguments, heldRefs: ObjectRef[], maxConcurrency: number): void {
     const worker = this.#spawn(id);
     this.#actors.set(id, { id, cls, worker, args, heldRefs, queue: [], dead: undefined });
     worker.send({ t: "define", fn: cls.id, spec: cls.spec });
     worker.defined.add(cls.id);
-    worker.send({ t: "actor", fn: cls.id, args: args.wire });
+    worker.send(maxConcurrency > 1 ? { t: "actor", fn: cls.id, args: args.wire, maxConcurrency } : { t: "actor", fn: cls.id, args: args.wire });
   }
 
   /** Where an actor starts: undefined for a worker of this process (it needs no free one). */
@@ -748,7 +749,7 @@ export class Scheduler implements Submitter {
   #postActor(actor: RemoteActor): void {
     this.#ensureRemote();
     const cls = actor.cls;
-    this.#remote!.post(actor.node, { ...this.#actorRequest(actor, "actor"), fn: { id: cls.id, name: cls.name, spec: cls.spec }, args: actor.args.wire });
+    this.#remote!.post(actor.node, { ...this.#actorRequest(actor, "actor"), fn: { id: cls.id, name: cls.name, spec: cls.spec }, args: actor.args.wire, maxConcurrency: actor.maxConcurrency });
   }
 
   #actorRequest(actor: RemoteActor, kind: "actor" | "call" | "kill"): TaskRequest {

@@ -34,6 +34,8 @@ export interface ActorOptions {
   resources?: Record<string, number>;
   /** How many times it is started again after its node dies (default 0). */
   maxRestarts?: number;
+  /** How many of its calls may run at once (its async methods interleave; default 1). */
+  maxConcurrency?: number;
 }
 
 /** A custom serializer as shipped to workers: the class and both functions by their source. */

@@ -35,6 +35,7 @@ export interface RemoteActor {
   node: number;
   incarnation: number;
   restartsLeft: number;
+  readonly maxConcurrency: number;
   readonly placing: Placing;
   readonly args: PackedArguments;
   readonly heldRefs: readonly ObjectRef[];

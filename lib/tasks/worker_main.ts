@@ -46,6 +46,10 @@ type Callable = (...args: unknown[]) => unknown;
 const functions = new Map<number, { name: string; value: Promise<unknown> }>();
 let actor: { instance: Record<string, unknown>; className: string } | undefined;
 let actorFailure: TaskFailure | undefined;
+/** Calls of this actor that may run at once (its async methods interleave); 1: in order. */
+let actorConcurrency = 1;
+/** Calls running now, when more than one may. */
+const runningCalls = new Set<Promise<void>>();
 /** The results of each task run here, referenced until the driver has its own references. */
 const creatorRefs = new Map<number, Uint8Array[]>();
 const inbox: ToWorker[] = [];
@@ -233,6 +237,7 @@ function methodOf(name: string): Callable {
 
 async function becomeActor(message: Extract<ToWorker, { t: "actor" }>): Promise<void> {
   const cls = functions.get(message.fn)!;
+  actorConcurrency = message.maxConcurrency ?? 1;
   try {
     const args = await resolveArguments(message.args);
     const Class = (await cls.value) as new (...a: unknown[]) => Record<string, unknown>;
@@ -254,8 +259,14 @@ async function handle(message: ToWorker): Promise<void> {
       registerSerializer(make(message.cls), { serialize: make(message.serialize), deserialize: make(message.deserialize) }, message.name);
       return;
     }
-    case "run":
-      return await run(message);
+    case "run": {
+      if (actor === undefined || actorConcurrency <= 1) return await run(message);
+      // Started in order; up to `actorConcurrency` run at once, interleaving at their awaits.
+      const call: Promise<void> = run(message).finally(() => runningCalls.delete(call));
+      runningCalls.add(call);
+      if (runningCalls.size >= actorConcurrency) await Promise.race(runningCalls);
+      return;
+    }
     case "actor":
       return await becomeActor(message);
     case "resolved":
