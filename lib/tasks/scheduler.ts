@@ -7,10 +7,7 @@
  * A worker that dies mid-task is replaced and its tasks retried (`maxRetries`); after that their
  * results are `WorkerCrashedError` failures. Actors get a worker of their own, fed in call order.
  *
- * In a cluster, a task placed on another node (lib/cluster/placement.ts) is sent to that
- * node's process (lib/cluster/remote_tasks.ts), which runs it on its workers under the return
- * ids minted here for that node; a node that dies under it costs a retry elsewhere, then
- * `NodeDiedError`.
+ * In a cluster, tasks and actors placed on other nodes go through lib/tasks/cluster_dispatch.ts.
  */
 import { setImmediate } from "node:timers";
 import { ObjstoreError } from "../errors.ts";
@@ -27,12 +24,8 @@ import { type Actor, noRefs, packArguments, type PackedArguments, type RemoteAct
 import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import type { ActorOptions, FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { SPIN_MICROS } from "../spin_backoff.ts";
-import { RemoteTasks } from "../cluster/remote_tasks.ts";
-import type { TaskRequest } from "../cluster/task_requests.ts";
-import type { NodeStatus } from "../cluster/directory.ts";
-import { trace } from "../cluster/debug.ts";
-import { missing, type Placing, placeTask } from "../cluster/placement.ts";
-import { nodeNumberOf } from "../cluster/node_number.ts";
+import { ClusterDispatch } from "./cluster_dispatch.ts";
+import type { Placing } from "../cluster/placement.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -41,18 +34,6 @@ import { nodeNumberOf } from "../cluster/node_number.ts";
  */
 const IN_FLIGHT_QUICK = 64;
 const IN_FLIGHT_OTHER = 4;
-/**
- * What the lineage of tasks run on other nodes may cost, at most (Ray's `max_lineage_bytes`,
- * 1 GiB there): past it, the oldest tasks are let go, and their results become ones that
- * cannot be rebuilt.
- */
-const LINEAGE_MAX_BYTES = 64 * 1024 * 1024;
-/** How often the lineage of results no ref reaches any longer is let go. */
-const LINEAGE_SWEEP_MS = 2000;
-/** How long a task that lost an argument waits for the argument's node to be seen dead
- * (its heartbeat expires) before it is sent again anyway, and how often it looks. */
-const LOST_OBJECT_WAIT_MS = 6000;
-const LOST_OBJECT_POLL_MS = 500;
 /** How long shutdown waits for workers to leave on their own. */
 const WORKER_EXIT_WAIT_MS = 2000;
 /** How long an exiting driver waits for the workers it killed to be dead. */
@@ -60,8 +41,6 @@ const ABANDON_WAIT_MS = 1000;
 
 let driverFunctionIds = 1_000_000_000;
 
-/** How a task run locally is placed again after its results were lost. */
-const defaultPlacing: Placing = { scheduling: "DEFAULT", numCpus: 1, resources: {}, argBytes: new Map() };
 
 /** Ids for functions workers submit; apart from those `remote()` numbers in this process. */
 function nextDriverFunctionId(): number {
@@ -75,23 +54,14 @@ export class Scheduler implements Submitter {
   readonly #ready: Task[] = [];
   readonly #tasks = new Map<number, Task>();
   readonly #actors = new Map<number, Actor>();
-  /** Actors of this process started on other nodes. */
-  readonly #remoteActors = new Map<number, RemoteActor>();
   /** Unfinished tasks by the hex id of each of their returns: built on first use, since only
    * workers name results by id (nested submissions, cancels). */
   #producers: Map<string, Task> | undefined;
   /** Functions workers submitted, by "<pid>:<their id>". */
   readonly #workerFunctions = new Map<string, FunctionRecord>();
   readonly #runTimes = new RunTimes();
-  /** Tasks out on other nodes of the cluster, by task number. */
-  readonly #remoteTasks = new Map<number, Task>();
-  #remote: RemoteTasks | undefined;
-  #placements = 0;
-  /** Finished tasks run on other nodes, by the hex of each return: what rebuilds a result lost
-   * with its node. In the order they finished (the oldest go first past the bound). */
-  readonly #lineage = new Map<string, Task>();
-  #lineageBytes = 0;
-  #lineageSweep: ReturnType<typeof setInterval> | undefined;
+  /** Where tasks and actors go in a cluster, and what follows (lib/tasks/cluster_dispatch.ts). */
+  readonly #cluster: ClusterDispatch;
   #nextTask = 1;
   #nextActor = 1;
   #closing = false;
@@ -102,6 +72,21 @@ export class Scheduler implements Submitter {
   constructor(session: Session, numWorkers: number) {
     this.#session = session;
     this.#numWorkers = numWorkers;
+    this.#cluster = new ClusterDispatch({
+      session,
+      numWorkers,
+      waiting: () => this.#ready.length,
+      closing: () => this.#closing,
+      newTask: (name, target, args, numReturns, retries, node) => this.#newTask(name, target, args, numReturns, retries, node),
+      register: (task) => this.#register(task),
+      returnRefs: (task) => this.#returnRefs(task),
+      complete: (task) => this.#complete(task),
+      fail: (task, kind, error) => this.#fail(task, kind, error),
+      enqueue: (task) => this.#enqueue(task),
+      whenArgumentsReady: (task, then) => this.#whenArgumentsReady(task, then),
+      isAvailable: (ref) => this.#isAvailable(ref),
+      updateKeepAlive: () => this.#updateKeepAlive(),
+    });
   }
 
   /** Submits `fn(...args)`; returns the refs of its results at once. */
@@ -110,11 +95,11 @@ export class Scheduler implements Submitter {
       scheduling: options.scheduling ?? "DEFAULT",
       numCpus: options.numCpus ?? 1,
       resources: options.resources ?? {},
-      argBytes: this.#argBytes(args),
+      argBytes: this.#cluster.argBytes(args),
     };
     let node: number | undefined;
     try {
-      node = this.#placement(placing, new Set());
+      node = this.#cluster.placement(placing, new Set());
     } catch (error) {
       throw new ObjstoreError(`${fn.name}.remote(): ${(error as Error).message}`);
     }
@@ -125,7 +110,7 @@ export class Scheduler implements Submitter {
     } else {
       task.node = node;
       task.placing = placing;
-      this.#whenArgumentsReady(task, () => this.#sendToNode(task));
+      this.#whenArgumentsReady(task, () => this.#cluster.sendToNode(task));
     }
     return this.#returnRefs(task);
   }
@@ -141,43 +126,6 @@ export class Scheduler implements Submitter {
   }
 
   /**
-   * The node to run a task on in a cluster, or undefined for this process's own workers.
-   * Outside a cluster, a task asking for more than this machine has fails at once.
-   */
-  #placement(placing: Placing, excluded: ReadonlySet<number>): number | undefined {
-    const cluster = this.#session.cluster;
-    if (cluster === undefined) {
-      if (this.#numWorkers === 0) return undefined; // said by `submit`, as without a cluster
-      const lacks = missing(placing, this.#numWorkers, {});
-      if (lacks !== undefined) throw new ObjstoreError(`no node can run it: this one lacks ${lacks}; custom resources need a cluster (objstore start --resources)`);
-      return undefined;
-    }
-    const local = { nodeNumber: cluster.node.nodeNumber, workers: this.#numWorkers, saturated: this.#ready.length > 0 };
-    // The common case needs no view of the cluster: arguments here (or none), workers free.
-    const onlyHere = [...placing.argBytes.keys()].every((n) => n === local.nodeNumber);
-    if (placing.scheduling === "DEFAULT" && local.workers > 0 && !local.saturated && onlyHere && excluded.size === 0 && missing(placing, local.workers, {}) === undefined) {
-      return undefined;
-    }
-    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, excluded);
-    return node === local.nodeNumber && local.workers > 0 ? undefined : node;
-  }
-
-  /** Bytes of a task's ref arguments by the node holding them: this store's by their size,
-   * another node's counted as 1 (their size is not known here). */
-  #argBytes(args: unknown[]): Map<number, number> {
-    const byNode = new Map<number, number>();
-    const cluster = this.#session.cluster;
-    if (cluster === undefined) return byNode;
-    for (const arg of args) {
-      if (!(arg instanceof ObjectRef)) continue;
-      const here = this.#session.store.contains(arg.bytes) !== Presence.absent;
-      const node = here ? cluster.node.nodeNumber : nodeNumberOf(arg.bytes) || cluster.node.nodeNumber;
-      byNode.set(node, (byNode.get(node) ?? 0) + (here ? this.#session.store.sizeOf(arg.bytes) : 1));
-    }
-    return byNode;
-  }
-
-  /**
    * Starts an actor: its own worker process, constructing `cls` with `args`; in a cluster,
    * on the node its options place it on (by default this one).
    */
@@ -188,7 +136,7 @@ export class Scheduler implements Submitter {
     const placing: Placing = { scheduling: options.scheduling ?? "DEFAULT", numCpus: options.numCpus ?? 1, resources: options.resources ?? {}, argBytes: new Map() };
     let node: number | undefined;
     try {
-      node = this.#actorPlacement(placing, new Set());
+      node = this.#cluster.actorPlacement(placing, new Set());
     } catch (error) {
       throw new ObjstoreError(`${cls.name}.remote(): ${(error as Error).message}`);
     }
@@ -200,8 +148,8 @@ export class Scheduler implements Submitter {
     const actor: RemoteActor = {
       id, cls, node, incarnation: 0, restartsLeft: options.maxRestarts ?? 0, maxConcurrency, placing, args: packed, heldRefs, queue: [], dead: undefined,
     };
-    this.#remoteActors.set(id, actor);
-    this.#postActor(actor);
+    this.#cluster.remoteActors.set(id, actor);
+    this.#cluster.postActor(actor);
     return id;
   }
 
@@ -220,19 +168,10 @@ export class Scheduler implements Submitter {
     worker.send(maxConcurrency > 1 ? { t: "actor", fn: cls.id, args: args.wire, maxConcurrency } : { t: "actor", fn: cls.id, args: args.wire });
   }
 
-  /** Where an actor starts: undefined for a worker of this process (it needs no free one). */
-  #actorPlacement(placing: Placing, excluded: ReadonlySet<number>): number | undefined {
-    const cluster = this.#session.cluster;
-    if (cluster === undefined || (placing.scheduling === "DEFAULT" && Object.keys(placing.resources).length === 0 && excluded.size === 0)) return undefined;
-    const local = { nodeNumber: cluster.node.nodeNumber, workers: Math.max(1, this.#numWorkers), saturated: false };
-    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, excluded);
-    return node === local.nodeNumber ? undefined : node;
-  }
-
   /** Calls `method` on an actor; calls run in the order they are made. */
   callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
-    const remoteActor = this.#remoteActors.get(actorId);
-    if (remoteActor !== undefined) return this.#callRemoteActor(remoteActor, method, args, numReturns);
+    const remoteActor = this.#cluster.remoteActors.get(actorId);
+    if (remoteActor !== undefined) return this.#cluster.callActor(remoteActor, method, args, numReturns);
     const actor = this.#actors.get(actorId);
     if (actor === undefined) throw new ObjstoreError(`no actor ${actorId} in this process`);
     const task = this.#newTask(`${actor.cls.name}.${method}`, { method, actor }, args, numReturns, 0);
@@ -258,12 +197,7 @@ export class Scheduler implements Submitter {
   }
 
   killActor(actorId: number): void {
-    const remoteActor = this.#remoteActors.get(actorId);
-    if (remoteActor !== undefined && remoteActor.dead === undefined) {
-      this.#remote?.post(remoteActor.node, this.#actorRequest(remoteActor, "kill"));
-      this.#actorDied(remoteActor, new TaskFailure("actor", { name: "ActorDiedError", message: `actor ${remoteActor.cls.name} was killed`, stack: "" }, remoteActor.cls.name));
-      return;
-    }
+    if (this.#cluster.killActor(actorId)) return;
     const actor = this.#actors.get(actorId);
     if (actor === undefined || actor.dead !== undefined) return;
     actor.dead = new TaskFailure("crash", { name: "WorkerCrashedError", message: `actor ${actor.cls.name} was killed`, stack: "" }, actor.cls.name);
@@ -290,6 +224,11 @@ export class Scheduler implements Submitter {
     if (task.worker === undefined) this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
   }
 
+  /** A result lost with its node: its task runs again if it can (see `ClusterDispatch.rebuild`). */
+  rebuild(ref: ObjectRef): boolean {
+    return this.#cluster.rebuild(ref);
+  }
+
   /** Makes a custom serializer known to every worker, now and later. */
   addSerializer(record: SerializerRecord): void {
     for (const worker of this.#allWorkers()) worker.send({ t: "serializer", ...record });
@@ -298,9 +237,7 @@ export class Scheduler implements Submitter {
   /** Stops every worker: asks them to leave (stdin closes), then kills the ones that stay. */
   async close(): Promise<void> {
     this.#closing = true;
-    clearInterval(this.#lineageSweep);
-    for (const task of new Set(this.#lineage.values())) this.#dropLineage(task);
-    await this.#remote?.close();
+    await this.#cluster.close();
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));
     for (const w of workers) {
@@ -495,292 +432,6 @@ export class Scheduler implements Submitter {
     worker.sendEncoded(encodeRun(task.id, { fn: fn.id }, task.args.wire, task.returnHex));
   }
 
-  #sendToNode(task: Task): void {
-    if (task.settled) return;
-    if (task.cancelled) return this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
-    const cluster = this.#session.cluster!;
-    // Arguments made on nodes known dead are made again first.
-    const nodes = cluster.nodesView();
-    if (task.argRefs.filter((arg) => this.#rebuildIfGone(arg, nodes)).length > 0) {
-      return this.#whenArgumentsReady(task, () => this.#sendToNode(task));
-    }
-    this.#ensureRemote();
-    const fn = task.fn!;
-    trace(() => `send task ${task.id}.${task.attempt} ${task.name} to node ${task.node} returns ${task.returnHex.map((h) => h.slice(0, 12)).join(",")}`);
-    this.#remoteTasks.set(task.id, task);
-    this.#remote!.send(task.node!, {
-      task: task.id,
-      attempt: task.attempt,
-      holder: cluster.borrows.holder,
-      fn: { id: fn.id, name: fn.name, spec: fn.spec },
-      args: task.args.wire,
-      returns: task.returnHex,
-    });
-    this.#updateKeepAlive();
-  }
-
-  #ensureRemote(): void {
-    const cluster = this.#session.cluster!;
-    this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
-      done: (id, attempt) => this.#remoteDone(id, attempt),
-      refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
-      lostAnObject: (id, attempt, why) => this.#remoteLostAnObject(id, attempt, why),
-      nodesDied: (dead) => this.#nodesDied(dead),
-    });
-  }
-
-  /** The node a task was sent to stored its results: they are kept there for this process. */
-  #remoteDone(id: number, attempt: number): void {
-    trace(() => `done task ${id}.${attempt}${this.#remoteTasks.get(id)?.attempt === attempt ? "" : " (stale)"}`);
-    const task = this.#remoteOut(id, attempt);
-    if (task === undefined) return;
-    const borrows = this.#session.cluster!.borrows;
-    const referenced = task.returnRefs.some((weak) => weak.deref() !== undefined);
-    const keep = () => task.returnIds.forEach((returnId, i) => borrows.keptOn(returnId, task.returnHex[i], task.node!, referenced));
-    // Results of another node: where the refs' holds go must be known before they are taken.
-    // Of this node: the refs hold them in this store once taken, and the keeper's hold goes.
-    if (task.node !== this.#session.nodeNumber) keep();
-    if (task.retriesLeft > 0 && task.fn !== undefined) this.#keepLineage(task);
-    this.#complete(task);
-    if (task.node === this.#session.nodeNumber) keep();
-  }
-
-  #remoteRefused(id: number, attempt: number, errorName: string, why: string): void {
-    const task = this.#remoteOut(id, attempt);
-    if (task !== undefined) this.#fail(task, "error", { name: errorName, message: `node ${task.node} could not run it: ${why}`, stack: "" });
-  }
-
-  /**
-   * A task sent elsewhere failed on an object it could not find: an argument lost with its
-   * node. Once the view of the cluster shows that node dead (its heartbeat expires within
-   * seconds), the arguments made by tasks there are made again, and the task is sent anew.
-   */
-  #remoteLostAnObject(id: number, attempt: number, why: string): void {
-    trace(() => `task ${id}.${attempt} lost an object: ${why}`);
-    const task = this.#remoteOut(id, attempt);
-    if (task === undefined) return;
-    if (task.retriesLeft-- <= 0) {
-      this.#fail(task, "error", { name: "ObjectLostError", message: `an object it read was lost, and it has no retries left: ${why}`, stack: "" });
-      return;
-    }
-    task.attempt += 1;
-    void this.#retryAfterLoss(task, Date.now() + LOST_OBJECT_WAIT_MS);
-  }
-
-  async #retryAfterLoss(task: Task, giveUpWaitingMs: number): Promise<void> {
-    const cluster = this.#session.cluster!;
-    while (!task.settled && !this.#closing) {
-      const nodes = await cluster.reloadNodes().catch(() => cluster.nodesView());
-      const rebuilt = [...task.argRefs, ...task.heldRefs].filter((ref) => this.#rebuildIfGone(ref, nodes)).length;
-      if (rebuilt > 0 || Date.now() >= giveUpWaitingMs) break;
-      await new Promise((resolve) => setTimeout(resolve, LOST_OBJECT_POLL_MS));
-    }
-    if (task.settled || this.#closing) return;
-    let node: number | undefined;
-    try {
-      node = this.#placement(task.placing ?? defaultPlacing, new Set());
-    } catch (error) {
-      this.#fail(task, "node", { name: "NodeDiedError", message: `an object it read was lost, and ${(error as Error).message}`, stack: "" });
-      return;
-    }
-    task.node = node;
-    this.#whenArgumentsReady(task, () => node === undefined ? this.#enqueue(task) : this.#sendToNode(task));
-  }
-
-  /** The task `id` as sent in try `attempt`, no longer out; undefined if that try is stale. */
-  #remoteOut(id: number, attempt: number): Task | undefined {
-    const task = this.#remoteTasks.get(id);
-    if (task === undefined || task.attempt !== attempt) return undefined;
-    this.#remoteTasks.delete(id);
-    this.#remote!.ended(task.node!);
-    return task.settled ? undefined : task;
-  }
-
-  #keepLineage(task: Task): void {
-    task.keepsArguments = true;
-    for (const hex of task.returnHex) this.#lineage.set(hex, task);
-    this.#lineageBytes += task.lineageBytes;
-    for (const oldest of this.#lineage.values()) {
-      if (this.#lineageBytes <= LINEAGE_MAX_BYTES) break;
-      this.#dropLineage(oldest);
-    }
-    if (this.#lineageSweep === undefined) {
-      this.#lineageSweep = setInterval(() => this.#sweepLineage(), LINEAGE_SWEEP_MS);
-      this.#session.library.shim.unrefTimer(this.#lineageSweep);
-    }
-  }
-
-  #dropLineage(task: Task): void {
-    for (const hex of task.returnHex) this.#lineage.delete(hex);
-    this.#lineageBytes -= task.lineageBytes;
-    task.keepsArguments = false;
-    if (task.settled) task.releaseArguments();
-  }
-
-  /** Lets go of the lineage of results no ref of this process reaches any longer. */
-  #sweepLineage(): void {
-    for (const task of new Set(this.#lineage.values())) {
-      if (task.settled && !task.returnRefs.some((weak) => weak.deref() !== undefined)) this.#dropLineage(task);
-    }
-    if (this.#lineage.size === 0) {
-      clearInterval(this.#lineageSweep);
-      this.#lineageSweep = undefined;
-    }
-  }
-
-  /**
-   * `ref`'s object was lost with the node that made it: runs its task again (its arguments
-   * made by tasks on nodes that are gone are rebuilt first), if its lineage is kept and it has
-   * retries left. True if `ref` now waits for it.
-   */
-  rebuild(ref: ObjectRef): boolean {
-    const task = this.#lineage.get(ref.id);
-    if (task === undefined || this.#closing) return false;
-    if (!task.settled) {
-      this.#waitFor(task, ref);
-      return true;
-    }
-    if (task.retriesLeft <= 0) return false;
-    trace(() => `rebuild task ${task.id} for ${ref.id.slice(0, 12)}`);
-    task.retriesLeft -= 1;
-    task.unsettle();
-    task.attempt += 1;
-    for (const weak of task.returnRefs) {
-      const live = weak.deref();
-      if (live !== undefined) live.producer = task;
-    }
-    this.#waitFor(task, ref);
-    this.#register(task);
-    let node: number | undefined;
-    try {
-      node = this.#placement(task.placing ?? defaultPlacing, new Set());
-    } catch (error) {
-      this.#fail(task, "node", { name: "NodeDiedError", message: `its result was lost with its node, and ${(error as Error).message}`, stack: "" });
-      return true;
-    }
-    task.node = node;
-    const nodes = this.#session.cluster!.nodesView();
-    for (const arg of task.argRefs) this.#rebuildIfGone(arg, nodes);
-    this.#whenArgumentsReady(task, () => node === undefined ? this.#enqueue(task) : this.#sendToNode(task));
-    return true;
-  }
-
-  #waitFor(task: Task, ref: ObjectRef): void {
-    if (ref.producer === task) return;
-    ref.producer = task;
-    task.returnRefs.push(new WeakRef(ref));
-  }
-
-  /** Rebuilds `arg` if the task that made it ran on a node not alive in `nodes`; true if it did. */
-  #rebuildIfGone(arg: ObjectRef, nodes: readonly NodeStatus[]): boolean {
-    const producer = this.#lineage.get(arg.id);
-    if (producer === undefined || !producer.settled || producer.node === undefined) return false;
-    const alive = nodes.some((node) => node.alive && node.nodeNumber === producer.node);
-    return !alive && this.#session.store.contains(arg.bytes) === Presence.absent && this.rebuild(arg);
-  }
-
-  /** Nodes died under tasks of this process: each is retried elsewhere while it has retries. */
-  #nodesDied(dead: ReadonlySet<number>): void {
-    trace(() => `nodes died: ${[...dead].join(",")}`);
-    for (const task of [...this.#remoteTasks.values()]) {
-      if (!dead.has(task.node!)) continue;
-      const died = task.node!;
-      this.#remoteOut(task.id, task.attempt);
-      if (task.settled) continue;
-      if (task.remoteActor !== undefined) {
-        // As in Ray: a call out when its actor's node dies fails; the actor may start again.
-        this.#fail(task, "actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died during the call`, stack: "" });
-        this.#remoteActorLost(task.remoteActor, died, dead);
-        continue;
-      }
-      if (task.cancelled) {
-        this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
-        continue;
-      }
-      if (task.retriesLeft-- <= 0) {
-        this.#fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and it has no retries left`, stack: "" });
-        continue;
-      }
-      let node: number | undefined;
-      try {
-        node = this.#placement(task.placing ?? defaultPlacing, dead);
-      } catch (error) {
-        this.#fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and ${(error as Error).message}`, stack: "" });
-        continue;
-      }
-      task.attempt += 1;
-      task.node = node;
-      if (node === undefined) this.#enqueue(task);
-      else this.#sendToNode(task);
-    }
-  }
-
-  #callRemoteActor(actor: RemoteActor, method: string, args: unknown[], numReturns: number): ObjectRef[] {
-    const task = this.#newTask(`${actor.cls.name}.${method}`, { method }, args, numReturns, 0, actor.node);
-    task.remoteActor = actor;
-    const refs = this.#returnRefs(task);
-    if (actor.dead !== undefined) {
-      this.#fail(task, actor.dead.kind, actor.dead.error);
-      return refs;
-    }
-    actor.queue.push(task);
-    this.#pumpRemoteActor(actor);
-    return refs;
-  }
-
-  /** Sends an actor's queued calls in order, each once its arguments are ready. */
-  #pumpRemoteActor(actor: RemoteActor): void {
-    while (actor.queue.length > 0 && actor.dead === undefined) {
-      const head = actor.queue[0];
-      if (!head.argRefs.every((ref) => this.#isAvailable(ref))) {
-        this.#whenArgumentsReady(head, () => this.#pumpRemoteActor(actor));
-        return;
-      }
-      actor.queue.shift();
-      if (head.settled) continue;
-      head.node = actor.node;
-      head.attempt = actor.incarnation;
-      this.#remoteTasks.set(head.id, head);
-      this.#remote!.send(actor.node, { ...this.#actorRequest(actor, "call"), task: head.id, method: head.method, args: head.args.wire, returns: head.returnHex });
-    }
-    this.#updateKeepAlive();
-  }
-
-  #postActor(actor: RemoteActor): void {
-    this.#ensureRemote();
-    const cls = actor.cls;
-    this.#remote!.post(actor.node, { ...this.#actorRequest(actor, "actor"), fn: { id: cls.id, name: cls.name, spec: cls.spec }, args: actor.args.wire, maxConcurrency: actor.maxConcurrency });
-  }
-
-  #actorRequest(actor: RemoteActor, kind: "actor" | "call" | "kill"): TaskRequest {
-    const holder = this.#session.cluster!.borrows.holder;
-    return { kind, task: 0, attempt: actor.incarnation, holder, actor: actor.id, returns: [], args: [] };
-  }
-
-  /** The node of `actor` died: its calls out fail; it starts again elsewhere if it may. */
-  #remoteActorLost(actor: RemoteActor, died: number, excluded: ReadonlySet<number>): void {
-    if (actor.dead !== undefined || actor.node !== died) return;
-    if (actor.restartsLeft > 0) {
-      try {
-        const node = this.#actorPlacement(actor.placing, excluded) ?? this.#session.cluster!.node.nodeNumber;
-        actor.restartsLeft -= 1;
-        actor.incarnation += 1;
-        actor.node = node;
-        this.#postActor(actor);
-        this.#pumpRemoteActor(actor);
-        return;
-      } catch { /* nowhere to restart: it is dead */ }
-    }
-    this.#actorDied(actor, new TaskFailure("actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died, and it has no restarts left`, stack: "" }, actor.cls.name));
-  }
-
-  #actorDied(actor: RemoteActor, failure: TaskFailure): void {
-    actor.dead = failure;
-    for (const task of actor.queue.splice(0)) this.#fail(task, failure.kind, failure.error);
-    actor.heldRefs.forEach((ref) => ref[Symbol.dispose]());
-    actor.args.ref?.[Symbol.dispose]();
-  }
-
   #pumpActor(actor: Actor): void {
     while (actor.queue.length > 0 && actor.worker.ready) {
       const head = actor.queue[0];
@@ -860,7 +511,7 @@ export class Scheduler implements Submitter {
 
   /** Stores `failure` as every return of the task, which ends it. */
   #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
-    if (this.#remoteTasks.get(task.id) === task) this.#remoteOut(task.id, task.attempt);
+    this.#cluster.forgetIfOut(task);
     storeFailure(this.#session, task, new TaskFailure(kind, error, task.name));
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, true);
