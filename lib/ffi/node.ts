@@ -5,6 +5,7 @@ import v8 from "node:v8";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
+import { ReservedViews, reserveBytesFor } from "./v8_views.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -28,6 +29,10 @@ export const shim: RuntimeShim = {
   view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer {
     // Past 4 GiB koffi aborts the process instead of throwing; the caller keeps under it.
     return koffi.view((base as bigint) + BigInt(offsetBytes), lengthBytes);
+  },
+  userViews(base, segmentBytes, windowBytes) {
+    const make = (offsetBytes: number, lengthBytes: number) => shim.view(base, offsetBytes, lengthBytes);
+    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowBytes));
   },
   maxViewBytes: 2 ** 32,
   unrefTimer(timer) {
