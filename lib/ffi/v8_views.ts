@@ -51,6 +51,14 @@ export function reserveBytesFor(segmentBytes: number, countedBytes: number): num
   return Math.max(0, Math.floor(Math.min(segmentBytes, hardLimitRoomBytes, globalRoomBytes)));
 }
 
+/**
+ * One registry for the views of every store, never collected itself. With one per store, Node 24
+ * (V8 13.6) stopped running the cleanup callbacks of other registries once stores had come and
+ * gone (the pins' in lib/pins.ts: their buffers were collected, their pins stayed; seen in
+ * tests/many_objects.test.ts followed by tests/spill.test.ts).
+ */
+const collectedViews = new FinalizationRegistry<{ views: ReservedViews; bytes: number }>(({ views, bytes }) => views.giveBack(bytes));
+
 /** Views that trade reserve for counted bytes, keeping V8's count of external memory flat. */
 export class ReservedViews implements UserViews {
   readonly #make: (offsetBytes: number, lengthBytes: number) => ArrayBuffer;
@@ -63,7 +71,6 @@ export class ReservedViews implements UserViews {
   /** Reserve lent to the program's live views. */
   #lentBytes = 0;
   #closed = false;
-  readonly #returned = new FinalizationRegistry<number>((bytes) => this.#giveBack(bytes));
 
   /**
    * `make(offsetBytes, lengthBytes)` views the segment (for the program's views and for the
@@ -92,7 +99,7 @@ export class ReservedViews implements UserViews {
     const view = this.#make(offsetBytes, lengthBytes);
     const lentBytes = Math.min(takenBytes, lengthBytes);
     this.#lentBytes += lentBytes;
-    this.#returned.register(view, lentBytes);
+    collectedViews.register(view, { views: this, bytes: lentBytes });
     const leftBytes = takenBytes - lengthBytes;
     // A small view that took a whole piece remakes the rest at once (or the reserve would drain
     // by a piece per get); a large one owes it, sparing V8 a second check inside this get.
@@ -143,7 +150,13 @@ export class ReservedViews implements UserViews {
    * view of that size takes exactly it (V8's count then dips no lower than before the piece was
    * made); smaller ones are owed, to be made into whole pieces, which keeps the pieces few.
    */
-  #giveBack(bytes: number): void {
+  /**
+   * A view was collected (`collectedViews`). A large one comes back as a piece of its own size,
+   * so that the next view of that size takes exactly it (V8's count then dips no lower than
+   * before the piece was made); smaller ones are owed, to be made into whole pieces, which
+   * keeps the pieces few.
+   */
+  giveBack(bytes: number): void {
     this.#lentBytes -= bytes;
     if (this.#closed) return;
     if (bytes >= this.#pieceBytes) this.#addPiece(bytes);
