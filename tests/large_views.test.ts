@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import v8 from "node:v8";
 import * as os from "../mod.ts";
-import { ReservedViews, SWAP_MIN_BYTES } from "../lib/ffi/v8_views.ts";
+import { ReservedViews } from "../lib/ffi/v8_views.ts";
 import { test } from "./harness.ts";
 import { collectGarbage, currentRuntime, eventuallyCollected } from "./helpers.ts";
 
@@ -109,23 +109,22 @@ function fakeSegment(): { make: (offsetBytes: number, lengthBytes: number) => Ar
   };
 }
 
-test("the reserve: a view takes at least its size from it, small views and what it lacks are plain", () => {
-  const piece = 4 * MiB;
+test("the reserve: a view of two pieces or more takes at least its size from it; smaller views and what it lacks are plain", () => {
   const { make } = fakeSegment();
-  const views = new ReservedViews(make, 10 * MiB, piece);
-  assert.equal(views.reserveBytes, 8 * MiB, "whole pieces only; the rest is owed");
-  assert.equal(views.capacityBytes, 10 * MiB);
+  const views = new ReservedViews(make, 20 * MiB, 4 * MiB);
+  assert.equal(views.swapMinBytes, 8 * MiB);
+  assert.equal(views.reserveBytes, 20 * MiB);
 
-  assert.equal(views.view(0, SWAP_MIN_BYTES - 1).byteLength, SWAP_MIN_BYTES - 1);
-  assert.equal(views.reserveBytes, 8 * MiB, "a view under the threshold leaves the reserve alone");
+  assert.equal(views.view(0, 8 * MiB - 1).byteLength, 8 * MiB - 1);
+  assert.equal(views.reserveBytes, 20 * MiB, "a view under two pieces leaves the reserve alone");
 
-  assert.equal(views.view(0, MiB).byteLength, MiB);
-  assert.equal(views.reserveBytes, 7 * MiB, "took a piece, made the 3 MiB it did not need into a piece again");
-  assert.equal(views.capacityBytes, 10 * MiB);
+  assert.equal(views.view(0, 9 * MiB).byteLength, 9 * MiB);
+  assert.equal(views.reserveBytes, 8 * MiB, "took three 4 MiB pieces; the 3 MiB left over is owed");
+  assert.equal(views.capacityBytes, 20 * MiB);
 
-  assert.equal(views.view(0, 9 * MiB).byteLength, 9 * MiB, "larger than the reserve: a view all the same");
+  assert.equal(views.view(0, 12 * MiB).byteLength, 12 * MiB, "larger than the reserve: a view all the same");
   assert.equal(views.reserveBytes, 0, "took all the reserve had");
-  assert.equal(views.capacityBytes, 10 * MiB, "7 MiB lent, 2 MiB owed; the view's other 2 MiB counted as before");
+  assert.equal(views.capacityBytes, 20 * MiB, "17 MiB lent, 3 MiB owed; the view's other 4 MiB counted as before");
 });
 
 test("the reserve: a collected view gives back a piece of its size, which the next view of that size takes alone; close detaches every piece", async () => {

@@ -23,14 +23,17 @@
  *
  * What remains: the dip can move V8's low point, and then the view's increment runs V8's check;
  * if the program's own allocations (or the reserve's refill after a collection) have already
- * put V8 past its global limit, that check starts incremental marking inside the `get`. Views
- * smaller than 128 KiB, and what a view needs beyond the reserve, are counted as before.
+ * put V8 past its global limit, that check starts incremental marking inside the `get`.
+ *
+ * Views smaller than two pieces (64 MiB) are made plainly, counted as before: a swap costs tens
+ * of µs (a piece detached, its rest remade: two of V8's checks instead of one), more than V8's
+ * check of a small view costs, and a view of two pieces or more leaves over less than half of
+ * itself, which the reserve owes itself rather than remaking it inside the `get`. What a view
+ * needs beyond the reserve is counted as before too.
  */
 import v8 from "node:v8";
 import type { UserViews } from "./symbols.ts";
 
-/** Views smaller than this are made plainly: alone they never reach V8's next check. */
-export const SWAP_MIN_BYTES = 128 * 1024;
 /** The reserve is made in buffers of this size (collected views give back pieces of their own
  * size): a view sinks V8's count by at most its own size + this much before it is made. */
 const PIECE_BYTES = 32 * 1024 * 1024;
@@ -42,12 +45,17 @@ const PIECE_BYTES = 32 * 1024 * 1024;
  * generation's maximum; and small enough that what the library keeps counted (windows +
  * reserve) stays within half V8's global cap (twice the old generation's maximum). Past that
  * cap V8's global limit falls below what is counted, and every external allocation of the
- * program would start a collection.
+ * program would start a collection. No reserve if the windows leave less than a quarter of the
+ * heap limit (the default store, 30 % of RAM, whose windows V8 already counts near its cap).
  */
 export function reserveBytesFor(segmentBytes: number, countedBytes: number): number {
   const heapLimitBytes = v8.getHeapStatistics().heap_size_limit;
   const hardLimitRoomBytes = heapLimitBytes / 2 - 2 * PIECE_BYTES;
   const globalRoomBytes = heapLimitBytes - countedBytes;
+  // Windows already near V8's cap leave room for a reserve too small for the views that need it,
+  // which would only add to what V8 counts there (measured: the default store's first get of
+  // 800 MiB on Node, 1.6-3 ms without a reserve of 192 MiB, 6-8 ms with it).
+  if (globalRoomBytes < heapLimitBytes / 4) return 0;
   return Math.max(0, Math.floor(Math.min(segmentBytes, hardLimitRoomBytes, globalRoomBytes)));
 }
 
@@ -63,6 +71,8 @@ const collectedViews = new FinalizationRegistry<{ views: ReservedViews; bytes: n
 export class ReservedViews implements UserViews {
   readonly #make: (offsetBytes: number, lengthBytes: number) => ArrayBuffer;
   readonly #pieceBytes: number;
+  /** Views of at least this size (two pieces) are traded for reserve. */
+  readonly swapMinBytes: number;
   /** Buffers over the segment that nothing reads (see `#take`). */
   readonly #pieces: ArrayBuffer[] = [];
   #reserveBytes = 0;
@@ -79,6 +89,7 @@ export class ReservedViews implements UserViews {
   constructor(make: (offsetBytes: number, lengthBytes: number) => ArrayBuffer, reserveBytes: number, pieceBytes = PIECE_BYTES) {
     this.#make = make;
     this.#pieceBytes = Math.min(pieceBytes, reserveBytes);
+    this.swapMinBytes = 2 * pieceBytes;
     this.#owedBytes = reserveBytes;
     this.#refill();
   }
@@ -94,17 +105,14 @@ export class ReservedViews implements UserViews {
   }
 
   view(offsetBytes: number, lengthBytes: number): ArrayBuffer {
-    if (this.#closed || lengthBytes < SWAP_MIN_BYTES || this.#reserveBytes === 0) return this.#make(offsetBytes, lengthBytes);
+    if (this.#closed || lengthBytes < this.swapMinBytes || this.#reserveBytes === 0) return this.#make(offsetBytes, lengthBytes);
     const takenBytes = this.#take(lengthBytes);
     const view = this.#make(offsetBytes, lengthBytes);
     const lentBytes = Math.min(takenBytes, lengthBytes);
     this.#lentBytes += lentBytes;
     collectedViews.register(view, { views: this, bytes: lentBytes });
-    const leftBytes = takenBytes - lengthBytes;
-    // A small view that took a whole piece remakes the rest at once (or the reserve would drain
-    // by a piece per get); a large one owes it, sparing V8 a second check inside this get.
-    if (leftBytes > lengthBytes) this.#addPiece(leftBytes);
-    else if (leftBytes > 0) this.#owedBytes += leftBytes;
+    // Less than a piece (or the piece that fit) is left over: owed, not remade inside the get.
+    if (takenBytes > lengthBytes) this.#owedBytes += takenBytes - lengthBytes;
     return view;
   }
 
@@ -151,30 +159,28 @@ export class ReservedViews implements UserViews {
    * made); smaller ones are owed, to be made into whole pieces, which keeps the pieces few.
    */
   /**
-   * A view was collected (`collectedViews`). A large one comes back as a piece of its own size,
-   * so that the next view of that size takes exactly it (V8's count then dips no lower than
-   * before the piece was made); smaller ones are owed, to be made into whole pieces, which
-   * keeps the pieces few.
+   * A view was collected (`collectedViews`): it comes back as a piece of its own size, so that
+   * the next view of that size takes exactly it (V8's count then dips no lower than before the
+   * piece was made). A view the reserve could cover only in part comes back as what it took.
    */
   giveBack(bytes: number): void {
     this.#lentBytes -= bytes;
     if (this.#closed) return;
-    if (bytes >= this.#pieceBytes) this.#addPiece(bytes);
-    else this.#owedBytes += bytes;
+    this.#addPiece(bytes);
     this.#refill();
   }
 
   /** Makes what is owed into whole pieces (the rest waits for more). */
   #refill(): void {
-    while (this.#pieceBytes >= SWAP_MIN_BYTES && this.#owedBytes >= this.#pieceBytes) {
+    while (this.#pieceBytes > 0 && this.#owedBytes >= this.#pieceBytes) {
       this.#owedBytes -= this.#pieceBytes;
       this.#addPiece(this.#pieceBytes);
     }
   }
 
-  /** One more piece of `bytes`, or owed if too small to be worth one. */
+  /** One more piece of `bytes`, or owed if less than a piece. */
   #addPiece(bytes: number): void {
-    if (bytes < SWAP_MIN_BYTES) {
+    if (bytes < this.#pieceBytes) {
       this.#owedBytes += bytes;
       return;
     }
