@@ -154,11 +154,6 @@ export class ReservedViews implements UserViews {
   }
 
   /**
-   * A view was collected. A large one comes back as a piece of its own size, so that the next
-   * view of that size takes exactly it (V8's count then dips no lower than before the piece was
-   * made); smaller ones are owed, to be made into whole pieces, which keeps the pieces few.
-   */
-  /**
    * A view was collected (`collectedViews`): it comes back as a piece of its own size, so that
    * the next view of that size takes exactly it (V8's count then dips no lower than before the
    * piece was made). A view the reserve could cover only in part comes back as what it took.
