@@ -55,7 +55,7 @@ export const shim: RuntimeShim = {
  * point since the last one, so each get of an object over 64 MiB, which makes one view of it,
  * cost a collection: 7-30 ms for 256 MiB here, against 0.15 ms with this flag. Newer V8 (Deno
  * 2.9 runs 15.0) always works as the flag says: external memory is one more part of the heap's
- * global limit, which grows with it. (Views of 128 KiB or more no longer grow the count at all,
+ * global limit, which grows with it. (Views of 64 MiB or more no longer grow the count at all,
  * lib/ffi/v8_views.ts; the flag still governs every other external buffer of the program.)
  * `OBJSTORE_KEEP_V8_FLAGS=1` leaves V8's flags alone.
  */
