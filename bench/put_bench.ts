@@ -4,7 +4,7 @@
  *
  *   node --expose-gc bench/put_bench.ts [--quick]
  *   deno run -A --v8-flags=--expose-gc bench/put_bench.ts [--quick]
- *   bun bench/put_bench.ts [--quick]
+ *   bun bench/put_bench.ts [--quick] [--gets-only]
  *
  * (`bench/run_puts.sh` runs all three beside Ray and the machine's memcpy.)
  *
@@ -26,11 +26,13 @@
  * Progress goes to stderr; stdout gets one JSON line.
  */
 import * as os from "../mod.ts";
-import { collect, emit, g, log, loadavg, MiB, quick, runtime, runtimeVersion, summarize, type Rate } from "./lib/harness.ts";
+import { args, collect, emit, g, log, loadavg, MiB, quick, runtime, runtimeVersion, summarize, type Rate } from "./lib/harness.ts";
 
 const KiB = 1024;
 const STORE_BYTES = quick ? 256 * MiB : 2560 * MiB;
 const PUT_SIZES = quick ? [KiB, MiB, 32 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 128 * MiB, 800 * MiB];
+/** `--gets-only`: only the first gets (the puts take minutes). */
+const getsOnly = args.includes("--gets-only");
 const GET_SIZES = quick ? [KiB, MiB, 64 * MiB] : [KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, 1024 * MiB];
 const WARMUP_S = quick ? 0.03 : 0.25;
 const ROUNDS = 3;
@@ -172,7 +174,7 @@ let puts: PutRow[];
 let firstGets: GetRow[];
 try {
   await new Promise((resolve) => setTimeout(resolve, PREFAULT_WAIT_MS));
-  puts = await measurePuts();
+  puts = getsOnly ? [] : await measurePuts();
   firstGets = await measureFirstGets();
 } finally {
   await os.shutdown();

@@ -1,6 +1,6 @@
 """Ray 2.60's side of bench/put_bench.ts, for bench/run_puts.sh:
 
-    .tools/ray-venv/bin/python bench/ray_puts.py [--quick]
+    .tools/ray-venv/bin/python bench/ray_puts.py [--quick] [--gets-only]
 
 - put: `ray.put(arr)` in a loop, the ref dropped at once (as ray_perf does), for numpy arrays of
   the kinds put_bench.ts puts (int64 for BigInt64Array, float64, uint8 for Uint8Array and
@@ -59,16 +59,17 @@ def mb_per_s(fn, nbytes, warmup_s, round_s, rounds=3):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--gets-only", action="store_true", help="only the first gets (the puts take minutes)")
     args = parser.parse_args()
     quick = args.quick
-    put_sizes = [KIB, MIB, 32 * MIB] if quick else [KIB, 64 * KIB, MIB, 16 * MIB, 128 * MIB, 800 * MIB]
+    put_sizes = [] if args.gets_only else [KIB, MIB, 32 * MIB] if quick else [KIB, 64 * KIB, MIB, 16 * MIB, 128 * MIB, 800 * MIB]
     get_sizes = [KIB, MIB, 64 * MIB] if quick else [KIB, 64 * KIB, MIB, 16 * MIB, 256 * MIB, 1024 * MIB]
     warmup_s, round_s = (0.03, 0.03) if quick else (0.25, 0.5)
     store_bytes = 256 * MIB if quick else 2560 * MIB
     load_before = loadavg()
     ray.init(num_cpus=1, object_store_memory=store_bytes, include_dashboard=False, logging_level="ERROR")
 
-    largest = put_sizes[-1]
+    largest = put_sizes[-1] if put_sizes else KIB
     raw = np.random.default_rng(1).integers(0, 2**32, size=(largest + 8 * SUBARRAY_ELEMENTS) // 4, dtype=np.uint32)
     buffer = raw.view(np.uint8)
     copy_to = np.empty_like(buffer)

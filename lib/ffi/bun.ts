@@ -2,7 +2,7 @@
 import { dlopen, toArrayBuffer } from "bun:ffi";
 import process from "node:process";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
-import { symbols } from "./symbols.ts";
+import { plainViews, symbols } from "./symbols.ts";
 
 // Typed arrays passed as `ptr` arrive as a pointer to their bytes, at no cost.
 const spelling: Record<NativeType, string> = {
@@ -25,6 +25,9 @@ export const shim: RuntimeShim = {
   },
   view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer {
     return toArrayBuffer(base as number, offsetBytes, lengthBytes);
+  },
+  userViews(base) {
+    return plainViews((offsetBytes, lengthBytes) => toArrayBuffer(base as number, offsetBytes, lengthBytes));
   },
   maxViewBytes: 2 ** 32,
   unrefTimer(timer) {

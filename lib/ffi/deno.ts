@@ -2,6 +2,7 @@
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
+import { ReservedViews, reserveBytesFor } from "./v8_views.ts";
 
 // deno-lint-ignore no-explicit-any
 const Deno = (globalThis as any).Deno;
@@ -25,6 +26,10 @@ export const shim: RuntimeShim = {
   },
   view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer {
     return Deno.UnsafePointerView.getArrayBuffer(base, lengthBytes, offsetBytes);
+  },
+  userViews(base, segmentBytes, windowBytes) {
+    const make = (offsetBytes: number, lengthBytes: number) => shim.view(base, offsetBytes, lengthBytes);
+    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowBytes));
   },
   maxViewBytes: 2 ** 53,
   unrefTimer(timer) {

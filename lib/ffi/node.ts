@@ -5,6 +5,7 @@ import v8 from "node:v8";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
+import { ReservedViews, reserveBytesFor } from "./v8_views.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -29,6 +30,10 @@ export const shim: RuntimeShim = {
     // Past 4 GiB koffi aborts the process instead of throwing; the caller keeps under it.
     return koffi.view((base as bigint) + BigInt(offsetBytes), lengthBytes);
   },
+  userViews(base, segmentBytes, windowBytes) {
+    const make = (offsetBytes: number, lengthBytes: number) => shim.view(base, offsetBytes, lengthBytes);
+    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowBytes));
+  },
   maxViewBytes: 2 ** 32,
   unrefTimer(timer) {
     (timer as unknown as { unref(): void }).unref();
@@ -50,7 +55,9 @@ export const shim: RuntimeShim = {
  * point since the last one, so each get of an object over 64 MiB, which makes one view of it,
  * cost a collection: 7-30 ms for 256 MiB here, against 0.15 ms with this flag. Newer V8 (Deno
  * 2.9 runs 15.0) always works as the flag says: external memory is one more part of the heap's
- * limit, which grows with it. `OBJSTORE_KEEP_V8_FLAGS=1` leaves V8's flags alone.
+ * global limit, which grows with it. (Views of 64 MiB or more no longer grow the count at all,
+ * lib/ffi/v8_views.ts; the flag still governs every other external buffer of the program.)
+ * `OBJSTORE_KEEP_V8_FLAGS=1` leaves V8's flags alone.
  */
 function accountViewsInHeapLimit(): void {
   const v8Major = Number(process.versions.v8.split(".")[0]);

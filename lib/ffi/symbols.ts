@@ -93,6 +93,19 @@ export type NativeSymbols = {
 };
 
 /** What each runtime shim provides; nothing else in `lib/` knows which runtime it is on. */
+/** Views of one store's segment for the program (`NativeStore.ownView`). */
+export interface UserViews {
+  /** A fresh ArrayBuffer over `lengthBytes` bytes of the segment from `offsetBytes`. */
+  view(offsetBytes: number, lengthBytes: number): ArrayBuffer;
+  /** Lets go of what the views keep (the store is closing; its segment is about to go). */
+  close(): void;
+}
+
+/** Plain views, one per call, for engines that do not count them as memory (JavaScriptCore). */
+export function plainViews(make: (offsetBytes: number, lengthBytes: number) => ArrayBuffer): UserViews {
+  return { view: make, close() {} };
+}
+
 export interface RuntimeShim {
   readonly runtime: "deno" | "bun" | "node";
   /** Binds every symbol of the table in the library at `path`. */
@@ -101,6 +114,12 @@ export interface RuntimeShim {
   view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer;
   /** The largest view this runtime can make (Bun and koffi stop at 4 GiB). */
   readonly maxViewBytes: number;
+  /**
+   * Views for the program over the segment of `segmentBytes` at `base`, whose windows already
+   * view `windowBytes` of it. On V8 they keep its count of external memory flat, so that a view
+   * does not start a collection (lib/ffi/v8_views.ts).
+   */
+  userViews(base: NativePointer, segmentBytes: number, windowBytes: number): UserViews;
   /** Lets the process exit while `timer` is pending. */
   unrefTimer(timer: ReturnType<typeof setInterval>): void;
   /** The command that runs the module `script` (a path; on Deno also an https URL) on this

@@ -5,7 +5,7 @@
  */
 import type { PagePlacement } from "../codec/types.ts";
 import type { Library } from "../ffi/load.ts";
-import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
+import { isNullPointer, type NativePointer, type NativeSymbols, type UserViews } from "../ffi/symbols.ts";
 import { ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 import { errorFor, Status } from "./status.ts";
 import { ID_BYTES, toHex } from "../ids.ts";
@@ -95,6 +95,7 @@ export class NativeStore implements PagePlacement {
   readonly #segmentBytes: number;
   readonly #windowBytes: number;
   readonly #windows: Uint8Array[] = [];
+  readonly #userViews: UserViews;
   readonly #sealSequence: Int32Array;
   #createdOffsetBytes = 0;
 
@@ -108,6 +109,7 @@ export class NativeStore implements PagePlacement {
     this.#base = library.symbols.objstore_segment_base(handle);
     this.#segmentBytes = library.symbols.objstore_segment_size(handle);
     this.#windowBytes = Math.min(this.#segmentBytes, library.shim.maxViewBytes);
+    this.#userViews = library.shim.userViews(this.#base, this.#segmentBytes, this.#windowBytes);
     const sequenceOffset = library.symbols.objstore_seal_sequence_offset();
     this.#sealSequence = new Int32Array(this.#window(0).buffer, sequenceOffset, 1);
   }
@@ -135,6 +137,7 @@ export class NativeStore implements PagePlacement {
   /** Detaches; the last process removes the store and its spill files (unless `removeIfLast`
    * is false: then nothing else happens, not even reclaiming what dead processes held). */
   close(removeIfLast = true): boolean {
+    this.#userViews.close();
     const removed = this.#symbols.objstore_close(this.#handle, removeIfLast ? CLOSE_REMOVE_IF_LAST : 0) === 1;
     this.#handle = null;
     this.#windows.length = 0;
@@ -349,7 +352,10 @@ export class NativeStore implements PagePlacement {
     return new Uint8Array(this.ownView(offsetBytes, sizeBytes));
   }
 
-  /** A fresh ArrayBuffer over exactly these bytes, for values handed to the user. */
+  /**
+   * A fresh ArrayBuffer over exactly these bytes, for values handed to the user. On V8 it is
+   * traded for reserve that V8 already counts, so it starts no collection (lib/ffi/v8_views.ts).
+   */
   ownView(offsetBytes: number, sizeBytes: number): ArrayBuffer {
     if (sizeBytes > this.#library.shim.maxViewBytes) {
       throw new ObjstoreError(
@@ -357,7 +363,7 @@ export class NativeStore implements PagePlacement {
           `(at most ${this.#library.shim.maxViewBytes} bytes per view); use Deno for larger objects`,
       );
     }
-    return this.#library.shim.view(this.#base, offsetBytes, sizeBytes);
+    return this.#userViews.view(offsetBytes, sizeBytes);
   }
 
   #window(k: number): Uint8Array {
