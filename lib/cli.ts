@@ -25,7 +25,7 @@ commands:
   destroy NAME                     remove a store none of whose processes is alive, and the
                                    worker channels its killed drivers left
   start --address URL [--token T] [--node-ip IP] [--port N] [--object-store-memory BYTES]
-        [--num-workers N] [--resources JSON] [--store NAME]
+        [--num-workers N] [--resources JSON] [--heartbeat-ms MS] [--store NAME]
                                    start a node of the cluster whose directory (Redis) is at URL
                                    (redis://[:PASSWORD@]HOST:PORT); it runs until stopped. The
                                    token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret
@@ -46,7 +46,7 @@ interface Invocation {
   values: Record<string, string>;
 }
 
-const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--resources", "--store"];
+const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--resources", "--heartbeat-ms", "--store"];
 
 /** Options each command takes, and whether it takes a store name operand. */
 const COMMANDS = {
@@ -303,6 +303,13 @@ function wholeNumber(text: string | undefined, option: string, max: number): num
   return value;
 }
 
+/** `--heartbeat-ms`: how often a node says it is alive; it is seen dead after three missed. */
+function heartbeatOption(text: string | undefined): number | undefined {
+  const value = wholeNumber(text, "--heartbeat-ms", 60_000);
+  if (value !== undefined && value < 50) throw new UsageError(`--heartbeat-ms must be at least 50, got ${value}`);
+  return value;
+}
+
 /** `--resources '{"GPU": 2}'`: custom resources a node declares, checked. */
 function resourcesOption(text: string): Record<string, number> {
   let parsed: unknown;
@@ -341,6 +348,7 @@ async function startNode(invocation: Invocation, print: (line: string) => void):
     objectStoreMemory: wholeNumber(values.objectStoreMemory, "--object-store-memory", Number.MAX_SAFE_INTEGER),
     numWorkers: wholeNumber(values.numWorkers, "--num-workers", 63),
     resources: values.resources === undefined ? undefined : resourcesOption(values.resources),
+    heartbeatMs: heartbeatOption(values.heartbeatMs),
     storeName: invocation.store,
   });
   const f = node.file;

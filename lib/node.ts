@@ -38,7 +38,8 @@ export interface NodeOptions {
   /** Custom resources tasks may ask for (`resources: { name: amount }`), e.g. `{ GPU: 2 }`. */
   resources?: Record<string, number>;
   storeName?: string;
-  /** How often the node says it is alive; it is dead after three beats missed. */
+  /** How often the node says it is alive (default 1000 ms); it is dead after three beats
+   * missed, which is how soon the others see it dead (`objstore start --heartbeat-ms`). */
   heartbeatMs?: number;
 }
 

@@ -3,7 +3,7 @@
  * over them (tests/fixtures/cluster_chaos_driver.ts), and every few seconds a random node other
  * than the driver's killed with SIGKILL and another started in its place. Every result is
  * checked: none wrong, none lost (the job puts its inputs on the driver's node, which stays, so
- * lineage can make everything else again). 30 s here; STRESS_SECONDS makes it longer.
+ * lineage can make everything else again). 24 s here; STRESS_SECONDS makes it longer.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -12,7 +12,7 @@ import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
 import { cleanUp, startNode } from "./cluster_helpers.ts";
 
-const seconds = Math.max(30, Number(process.env.STRESS_SECONDS ?? 0));
+const seconds = Math.max(24, Number(process.env.STRESS_SECONDS ?? 0));
 const killEveryMs = 6000;
 
 test(`cluster chaos: a map-reduce job over refs while a random node dies every ${killEveryMs / 1000} s: every result right, none lost (${currentRuntime})`, async () => {

@@ -23,7 +23,7 @@ export interface RemoteTaskEvents {
 
 const REPLIES_MAX = 256;
 const REPLY_WAIT_MS = 250;
-const NODE_CHECK_INTERVAL_MS = 1000;
+const NODE_CHECK_INTERVAL_MS = 500;
 
 export class RemoteTasks {
   readonly #directory: () => Promise<Directory>;
