@@ -77,6 +77,7 @@ start_cluster() { # runtime run
     "${cmd[@]}" bin/objstore.ts start --address "$OBJSTORE_TEST_REDIS" --token "$token" --store "$name" \
       --num-workers 1 --object-store-memory "$node_store_bytes" >"$work/$name.log" 2>&1 &
     node_pids+=("$!")
+    disown "$!" # the lineage workload kills one: no "Killed" notice from bash
     node_names+=("$name")
   done
   local i
