@@ -152,7 +152,7 @@ def main():
         "num_cpus": 1, "object_store_memory": store, "node_ip_address": "127.0.0.1"})
     try:
         nodes = [cluster.add_node(num_cpus=1, object_store_memory=store, node_ip_address="127.0.0.1") for _ in range(2)]
-        ray.init(address=cluster.address)
+        ray.init(address=cluster.address, log_to_driver=False)  # not the killed raylet's log dump
         cluster.wait_for_nodes()
         tasks = bench_tasks(200 if quick else 2000, 2 if quick else 5)
         mapreduce = bench_mapreduce(8 if quick else 64, (1 if quick else 16) * MIB, 2 if quick else 8, 2 if quick else 3)
