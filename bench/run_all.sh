@@ -135,7 +135,8 @@ fi
 if step cluster; then
   cluster_flags=$([ "$quick" = 1 ] && echo "--quick --no-ray" || true)
   progress "cluster: bench/run_cluster.sh $cluster_flags"
-  if timeout "$limit" bash bench/run_cluster.sh $cluster_flags >"$work/cluster.txt" 2>&1; then
+  # Three runtimes, each starting three nodes: twice a bench run's limit.
+  if timeout "$((limit * 2))" bash bench/run_cluster.sh $cluster_flags >"$work/cluster.txt" 2>&1; then
     grep '^|' "$work/cluster.txt" | cut -c1-220 | sed 's/^/    /' >&2
   else
     failures=$((failures + 1))

@@ -31,7 +31,7 @@ for arg in "$@"; do
 done
 flag=$([ "$quick" = 1 ] && echo --quick || true)
 node_store_bytes=$([ "$quick" = 1 ] && echo $((256 * 1024 * 1024)) || echo $((2 * 1024 * 1024 * 1024)))
-limit=$([ "$quick" = 1 ] && echo 240 || echo 1200) # seconds one bench run may take
+limit=$([ "$quick" = 1 ] && echo 120 || echo 1200) # seconds one bench run may take
 repeat="${REPEAT:-1}"
 started="$(date -u '+%Y-%m-%d %H:%M UTC')"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
