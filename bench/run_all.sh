@@ -3,10 +3,11 @@
 #
 #   bash bench/run_all.sh            # full (~70 min): limits, native, store and task workloads on
 #                                    # node, deno, bun, piscina/tinypool, spilling, puts by size, transfers
-#                                    # between stores (against raw TCP and Ray's nodes), tasks
+#                                    # between stores (against raw TCP and Ray's nodes), tasks and
+#                                    # a map-reduce on 3 nodes (against Ray's Cluster), tasks
 #                                    # after a burst, Ray 2.60's `ray microbenchmark` and the burst on Ray
-#   bash bench/run_all.sh --quick    # CI smoke (110-150 s): every benchmark runs, shortly, no Ray
-#   options: --only limits,native,store,tasks,pools,spill,puts,burst,transfer,ray   (default: all)
+#   bash bench/run_all.sh --quick    # CI smoke (3-4 min): every benchmark runs, shortly, no Ray
+#   options: --only limits,native,store,tasks,pools,spill,puts,burst,transfer,cluster,ray   (default: all)
 #            --pinned    also the task workloads pinned to one vCPU and to two (taskset)
 #   env:     REPEAT=N (runs per runtime, default 1; figures are medians over the runs),
 #            RAY_SLEEP=S (Ray's timeit sleep, default 10), OBJSTORE_BENCH_DIR (disk, default /tmp)
@@ -18,7 +19,9 @@
 # dropped put(0)s in one synchronous loop); bench/run_spill.sh (8 GiB through a 1 GiB store,
 # against dd and Ray; its own tables); bench/run_puts.sh (binary puts of 1 KiB-800 MiB against
 # memcpy and Ray, first gets by size; its own tables); bench/run_transfer.sh (pulls between two
-# stores over loopback against raw TCP and Ray's object manager; its own tables); Ray (installed once into .tools/ray-venv)
+# stores over loopback against raw TCP and Ray's object manager; its own tables);
+# bench/run_cluster.sh (tasks/s, a map-reduce over refs and lineage recovery on 3 nodes against a
+# 3-raylet Ray Cluster; its own table); Ray (installed once into .tools/ray-venv)
 # running its own `ray microbenchmark` through bench/ray_micro.py, and the burst sequence through
 # bench/ray_burst.py. Progress goes to stderr. bench/report.py then
 # writes bench/results/<date>-<machine>.json and .md (-quick with --quick) and prints the tables:
@@ -30,13 +33,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 quick=0
 pinned=0
-only="limits,native,store,tasks,pools,spill,puts,burst,transfer,ray"
+only="limits,native,store,tasks,pools,spill,puts,burst,transfer,cluster,ray"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --pinned) pinned=1 ;;
     --only) only="$2"; shift ;;
-    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,burst,transfer,ray] [--pinned]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run_all.sh [--quick] [--only limits,native,store,tasks,pools,spill,puts,burst,transfer,cluster,ray] [--pinned]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -123,6 +126,22 @@ if step transfer; then
     failures=$((failures + 1))
     tail -8 "$work/transfer.txt" | sed 's/^/    /' >&2
     progress "FAILED: bench/run_transfer.sh"
+  fi
+fi
+
+# Tasks across 3 nodes of this machine (issue 14 item 7): bench/run_cluster.sh, tasks/s, a
+# map-reduce over refs and lineage recovery against a 3-raylet Ray Cluster in the same run; its own
+# table and bench/results/<date>-cluster.json (quick: small sizes, no Ray).
+if step cluster; then
+  cluster_flags=$([ "$quick" = 1 ] && echo "--quick --no-ray" || true)
+  progress "cluster: bench/run_cluster.sh $cluster_flags"
+  # Three runtimes, each starting three nodes: twice a bench run's limit.
+  if timeout "$((limit * 2))" bash bench/run_cluster.sh $cluster_flags >"$work/cluster.txt" 2>&1; then
+    grep '^|' "$work/cluster.txt" | cut -c1-220 | sed 's/^/    /' >&2
+  else
+    failures=$((failures + 1))
+    tail -8 "$work/cluster.txt" | sed 's/^/    /' >&2
+    progress "FAILED: bench/run_cluster.sh"
   fi
 fi
 

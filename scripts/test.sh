@@ -17,7 +17,7 @@ node scripts/check_imports.ts --strict-zig
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
 
-echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill)"
+echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill, puts, burst, transfer, cluster)"
 bash bench/run_all.sh --quick
 
 echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
