@@ -31,6 +31,8 @@ const LINEAGE_SWEEP_MS = 2000;
  * (its heartbeat expires) before it is sent again anyway, and how often it looks. */
 const LOST_OBJECT_WAIT_MS = 6000;
 const LOST_OBJECT_POLL_MS = 500;
+/** How long a task to be placed again waits for a node able to run it before it fails. */
+const PLACE_AGAIN_WAIT_MS = 15_000;
 
 /** How a task is placed again after its results were lost, if it was placed without options. */
 export const defaultPlacing: Placing = { scheduling: "DEFAULT", numCpus: 1, resources: {}, argBytes: new Map() };
@@ -221,16 +223,7 @@ export class ClusterDispatch {
       if (rebuilt > 0 || Date.now() >= giveUpWaitingMs) break;
       await new Promise((resolve) => setTimeout(resolve, LOST_OBJECT_POLL_MS));
     }
-    if (task.settled || this.#host.closing()) return;
-    let node: number | undefined;
-    try {
-      node = this.placement(task.placing ?? defaultPlacing, new Set());
-    } catch (error) {
-      this.#host.fail(task, "node", { name: "NodeDiedError", message: `an object it read was lost, and ${(error as Error).message}`, stack: "" });
-      return;
-    }
-    task.node = node;
-    this.#host.whenArgumentsReady(task, () => node === undefined ? this.#host.enqueue(task) : this.sendToNode(task));
+    await this.#placeAgain(task, new Set(), "an object it read was lost");
   }
 
   /** The task `id` as sent in try `attempt`, no longer out; undefined if that try is stale. */
@@ -297,18 +290,36 @@ export class ClusterDispatch {
     }
     this.#waitFor(task, ref);
     this.#host.register(task);
-    let node: number | undefined;
-    try {
-      node = this.placement(task.placing ?? defaultPlacing, new Set());
-    } catch (error) {
-      this.#host.fail(task, "node", { name: "NodeDiedError", message: `its result was lost with its node, and ${(error as Error).message}`, stack: "" });
-      return true;
-    }
-    task.node = node;
     const nodes = this.#host.session.cluster!.nodesView();
     for (const arg of task.argRefs) this.#rebuildIfGone(arg, nodes);
-    this.#host.whenArgumentsReady(task, () => node === undefined ? this.#host.enqueue(task) : this.sendToNode(task));
+    void this.#placeAgain(task, new Set(), "its result was lost with its node");
     return true;
+  }
+
+  /**
+   * Places `task` again and sends it once its arguments are ready. A cluster that shows no node
+   * able to run it (a moment when heartbeats are late under load, or nodes restarting) is
+   * looked at again for a while before the task fails.
+   */
+  async #placeAgain(task: Task, excluded: ReadonlySet<number>, why: string): Promise<void> {
+    const cluster = this.#host.session.cluster!;
+    const giveUpMs = Date.now() + PLACE_AGAIN_WAIT_MS;
+    while (true) {
+      if (task.settled || this.#host.closing()) return;
+      try {
+        const node = this.placement(task.placing ?? defaultPlacing, excluded);
+        task.node = node;
+        this.#host.whenArgumentsReady(task, () => node === undefined ? this.#host.enqueue(task) : this.sendToNode(task));
+        return;
+      } catch (error) {
+        if (Date.now() >= giveUpMs) {
+          this.#host.fail(task, "node", { name: "NodeDiedError", message: `${why}, and ${(error as Error).message}`, stack: "" });
+          return;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, LOST_OBJECT_POLL_MS));
+      await cluster.reloadNodes().catch(() => {});
+    }
   }
 
   #waitFor(task: Task, ref: ObjectRef): void {
@@ -347,17 +358,8 @@ export class ClusterDispatch {
         this.#host.fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and it has no retries left`, stack: "" });
         continue;
       }
-      let node: number | undefined;
-      try {
-        node = this.placement(task.placing ?? defaultPlacing, dead);
-      } catch (error) {
-        this.#host.fail(task, "node", { name: "NodeDiedError", message: `node ${died} died while running it, and ${(error as Error).message}`, stack: "" });
-        continue;
-      }
       task.attempt += 1;
-      task.node = node;
-      if (node === undefined) this.#host.enqueue(task);
-      else this.sendToNode(task);
+      void this.#placeAgain(task, dead, `node ${died} died while running it`);
     }
   }
 
