@@ -20,7 +20,7 @@ import type { ObjectRef, RefOwner } from "./object_ref.ts";
 import { NativeStore } from "./store/native_store.ts";
 import { ID_BYTES, IdMinter, toHex } from "./ids.ts";
 import { ClusterClient, findLocalNode } from "./cluster/cluster.ts";
-import { stampNodeNumber } from "./cluster/node_number.ts";
+import { stampNodeNumber, stampOwner } from "./cluster/node_number.ts";
 import { Status } from "./store/status.ts";
 import { type InitOptions, resolveOptions, type ResolvedOptions } from "./options.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
@@ -128,7 +128,10 @@ export class Session implements RefOwner {
 
   static #minter(nodeNumber: number): IdMinter {
     const idPrefix = randomBytes(ID_BYTES - 8);
-    if (nodeNumber !== 0) stampNodeNumber(idPrefix, nodeNumber);
+    if (nodeNumber !== 0) {
+      stampNodeNumber(idPrefix, nodeNumber);
+      stampOwner(idPrefix, { nodeNumber, pid: process.pid });
+    }
     return new IdMinter(idPrefix);
   }
 
@@ -154,8 +157,8 @@ export class Session implements RefOwner {
     return environment;
   }
 
-  /** A fresh object id: a random per-process prefix and a counter, so no two processes
-   * collide (lib/ids.ts). */
+  /** A fresh object id: a per-process prefix (in a cluster: its node and owner,
+   * lib/cluster/node_number.ts) and a counter, so no two processes collide (lib/ids.ts). */
   newId(): Uint8Array {
     return this.#ids.next();
   }

@@ -10,7 +10,7 @@ import path from "node:path";
 import process from "node:process";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
-import { cleanUp, startNode } from "./cluster_helpers.ts";
+import { cleanUp, startNode, startNodes } from "./cluster_helpers.ts";
 
 const seconds = Math.max(24, Number(process.env.STRESS_SECONDS ?? 0));
 const killEveryMs = 6000;
@@ -29,9 +29,10 @@ test(`cluster chaos: a map-reduce job over refs while a random node dies every $
     children.push(child);
   };
   try {
-    const headNode = await startNode(head, 1);
-    children.push(headNode);
-    for (let i = 0; i < 3; i++) await startOne();
+    const others = [0, 1, 2].map(() => uniqueStoreName(`chaos-${started++}`));
+    names.push(...others);
+    await startNodes(children, [head, ...others], 1);
+    others.forEach((name, i) => nodes.set(name, children[1 + i]));
     const driver = start(currentRuntime, path.join(root, "tests", "fixtures", "cluster_chaos_driver.ts"), [redisUrl(), head, String(seconds)]);
     children.push(driver);
     const summaryLine = driver.line();

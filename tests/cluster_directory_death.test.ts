@@ -13,7 +13,7 @@ import process from "node:process";
 import { Directory } from "../lib/cluster/directory.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, root, uniqueStoreName } from "./helpers.ts";
-import { cleanUp, eventuallyAsync, objectsIn, putOn, runDriver, startDriver, startNode } from "./cluster_helpers.ts";
+import { cleanUp, eventuallyAsync, objectsIn, putOn, runDriver, startDriver, startNodes } from "./cluster_helpers.ts";
 
 const script = path.join(root, "scripts", "redis_server.sh");
 
@@ -55,7 +55,7 @@ test(`cluster: Redis restarted from its append-only file, the nodes go on; Redis
   const names = ["a", "b"].map((n) => uniqueStoreName(`redis-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name));
+    await startNodes(children, names);
     const onA = await putOn(names[0], 2 * 1024 * 1024 + 1);
     children.push(onA.child);
 

@@ -25,12 +25,24 @@ export const clusterToken = `cluster-test-${randomBytes(8).toString("hex")}`;
  * are not taken for deaths.
  */
 export async function startNode(storeName: string, numWorkers = 0, token = clusterToken, extra: string[] = []): Promise<Child> {
-  const child = start(currentRuntime, cli, [
+  const child = spawnNode(storeName, numWorkers, token, extra);
+  assert.match(await child.line(), /started: store/);
+  return child;
+}
+
+/** Starts a node for each name at once (as `startNode`); each goes into `children` as soon as it
+ * runs, so `cleanUp` stops them all even when one fails to start. */
+export async function startNodes(children: Child[], storeNames: string[], numWorkers = 0): Promise<void> {
+  const started = storeNames.map((name) => spawnNode(name, numWorkers, clusterToken, []));
+  children.push(...started);
+  for (const child of started) assert.match(await child.line(), /started: store/);
+}
+
+function spawnNode(storeName: string, numWorkers: number, token: string, extra: string[]): Child {
+  return start(currentRuntime, cli, [
     "start", "--address", redisUrl(), "--store", storeName, "--token", token, "--heartbeat-ms", "500",
     "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", String(numWorkers), ...extra,
   ]);
-  assert.match(await child.line(), /started: store/);
-  return child;
 }
 
 /** A driver that put a value and holds it until told (`child.send("done")`). */

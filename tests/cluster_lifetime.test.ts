@@ -11,7 +11,7 @@ import { runCli } from "../lib/cli.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, uniqueStoreName } from "./helpers.ts";
 import {
-  cleanUp, clusterObjects, eventuallyAsync, heldForOthers, objectsIn, putOn, release, runDriver, startDriver, startNode,
+  cleanUp, clusterObjects, eventuallyAsync, heldForOthers, objectsIn, putOn, release, runDriver, startDriver, startNodes,
 } from "./cluster_helpers.ts";
 
 async function listedCopies(hex: string): Promise<number[]> {
@@ -34,7 +34,7 @@ test(`cluster lifetime: an object its node's driver let go lives on while anothe
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`life-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name));
+    await startNodes(children, names);
     const onA = await putOn(names[0], 1024 * 1024 + 3);
     children.push(onA.child);
     const holder = startDriver(names[1], "hold", onA.bytesHex);
@@ -67,7 +67,7 @@ test(`cluster lifetime: a value holding refs to two other nodes' objects keeps t
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`hold-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name));
+    await startNodes(children, names);
     const onA = await putOn(names[0], 2 * 1024 * 1024);
     const onB = await putOn(names[1], 3 * 1024 * 1024 + 1);
     const onC = await putOn(names[2], 1000, [onA.valueHex, onB.valueHex]);
@@ -102,7 +102,7 @@ test(`cluster lifetime: a process holding another node's object killed with SIGK
   const names = ["a", "b"].map((n) => uniqueStoreName(`kill-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name));
+    await startNodes(children, names);
     const onA = await putOn(names[0], 512 * 1024);
     children.push(onA.child);
     const holder = startDriver(names[1], "hold", onA.bytesHex);

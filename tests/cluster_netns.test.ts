@@ -88,9 +88,9 @@ interface Cluster {
   stop(): Promise<void>;
 }
 
-/** A network of `count` hosts, Redis on its gateway, a node on each host. */
-async function cluster(count: number, memoryBytes: number): Promise<Cluster> {
-  const network = new Network(count);
+/** A network of hosts, Redis on its gateway, a node on each host with the memory given for it. */
+async function cluster(memoryBytesOfNode: number[]): Promise<Cluster> {
+  const network = new Network(memoryBytesOfNode.length);
   let redisDir: string | undefined;
   const processes: HostProcess[] = [];
   const storeNames = network.hosts.map((_, i) => uniqueStoreName(`netns-${i}`));
@@ -111,15 +111,17 @@ async function cluster(count: number, memoryBytes: number): Promise<Cluster> {
     });
     const redis = /OBJSTORE_TEST_REDIS='([^']+)'/.exec(exports)![1];
     redisDir = /OBJSTORE_TEST_REDIS_DIR='([^']+)'/.exec(exports)![1];
-    const nodes = [];
-    for (const [i, host] of network.hosts.entries()) {
+    // Started together: each node's store is made (and its memory touched) at the same time.
+    const nodes = network.hosts.map((host, i) => {
       const node = new HostProcess(network, host, cli, [
         "start", "--address", redis, "--token", token, "--node-ip", host.address, "--store", storeNames[i],
-        "--object-store-memory", String(memoryBytes), "--num-workers", "0",
+        "--object-store-memory", String(memoryBytesOfNode[i]), "--num-workers", "0",
       ]);
       processes.push(node);
-      assert.match(await node.line(), new RegExp(`started: store ${storeNames[i]}, transfers on ${host.address.replaceAll(".", "\\.")}:`));
-      nodes.push({ host, storeName: storeNames[i], process: node });
+      return { host, storeName: storeNames[i], process: node };
+    });
+    for (const node of nodes) {
+      assert.match(await node.process.line(), new RegExp(`started: store ${node.storeName}, transfers on ${node.host.address.replaceAll(".", "\\.")}:`));
     }
     return { network, redis, nodes, processes, stop };
   } catch (error) {
@@ -135,18 +137,30 @@ function driverOn(c: Cluster, i: number, args: string[]): HostProcess {
   return p;
 }
 
-async function putOn(c: Cluster, i: number, sizeBytes: number): Promise<{ valueHex: string; bytesHex: string; digest: string }> {
-  const [word, valueHex, bytesHex, digest] = (await driverOn(c, i, ["put", String(sizeBytes)]).line()).split(" ");
+/** Puts `sizeBytes` on node `i`; the putting driver holds them until `release()`. */
+async function putOn(c: Cluster, i: number, sizeBytes: number): Promise<{ valueHex: string; bytesHex: string; digest: string; release(): Promise<void> }> {
+  const putter = driverOn(c, i, ["put", String(sizeBytes)]);
+  const [word, valueHex, bytesHex, digest] = (await putter.line()).split(" ");
   assert.equal(word, "ready");
-  return { valueHex, bytesHex, digest };
+  const release = async () => {
+    putter.send("done");
+    assert.equal(await putter.exited, 0);
+  };
+  return { valueHex, bytesHex, digest, release };
 }
 
 test(`cluster across hosts: objects from 1 byte to ${bigBytes} bytes read byte-exact on another host; 1 GiB read by three hosts at once (${currentRuntime})`, async () => {
-  const c = await cluster(4, bigBytes + 256 * 1024 * 1024);
+  // Room for the largest object on the two nodes it goes between, for 1 GiB on the others: each
+  // object is let go before the next is put, so none spills (the test is of transfers).
+  const roomBytes = 256 * 1024 * 1024;
+  const c = await cluster([bigBytes + roomBytes, bigBytes + roomBytes, GiB + roomBytes, GiB + roomBytes]);
   try {
     for (const sizeBytes of [1, 1024 * 1024 + 1, bigBytes]) {
       const put = await putOn(c, 0, sizeBytes);
-      assert.equal(await driverOn(c, 1, ["get", put.valueHex]).line(), `got from_${c.nodes[0].storeName} ${put.digest}`, `${sizeBytes} bytes`);
+      const reader = driverOn(c, 1, ["get", put.valueHex]);
+      assert.equal(await reader.line(), `got from_${c.nodes[0].storeName} ${put.digest}`, `${sizeBytes} bytes`);
+      await reader.exited;
+      await put.release();
     }
     const broadcast = await putOn(c, 0, GiB);
     const readers = [1, 2, 3].map((i) => driverOn(c, i, ["get", broadcast.valueHex]).line());
@@ -157,7 +171,7 @@ test(`cluster across hosts: objects from 1 byte to ${bigBytes} bytes read byte-e
 }, { timeoutMs: 300_000 });
 
 test(`cluster across hosts: a rate-limited host reads exact bytes; the node read from is killed mid-transfer and the pull finishes from a copy (${currentRuntime})`, async () => {
-  const c = await cluster(3, 512 * 1024 * 1024);
+  const c = await cluster([512 * 1024 * 1024, 512 * 1024 * 1024, 512 * 1024 * 1024]);
   try {
     const put = await putOn(c, 0, 256 * 1024 * 1024);
     // Host 1 takes a copy and keeps it.

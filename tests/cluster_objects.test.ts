@@ -9,14 +9,14 @@ import assert from "node:assert/strict";
 import { runCli } from "../lib/cli.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, uniqueStoreName } from "./helpers.ts";
-import { cleanUp, putOn, runDriver, startNode } from "./cluster_helpers.ts";
+import { cleanUp, putOn, runDriver, startNodes } from "./cluster_helpers.ts";
 
 test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; wait pulls; a gone node's object is lost (${currentRuntime})`, async () => {
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`objects-${n}`));
   const nodes: Child[] = [];
   const drivers: Child[] = [];
   try {
-    for (const name of names) nodes.push(await startNode(name));
+    await startNodes(nodes, names);
     const onA = await putOn(names[0], 3 * 1024 * 1024 + 5);
     const onB = await putOn(names[1], 20 * 1024 * 1024);
     drivers.push(onA.child, onB.child);

@@ -10,7 +10,7 @@ import { Buffer } from "node:buffer";
 import { openRequest, RefusedRequest, signRequest } from "../lib/cluster/task_requests.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, uniqueStoreName } from "./helpers.ts";
-import { cleanUp, clusterObjects, eventuallyAsync, putOn, release, runTasksDriver, startNode, startTasksDriver } from "./cluster_helpers.ts";
+import { cleanUp, clusterObjects, eventuallyAsync, putOn, release, runTasksDriver, startDriver, startNode, startNodes, startTasksDriver } from "./cluster_helpers.ts";
 
 test("task requests: signed with the token they open; another token, a changed byte or garbage is refused", () => {
   const request = { task: 7, attempt: 0, holder: "p:1:2:x", fn: { id: 1, name: "f", spec: { kind: "source", source: "() => 1" } }, args: [1], returns: ["ab".repeat(28)] };
@@ -31,7 +31,7 @@ test(`cluster tasks: placed spread, by affinity and by default on the nodes; a c
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`tasks-${n}`));
   const children: Child[] = [];
   try {
-    children.push(await startNode(names[0], 1), await startNode(names[1], 1), await startNode(names[2], 2, undefined, ["--resources", '{"GPU": 1}']));
+    await Promise.all([startNodes(children, names.slice(0, 2), 1), startNode(names[2], 2, undefined, ["--resources", '{"GPU": 1}']).then((node) => children.push(node))]);
     const spread = (await runTasksDriver(names[0], "spread", "6")).split(" ");
     assert.equal(spread[0], "ran");
     assert.deepEqual(new Set(spread.slice(1)), new Set(names), `SPREAD reached every node: ${spread.join(" ")}`);
@@ -65,7 +65,7 @@ test(`cluster tasks: a result lost with its node is made again by its task (line
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`lineage-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name, 1));
+    await startNodes(children, names, 1);
     const driver = startTasksDriver(names[0], "lineage", names[1], names[2]);
     children.push(driver);
     // Each checksum is "<length> <sum>".
@@ -90,7 +90,7 @@ test(`cluster actors: an actor placed on another node keeps its state and order;
     const names = ["a", "b"].map((n) => uniqueStoreName(`actor${restarts}-${n}`));
     const children: Child[] = [];
     try {
-      for (const name of names) children.push(await startNode(name, 1));
+      await startNodes(children, names, 1);
       const driver = startTasksDriver(names[0], "actor", names[1], String(restarts));
       children.push(driver);
       assert.equal(await driver.line(), `counts 1,2,3 ${names[1]}`);
@@ -110,7 +110,7 @@ test(`cluster tasks: a node killed under a task is seen dead and the task runs a
   const names = ["a", "b"].map((n) => uniqueStoreName(`death-${n}`));
   const children: Child[] = [];
   try {
-    for (const name of names) children.push(await startNode(name, 1));
+    await startNodes(children, names, 1);
     const driver = startTasksDriver(names[0], "slow", names[1], "4000");
     children.push(driver);
     assert.equal(await driver.line(), "started");
@@ -118,6 +118,37 @@ test(`cluster tasks: a node killed under a task is seen dead and the task runs a
     children[1].kill();
     assert.equal(await driver.line(), `ran ${names[0]}`, "retried on A once B was seen dead");
     assert.equal((await driver.exited).code, 0);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 120_000 });
+
+test(`cluster owners: a task's result still running, read through a ref by another process, is waited for while its owner lives; once the owner is killed, its get raises OwnerDiedError (${currentRuntime})`, async () => {
+  const names = ["a", "b"].map((n) => uniqueStoreName(`owner-${n}`));
+  const children: Child[] = [];
+  try {
+    await startNodes(children, names, 1);
+    // The owner lives: the reader waits out the task's 1.5 s on B and reads its result.
+    const owner = startTasksDriver(names[0], "owner", names[1], "1500");
+    children.push(owner);
+    const [word, hex] = (await owner.line()).split(" ");
+    assert.equal(word, "owner");
+    const reader = startDriver(names[0], "inner", hex);
+    children.push(reader);
+    assert.equal(await reader.line(), "value");
+    assert.equal(await reader.line(), `inner ${names[1]}`);
+    owner.send("go");
+    assert.equal(await owner.line(), `own ${names[1]}`);
+    // The owner is killed while its task runs: the reader's get fails, naming the owner, instead
+    // of waiting out its 30 s timeout.
+    const doomed = startTasksDriver(names[0], "owner", names[1], "30000");
+    children.push(doomed);
+    const doomedHex = (await doomed.line()).split(" ")[1];
+    const orphan = startDriver(names[0], "inner", doomedHex);
+    children.push(orphan);
+    assert.equal(await orphan.line(), "value");
+    doomed.kill();
+    assert.match(await orphan.line(), new RegExp(`^inner OwnerDiedError: .*its owner \\(process ${doomed.pid} on node \\d+`));
   } finally {
     await cleanUp(children, names);
   }

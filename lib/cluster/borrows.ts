@@ -160,6 +160,21 @@ export class Borrows {
     setTimeout(() => void this.flush(), 0);
   }
 
+  /**
+   * Records this process among its node's processes (once): its node's keeper tells the
+   * cluster when it dies, and a borrower of an object it owns asks whether it still lives
+   * (`ClusterClient.ownerLives`). A driver does so as it joins, before it hands out any id.
+   */
+  async register(): Promise<void> {
+    if (!this.#registered) await this.#record(await this.#directory());
+  }
+
+  /** Issues the record at once (so that commands issued after it on the connection follow it). */
+  #record(directory: Directory): Promise<void> {
+    this.#registered = true;
+    return directory.addHolder(this.#nodeNumber, this.holder, this.pid);
+  }
+
   /** Sends what is queued, in order; resolves once Redis has it. */
   flush(): Promise<void> {
     this.#flushScheduled = false;
@@ -176,10 +191,7 @@ export class Borrows {
     const directory = await this.#directory();
     const sent: Promise<unknown>[] = [];
     // Recorded before any hold: if this process dies, its node's keeper finds it by this.
-    if (!this.#registered) {
-      this.#registered = true;
-      sent.push(directory.addHolder(this.#nodeNumber, this.holder, this.pid));
-    }
+    if (!this.#registered) sent.push(this.#record(directory));
     // Issued without awaiting in between: one connection keeps their order. Neighbouring
     // holds to one node go in one command.
     for (let i = 0; i < queue.length;) {

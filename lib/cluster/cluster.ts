@@ -11,17 +11,20 @@ import process from "node:process";
 import type { Library } from "../ffi/load.ts";
 import type { NativeStore } from "../store/native_store.ts";
 import { Status } from "../store/status.ts";
-import { ObjectLostError, ObjstoreError } from "../errors.ts";
+import { ObjectLostError, ObjstoreError, OwnerDiedError } from "../errors.ts";
 import { Borrows } from "./borrows.ts";
 import { Directory, type NodeStatus, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
-import { nodeNumberOf } from "./node_number.ts";
+import { nodeNumberOf, ownerOf } from "./node_number.ts";
 import { type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
 
 /** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
 const NODES_TTL_MS = 1000;
 /** How long a source may hold a pull waiting for the object to be sealed, per attempt. */
 const SEAL_WAIT_MAX_MS = 10_000;
+/** How long a borrower waits before it looks again for an object its living owner has yet to
+ * make (a task still running, or being run again): each look asks Redis and a node. */
+const OWNED_RETRY_MS = 200;
 
 /**
  * The node of this machine to attach to for the cluster at `address`: the only one, or the
@@ -53,6 +56,8 @@ export class ClusterClient {
   #nodesLoading: Promise<void> | undefined;
   /** Pulls under way in this process, by hex: concurrent gets share one. */
   readonly #pulls = new Map<string, Promise<boolean>>();
+  /** Objects no node has yet whose owners live, by hex: when to look again. */
+  readonly #notYetMade = new Map<string, number>();
 
   private constructor(node: NodeFile, address: string, store: NativeStore, endpoint: TransferEndpoint) {
     this.node = node;
@@ -75,6 +80,8 @@ export class ClusterClient {
     try {
       await client.#connected();
       await client.#loadNodes();
+      // Listed before it hands out any id: borrowers of what it owns ask whether it lives.
+      await client.borrows.register();
       return client;
     } catch (error) {
       await client.#endpoint.close();
@@ -100,16 +107,51 @@ export class ClusterClient {
   /**
    * Brings object `id` into this node's store from a node that holds it. Resolves to true once
    * it is here (sealed, or being pulled by another process of the node: a get waits for its
-   * seal), false if its sources are still writing it after `waitMs`. Rejects with
-   * ObjectLostError when no node of the cluster holds it.
+   * seal), false if its sources are still writing it after `waitMs` or its owner has yet to
+   * make it. Rejects with ObjectLostError when no node of the cluster holds it and none will,
+   * OwnerDiedError when its owner is gone before making it.
    */
   fetch(id: Uint8Array, hex: string, waitMs: number): Promise<boolean> {
     let pull = this.#pulls.get(hex);
     if (pull === undefined) {
-      pull = this.#pull(id, hex, Math.max(0, Math.min(waitMs, SEAL_WAIT_MAX_MS))).finally(() => this.#pulls.delete(hex));
+      const lookAgainMs = this.#notYetMade.get(hex);
+      if (lookAgainMs !== undefined && Date.now() < lookAgainMs) return Promise.resolve(false);
+      this.#notYetMade.delete(hex);
+      pull = this.#pull(id, hex, Math.max(0, Math.min(waitMs, SEAL_WAIT_MAX_MS)))
+        .catch((error) => this.#nowhere(id, hex, error))
+        .finally(() => this.#pulls.delete(hex));
       this.#pulls.set(hex, pull);
     }
     return pull;
+  }
+
+  /**
+   * No node has object `id` (`error` says so). Its owner decides, as in Ray: while the owner
+   * lives the object may still come (its task runs, or runs again), so it is not here yet
+   * (false); once the owner is gone, OwnerDiedError, unless the node that made it is gone too:
+   * then the object went with it (ObjectLostError). This process's own objects are its to
+   * make again (`error` stands).
+   */
+  async #nowhere(id: Uint8Array, hex: string, error: unknown): Promise<boolean> {
+    if (!(error instanceof ObjectLostError)) throw error;
+    const owner = ownerOf(id);
+    if (owner.nodeNumber === this.node.nodeNumber && owner.pid === process.pid) throw error;
+    if (await this.#ownerLives(owner.nodeNumber, owner.pid)) {
+      this.#notYetMade.set(hex, Date.now() + OWNED_RETRY_MS);
+      return false;
+    }
+    const made = nodeNumberOf(id);
+    if (!this.#nodes.has(made)) throw error;
+    const ownerName = `process ${owner.pid} on node ${owner.nodeNumber}`;
+    throw new OwnerDiedError(`${hex}: its owner (${ownerName}, which made the ref) is gone, and no node holds the object: it will never be made. Keep the driver that submits a task alive until its results are read, or put the value itself.`, { cause: error });
+  }
+
+  /** Whether process `pid` of node `nodeNumber` lives: its node is alive and lists it. */
+  async #ownerLives(nodeNumber: number, pid: number): Promise<boolean> {
+    if (Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) await this.#loadNodes();
+    if (!this.#nodes.has(nodeNumber)) return false;
+    const processes = await (await this.#connected()).holders(nodeNumber);
+    return [...processes.values()].includes(pid);
   }
 
   async #pull(id: Uint8Array, hex: string, waitMs: number): Promise<boolean> {

@@ -27,7 +27,7 @@ import { Presence, Status } from "../store/status.ts";
 import { fromHex, ID_BYTES } from "../ids.ts";
 import { processRuns } from "../processes.ts";
 import type { Directory, NodeObjects } from "./directory.ts";
-import { nodeNumberOf } from "./node_number.ts";
+import { nodeNumberOfHex } from "./node_number.ts";
 
 /** Requests taken from the list at once, at most. */
 const TAKE_MAX = 1000;
@@ -157,10 +157,11 @@ export class HoldKeeper {
 
   async #tidy(): Promise<void> {
     this.#takePending();
-    await this.#tellDeadProcesses();
+    const aliveNodes = (await this.#directory.nodes()).filter((node) => node.alive).map((node) => node.nodeNumber);
+    await this.#tellDeadProcesses(aliveNodes);
     await this.#releaseDeletedContainers();
     await this.#unlistGoneCopies();
-    await this.#releaseDeadNodes();
+    this.#releaseDeadNodes(new Set(aliveNodes));
   }
 
   #takePending(): void {
@@ -170,12 +171,11 @@ export class HoldKeeper {
     }
   }
 
-  async #tellDeadProcesses(): Promise<void> {
+  async #tellDeadProcesses(aliveNodes: number[]): Promise<void> {
     const holders = await this.#directory.holders(this.#nodeNumber);
     const dead = [...holders].filter(([, pid]) => !processRuns(pid)).map(([holder]) => holder);
     if (dead.length === 0) return;
-    const nodes = (await this.#directory.nodes()).filter((node) => node.alive).map((node) => node.nodeNumber);
-    for (const nodeNumber of nodes) await this.#directory.sendHolds(nodeNumber, dead.map((holder) => `x ${holder}`));
+    for (const nodeNumber of aliveNodes) await this.#directory.sendHolds(nodeNumber, dead.map((holder) => `x ${holder}`));
     for (const holder of dead) await this.#directory.removeHolder(this.#nodeNumber, holder);
   }
 
@@ -185,7 +185,7 @@ export class HoldKeeper {
       if (id !== undefined && this.#store.contains(id) !== Presence.absent) continue;
       const byNode = new Map<number, string[]>();
       for (const child of children) {
-        const nodeNumber = nodeNumberOf(fromHex(child, ID_BYTES) ?? new Uint8Array(4));
+        const nodeNumber = nodeNumberOfHex(child);
         byNode.set(nodeNumber, [...byNode.get(nodeNumber) ?? [], `-${child} c:${this.#nodeNumber}:${hex}`]);
       }
       for (const [nodeNumber, requests] of byNode) await this.#directory.sendHolds(nodeNumber, requests);
@@ -201,9 +201,8 @@ export class HoldKeeper {
     }
   }
 
-  async #releaseDeadNodes(): Promise<void> {
+  #releaseDeadNodes(alive: Set<number>): void {
     if (this.#byHolder.size === 0 && this.#pending.size === 0) return;
-    const alive = new Set((await this.#directory.nodes()).filter((node) => node.alive).map((node) => node.nodeNumber));
     alive.add(this.#nodeNumber);
     const holders = new Set([...this.#byHolder.keys(), ...[...this.#pending.values()].flatMap((set) => [...set])]);
     for (const holder of holders) {

@@ -4,9 +4,8 @@
  * the directory (lib/cluster/holds.ts); the listings are merged by object.
  */
 import { randomBytes } from "node:crypto";
-import { fromHex, ID_BYTES } from "../ids.ts";
 import type { Directory } from "./directory.ts";
-import { nodeNumberOf } from "./node_number.ts";
+import { nodeNumberOfHex } from "./node_number.ts";
 
 /** One object of the cluster. */
 export interface ClusterObject {
@@ -46,7 +45,7 @@ export async function listClusterObjects(directory: Directory, waitMs = 3000): P
     for (const o of listing.objects) {
       let object = byId.get(o.id);
       if (object === undefined) {
-        const madeOn = nodeNumberOf(fromHex(o.id, ID_BYTES) ?? new Uint8Array(4));
+        const madeOn = nodeNumberOfHex(o.id);
         byId.set(o.id, object = { id: o.id, sizeBytes: o.sizeBytes, madeOn, locations: [], heldFor: [] });
       }
       object.locations.push({ nodeNumber: listing.nodeNumber, where: o.where, refCount: o.refCount });
