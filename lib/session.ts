@@ -35,6 +35,9 @@ const SPILL_ENV = "OBJSTORE_SPILL";
 const NODE_NUMBER_ENV = "OBJSTORE_NODE_NUMBER";
 /** How a worker learns its cluster's address, to fetch and hold other nodes' objects. */
 const CLUSTER_ADDRESS_ENV = "OBJSTORE_CLUSTER_ADDRESS";
+/** A worker's environment in a cluster: its driver's name there, which the driver's actor
+ * handles carry when they leave the worker (lib/tasks/remote.ts). */
+export const ACTOR_OWNER_ENV = "OBJSTORE_ACTOR_OWNER";
 
 /** What `init()` resolves to. */
 export interface InitResult {
@@ -154,6 +157,7 @@ export class Session implements RefOwner {
     const environment: Record<string, string> = spill !== false && spill.type === "s3" ? { [SPILL_ENV]: JSON.stringify(spill) } : {};
     if (this.nodeNumber !== 0) environment[NODE_NUMBER_ENV] = String(this.nodeNumber);
     if (this.cluster !== undefined && this.#clusterAddress !== undefined) environment[CLUSTER_ADDRESS_ENV] = this.#clusterAddress;
+    if (this.cluster !== undefined) environment[ACTOR_OWNER_ENV] = this.cluster.borrows.holder;
     return environment;
   }
 

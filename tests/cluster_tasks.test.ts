@@ -153,3 +153,19 @@ test(`cluster owners: a task's result still running, read through a ref by anoth
     await cleanUp(children, names);
   }
 }, { timeoutMs: 120_000 });
+
+test(`cluster actors: handles passed to tasks on other nodes, and in a value, call the same actors (in this driver's worker, and on another node), each caller's calls in order (${currentRuntime})`, async () => {
+  const names = ["a", "b", "c"].map((n) => uniqueStoreName(`handles-${n}`));
+  const children: Child[] = [];
+  try {
+    await startNodes(children, names, 2);
+    const driver = startTasksDriver(names[0], "handles", names[1], names[2]);
+    children.push(driver);
+    assert.equal(await driver.line(), `here true ${names[1]},${names[2]} ${names[0]}`);
+    assert.equal(await driver.line(), `onB true ${names[1]},${names[2]} ${names[1]}`);
+    assert.equal(await driver.line(), `boxed ${2 * 20 + 1}`);
+    assert.equal((await driver.exited).code, 0);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 120_000 });

@@ -70,7 +70,7 @@ test("a task asking for more than this machine has fails at once, naming what is
     assert.throws(() => where.options({ numCpus: 3 }).remote(), /lacks numCpus 3 \(it has 2\)/);
     assert.throws(() => where.options({ resources: { GPU: -1 } }), /resources\.GPU must be an amount ≥ 0/);
     assert.throws(() => where.options({ scheduling: "EVERYWHERE" as "SPREAD" }), /scheduling must be "DEFAULT", "SPREAD" or \{ nodeId/);
-    assert.equal(await os.get(where.options({ numCpus: 2, scheduling: "SPREAD" }).remote()), 1);
+    assert.equal(await os.get(where.options({ numCpus: 2, scheduling: "SPREAD" }).remote() as os.ObjectRef<number>), 1);
   }), { timeoutMs: 60_000 });
 
 test("a task that throws stores TaskError; a task taking a failed ref fails the same way", () =>

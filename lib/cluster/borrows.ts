@@ -163,7 +163,7 @@ export class Borrows {
   /**
    * Records this process among its node's processes (once): its node's keeper tells the
    * cluster when it dies, and a borrower of an object it owns asks whether it still lives
-   * (`ClusterClient.ownerLives`). A driver does so as it joins, before it hands out any id.
+   * (`ClusterClient.fetch`). A driver does so as it joins, before it hands out any id.
    */
   async register(): Promise<void> {
     if (!this.#registered) await this.#record(await this.#directory());

@@ -126,32 +126,28 @@ export class ClusterClient {
   }
 
   /**
-   * No node has object `id` (`error` says so). Its owner decides, as in Ray: while the owner
-   * lives the object may still come (its task runs, or runs again), so it is not here yet
-   * (false); once the owner is gone, OwnerDiedError, unless the node that made it is gone too:
-   * then the object went with it (ObjectLostError). This process's own objects are its to
-   * make again (`error` stands).
+   * No node has object `id` (`error` says so). Made on a node that is gone: it went with it
+   * (ObjectLostError; its owner makes it again if it can). Made on a node alive: its owner
+   * decides, as in Ray. While the owner lives, the object may still come (its task runs
+   * there, or waits to), so it is not here yet (false); an owner that was killed (or whose
+   * node died) never makes it (OwnerDiedError); an owner that ended let it go (ObjectLostError).
+   * This process's own objects are its to make again (`error` stands).
    */
   async #nowhere(id: Uint8Array, hex: string, error: unknown): Promise<boolean> {
     if (!(error instanceof ObjectLostError)) throw error;
     const owner = ownerOf(id);
     if (owner.nodeNumber === this.node.nodeNumber && owner.pid === process.pid) throw error;
-    if (await this.#ownerLives(owner.nodeNumber, owner.pid)) {
+    if (Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) await this.#loadNodes();
+    if (!this.#nodes.has(nodeNumberOf(id))) throw error;
+    const directory = await this.#connected();
+    const ownerNodeAlive = this.#nodes.has(owner.nodeNumber);
+    if (ownerNodeAlive && [...(await directory.holders(owner.nodeNumber)).values()].includes(owner.pid)) {
       this.#notYetMade.set(hex, Date.now() + OWNED_RETRY_MS);
       return false;
     }
-    const made = nodeNumberOf(id);
-    if (!this.#nodes.has(made)) throw error;
-    const ownerName = `process ${owner.pid} on node ${owner.nodeNumber}`;
-    throw new OwnerDiedError(`${hex}: its owner (${ownerName}, which made the ref) is gone, and no node holds the object: it will never be made. Keep the driver that submits a task alive until its results are read, or put the value itself.`, { cause: error });
-  }
-
-  /** Whether process `pid` of node `nodeNumber` lives: its node is alive and lists it. */
-  async #ownerLives(nodeNumber: number, pid: number): Promise<boolean> {
-    if (Date.now() - this.#nodesLoadedMs > NODES_TTL_MS) await this.#loadNodes();
-    if (!this.#nodes.has(nodeNumber)) return false;
-    const processes = await (await this.#connected()).holders(nodeNumber);
-    return [...processes.values()].includes(pid);
+    if (ownerNodeAlive && !(await directory.died(owner.nodeNumber, owner.pid))) throw error;
+    const ownerName = `process ${owner.pid} on node ${owner.nodeNumber}${ownerNodeAlive ? "" : ", which died"}`;
+    throw new OwnerDiedError(`${hex}: its owner (${ownerName}) was killed before the object was made, and no node holds it: it will never be made. Keep the driver that submits a task alive until its results are read.`, { cause: error });
   }
 
   async #pull(id: Uint8Array, hex: string, waitMs: number): Promise<boolean> {

@@ -29,6 +29,9 @@
 import { clearTimeout, setTimeout } from "node:timers";
 import { DirectoryUnavailableError, ObjstoreError } from "../errors.ts";
 
+/** How long a killed process is remembered as killed (`recordDeath`). */
+const DEATHS_KEPT_MS = 60 * 60 * 1000;
+
 /** What a node says about itself when it joins. */
 export interface NodeRecord {
   /** Small and unique in the cluster; the first bytes of every object id the node mints. */
@@ -87,6 +90,7 @@ interface RedisClient {
   incr(key: string): Promise<number>;
   hSet(key: string, field: string, value: string): Promise<number>;
   hDel(key: string, field: string): Promise<number>;
+  hGet(key: string, field: string): Promise<string | null>;
   hGetAll(key: string): Promise<Record<string, string>>;
   set(key: string, value: string, options: { expiration: { type: "PX"; value: number } }): Promise<unknown>;
   del(key: string | string[]): Promise<number>;
@@ -224,7 +228,7 @@ export class Directory {
     for (const hex of await this.copiesHeldBy(nodeNumber)) {
       await this.#bounded("SREM", () => this.#client.sRem(this.#key("copies", hex), String(nodeNumber)));
     }
-    const keys = ["copies-of", "holds", "holders", "containers"].map((kind) => this.#key(kind, nodeNumber));
+    const keys = ["copies-of", "holds", "holders", "containers", "died"].map((kind) => this.#key(kind, nodeNumber));
     await this.#bounded("DEL", () => this.#client.del(keys));
   }
 
@@ -320,6 +324,22 @@ export class Directory {
 
   async removeHolder(nodeNumber: number, holder: string): Promise<void> {
     await this.#bounded("HDEL", () => this.#client.hDel(this.#key("holders", nodeNumber), holder));
+  }
+
+  /** Records that process `pid` of node `nodeNumber` died (killed, not ended by its program):
+   * what it owned and had yet to make raises OwnerDiedError. Kept for an hour. */
+  async recordDeath(nodeNumber: number, pid: number): Promise<void> {
+    const key = this.#key("died", nodeNumber);
+    const nowMs = Date.now();
+    await this.#bounded("HSET", () => this.#client.hSet(key, String(pid), String(nowMs)));
+    const deaths = await this.#bounded("HGETALL", () => this.#client.hGetAll(key));
+    const old = Object.entries(deaths).filter(([, atMs]) => nowMs - Number(atMs) > DEATHS_KEPT_MS).map(([oldPid]) => oldPid);
+    for (const oldPid of old) await this.#bounded("HDEL", () => this.#client.hDel(key, oldPid));
+  }
+
+  /** Whether process `pid` of node `nodeNumber` died within the hour (see `recordDeath`). */
+  async died(nodeNumber: number, pid: number): Promise<boolean> {
+    return await this.#bounded("HGET", () => this.#client.hGet(this.#key("died", nodeNumber), String(pid))) !== null;
   }
 
   /** Records that object `hex` on node `nodeNumber` holds `children` (objects of other nodes). */

@@ -7,7 +7,9 @@
  * for every holder elsewhere: one reference per held object, taken with the first holder and
  * dropped with the last. Requests come through the node's list in the directory, in the order
  * they were sent:
- *   `+<hex> <holder>`  hold the object for the holder
+ *   `+<hex> <holder>`  hold the object for the holder; with ` !<process>` after it, tell that
+ *                      process (`h <hex>` in its reply list) once held: it hands the object
+ *                      over, and lets go of its own ref only then
  *   `-<hex> <holder>`  the holder lets it go
  *   `x <holder>`       the holder is gone (its process ended or died): it lets all go
  *   `m <nonce>`        leave a listing of this node's objects for `objstore memory`
@@ -16,7 +18,8 @@
  * Holders are `p:<node>:<pid>:<nonce>` (a process) and `c:<node>:<hex>` (an object holding refs).
  *
  * Once a second it also tidies up:
- *   - a process of this node that held refs elsewhere and died: the nodes are told (`x`);
+ *   - a process of this node that held refs elsewhere (or joined the cluster) and died: the
+ *     nodes are told (`x`), and the directory records it killed (`Directory.recordDeath`);
  *   - an object of this node holding refs elsewhere that is deleted: its holds are released;
  *   - a copy this node is listed as holding that is gone: it is unlisted;
  *   - holders on nodes that are dead: their holds here are released;
@@ -100,8 +103,12 @@ export class HoldKeeper {
   /** Handles one request of the list (see the module's doc). */
   async handle(request: string): Promise<void> {
     if (request.startsWith("t ")) return this.onTask?.(request);
-    const [verb, subject, holder] = [request[0], ...request.slice(1).trim().split(" ")];
-    if (verb === "+") this.hold(subject, holder);
+    const [verb, subject, holder, ack] = [request[0], ...request.slice(1).trim().split(" ")];
+    if (verb === "+") {
+      this.hold(subject, holder);
+      // Asked for by a process handing the object over (it lets go of its own ref on this).
+      if (ack?.startsWith("!")) await this.#directory.sendReplies(ack.slice(1), [`h ${subject}`]);
+    }
     else if (verb === "-") this.#release(subject, holder);
     else if (verb === "x") this.#releaseHolder(subject);
     else if (verb === "m") await this.#directory.putListing(subject, this.#listing());
@@ -173,8 +180,10 @@ export class HoldKeeper {
 
   async #tellDeadProcesses(aliveNodes: number[]): Promise<void> {
     const holders = await this.#directory.holders(this.#nodeNumber);
-    const dead = [...holders].filter(([, pid]) => !processRuns(pid)).map(([holder]) => holder);
-    if (dead.length === 0) return;
+    const deadPids = [...holders].filter(([, pid]) => !processRuns(pid));
+    if (deadPids.length === 0) return;
+    for (const [, pid] of deadPids) await this.#directory.recordDeath(this.#nodeNumber, pid);
+    const dead = deadPids.map(([holder]) => holder);
     for (const nodeNumber of aliveNodes) await this.#directory.sendHolds(nodeNumber, dead.map((holder) => `x ${holder}`));
     for (const holder of dead) await this.#directory.removeHolder(this.#nodeNumber, holder);
   }

@@ -10,8 +10,13 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 /**
  * What a node needs to run a task for a driver elsewhere: a task (no `kind`), an actor to
  * start (`actor`: `fn` is its class, `args` its constructor's), a call of one of the actors it
- * started (`call`: `method`), or an actor to kill (`kill`). An actor is named by the driver's
- * `holder`, its number `actor`, and its incarnation `attempt` (a restart is another).
+ * started (`call`: `method`), or an actor to kill (`kill`). An actor is named by its owner
+ * (the driver that started it: `owner`, or else `holder`), its number `actor`, and its
+ * incarnation (`incarnation`, or else `attempt`: a restart is another).
+ *
+ * A process holding a handle to an actor it does not own sends its `call`s and `kill`s to the
+ * owner's reply list instead (the owner knows where the actor runs now): `holder` is the
+ * caller, who gets the reply, and `owner` the actor's owner.
  */
 export interface TaskRequest {
   kind?: "actor" | "call" | "kill";
@@ -23,8 +28,12 @@ export interface TaskRequest {
   maxConcurrency?: number;
   /** Which try this is (a retry after a node died is another). */
   attempt: number;
-  /** The driver process (its borrower name), whose reply list gets the outcome. */
+  /** The process asking (its borrower name), whose reply list gets the outcome. */
   holder: string;
+  /** For an actor's call or kill: its owner, when that is not `holder`. */
+  owner?: string;
+  /** For an actor's call: its incarnation, when `attempt` is the caller's own count. */
+  incarnation?: number;
   /** The function (or class) as the driver numbers it, its name, and how workers load it. */
   fn?: { id: number; name: string; spec: unknown };
   /** The arguments as a worker takes them: inline values, or the hex of an arguments object. */

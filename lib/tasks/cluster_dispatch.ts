@@ -12,9 +12,12 @@ import { Presence } from "../store/status.ts";
 import { trace } from "../cluster/debug.ts";
 import type { NodeStatus } from "../cluster/directory.ts";
 import { nodeNumberOf } from "../cluster/node_number.ts";
+import { holderNode } from "../cluster/holds.ts";
 import { missing, type Placing, placeTask } from "../cluster/placement.ts";
 import { RemoteTasks } from "../cluster/remote_tasks.ts";
-import type { TaskRequest } from "../cluster/task_requests.ts";
+import { openRequest, RefusedRequest, signRequest, type TaskRequest } from "../cluster/task_requests.ts";
+import { fromHex, ID_BYTES } from "../ids.ts";
+import type { WireArguments } from "./protocol.ts";
 import { type FailureKind, TaskFailure } from "./failure.ts";
 import type { Actor, RemoteActor, Task } from "./task.ts";
 import type { FunctionRecord } from "./submitter.ts";
@@ -33,6 +36,11 @@ const LOST_OBJECT_WAIT_MS = 6000;
 const LOST_OBJECT_POLL_MS = 500;
 /** How long a task to be placed again waits for a node able to run it before it fails. */
 const PLACE_AGAIN_WAIT_MS = 15_000;
+/** How long an owner waits for its node's keeper to hold a call's results for the caller
+ * before it lets go of them anyway (the keeper is gone: so is the caller's way to them). */
+const HAND_OVER_WAIT_MS = 10_000;
+/** How long one look for a result being written on another node waits for its seal. */
+const SEAL_WAIT_MS = 5000;
 
 /** How a task is placed again after its results were lost, if it was placed without options. */
 export const defaultPlacing: Placing = { scheduling: "DEFAULT", numCpus: 1, resources: {}, argBytes: new Map() };
@@ -56,6 +64,10 @@ export interface DispatchHost {
   whenArgumentsReady(task: Task, then: () => void): void;
   isAvailable(ref: ObjectRef): boolean;
   updateKeepAlive(): void;
+  /** Calls an actor this process runs in its own workers for another process, storing under
+   * `returnIds`; undefined if it has no such actor. */
+  callOwnActorFor(actorId: number, method: string, args: WireArguments, returnIds: Uint8Array[]): ObjectRef[] | undefined;
+  killActor(actorId: number): void;
 }
 
 export class ClusterDispatch {
@@ -71,6 +83,12 @@ export class ClusterDispatch {
   readonly #lineage = new Map<string, Task>();
   #lineageBytes = 0;
   #lineageSweep: ReturnType<typeof setInterval> | undefined;
+  /** Calls of other processes' actors not sent yet, per "<owner>#<actor>", in call order. */
+  readonly #foreignQueues = new Map<string, Task[]>();
+  /** Owners seen gone: their actors are gone with them. */
+  readonly #goneOwners = new Set<string>();
+  /** Results handed over to this node's keeper for another process: what to do once held. */
+  readonly #handingOver = new Map<string, () => void>();
 
   constructor(host: DispatchHost) {
     this.#host = host;
@@ -170,18 +188,24 @@ export class ClusterDispatch {
   #ensureRemote(): void {
     const cluster = this.#host.session.cluster!;
     this.#remote ??= new RemoteTasks(() => cluster.directory(), cluster.borrows.holder, cluster.node.token, {
-      done: (id, attempt) => this.#remoteDone(id, attempt),
+      done: (id, attempt, keptOn) => this.#remoteDone(id, attempt, keptOn),
       refused: (id, attempt, errorName, why) => this.#remoteRefused(id, attempt, errorName, why),
       lostAnObject: (id, attempt, why) => this.#remoteLostAnObject(id, attempt, why),
       nodesDied: (dead) => this.#nodesDied(dead),
+      movedTo: (id, attempt, node) => this.#foreignCallMoved(id, attempt, node),
+      request: (text) => this.#serveRequest(text),
+      held: (hex) => this.#handingOver.get(hex)?.(),
+      ownersDied: (owners) => this.#ownersDied(owners),
     });
   }
 
   /** The node a task was sent to stored its results: they are kept there for this process. */
-  #remoteDone(id: number, attempt: number): void {
+  #remoteDone(id: number, attempt: number, keptOn: number | undefined): void {
     trace(() => `done task ${id}.${attempt}${this.#remoteTasks.get(id)?.attempt === attempt ? "" : " (stale)"}`);
     const task = this.remoteOut(id, attempt);
     if (task === undefined) return;
+    if (keptOn !== undefined) task.node = keptOn;
+    if (task.requester !== undefined && task.node !== this.#host.session.nodeNumber) return void this.#bringHomeFor(task);
     const borrows = this.#host.session.cluster!.borrows;
     const referenced = task.returnRefs.some((weak) => weak.deref() !== undefined);
     const keep = () => task.returnIds.forEach((returnId, i) => borrows.keptOn(returnId, task.returnHex[i], task.node!, referenced));
@@ -191,6 +215,27 @@ export class ClusterDispatch {
     if (task.retriesLeft > 0 && task.fn !== undefined) this.#keepLineage(task);
     this.#host.complete(task);
     if (task.node === this.#host.session.nodeNumber) keep();
+  }
+
+  /**
+   * A worker's call ran elsewhere (an actor of another process): its results come into this
+   * node's store, where the worker's refs take them, before it hears they are done. Until
+   * then this process borrows them (the hold the node keeping them has for it).
+   */
+  async #bringHomeFor(task: Task): Promise<void> {
+    const cluster = this.#host.session.cluster!;
+    task.returnIds.forEach((id, i) => cluster.borrows.keptOn(id, task.returnHex[i], task.node!, true));
+    const refs = task.returnHex.map((hex) => ObjectRef.fromHex(hex));
+    try {
+      for (const ref of refs) {
+        while (!(await cluster.fetch(ref.bytes, ref.id, SEAL_WAIT_MS))) { /* still being written there */ }
+      }
+      this.#host.complete(task);
+    } catch (error) {
+      this.#host.fail(task, "error", { name: (error as Error).name, message: `its results could not be brought from node ${task.node}: ${(error as Error).message}`, stack: "" });
+    } finally {
+      for (const ref of refs) ref[Symbol.dispose]();
+    }
   }
 
   #remoteRefused(id: number, attempt: number, errorName: string, why: string): void {
@@ -232,6 +277,7 @@ export class ClusterDispatch {
     if (task === undefined || task.attempt !== attempt) return undefined;
     this.#remoteTasks.delete(id);
     this.#remote!.ended(task.node!);
+    if (task.foreignActor?.atOwner) this.#remote!.endedOwner(task.foreignActor.owner);
     return task.settled ? undefined : task;
   }
 
@@ -344,6 +390,10 @@ export class ClusterDispatch {
       const died = task.node!;
       this.remoteOut(task.id, task.attempt);
       if (task.settled) continue;
+      if (task.foreignActor !== undefined) {
+        this.#host.fail(task, "actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died during the call`, stack: "" });
+        continue;
+      }
       if (task.remoteActor !== undefined) {
         // As in Ray: a call out when its actor's node dies fails; the actor may start again.
         this.#host.fail(task, "actor", { name: "ActorDiedError", message: `the node it ran on (${died}) died during the call`, stack: "" });
@@ -429,4 +479,144 @@ export class ClusterDispatch {
     actor.args.ref?.[Symbol.dispose]();
   }
 
+
+  /**
+   * Calls actor `actorId` of another process, `owner` (its handle came here in a value or a
+   * task's arguments). The call goes to the owner, which knows where the actor runs now and
+   * passes it on; the calls of this process reach it in the order made, each once its
+   * arguments are ready.
+   */
+  callForeignActor(task: Task, owner: string, actorId: number): void {
+    task.foreignActor = { owner, actorId, atOwner: true };
+    if (this.#host.session.cluster === undefined) {
+      this.#host.fail(task, "error", { name: "ObjstoreError", message: `actor ${actorId} belongs to process ${owner} of a cluster; this process is not in that cluster`, stack: "" });
+      return;
+    }
+    const key = `${owner}#${actorId}`;
+    let queue = this.#foreignQueues.get(key);
+    if (queue === undefined) this.#foreignQueues.set(key, queue = []);
+    queue.push(task);
+    this.#ensureRemote();
+    this.#pumpForeign(key, queue);
+  }
+
+  #pumpForeign(key: string, queue: Task[]): void {
+    const holder = this.#host.session.cluster!.borrows.holder;
+    while (queue.length > 0) {
+      const head = queue[0];
+      const { owner, actorId } = head.foreignActor!;
+      if (this.#goneOwners.has(owner)) {
+        queue.shift();
+        this.#failOwnerGone(head);
+        continue;
+      }
+      if (!head.argRefs.every((ref) => this.#host.isAvailable(ref))) {
+        this.#host.whenArgumentsReady(head, () => this.#pumpForeign(key, queue));
+        return;
+      }
+      queue.shift();
+      if (head.settled) continue;
+      head.node = holderNode(owner);
+      this.#remoteTasks.set(head.id, head);
+      this.#remote!.sendToOwner(owner, { kind: "call", task: head.id, attempt: head.attempt, holder, owner, actor: actorId, method: head.method, args: head.args.wire, returns: head.returnHex });
+    }
+    this.#foreignQueues.delete(key);
+    this.#host.updateKeepAlive();
+  }
+
+  /** Kills actor `actorId` of another process, `owner`. */
+  killForeignActor(owner: string, actorId: number): void {
+    const cluster = this.#host.session.cluster;
+    if (cluster === undefined) throw new ObjstoreError(`kill: actor ${actorId} belongs to process ${owner} of a cluster; this process is not in that cluster`);
+    this.#ensureRemote();
+    this.#remote!.reply(owner, signRequest(cluster.node.token, { kind: "kill", task: 0, attempt: 0, holder: cluster.borrows.holder, owner, actor: actorId, returns: [], args: [] }));
+  }
+
+  /** A call sent to its actor's owner went on to node `node`: that node's death fails it now. */
+  #foreignCallMoved(id: number, attempt: number, node: number): void {
+    const task = this.#remoteTasks.get(id);
+    if (task?.foreignActor === undefined || task.attempt !== attempt || !task.foreignActor.atOwner) return;
+    this.#remote!.movedTo(task.foreignActor.owner, node);
+    task.foreignActor.atOwner = false;
+    task.node = node;
+  }
+
+  #ownersDied(owners: ReadonlySet<string>): void {
+    for (const owner of owners) this.#goneOwners.add(owner);
+    for (const task of [...this.#remoteTasks.values()]) {
+      if (task.foreignActor?.atOwner && owners.has(task.foreignActor.owner)) {
+        this.remoteOut(task.id, task.attempt);
+        this.#failOwnerGone(task);
+      }
+    }
+  }
+
+  #failOwnerGone(task: Task): void {
+    const { owner, actorId } = task.foreignActor!;
+    const message = `actor ${actorId} is gone with its owner, process ${owner} (an actor lives as long as the driver that made it)`;
+    this.#host.fail(task, "actor", { name: "ActorDiedError", message, stack: "" });
+  }
+
+  /** Lets other processes call this process's actors through handles it gave out. */
+  serveActors(): void {
+    this.#ensureRemote();
+    this.#remote!.serve();
+  }
+
+  /** A call (or kill) of one of this process's actors by another process that has its handle. */
+  #serveRequest(text: string): void {
+    const cluster = this.#host.session.cluster!;
+    const request = openRequest(cluster.node.token, text);
+    if (request instanceof RefusedRequest) {
+      const to = request.replyTo;
+      if (to !== undefined) this.#remote!.reply(to.holder, `e ${to.task} ${to.attempt} ClusterAuthError ${request.message}`);
+      return;
+    }
+    const actorId = request.actor ?? 0;
+    if (request.kind === "kill") return this.#host.killActor(actorId);
+    const fail = (name: string, why: string) => this.#remote!.reply(request.holder, `e ${request.task} ${request.attempt} ${name} ${why}`);
+    if (request.kind !== "call") return fail("ObjstoreError", "a process serves only calls and kills of its actors");
+    const onNode = this.remoteActors.get(actorId);
+    if (onNode !== undefined) {
+      if (onNode.dead !== undefined) return fail(onNode.dead.error.name, onNode.dead.error.message);
+      // The caller hears where it went (that node's death fails the call), then from that node.
+      this.#remote!.reply(request.holder, `f ${request.task} ${request.attempt} ${onNode.node}`);
+      this.#remote!.post(onNode.node, { ...request, owner: cluster.borrows.holder, incarnation: onNode.incarnation });
+      return;
+    }
+    trace(() => `serve call ${request.task} of ${request.holder}: actor ${actorId}.${request.method}`);
+    const returnIds = request.returns.map((hex) => fromHex(hex, ID_BYTES));
+    if (returnIds.some((id) => id === undefined)) return fail("ObjstoreError", "a return id is not an id");
+    const refs = this.#host.callOwnActorFor(actorId, request.method ?? "", request.args as WireArguments, returnIds as Uint8Array[]);
+    if (refs === undefined) return fail("ActorDiedError", `process ${cluster.borrows.holder} has no actor ${actorId} (it was killed)`);
+    void this.#handOverWhenDone(request, refs);
+  }
+
+  /**
+   * Once a call served for another process has sealed its results (values or its failure)
+   * here, this node's keeper holds them for the caller; then this process lets go of them
+   * and tells the caller they are done, and where.
+   */
+  async #handOverWhenDone(request: TaskRequest, refs: ObjectRef[]): Promise<void> {
+    const cluster = this.#host.session.cluster!;
+    const nodeNumber = cluster.node.nodeNumber;
+    await Promise.all(refs.map((ref) => ref.producer?.done));
+    const directory = await cluster.directory();
+    // Made here under the caller's ids (which name its node): listed before the caller looks.
+    await Promise.all(refs.map((ref) => nodeNumberOf(ref.bytes) === nodeNumber ? undefined : directory.addCopy(ref.id, nodeNumber).catch(() => {})));
+    const held = refs.map((ref) => new Promise<void>((resolve) => {
+      const timer = setTimeout(done, HAND_OVER_WAIT_MS);
+      this.#handingOver.set(ref.id, done);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+    }).finally(() => this.#handingOver.delete(ref.id)));
+    this.#remote!.handOver(nodeNumber, refs.map((ref) => ref.id), request.holder);
+    trace(() => `call ${request.task} of ${request.holder} done, handing over ${refs.map((ref) => ref.id.slice(0, 12)).join(",")}`);
+    await Promise.all(held);
+    trace(() => `call ${request.task} of ${request.holder} handed over`);
+    for (const ref of refs) ref[Symbol.dispose]();
+    this.#remote!.reply(request.holder, `d ${request.task} ${request.attempt} ${nodeNumber}`);
+  }
 }

@@ -7,7 +7,8 @@
 import { ObjstoreError } from "../errors.ts";
 import { acquireFinished, ObjectRef, type Producer } from "../object_ref.ts";
 import { putArguments } from "../objects.ts";
-import type { Session } from "../session.ts";
+import process from "node:process";
+import { ACTOR_OWNER_ENV, type Session } from "../session.ts";
 import { type FromWorker, isInlineable } from "./protocol.ts";
 import type { FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 
@@ -42,16 +43,26 @@ export class Forwarder implements Submitter {
     return this.#forward({ fn: fn.id, spec }, args, options.numReturns, options.maxRetries);
   }
 
-  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
-    return this.#forward({ actor: actorId, method }, args, numReturns, 0);
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number, owner = ""): ObjectRef[] {
+    return this.#forward(owner === "" ? { actor: actorId, method } : { actor: actorId, owner, method }, args, numReturns, 0);
+  }
+
+  /** The driver's name: its actors are the ones handles here name (it serves their calls). */
+  actorOwner(): string {
+    return process.env[ACTOR_OWNER_ENV] ?? "";
+  }
+
+  /** The driver's name (it serves its actors' calls since it gave their handles out). */
+  shareActors(): string {
+    return this.actorOwner();
   }
 
   createActor(): number {
     throw new ObjstoreError("actors are created by the driver process; create it there and pass its handle to the task");
   }
 
-  killActor(actorId: number): void {
-    this.#send({ t: "kill", actor: actorId });
+  killActor(actorId: number, owner = ""): void {
+    this.#send(owner === "" ? { t: "kill", actor: actorId } : { t: "kill", actor: actorId, owner });
   }
 
   cancel(ref: ObjectRef): void {
@@ -82,7 +93,7 @@ export class Forwarder implements Submitter {
     this.#send({ t: "acquired", ids });
   }
 
-  #forward(target: { fn?: number; spec?: FunctionRecord["spec"]; actor?: number; method?: string }, args: unknown[], numReturns: number, maxRetries: number): ObjectRef[] {
+  #forward(target: { fn?: number; spec?: FunctionRecord["spec"]; actor?: number; owner?: string; method?: string }, args: unknown[], numReturns: number, maxRetries: number): ObjectRef[] {
     const refArgs = args.filter((a): a is ObjectRef => a instanceof ObjectRef);
     for (const ref of refArgs) ref.checkUsable();
     // Held until the task settles: the refs passed, the ones nested in the arguments, and the

@@ -32,7 +32,7 @@ export class NodeExecutor {
   readonly #nodeNumber: number;
   /** Functions by "<driver holder>:<its function id>". */
   readonly #functions = new Map<string, FunctionRecord>();
-  /** Actors started here for drivers elsewhere: "<holder>#<actor>#<incarnation>" → number here. */
+  /** Actors started here for drivers elsewhere: "<owner>#<actor>#<incarnation>" → number here. */
   readonly #actors = new Map<string, number>();
   /** Tasks running here for other nodes' drivers. */
   running = 0;
@@ -54,7 +54,7 @@ export class NodeExecutor {
       if (to !== undefined) this.#reply(to.holder, `e ${to.task} ${to.attempt} ClusterAuthError ${request.message}`);
       return;
     }
-    const actorKey = `${request.holder}#${request.actor}#${request.attempt}`;
+    const actorKey = `${request.owner ?? request.holder}#${request.actor}#${request.incarnation ?? request.attempt}`;
     if (request.kind === "actor") {
       this.#actors.set(actorKey, this.#scheduler.createActorFor(this.#function(request), request.args as WireArguments, request.maxConcurrency ?? 1));
       return;
@@ -120,7 +120,7 @@ export class NodeExecutor {
     }
     await Promise.all(listed);
     this.running -= 1;
-    this.#reply(request.holder, `d ${request.task} ${request.attempt}`);
+    this.#reply(request.holder, `d ${request.task} ${request.attempt} ${this.#nodeNumber}`);
   }
 
   #reply(holder: string, reply: string): void {

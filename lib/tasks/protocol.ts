@@ -62,11 +62,11 @@ export type FromWorker =
   /** These tasks' returns are sealed in the store (values or failures); each ran `micros`. */
   | { t: "done"; tasks: number[]; micros: number[]; lost?: number[] }
   /** A task submitted from inside a task: `fn` (with its spec the first time) or an actor call. */
-  | { t: "submit"; fn?: number; spec?: FunctionSpec; actor?: number; method?: string; args: WireArguments; deps: string[]; returns: string[]; maxRetries: number }
+  | { t: "submit"; fn?: number; spec?: FunctionSpec; actor?: number; owner?: string; method?: string; args: WireArguments; deps: string[]; returns: string[]; maxRetries: number }
   /** The worker took references to these results: the driver can drop its own. */
   | { t: "acquired"; ids: string[] }
   | { t: "cancel"; id: string }
-  | { t: "kill"; actor: number };
+  | { t: "kill"; actor: number; owner?: string };
 
 export interface RemoteErrorInfo {
   name: string;

@@ -99,6 +99,7 @@ export interface ActorClassOptions {
 }
 
 const actorIdKey = Symbol("objstore.actorId");
+const actorOwnerKey = Symbol("objstore.actorOwner");
 let nextFunctionId = 1;
 
 /**
@@ -169,7 +170,7 @@ function remoteFunction(record: FunctionRecord, settings: SubmitOptions) {
 function actorClass(record: FunctionRecord, options: ActorOptions = {}) {
   return {
     remote(...args: unknown[]) {
-      return actorHandle(scheduler().createActor(record, args, options));
+      return actorHandle(scheduler().createActor(record, args, options), "");
     },
     options(more: ActorClassOptions) {
       return actorClass(record, checkActorOptions({ ...options, ...more }));
@@ -187,23 +188,30 @@ function checkActorOptions(options: ActorClassOptions): ActorOptions {
   return { scheduling, numCpus, resources, maxRestarts, maxConcurrency };
 }
 
-/** What an actor handle is underneath: its id. Stored by id, so handles can be passed to tasks. */
+/**
+ * What an actor handle is underneath: its id, and the process that owns it when that is not
+ * this one ("" for this process's own actors, or in a worker its driver's). Stored by both,
+ * so a handle passed to a task or put in a value calls the same actor from any process of
+ * the cluster.
+ */
 class ActorHandleTarget {
   readonly [actorIdKey]: number;
-  constructor(actorId: number) {
+  readonly [actorOwnerKey]: string;
+  constructor(actorId: number, owner: string) {
     this[actorIdKey] = actorId;
+    this[actorOwnerKey] = owner;
   }
 }
 
-function actorHandle(actorId: number): unknown {
+function actorHandle(actorId: number, owner: string): unknown {
   const methods = new Map<string, unknown>();
-  return new Proxy(new ActorHandleTarget(actorId), {
+  return new Proxy(new ActorHandleTarget(actorId, owner), {
     get(target, property, receiver) {
       if (typeof property !== "string" || property in target) return Reflect.get(target, property, receiver);
       if (property === "then" || property === "toJSON") return undefined;
       let method = methods.get(property);
       if (method === undefined) {
-        method = { remote: (...args: unknown[]) => scheduler().callActor(actorId, property, args, 1)[0] };
+        method = { remote: (...args: unknown[]) => scheduler().callActor(actorId, property, args, 1, owner)[0] };
         methods.set(property, method);
       }
       return method;
@@ -212,8 +220,12 @@ function actorHandle(actorId: number): unknown {
 }
 
 registerInCodec(ActorHandleTarget, {
-  serialize: (handle: ActorHandleTarget) => handle[actorIdKey],
-  deserialize: (actorId: number) => actorHandle(actorId) as ActorHandleTarget,
+  serialize: (handle: ActorHandleTarget) => [handle[actorIdKey], handle[actorOwnerKey] || scheduler().shareActors()],
+  deserialize: (stored: number | [number, string]) => {
+    // A bare number: stored where there was no cluster; the actor is this process's (or its driver's).
+    const [actorId, owner] = typeof stored === "number" ? [stored, ""] : stored;
+    return actorHandle(actorId, owner === "" || owner === scheduler().actorOwner() ? "" : owner) as ActorHandleTarget;
+  },
 }, "@objstore/ActorHandle");
 
 /** @internal This driver's scheduler (a node's process runs other nodes' tasks through it). */
@@ -240,7 +252,7 @@ function scheduler(): Submitter {
 export function kill(handle: ActorHandle<unknown>): void {
   const id = (handle as { [actorIdKey]?: number })?.[actorIdKey];
   if (typeof id !== "number") throw new TypeError("kill: expected an actor handle");
-  scheduler().killActor(id);
+  scheduler().killActor(id, (handle as { [actorOwnerKey]?: string })[actorOwnerKey] ?? "");
 }
 
 /**

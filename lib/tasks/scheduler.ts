@@ -86,6 +86,8 @@ export class Scheduler implements Submitter {
       whenArgumentsReady: (task, then) => this.#whenArgumentsReady(task, then),
       isAvailable: (ref) => this.#isAvailable(ref),
       updateKeepAlive: () => this.#updateKeepAlive(),
+      callOwnActorFor: (actorId, method, args, returnIds) => this.#actors.has(actorId) ? this.callActorFor(actorId, method, args, returnIds) : undefined,
+      killActor: (actorId) => this.killActor(actorId),
     });
   }
 
@@ -153,6 +155,21 @@ export class Scheduler implements Submitter {
     return id;
   }
 
+  /**
+   * The name other processes of the cluster reach this process's actors by (its borrower name;
+   * "" outside a cluster): handles going out carry it, and from now on this process serves
+   * their calls.
+   */
+  shareActors(): string {
+    if (this.#session.cluster !== undefined) this.#cluster.serveActors();
+    return this.actorOwner();
+  }
+
+  /** The name this process's actors are reached by from other processes ("" outside a cluster). */
+  actorOwner(): string {
+    return this.#session.cluster?.borrows.holder ?? "";
+  }
+
   /** @internal Starts an actor another node's driver placed here; returns its number here. */
   createActorFor(cls: FunctionRecord, args: WireArguments, maxConcurrency: number): number {
     const id = this.#nextActor++;
@@ -168,8 +185,17 @@ export class Scheduler implements Submitter {
     worker.send(maxConcurrency > 1 ? { t: "actor", fn: cls.id, args: args.wire, maxConcurrency } : { t: "actor", fn: cls.id, args: args.wire });
   }
 
-  /** Calls `method` on an actor; calls run in the order they are made. */
-  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[] {
+  /**
+   * Calls `method` on an actor; calls run in the order they are made. `owner` names the
+   * process that made the actor when it is another one (its handle came here).
+   */
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number, owner = ""): ObjectRef[] {
+    if (owner !== "") {
+      const task = this.#newTask(`actor ${actorId}.${method}`, { method }, args, numReturns, 0);
+      const refs = this.#returnRefs(task);
+      this.#cluster.callForeignActor(task, owner, actorId);
+      return refs;
+    }
     const remoteActor = this.#cluster.remoteActors.get(actorId);
     if (remoteActor !== undefined) return this.#cluster.callActor(remoteActor, method, args, numReturns);
     const actor = this.#actors.get(actorId);
@@ -196,7 +222,8 @@ export class Scheduler implements Submitter {
     return refs;
   }
 
-  killActor(actorId: number): void {
+  killActor(actorId: number, owner = ""): void {
+    if (owner !== "") return this.#cluster.killForeignActor(owner, actorId);
     if (this.#cluster.killActor(actorId)) return;
     const actor = this.#actors.get(actorId);
     if (actor === undefined || actor.dead !== undefined) return;
@@ -318,7 +345,7 @@ export class Scheduler implements Submitter {
 
   /** A task submitted by a worker from inside one of its tasks (or a call through a handle). */
   #submitFromWorker(worker: WorkerProcess, message: Extract<FromWorker, { t: "submit" }>): void {
-    const actor = message.actor === undefined ? undefined : this.#actors.get(message.actor);
+    const actor = message.actor === undefined || message.owner !== undefined ? undefined : this.#actors.get(message.actor);
     const fn = message.fn === undefined ? undefined : this.#workerFunction(worker, message.fn, message.spec);
     const name = actor !== undefined ? `${actor.cls.name}.${message.method}` : (fn?.name ?? "task");
     const returnIds = message.returns.map((hex) => fromHex(hex, ID_BYTES)!);
@@ -326,6 +353,7 @@ export class Scheduler implements Submitter {
     const task = this.#register(new Task(this.#nextTask++, name, { fn, method: message.method, actor }, { wire: message.args, ref: undefined }, deps, returnIds, message.maxRetries));
     task.requester = worker;
     worker.outstanding += 1;
+    if (message.owner !== undefined && message.actor !== undefined) return this.#cluster.callForeignActor(task, message.owner, message.actor);
     if (message.actor !== undefined && actor === undefined) {
       return this.#fail(task, "error", { name: "ObjstoreError", message: `no actor ${message.actor}: handles work only in the driver that created the actor and its workers`, stack: "" });
     }
@@ -497,7 +525,7 @@ export class Scheduler implements Submitter {
         return;
       }
       case "kill":
-        return this.killActor(message.actor);
+        return this.killActor(message.actor, message.owner);
     }
   }
 

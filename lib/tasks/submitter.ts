@@ -50,8 +50,14 @@ export interface SerializerRecord {
 export interface Submitter extends TasksOfSession {
   submit(fn: FunctionRecord, args: unknown[], options: SubmitOptions): ObjectRef[];
   createActor(cls: FunctionRecord, args: unknown[], options?: ActorOptions): number;
-  callActor(actorId: number, method: string, args: unknown[], numReturns: number): ObjectRef[];
-  killActor(actorId: number): void;
+  /** `owner`: the process that made the actor, when not this one's (or, in a worker, its driver). */
+  callActor(actorId: number, method: string, args: unknown[], numReturns: number, owner?: string): ObjectRef[];
+  killActor(actorId: number, owner?: string): void;
+  /** The name the actors this process makes (or, in a worker, its driver's) are reached by
+   * from other processes of the cluster ("" outside one); their calls are served from now on. */
+  shareActors(): string;
+  /** The same name, without serving. */
+  actorOwner(): string;
   cancel(ref: ObjectRef): void;
   addSerializer(record: SerializerRecord): void;
 }

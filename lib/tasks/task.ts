@@ -70,6 +70,9 @@ export class Task {
   placing: Placing | undefined;
   /** The actor on another node this call is for. */
   remoteActor: RemoteActor | undefined;
+  /** The actor of another process this call is for (its handle came here), and whether the
+   * call is still with that owner (else with the node running the actor: `node`). */
+  foreignActor: { owner: string; actorId: number; atOwner: boolean } | undefined;
   /** The worker that submitted this task from inside one of its own, if any. */
   requester: WorkerProcess | undefined;
   /** Counted in its worker's `slowInFlight`. */
