@@ -20,6 +20,8 @@ export type { GetOptions, MemoryStats, WaitOptions } from "./lib/objects.ts";
 export { ObjectRef } from "./lib/object_ref.ts";
 export { deregisterSerializer, registerSerializer } from "./lib/tasks/serializers.ts";
 export { cancel, kill, remote } from "./lib/tasks/remote.ts";
+export { PlacementGroup, placementGroup, removePlacementGroup } from "./lib/tasks/placement_group.ts";
+export type { PlacementGroupOptions } from "./lib/tasks/placement_group.ts";
 export type {
   ActorClass,
   ActorClassOptions,
@@ -35,7 +37,7 @@ export type {
   TaskOptions,
 } from "./lib/tasks/remote.ts";
 export type { Serializer } from "./lib/codec/mod.ts";
-export type { Scheduling } from "./lib/cluster/placement.ts";
+export type { Bundle, PlacementStrategy, Scheduling } from "./lib/cluster/placement.ts";
 export {
   ActorDiedError,
   ClusterAuthError,

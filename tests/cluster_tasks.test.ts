@@ -56,6 +56,10 @@ test(`cluster tasks: placed spread, by affinity and by default on the nodes; a c
     names.push(stranger);
     children.push(await startNode(stranger, 1, "not-the-cluster-token"));
     assert.match(await runTasksDriver(names[0], "affinity", stranger, "hard"), /^error TaskError: .*ClusterAuthError: node \d+ could not run it: the task request is not signed with this cluster's token/);
+    // Tasks placed by the cluster go around it: the one sent there is placed again elsewhere.
+    const around = (await runTasksDriver(names[0], "spread", "8")).split(" ");
+    assert.equal(around[0], "ran");
+    assert.ok(around.slice(1).every((store) => store !== stranger && names.includes(store)), around.join(" "));
   } finally {
     await cleanUp(children, names);
   }
@@ -164,6 +168,29 @@ test(`cluster actors: handles passed to tasks on other nodes, and in a value, ca
     assert.equal(await driver.line(), `here true ${names[1]},${names[2]} ${names[0]}`);
     assert.equal(await driver.line(), `onB true ${names[1]},${names[2]} ${names[1]}`);
     assert.equal(await driver.line(), `boxed ${2 * 20 + 1}`);
+    assert.equal((await driver.exited).code, 0);
+  } finally {
+    await cleanUp(children, names);
+  }
+}, { timeoutMs: 120_000 });
+
+test(`cluster placement groups: STRICT_SPREAD puts a bundle on each node and its tasks run there; a group waits while a driver holds the room, and gets it once that driver is killed; one no node can hold fails at once (${currentRuntime})`, async () => {
+  const names = ["a", "b", "c"].map((n) => uniqueStoreName(`groups-${n}`));
+  const children: Child[] = [];
+  try {
+    await startNodes(children, names, 1);
+    const hog = startTasksDriver(names[0], "hog");
+    children.push(hog);
+    assert.equal(await hog.line(), "hogging");
+    const driver = startTasksDriver(names[1], "groups");
+    children.push(driver);
+    assert.equal(await driver.line(), "blocked false", "every node's CPU is reserved by the hog");
+    hog.kill();
+    driver.send("go");
+    const [word, ready, stores] = (await driver.line()).split(" ");
+    assert.deepEqual([word, ready], ["spread", "true"], "the killed hog's bundles were given back");
+    assert.deepEqual(stores.split(",").sort(), [...names].sort(), "one bundle, and its task, on each node");
+    assert.match(await driver.line(), /^pack placement group .* \(STRICT_PACK\) can never be reserved: no node has all 2 bundles together/);
     assert.equal((await driver.exited).code, 0);
   } finally {
     await cleanUp(children, names);

@@ -29,6 +29,33 @@
 import { clearTimeout, setTimeout } from "node:timers";
 import { DirectoryUnavailableError, ObjstoreError } from "../errors.ts";
 
+/**
+ * Reserves bundles all or nothing (`Directory.reserveBundles`). KEYS: each bundle's node's
+ * reservations (a hash, field → bundle as JSON); ARGV: per bundle its field, the bundle, and
+ * its node's capacity, as JSON.
+ */
+const RESERVE_SCRIPT = `
+local taken = {}
+for i, key in ipairs(KEYS) do
+  if taken[key] == nil then
+    local sum = {}
+    for _, text in ipairs(redis.call('HVALS', key)) do
+      for name, amount in pairs(cjson.decode(text)) do sum[name] = (sum[name] or 0) + amount end
+    end
+    taken[key] = sum
+  end
+  local sum = taken[key]
+  local bundle = cjson.decode(ARGV[3 * i - 1])
+  local capacity = cjson.decode(ARGV[3 * i])
+  for name, amount in pairs(bundle) do
+    sum[name] = (sum[name] or 0) + amount
+    if sum[name] > (capacity[name] or 0) + 1e-9 then return 0 end
+  end
+end
+for i, key in ipairs(KEYS) do redis.call('HSET', key, ARGV[3 * i - 2], ARGV[3 * i - 1]) end
+return 1
+`;
+
 /** How long a killed process is remembered as killed (`recordDeath`). */
 const DEATHS_KEPT_MS = 60 * 60 * 1000;
 
@@ -91,6 +118,7 @@ interface RedisClient {
   hSet(key: string, field: string, value: string): Promise<number>;
   hDel(key: string, field: string): Promise<number>;
   hGet(key: string, field: string): Promise<string | null>;
+  eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
   hGetAll(key: string): Promise<Record<string, string>>;
   set(key: string, value: string, options: { expiration: { type: "PX"; value: number } }): Promise<unknown>;
   del(key: string | string[]): Promise<number>;
@@ -228,7 +256,7 @@ export class Directory {
     for (const hex of await this.copiesHeldBy(nodeNumber)) {
       await this.#bounded("SREM", () => this.#client.sRem(this.#key("copies", hex), String(nodeNumber)));
     }
-    const keys = ["copies-of", "holds", "holders", "containers", "died"].map((kind) => this.#key(kind, nodeNumber));
+    const keys = ["copies-of", "holds", "holders", "containers", "died", "reserved"].map((kind) => this.#key(kind, nodeNumber));
     await this.#bounded("DEL", () => this.#client.del(keys));
   }
 
@@ -324,6 +352,29 @@ export class Directory {
 
   async removeHolder(nodeNumber: number, holder: string): Promise<void> {
     await this.#bounded("HDEL", () => this.#client.hDel(this.#key("holders", nodeNumber), holder));
+  }
+
+  /**
+   * Reserves each bundle on its node if every one fits in what that node has left
+   * (`capacities[i]`, as `{ CPU, <resource>: amount }`, less what other bundles reserved there);
+   * all or nothing, in one step (a Lua script), so two groups never take the same room. `field`
+   * names each reservation: "<holder>|<group>|<bundle index>". True if reserved.
+   */
+  async reserveBundles(entries: { nodeNumber: number; field: string; bundle: Record<string, number>; capacity: Record<string, number> }[]): Promise<boolean> {
+    const keys = entries.map((entry) => this.#key("reserved", entry.nodeNumber));
+    const args = entries.flatMap((entry) => [entry.field, JSON.stringify(entry.bundle), JSON.stringify(entry.capacity)]);
+    return await this.#bounded("EVAL", () => this.#client.eval(RESERVE_SCRIPT, { keys, arguments: args })) === 1;
+  }
+
+  /** The bundles reserved on node `nodeNumber`: field → bundle. */
+  async reservations(nodeNumber: number): Promise<Map<string, Record<string, number>>> {
+    const fields = await this.#bounded("HGETALL", () => this.#client.hGetAll(this.#key("reserved", nodeNumber)));
+    return new Map(Object.entries(fields).map(([field, bundle]) => [field, JSON.parse(bundle) as Record<string, number>]));
+  }
+
+  /** Gives back a bundle reserved on node `nodeNumber`. */
+  async release(nodeNumber: number, field: string): Promise<void> {
+    await this.#bounded("HDEL", () => this.#client.hDel(this.#key("reserved", nodeNumber), field));
   }
 
   /** Records that process `pid` of node `nodeNumber` died (killed, not ended by its program):

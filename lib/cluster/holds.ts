@@ -23,6 +23,7 @@
  *   - an object of this node holding refs elsewhere that is deleted: its holds are released;
  *   - a copy this node is listed as holding that is gone: it is unlisted;
  *   - holders on nodes that are dead: their holds here are released;
+ *   - bundles reserved here by placement groups whose owner is gone: released;
  *   - holds on objects still being written are taken once they are sealed.
  */
 import type { NativeStore } from "../store/native_store.ts";
@@ -168,6 +169,7 @@ export class HoldKeeper {
     await this.#tellDeadProcesses(aliveNodes);
     await this.#releaseDeletedContainers();
     await this.#unlistGoneCopies();
+    await this.#releaseOrphanedBundles(aliveNodes);
     this.#releaseDeadNodes(new Set(aliveNodes));
   }
 
@@ -207,6 +209,22 @@ export class HoldKeeper {
       const id = fromHex(hex, ID_BYTES);
       if (id !== undefined && this.#store.contains(id) !== Presence.absent) continue;
       await this.#directory.removeCopy(hex, this.#nodeNumber);
+    }
+  }
+
+  /** Bundles reserved here by placement groups whose owner is gone (killed, or its node). */
+  async #releaseOrphanedBundles(aliveNodes: number[]): Promise<void> {
+    const reserved = await this.#directory.reservations(this.#nodeNumber);
+    if (reserved.size === 0) return;
+    const processesOf = new Map<number, Map<string, number>>();
+    for (const field of reserved.keys()) {
+      const owner = field.split("|")[0];
+      const ownerNode = holderNode(owner);
+      if (aliveNodes.includes(ownerNode)) {
+        if (!processesOf.has(ownerNode)) processesOf.set(ownerNode, await this.#directory.holders(ownerNode));
+        if (processesOf.get(ownerNode)!.has(owner)) continue;
+      }
+      await this.#directory.release(this.#nodeNumber, field);
     }
   }
 

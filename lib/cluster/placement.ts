@@ -122,3 +122,103 @@ function infeasible(task: Requirements, alive: NodeStatus[], cpusOf: (n: NodeSta
 function describe(nodes: readonly NodeStatus[]): string {
   return nodes.length === 0 ? "none" : nodes.map((n) => `${n.nodeId} (${n.storeName})`).join(", ");
 }
+
+/** One bundle of a placement group: `CPU` (worker slots) and custom resources, by name. */
+export type Bundle = Readonly<Record<string, number>>;
+
+/** How a placement group's bundles go on nodes, in Ray's words. */
+export type PlacementStrategy = "PACK" | "SPREAD" | "STRICT_PACK" | "STRICT_SPREAD";
+
+/** What a node offers bundles: its worker slots and custom resources (less what is reserved). */
+export interface Capacity {
+  nodeNumber: number;
+  cpus: number;
+  resources: Readonly<Record<string, number>>;
+}
+
+/** Checks a placement group's bundles; a TypeError names what is wrong. */
+export function checkBundles(bundles: unknown): Bundle[] {
+  if (!Array.isArray(bundles) || bundles.length === 0) {
+    throw new TypeError(`placementGroup: bundles must be a non-empty array of { resource: amount }, e.g. [{ CPU: 1 }, { CPU: 1, GPU: 1 }], got ${JSON.stringify(bundles)}`);
+  }
+  bundles.forEach((bundle, i) => {
+    if (typeof bundle !== "object" || bundle === null || Array.isArray(bundle) || Object.keys(bundle).length === 0) {
+      throw new TypeError(`placementGroup: bundle ${i} must be a non-empty { resource: amount }, e.g. { CPU: 1 }, got ${JSON.stringify(bundle)}`);
+    }
+    for (const [name, amount] of Object.entries(bundle)) {
+      if (typeof amount !== "number" || !(amount >= 0) || !Number.isFinite(amount)) throw new TypeError(`placementGroup: bundle ${i}: ${name} must be an amount ≥ 0, got ${amount}`);
+    }
+  });
+  return bundles as Bundle[];
+}
+
+/** Checks a placement strategy; a TypeError names what is wrong. */
+export function checkStrategy(strategy: unknown): PlacementStrategy {
+  if (strategy === "PACK" || strategy === "SPREAD" || strategy === "STRICT_PACK" || strategy === "STRICT_SPREAD") return strategy;
+  throw new TypeError(`placementGroup: strategy must be "PACK", "SPREAD", "STRICT_PACK" or "STRICT_SPREAD", got ${JSON.stringify(strategy)}`);
+}
+
+/** What `node` lacks of `bundle`, in words; undefined if it has it all. */
+export function lacksForBundle(bundle: Bundle, node: Capacity): string | undefined {
+  for (const [name, amount] of Object.entries(bundle)) {
+    const has = name === "CPU" ? node.cpus : node.resources[name] ?? 0;
+    if (amount > has + 1e-9) return `${name} ${amount} (it has ${has})`;
+  }
+  return undefined;
+}
+
+function without(node: Capacity, bundle: Bundle): Capacity {
+  const resources = { ...node.resources };
+  let cpus = node.cpus;
+  for (const [name, amount] of Object.entries(bundle)) {
+    if (name === "CPU") cpus -= amount;
+    else resources[name] = (resources[name] ?? 0) - amount;
+  }
+  return { nodeNumber: node.nodeNumber, cpus, resources };
+}
+
+/**
+ * The node of each bundle, or undefined if `nodes` cannot take them all by `strategy`:
+ * STRICT_PACK all on one node; PACK on as few as it can (one if any fits them all); SPREAD over
+ * as many as it can; STRICT_SPREAD each on a node of its own. First fit, in node order (a
+ * STRICT_SPREAD that only a search would find is not found).
+ */
+export function placeBundles(bundles: readonly Bundle[], strategy: PlacementStrategy, nodes: readonly Capacity[]): number[] | undefined {
+  const sorted = [...nodes].sort((a, b) => a.nodeNumber - b.nodeNumber);
+  if (strategy === "STRICT_PACK" || strategy === "PACK") {
+    const all = bundles.reduce<Record<string, number>>((sum, bundle) => {
+      for (const [name, amount] of Object.entries(bundle)) sum[name] = (sum[name] ?? 0) + amount;
+      return sum;
+    }, {});
+    const one = sorted.find((node) => lacksForBundle(all, node) === undefined);
+    if (one !== undefined) return bundles.map(() => one.nodeNumber);
+    if (strategy === "STRICT_PACK") return undefined;
+  }
+  const left = new Map(sorted.map((node) => [node.nodeNumber, node]));
+  const used = new Map<number, number>();
+  const placed: number[] = [];
+  for (const bundle of bundles) {
+    const candidates = sorted.filter((node) => lacksForBundle(bundle, left.get(node.nodeNumber)!) === undefined)
+      .filter((node) => strategy !== "STRICT_SPREAD" || !used.has(node.nodeNumber));
+    // PACK: nodes already used first; SPREAD: the least used first.
+    const order = (node: Capacity) => strategy === "PACK" ? -(used.get(node.nodeNumber) ?? 0) : used.get(node.nodeNumber) ?? 0;
+    const chosen = candidates.sort((a, b) => order(a) - order(b) || a.nodeNumber - b.nodeNumber)[0];
+    if (chosen === undefined) return undefined;
+    placed.push(chosen.nodeNumber);
+    used.set(chosen.nodeNumber, (used.get(chosen.nodeNumber) ?? 0) + 1);
+    left.set(chosen.nodeNumber, without(left.get(chosen.nodeNumber)!, bundle));
+  }
+  return placed;
+}
+
+/** Why no cluster of `nodes` (with nothing reserved) can ever take the bundles. */
+export function whyBundlesInfeasible(bundles: readonly Bundle[], strategy: PlacementStrategy, nodes: readonly Capacity[]): string {
+  if (nodes.length === 0) return "no node is alive";
+  if (strategy === "STRICT_SPREAD" && bundles.length > nodes.length) return `STRICT_SPREAD puts each of its ${bundles.length} bundles on a node of its own, and ${nodes.length} node(s) are alive`;
+  for (const [i, bundle] of bundles.entries()) {
+    if (nodes.every((node) => lacksForBundle(bundle, node) !== undefined)) {
+      return `no node has bundle ${i} (${JSON.stringify(bundle)}): ${nodes.map((node) => `node ${node.nodeNumber} lacks ${lacksForBundle(bundle, node)}`).join("; ")}`;
+    }
+  }
+  return strategy === "STRICT_PACK" ? `no node has all ${bundles.length} bundles together` : "the nodes cannot take all its bundles at once";
+}

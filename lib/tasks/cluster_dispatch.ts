@@ -85,6 +85,8 @@ export class ClusterDispatch {
   #lineageSweep: ReturnType<typeof setInterval> | undefined;
   /** Calls of other processes' actors not sent yet, per "<owner>#<actor>", in call order. */
   readonly #foreignQueues = new Map<string, Task[]>();
+  /** Nodes that refused this process's requests (another cluster token): never placed on. */
+  readonly #refusing = new Set<number>();
   /** Owners seen gone: their actors are gone with them. */
   readonly #goneOwners = new Set<string>();
   /** Results handed over to this node's keeper for another process: what to do once held. */
@@ -133,7 +135,8 @@ export class ClusterDispatch {
     if (placing.scheduling === "DEFAULT" && local.workers > 0 && !local.saturated && onlyHere && excluded.size === 0 && missing(placing, local.workers, {}) === undefined) {
       return undefined;
     }
-    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, excluded);
+    const avoided = this.#refusing.size === 0 ? excluded : new Set([...excluded, ...this.#refusing]);
+    const node = placeTask(placing, cluster.nodesView(), local, this.#placements++, avoided);
     return node === local.nodeNumber && local.workers > 0 ? undefined : node;
   }
 
@@ -240,7 +243,15 @@ export class ClusterDispatch {
 
   #remoteRefused(id: number, attempt: number, errorName: string, why: string): void {
     const task = this.remoteOut(id, attempt);
-    if (task !== undefined) this.#host.fail(task, "error", { name: errorName, message: `node ${task.node} could not run it: ${why}`, stack: "" });
+    if (task === undefined) return;
+    const affinity = task.placing?.scheduling;
+    const pinned = typeof affinity === "object" && !affinity.soft;
+    if (errorName === "ClusterAuthError" && task.fn !== undefined && !pinned) {
+      // A node started with another token: in the directory, but not of this cluster for us.
+      this.#refusing.add(task.node!);
+      return void this.#placeAgain(task, new Set(), `node ${task.node} refused it (${why})`);
+    }
+    this.#host.fail(task, "error", { name: errorName, message: `node ${task.node} could not run it: ${why}`, stack: "" });
   }
 
   /**

@@ -11,6 +11,7 @@ import { Scheduler } from "./scheduler.ts";
 import { sourceOf } from "./source.ts";
 import type { ActorOptions, FunctionRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { checkRequirements, checkScheduling, type Scheduling } from "../cluster/placement.ts";
+import { PlacementGroup } from "./placement_group.ts";
 
 /** A value, or a ref to one: what a remote function accepts for each parameter. */
 export type RemoteArg<T> = T | ObjectRef<T>;
@@ -48,6 +49,11 @@ export interface TaskOptions {
   /** Custom resources it needs on its node, as nodes declare them with `objstore start
    * --resources '{"GPU": 2}'`. A task no node can run fails at once, naming what is missing. */
   resources?: Record<string, number>;
+  /** Runs in this placement group (`placementGroup()`), on the node of one of its bundles;
+   * a task submitted before the group is ready waits for it. */
+  placementGroup?: PlacementGroup;
+  /** Which bundle (default: the first with room for `numCpus` and `resources`). */
+  placementGroupBundleIndex?: number;
 }
 
 /** A function that runs in a worker process: `.remote(...args)` returns refs at once. */
@@ -96,6 +102,10 @@ export interface ActorClassOptions {
   /** How many of its calls may run at once (default 1: one at a time, in order). With more,
    * its async methods interleave at their awaits; calls still start in the order made. */
   maxConcurrency?: number;
+  /** Starts in this placement group (await its `ready()` first); killed when it is removed. */
+  placementGroup?: PlacementGroup;
+  /** Which bundle (default: the first with room for `numCpus` and `resources`). */
+  placementGroupBundleIndex?: number;
 }
 
 const actorIdKey = Symbol("objstore.actorId");
@@ -152,7 +162,14 @@ function checkOptions(options: TaskOptions, current: SubmitOptions): SubmitOptio
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new TypeError(`options: maxRetries must be a whole number ≥ 0, got ${options.maxRetries}`);
   const scheduling = options.scheduling === undefined ? current.scheduling : checkScheduling(options.scheduling);
   const { numCpus, resources } = checkRequirements(options.numCpus ?? current.numCpus ?? 1, options.resources ?? current.resources ?? {});
-  return { numReturns, maxRetries, scheduling, numCpus, resources };
+  const placementGroup = checkGroup(options.placementGroup ?? current.placementGroup);
+  const placementGroupBundleIndex = options.placementGroupBundleIndex ?? current.placementGroupBundleIndex;
+  return { numReturns, maxRetries, scheduling, numCpus, resources, placementGroup, placementGroupBundleIndex };
+}
+
+function checkGroup(group: unknown): PlacementGroup | undefined {
+  if (group === undefined || group instanceof PlacementGroup) return group;
+  throw new TypeError(`options: placementGroup must be a group made by placementGroup(), got ${JSON.stringify(group)}`);
 }
 
 function remoteFunction(record: FunctionRecord, settings: SubmitOptions) {
@@ -185,7 +202,8 @@ function checkActorOptions(options: ActorClassOptions): ActorOptions {
   if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new TypeError(`options: maxConcurrency must be a whole number ≥ 1, got ${options.maxConcurrency}`);
   const scheduling = options.scheduling === undefined ? undefined : checkScheduling(options.scheduling);
   const { numCpus, resources } = checkRequirements(options.numCpus ?? 1, options.resources ?? {});
-  return { scheduling, numCpus, resources, maxRestarts, maxConcurrency };
+  const placementGroup = checkGroup(options.placementGroup);
+  return { scheduling, numCpus, resources, maxRestarts, maxConcurrency, placementGroup, placementGroupBundleIndex: options.placementGroupBundleIndex };
 }
 
 /**

@@ -25,6 +25,7 @@ import { waitUntilDead, WorkerProcess } from "./worker_process.ts";
 import type { ActorOptions, FunctionRecord, SerializerRecord, SubmitOptions, Submitter } from "./submitter.ts";
 import { SPIN_MICROS } from "../spin_backoff.ts";
 import { ClusterDispatch } from "./cluster_dispatch.ts";
+import { type PlacementGroup, removeAllPlacementGroups } from "./placement_group.ts";
 import type { Placing } from "../cluster/placement.ts";
 
 /**
@@ -99,6 +100,7 @@ export class Scheduler implements Submitter {
       resources: options.resources ?? {},
       argBytes: this.#cluster.argBytes(args),
     };
+    if (options.placementGroup !== undefined) return this.#submitInGroup(fn, args, options, placing, options.placementGroup);
     let node: number | undefined;
     try {
       node = this.#cluster.placement(placing, new Set());
@@ -115,6 +117,35 @@ export class Scheduler implements Submitter {
       this.#whenArgumentsReady(task, () => this.#cluster.sendToNode(task));
     }
     return this.#returnRefs(task);
+  }
+
+  /** A task in a bundle of a placement group: it runs on the bundle's node once the group is
+   * ready (and fails if the group is removed first). */
+  #submitInGroup(fn: FunctionRecord, args: unknown[], options: SubmitOptions, placing: Placing, group: PlacementGroup): ObjectRef[] {
+    let index: number;
+    try {
+      index = group.bundleFor(placing, options.placementGroupBundleIndex);
+    } catch (error) {
+      throw new ObjstoreError(`${fn.name}.remote(): ${(error as Error).message}`);
+    }
+    const task = this.#newTask(fn.name, { fn }, args, options.numReturns, options.maxRetries);
+    group.nodeOf(index).then((node) => {
+      if (task.settled) return;
+      const here = this.#runsHere(node);
+      if (!here) {
+        const nodeId = this.#session.cluster!.nodesView().find((n) => n.nodeNumber === node)?.nodeId ?? String(node);
+        task.node = node;
+        task.placing = { ...placing, scheduling: { nodeId, soft: false } };
+      }
+      this.#whenArgumentsReady(task, () => here ? this.#enqueue(task) : this.#cluster.sendToNode(task));
+    }, (error) => this.#fail(task, "error", { name: "ObjstoreError", message: `its placement group: ${(error as Error).message}`, stack: "" }));
+    return this.#returnRefs(task);
+  }
+
+  /** Whether work placed on node `node` runs in this process's workers (outside a cluster, always). */
+  #runsHere(node: number): boolean {
+    const cluster = this.#session.cluster;
+    return cluster === undefined || (node === cluster.node.nodeNumber && this.#numWorkers > 0);
   }
 
   /**
@@ -135,10 +166,22 @@ export class Scheduler implements Submitter {
     const id = this.#nextActor++;
     const heldRefs: ObjectRef[] = [];
     const packed = packArguments(this.#session, args, (ref) => heldRefs.push(this.#copyRef(ref)));
-    const placing: Placing = { scheduling: options.scheduling ?? "DEFAULT", numCpus: options.numCpus ?? 1, resources: options.resources ?? {}, argBytes: new Map() };
+    let placing: Placing = { scheduling: options.scheduling ?? "DEFAULT", numCpus: options.numCpus ?? 1, resources: options.resources ?? {}, argBytes: new Map() };
     let node: number | undefined;
     try {
-      node = this.#cluster.actorPlacement(placing, new Set());
+      const group = options.placementGroup;
+      if (group !== undefined) {
+        const bundleNode = group.nodeNow(group.bundleFor(placing, options.placementGroupBundleIndex));
+        if (bundleNode === undefined) throw new ObjstoreError(`placement group ${group.id} is not ready: await group.ready() before starting actors in it`);
+        group.onRemove(() => this.killActor(id));
+        if (!this.#runsHere(bundleNode)) {
+          node = bundleNode;
+          const nodeId = this.#session.cluster!.nodesView().find((n) => n.nodeNumber === node)?.nodeId ?? String(node);
+          placing = { ...placing, scheduling: { nodeId, soft: false } };
+        }
+      } else {
+        node = this.#cluster.actorPlacement(placing, new Set());
+      }
     } catch (error) {
       throw new ObjstoreError(`${cls.name}.remote(): ${(error as Error).message}`);
     }
@@ -264,6 +307,7 @@ export class Scheduler implements Submitter {
   /** Stops every worker: asks them to leave (stdin closes), then kills the ones that stay. */
   async close(): Promise<void> {
     this.#closing = true;
+    await removeAllPlacementGroups();
     await this.#cluster.close();
     const workers = this.#allWorkers().filter((w) => !w.exited);
     const exits = workers.map((w) => new Promise<void>((resolve) => w.child.once("exit", () => resolve())));

@@ -7,6 +7,7 @@ import type { ObjectRef } from "../object_ref.ts";
 import type { TasksOfSession } from "../session.ts";
 import type { FunctionSpec } from "./protocol.ts";
 import type { Scheduling } from "../cluster/placement.ts";
+import type { PlacementGroup } from "./placement_group.ts";
 
 /** A function or class made remote, as the process that submits it numbers it. */
 export interface FunctionRecord {
@@ -25,6 +26,9 @@ export interface SubmitOptions {
   numCpus?: number;
   /** Custom resources it needs on its node (default none). */
   resources?: Record<string, number>;
+  /** The placement group it runs in, and which bundle (default: the first with room). */
+  placementGroup?: PlacementGroup;
+  placementGroupBundleIndex?: number;
 }
 
 /** The options an actor is started with. */
@@ -36,6 +40,9 @@ export interface ActorOptions {
   maxRestarts?: number;
   /** How many of its calls may run at once (its async methods interleave; default 1). */
   maxConcurrency?: number;
+  /** The placement group it starts in (ready), and which bundle (default: the first with room). */
+  placementGroup?: PlacementGroup;
+  placementGroupBundleIndex?: number;
 }
 
 /** A custom serializer as shipped to workers: the class and both functions by their source. */
