@@ -19,6 +19,7 @@ import { type Host, Network } from "./netns.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
+const tasksDriver = path.join(root, "tests", "fixtures", "cluster_tasks_driver.ts");
 const token = `netns-test-${randomBytes(8).toString("hex")}`;
 const GiB = 1024 * 1024 * 1024;
 /** The largest object read across hosts (OBJSTORE_TEST_BIG_BYTES to change it). */
@@ -88,8 +89,9 @@ interface Cluster {
   stop(): Promise<void>;
 }
 
-/** A network of hosts, Redis on its gateway, a node on each host with the memory given for it. */
-async function cluster(memoryBytesOfNode: number[]): Promise<Cluster> {
+/** A network of hosts, Redis on its gateway, a node on each host with the memory given for it
+ * (and `numWorkers` workers each, beating every `heartbeatMs`). */
+async function cluster(memoryBytesOfNode: number[], numWorkers = 0, heartbeatMs = 1000): Promise<Cluster> {
   const network = new Network(memoryBytesOfNode.length);
   let redisDir: string | undefined;
   const processes: HostProcess[] = [];
@@ -115,7 +117,7 @@ async function cluster(memoryBytesOfNode: number[]): Promise<Cluster> {
     const nodes = network.hosts.map((host, i) => {
       const node = new HostProcess(network, host, cli, [
         "start", "--address", redis, "--token", token, "--node-ip", host.address, "--store", storeNames[i],
-        "--object-store-memory", String(memoryBytesOfNode[i]), "--num-workers", "0",
+        "--object-store-memory", String(memoryBytesOfNode[i]), "--num-workers", String(numWorkers), "--heartbeat-ms", String(heartbeatMs),
       ]);
       processes.push(node);
       return { host, storeName: storeNames[i], process: node };
@@ -130,9 +132,9 @@ async function cluster(memoryBytesOfNode: number[]): Promise<Cluster> {
   }
 }
 
-/** Runs the driver fixture on node `i`'s host. */
-function driverOn(c: Cluster, i: number, args: string[]): HostProcess {
-  const p = new HostProcess(c.network, c.nodes[i].host, driver, [c.redis, c.nodes[i].storeName, ...args]);
+/** Runs the driver fixture (or `script`) on node `i`'s host. */
+function driverOn(c: Cluster, i: number, args: string[], script = driver): HostProcess {
+  const p = new HostProcess(c.network, c.nodes[i].host, script, [c.redis, c.nodes[i].storeName, ...args]);
   c.processes.push(p);
   return p;
 }
@@ -189,3 +191,35 @@ test(`cluster across hosts: a rate-limited host reads exact bytes; the node read
     await c.stop();
   }
 }, { timeoutMs: 300_000 });
+
+test(`cluster across hosts: a host cut off (its link down) is seen dead and a result it made is made again elsewhere; brought back, it runs tasks again (${currentRuntime})`, async () => {
+  const c = await cluster([128 * 1024 * 1024, 128 * 1024 * 1024, 128 * 1024 * 1024], 1, 500);
+  try {
+    const [a, b, cut] = c.nodes;
+    // Y is made on the host cut next, Z from it on B; then Y is read again, and a step over it runs on B.
+    const lineage = driverOn(c, 0, ["lineage", cut.storeName, b.storeName], tasksDriver);
+    const first = (await lineage.line()).split(" ");
+    assert.equal(first[0], "first");
+    assert.deepEqual(first.slice(1, 3), first.slice(3, 5), "Z's bytes");
+    c.network.setLink(cut.host, false);
+    lineage.send("go");
+    const after = (await lineage.line()).split(" ");
+    assert.equal(after[0], "after", after.join(" "));
+    assert.deepEqual(after.slice(1, 3), after.slice(3, 5), "Y made again while its host is cut off");
+    assert.deepEqual(after.slice(5, 7), after.slice(7, 9), "a step over the new Y");
+    assert.equal(await lineage.exited, 0);
+    c.network.setLink(cut.host, true);
+    // Back: its heartbeat resumes, and SPREAD reaches it again.
+    const deadline = Date.now() + 30_000;
+    let ran: string[] = [];
+    while (Date.now() < deadline) {
+      ran = (await driverOn(c, 0, ["spread", "6"], tasksDriver).line()).split(" ");
+      if (ran.includes(cut.storeName)) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.equal(ran[0], "ran");
+    assert.deepEqual(new Set(ran.slice(1)), new Set([a.storeName, b.storeName, cut.storeName]), `the host brought back runs tasks: ${ran.join(" ")}`);
+  } finally {
+    await c.stop();
+  }
+}, { timeoutMs: 180_000 });

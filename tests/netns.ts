@@ -83,6 +83,11 @@ export class Network {
     }
   }
 
+  /** Takes `host`'s link down (the host is cut off: nothing reaches it, nothing leaves) or up. */
+  setLink(host: Host, up: boolean): void {
+    ip("link", "set", host.link, up ? "up" : "down");
+  }
+
   /** The command line that runs `command` in `host`'s namespace. */
   within(host: Host, command: string, args: string[]): [string, string[]] {
     return ["ip", ["netns", "exec", host.namespace, command, ...args]];
