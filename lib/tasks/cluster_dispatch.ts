@@ -15,9 +15,9 @@ import { nodeNumberOf } from "../cluster/node_number.ts";
 import { holderNode } from "../cluster/holds.ts";
 import { missing, type Placing, placeTask } from "../cluster/placement.ts";
 import { RemoteTasks } from "../cluster/remote_tasks.ts";
-import { openRequest, RefusedRequest, signRequest, type TaskRequest } from "../cluster/task_requests.ts";
-import { fromHex, ID_BYTES } from "../ids.ts";
+import { signRequest, type TaskRequest } from "../cluster/task_requests.ts";
 import type { WireArguments } from "./protocol.ts";
+import { ActorOwner } from "./actor_owner.ts";
 import { type FailureKind, TaskFailure } from "./failure.ts";
 import type { Actor, RemoteActor, Task } from "./task.ts";
 import type { FunctionRecord } from "./submitter.ts";
@@ -36,9 +36,6 @@ const LOST_OBJECT_WAIT_MS = 6000;
 const LOST_OBJECT_POLL_MS = 500;
 /** How long a task to be placed again waits for a node able to run it before it fails. */
 const PLACE_AGAIN_WAIT_MS = 15_000;
-/** How long an owner waits for its node's keeper to hold a call's results for the caller
- * before it lets go of them anyway (the keeper is gone: so is the caller's way to them). */
-const HAND_OVER_WAIT_MS = 10_000;
 /** How long one look for a result being written on another node waits for its seal. */
 const SEAL_WAIT_MS = 5000;
 
@@ -89,8 +86,8 @@ export class ClusterDispatch {
   readonly #refusing = new Set<number>();
   /** Owners seen gone: their actors are gone with them. */
   readonly #goneOwners = new Set<string>();
-  /** Results handed over to this node's keeper for another process: what to do once held. */
-  readonly #handingOver = new Map<string, () => void>();
+  /** Serves other processes' calls of this process's actors, once their handles went out. */
+  #actorOwner: ActorOwner | undefined;
 
   constructor(host: DispatchHost) {
     this.#host = host;
@@ -196,8 +193,8 @@ export class ClusterDispatch {
       lostAnObject: (id, attempt, why) => this.#remoteLostAnObject(id, attempt, why),
       nodesDied: (dead) => this.#nodesDied(dead),
       movedTo: (id, attempt, node) => this.#foreignCallMoved(id, attempt, node),
-      request: (text) => this.#serveRequest(text),
-      held: (hex) => this.#handingOver.get(hex)?.(),
+      request: (text) => this.#actorOwner!.serve(text),
+      held: (hex) => this.#actorOwner?.held(hex),
       ownersDied: (owners) => this.#ownersDied(owners),
     });
   }
@@ -571,63 +568,12 @@ export class ClusterDispatch {
   /** Lets other processes call this process's actors through handles it gave out. */
   serveActors(): void {
     this.#ensureRemote();
+    this.#actorOwner ??= new ActorOwner(this.#host.session.cluster!, this.#remote!, {
+      onNode: (actorId) => this.remoteActors.get(actorId),
+      callHere: (actorId, method, args, returnIds) => this.#host.callOwnActorFor(actorId, method, args, returnIds),
+      kill: (actorId) => this.#host.killActor(actorId),
+    });
     this.#remote!.serve();
   }
 
-  /** A call (or kill) of one of this process's actors by another process that has its handle. */
-  #serveRequest(text: string): void {
-    const cluster = this.#host.session.cluster!;
-    const request = openRequest(cluster.node.token, text);
-    if (request instanceof RefusedRequest) {
-      const to = request.replyTo;
-      if (to !== undefined) this.#remote!.reply(to.holder, `e ${to.task} ${to.attempt} ClusterAuthError ${request.message}`);
-      return;
-    }
-    const actorId = request.actor ?? 0;
-    if (request.kind === "kill") return this.#host.killActor(actorId);
-    const fail = (name: string, why: string) => this.#remote!.reply(request.holder, `e ${request.task} ${request.attempt} ${name} ${why}`);
-    if (request.kind !== "call") return fail("ObjstoreError", "a process serves only calls and kills of its actors");
-    const onNode = this.remoteActors.get(actorId);
-    if (onNode !== undefined) {
-      if (onNode.dead !== undefined) return fail(onNode.dead.error.name, onNode.dead.error.message);
-      // The caller hears where it went (that node's death fails the call), then from that node.
-      this.#remote!.reply(request.holder, `f ${request.task} ${request.attempt} ${onNode.node}`);
-      this.#remote!.post(onNode.node, { ...request, owner: cluster.borrows.holder, incarnation: onNode.incarnation });
-      return;
-    }
-    trace(() => `serve call ${request.task} of ${request.holder}: actor ${actorId}.${request.method}`);
-    const returnIds = request.returns.map((hex) => fromHex(hex, ID_BYTES));
-    if (returnIds.some((id) => id === undefined)) return fail("ObjstoreError", "a return id is not an id");
-    const refs = this.#host.callOwnActorFor(actorId, request.method ?? "", request.args as WireArguments, returnIds as Uint8Array[]);
-    if (refs === undefined) return fail("ActorDiedError", `process ${cluster.borrows.holder} has no actor ${actorId} (it was killed)`);
-    void this.#handOverWhenDone(request, refs);
-  }
-
-  /**
-   * Once a call served for another process has sealed its results (values or its failure)
-   * here, this node's keeper holds them for the caller; then this process lets go of them
-   * and tells the caller they are done, and where.
-   */
-  async #handOverWhenDone(request: TaskRequest, refs: ObjectRef[]): Promise<void> {
-    const cluster = this.#host.session.cluster!;
-    const nodeNumber = cluster.node.nodeNumber;
-    await Promise.all(refs.map((ref) => ref.producer?.done));
-    const directory = await cluster.directory();
-    // Made here under the caller's ids (which name its node): listed before the caller looks.
-    await Promise.all(refs.map((ref) => nodeNumberOf(ref.bytes) === nodeNumber ? undefined : directory.addCopy(ref.id, nodeNumber).catch(() => {})));
-    const held = refs.map((ref) => new Promise<void>((resolve) => {
-      const timer = setTimeout(done, HAND_OVER_WAIT_MS);
-      this.#handingOver.set(ref.id, done);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-    }).finally(() => this.#handingOver.delete(ref.id)));
-    this.#remote!.handOver(nodeNumber, refs.map((ref) => ref.id), request.holder);
-    trace(() => `call ${request.task} of ${request.holder} done, handing over ${refs.map((ref) => ref.id.slice(0, 12)).join(",")}`);
-    await Promise.all(held);
-    trace(() => `call ${request.task} of ${request.holder} handed over`);
-    for (const ref of refs) ref[Symbol.dispose]();
-    this.#remote!.reply(request.holder, `d ${request.task} ${request.attempt} ${nodeNumber}`);
-  }
 }
