@@ -38,7 +38,10 @@ pub const Options = struct {
     sources: []const socket.Address,
     token: []const u8,
     connection_count: u32 = 4,
-    /// Bounds every connect, send and receive: a silent peer fails the pull, never hangs it.
+    /// Bounds a connect: a source that does not answer (a host cut off or gone, whose SYNs go
+    /// unanswered) is passed over this soon. The kernel answers a connect even for a busy server.
+    connect_timeout_ms: u32 = 3_000,
+    /// Bounds every send and receive: a silent peer fails the pull, never hangs it.
     io_timeout_ms: u32 = 10_000,
     /// How long the source may wait for the object to be sealed before answering.
     wait_ms: u32 = 0,
@@ -107,7 +110,12 @@ fn openAny(options: Options, start: usize) Error!Connection {
     var last_error: Error = error.Unavailable;
     for (0..options.sources.len) |attempt| {
         const source_index = (start + attempt) % options.sources.len;
-        const fd = socket.connect(options.sources[source_index], options.io_timeout_ms) catch |err| {
+        const fd = socket.connect(options.sources[source_index], options.connect_timeout_ms) catch |err| {
+            last_error = err;
+            continue;
+        };
+        socket.setTimeout(fd, options.io_timeout_ms) catch |err| {
+            socket.close(fd);
             last_error = err;
             continue;
         };
