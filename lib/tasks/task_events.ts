@@ -1,0 +1,356 @@
+/**
+ * Task events, for `objstore dashboard` and `objstore timeline` (which run in other processes):
+ * each driver and worker keeps its recent task events in a ring of fixed size, with counters,
+ * and writes both to a small file of its own at most once a second and at exit:
+ * `/dev/shm/.objstore-tasks-<uid>/<store>@<pid>` (0600, in a 0700 folder).
+ *
+ * What each side records (the timeline joins them by driver pid and task number):
+ * - a driver: each task submitted (its number, when, its function, its arguments' encoded size),
+ *   and counters of tasks finished, failed and retried; how many are pending and running now is
+ *   asked of its scheduler when the file is written.
+ * - a worker: each task it ran (number, start, end, function, failed or not); its driver is its
+ *   parent process.
+ *
+ * Recording costs a few stores into typed arrays per task (bench/tasks_bench.ts measures it
+ * against recording off: `OBJSTORE_TASK_EVENTS=0`). Memory is fixed when the recorder starts:
+ * RING_EVENTS events of EVENT_FIELDS doubles (384 KiB) and at most NAMES_MAX function names.
+ *
+ * A file outlives its process so that `objstore timeline` can read a program that ended; files
+ * of dead processes are removed once KEEP_DEAD_MS old, and beyond the newest DEAD_FILES_MAX of a
+ * store, by whoever starts recording or reads them.
+ */
+import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import process from "node:process";
+import { processRuns } from "../processes.ts";
+
+/** Events kept per process (the oldest are overwritten). */
+export const RING_EVENTS = 8192;
+/** Doubles per event: kind, task, start µs, end µs, name, argument bytes. */
+const EVENT_FIELDS = 6;
+/** Distinct function names kept per process; later ones are recorded as OTHER_NAME. */
+const NAMES_MAX = 256;
+const OTHER_NAME = "(other functions)";
+/** How often a recorder with news writes its file. */
+const WRITE_EVERY_MS = 1000;
+/** How long files of dead processes are kept (for a timeline of a program that ended). */
+const KEEP_DEAD_MS = 60 * 60 * 1000;
+/** Files of dead processes kept per store, the newest. */
+const DEAD_FILES_MAX = 64;
+/** The environment variable that turns recording off ("0"); workers inherit it. */
+export const TASK_EVENTS_ENV = "OBJSTORE_TASK_EVENTS";
+const FORMAT_VERSION = 1;
+
+/** What an event is. */
+export const EventKind = { submit: 1, ran: 2, ranFailed: 3 } as const;
+
+/** Cumulative counts of a driver's tasks. */
+export interface TaskCounters {
+  submitted: number;
+  finished: number;
+  failed: number;
+  retried: number;
+}
+
+/** How many of a driver's tasks wait and run now. */
+export interface TaskGauges {
+  pending: number;
+  running: number;
+}
+
+export type ProcessRole = "driver" | "worker" | "actor";
+
+/** The folder of every store's task event files (one per user: stores are the user's own). */
+export function taskEventsDirectory(): string {
+  return `/dev/shm/.objstore-tasks-${process.getuid?.() ?? "user"}`;
+}
+
+/** Records this process's task events; one per process (see `taskEvents`). */
+export class TaskEventRecorder {
+  readonly storeName: string;
+  #role: ProcessRole;
+  readonly path: string;
+  readonly #runtime: string;
+  readonly #ring = new Float64Array(RING_EVENTS * EVENT_FIELDS);
+  /** Events ever recorded; the ring holds the last RING_EVENTS. */
+  #total = 0;
+  readonly #names: string[] = [];
+  readonly #nameIndex = new Map<string, number>();
+  readonly counters: TaskCounters = { submitted: 0, finished: 0, failed: 0, retried: 0 };
+  #gauges: (() => TaskGauges) | undefined;
+  #dirty = true;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #startedMs = Date.now();
+  /** Epoch microseconds at performance.now() = 0, so events cost one performance.now(). */
+  readonly #originMicros = performance.timeOrigin * 1000;
+
+  constructor(storeName: string, role: ProcessRole, runtime: string) {
+    this.storeName = storeName;
+    this.#role = role;
+    this.#runtime = runtime;
+    this.path = path.join(taskEventsDirectory(), `${storeName}@${process.pid}`);
+  }
+
+  /** Starts writing the file (now, then once a second while there is news, and at exit). */
+  start(unref: (timer: ReturnType<typeof setInterval>) => void): void {
+    mkdirSync(taskEventsDirectory(), { recursive: true, mode: 0o700 });
+    pruneTaskEventFiles(this.storeName);
+    this.write();
+    this.#timer = setInterval(() => this.#dirty && this.write(), WRITE_EVERY_MS);
+    unref(this.#timer);
+    process.on("exit", () => this.write());
+  }
+
+  /** What this process is: a worker that became an actor says so. */
+  setRole(role: ProcessRole): void {
+    this.#role = role;
+    this.#dirty = true;
+  }
+
+  /** The scheduler's view of its pending and running tasks, asked when the file is written. */
+  setGauges(gauges: () => TaskGauges): void {
+    this.#gauges = gauges;
+  }
+
+  /** Microseconds since the epoch, for events. */
+  nowMicros(): number {
+    return this.#originMicros + performance.now() * 1000;
+  }
+
+  /** A driver submitted task `task` of function `name`, its arguments `argBytes` encoded. */
+  submitted(task: number, name: string, argBytes: number): void {
+    this.counters.submitted += 1;
+    this.#record(EventKind.submit, task, this.nowMicros(), 0, name, argBytes);
+  }
+
+  /** A worker ran task `task` from `startMs` (performance.now()) to `endMs`. */
+  ran(task: number, name: string, startMs: number, endMs: number, failed: boolean): void {
+    this.#record(failed ? EventKind.ranFailed : EventKind.ran, task, this.#originMicros + startMs * 1000, this.#originMicros + endMs * 1000, name, 0);
+  }
+
+  #record(kind: number, task: number, startMicros: number, endMicros: number, name: string, argBytes: number): void {
+    const at = (this.#total % RING_EVENTS) * EVENT_FIELDS;
+    const ring = this.#ring;
+    ring[at] = kind;
+    ring[at + 1] = task;
+    ring[at + 2] = startMicros;
+    ring[at + 3] = endMicros;
+    ring[at + 4] = this.#nameNumber(name);
+    ring[at + 5] = argBytes;
+    this.#total += 1;
+    this.#dirty = true;
+  }
+
+  /** A driver's task ended: its results sealed, or its failure stored. */
+  ended(failed: boolean): void {
+    if (failed) this.counters.failed += 1;
+    else this.counters.finished += 1;
+    this.#dirty = true;
+  }
+
+  /** A driver's task runs again (its worker died). */
+  retrying(): void {
+    this.counters.retried += 1;
+    this.#dirty = true;
+  }
+
+  #nameNumber(name: string): number {
+    const known = this.#nameIndex.get(name);
+    if (known !== undefined) return known;
+    const shown = this.#names.length < NAMES_MAX - 1 ? name : OTHER_NAME;
+    const number = this.#nameIndex.get(shown) ?? this.#names.push(shown) - 1;
+    this.#nameIndex.set(shown, number);
+    return number;
+  }
+
+  /**
+   * Writes the file: a little-endian u32 byte count of a JSON header, the header, zeros to a
+   * multiple of 8 bytes, then the ring's events oldest first. Written aside and renamed, so a
+   * reader never sees half a file.
+   */
+  write(): void {
+    this.#dirty = false;
+    const count = Math.min(this.#total, RING_EVENTS);
+    const header: TaskEventsHeader = {
+      version: FORMAT_VERSION,
+      pid: process.pid,
+      parentPid: process.ppid,
+      role: this.#role,
+      runtime: this.#runtime,
+      store: this.storeName,
+      startedMs: this.#startedMs,
+      writtenMs: Date.now(),
+      total: this.#total,
+      names: this.#names,
+      counters: this.counters,
+      gauges: this.#gauges?.() ?? { pending: 0, running: 0 },
+    };
+    const json = new TextEncoder().encode(JSON.stringify(header));
+    const eventsAt = align8(4 + json.length);
+    const bytes = new Uint8Array(eventsAt + count * EVENT_FIELDS * 8);
+    new DataView(bytes.buffer).setUint32(0, json.length, true);
+    bytes.set(json, 4);
+    const events = new Float64Array(bytes.buffer, eventsAt, count * EVENT_FIELDS);
+    const first = this.#total <= RING_EVENTS ? 0 : this.#total % RING_EVENTS;
+    events.set(this.#ring.subarray(first * EVENT_FIELDS, count * EVENT_FIELDS));
+    if (first > 0) events.set(this.#ring.subarray(0, first * EVENT_FIELDS), (count - first) * EVENT_FIELDS);
+    try {
+      const aside = `${this.path}.${process.pid}.tmp`;
+      writeFileSync(aside, bytes, { mode: 0o600 });
+      renameSync(aside, this.path);
+    } catch { /* /dev/shm full or the folder removed: the dashboard shows less, tasks go on */ }
+  }
+
+  /** Stops writing (the file stays, for the timeline). */
+  stop(): void {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.write();
+  }
+}
+
+function align8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+let recorder: TaskEventRecorder | undefined;
+
+/**
+ * This process's recorder, started on first use; undefined if recording is off
+ * (`OBJSTORE_TASK_EVENTS=0`). A worker that becomes an actor says so with `role`.
+ */
+export function taskEvents(storeName: string, role: ProcessRole, runtime: string, unref: (timer: ReturnType<typeof setInterval>) => void): TaskEventRecorder | undefined {
+  if (process.env[TASK_EVENTS_ENV] === "0") return undefined;
+  if (recorder === undefined || recorder.storeName !== storeName) {
+    recorder = new TaskEventRecorder(storeName, role, runtime);
+    recorder.start(unref);
+  }
+  return recorder;
+}
+
+/** What a file says before its events. */
+export interface TaskEventsHeader {
+  version: number;
+  pid: number;
+  parentPid: number;
+  role: ProcessRole;
+  runtime: string;
+  store: string;
+  startedMs: number;
+  writtenMs: number;
+  total: number;
+  names: string[];
+  counters: TaskCounters;
+  gauges: TaskGauges;
+}
+
+/** One recorded event, read back. */
+export interface TaskEvent {
+  kind: "submit" | "ran" | "ranFailed";
+  task: number;
+  startMicros: number;
+  endMicros: number;
+  name: string;
+  argBytes: number;
+}
+
+/** One process's file, read back. */
+export interface ProcessTaskEvents extends TaskEventsHeader {
+  alive: boolean;
+  events: TaskEvent[];
+}
+
+const KIND_NAMES = { [EventKind.submit]: "submit", [EventKind.ran]: "ran", [EventKind.ranFailed]: "ranFailed" } as const;
+
+/** Parses a task events file; throws naming the file if it is not one. */
+export function parseTaskEvents(bytes: Uint8Array, file: string, withEvents = true): ProcessTaskEvents {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < 4) throw new Error(`${file}: not a task events file (too short)`);
+  const jsonBytes = view.getUint32(0, true);
+  if (4 + jsonBytes > bytes.length) throw new Error(`${file}: not a task events file (header past the end)`);
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(4, 4 + jsonBytes))) as TaskEventsHeader;
+  if (header.version !== FORMAT_VERSION) throw new Error(`${file}: task events format ${header.version}, this objstore reads ${FORMAT_VERSION}`);
+  const events: TaskEvent[] = [];
+  if (withEvents) {
+    const eventsAt = align8(4 + jsonBytes);
+    const count = Math.floor((bytes.length - eventsAt) / (EVENT_FIELDS * 8));
+    for (let i = 0; i < count; i++) {
+      const at = eventsAt + i * EVENT_FIELDS * 8;
+      const field = (k: number) => view.getFloat64(at + k * 8, true);
+      const kind = KIND_NAMES[field(0) as 1 | 2 | 3];
+      if (kind === undefined) continue;
+      events.push({ kind, task: field(1), startMicros: field(2), endMicros: field(3), name: header.names[field(4)] ?? "?", argBytes: field(5) });
+    }
+  }
+  return { ...header, alive: processRuns(header.pid), events };
+}
+
+/** The files of `storeName` (every store's if undefined), as [store, pid, path]. */
+function taskEventFiles(storeName: string | undefined): Array<{ store: string; pid: number; path: string }> {
+  let names: string[];
+  try {
+    names = readdirSync(taskEventsDirectory());
+  } catch {
+    return [];
+  }
+  const files = [];
+  for (const name of names) {
+    const match = /^(.+)@(\d+)$/.exec(name);
+    if (match === null || (storeName !== undefined && match[1] !== storeName)) continue;
+    files.push({ store: match[1], pid: Number(match[2]), path: path.join(taskEventsDirectory(), name) });
+  }
+  return files;
+}
+
+/** The stores that have task event files, newest written first. */
+export function storesWithTaskEvents(): string[] {
+  const newest = new Map<string, number>();
+  for (const f of taskEventFiles(undefined)) {
+    try {
+      newest.set(f.store, Math.max(newest.get(f.store) ?? 0, statSync(f.path).mtimeMs));
+    } catch { /* gone meanwhile */ }
+  }
+  return [...newest].sort((a, b) => b[1] - a[1]).map(([store]) => store);
+}
+
+/** Every process's task events of `storeName` (files that cannot be read are skipped). */
+export function readTaskEvents(storeName: string, withEvents = true): ProcessTaskEvents[] {
+  pruneTaskEventFiles(storeName);
+  const read: ProcessTaskEvents[] = [];
+  for (const f of taskEventFiles(storeName)) {
+    try {
+      read.push(parseTaskEvents(readFileSync(f.path), f.path, withEvents));
+    } catch { /* gone meanwhile, or another version's */ }
+  }
+  return read.sort((a, b) => a.pid - b.pid);
+}
+
+/**
+ * Removes the files of dead processes once KEEP_DEAD_MS old (any store's), and beyond the newest
+ * DEAD_FILES_MAX of `storeName`; also asides a killed writer left. Returns how many it removed.
+ */
+export function pruneTaskEventFiles(storeName: string | undefined): number {
+  let removed = 0;
+  const dead: Array<{ store: string; path: string; mtimeMs: number }> = [];
+  for (const f of taskEventFiles(undefined)) {
+    if (processRuns(f.pid)) continue;
+    try {
+      dead.push({ store: f.store, path: f.path, mtimeMs: statSync(f.path).mtimeMs });
+    } catch { /* gone meanwhile */ }
+  }
+  const now = Date.now();
+  const ofStore = dead.filter((f) => f.store === storeName).sort((a, b) => b.mtimeMs - a.mtimeMs);
+  const doomed = new Set([...dead.filter((f) => now - f.mtimeMs > KEEP_DEAD_MS), ...ofStore.slice(DEAD_FILES_MAX)]);
+  try {
+    for (const name of readdirSync(taskEventsDirectory())) {
+      const match = /@\d+\.(\d+)\.tmp$/.exec(name);
+      if (match !== null && !processRuns(Number(match[1]))) doomed.add({ store: "", path: path.join(taskEventsDirectory(), name), mtimeMs: 0 });
+    }
+  } catch { /* no folder */ }
+  for (const f of doomed) {
+    try {
+      unlinkSync(f.path);
+      removed += 1;
+    } catch { /* gone meanwhile */ }
+  }
+  return removed;
+}
