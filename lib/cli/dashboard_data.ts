@@ -186,11 +186,19 @@ function remember(history: Sample[], sample: Sample): void {
   if (history.length > HISTORY_SAMPLES) history.splice(0, history.length - HISTORY_SAMPLES);
 }
 
-/** The task counts of a store's processes: counters of every driver, gauges of the live ones. */
+/**
+ * The task counts of a store's processes: counters of every driver, gauges of the live ones. A
+ * task whose function threw ends as "finished" for its driver (its error is its result), so the
+ * workers' failed runs move from finished to failed.
+ */
 function countTasks(files: ProcessTaskEvents[]): TaskCounts {
   const counts: TaskCounts = { pending: 0, running: 0, finished: 0, failed: 0, retried: 0, submitted: 0 };
   for (const f of files) {
-    if (f.role !== "driver") continue;
+    if (f.role !== "driver") {
+      counts.finished -= f.counters.failed;
+      counts.failed += f.counters.failed;
+      continue;
+    }
     counts.finished += f.counters.finished;
     counts.failed += f.counters.failed;
     counts.retried += f.counters.retried;
@@ -199,6 +207,7 @@ function countTasks(files: ProcessTaskEvents[]): TaskCounts {
     counts.pending += f.gauges.pending;
     counts.running += f.gauges.running;
   }
+  counts.finished = Math.max(0, counts.finished);
   return counts;
 }
 

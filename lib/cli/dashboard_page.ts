@@ -120,7 +120,7 @@ function chart(id, series, axisValues) {
   const opts = {
     width: Math.max(300, el.clientWidth || 500), height: 190,
     series: [{}, ...series.map(([label, stroke, fill]) => ({ label, stroke, fill, width: 1.5, spanGaps: false }))],
-    axes: [{}, { values: (u, values) => values.map(axisValues), size: 70 }],
+    axes: [{}, { values: (u, values) => values.map(axisValues), size: 84 }],
     scales: { x: { time: true } },
   };
   return new uPlot(opts, [[], ...series.map(() => [])], el);
@@ -150,7 +150,7 @@ async function refreshMemory() {
     el.textContent = value === undefined || value === null ? "–" : el.dataset.kind === "count" ? value.toLocaleString("en") : bytes(value);
   }
   const h = m.history;
-  const xs = h.map((s) => s.tMs / 1000);
+  const xs = h.map((s) => Math.round(s.tMs / 1000));
   memoryChart.setData([xs, h.map((s) => s.usedBytes), h.map((s) => s.pinnedBytes), h.map((s) => s.spilledBytes), h.map((s) => s.capacityBytes)]);
   spillChart.setData([xs, h.map((s) => s.spillBytesPerS), h.map((s) => s.restoreBytesPerS)]);
 }
@@ -162,7 +162,7 @@ async function refreshTasks() {
     el.dataset.value = String(value);
     el.textContent = value.toLocaleString("en");
   }
-  tasksChart.setData([t.history.map((s) => s.tMs / 1000), t.history.map((s) => s.tasksPerS)]);
+  tasksChart.setData([t.history.map((s) => Math.round(s.tMs / 1000)), t.history.map((s) => s.tasksPerS)]);
 }
 
 async function refreshObjects() {

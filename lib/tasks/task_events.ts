@@ -44,7 +44,11 @@ const FORMAT_VERSION = 1;
 /** What an event is. */
 export const EventKind = { submit: 1, ran: 2, ranFailed: 3 } as const;
 
-/** Cumulative counts of a driver's tasks. */
+/**
+ * Cumulative counts: of a driver's tasks (finished: results sealed, which includes a task whose
+ * function threw, its error stored as its result; failed: failures the driver stored, a crash or
+ * a cancel); of a worker's runs (finished, or failed: its function threw).
+ */
 export interface TaskCounters {
   submitted: number;
   finished: number;
@@ -98,7 +102,6 @@ export class TaskEventRecorder {
     this.write();
     this.#timer = setInterval(() => this.#dirty && this.write(), WRITE_EVERY_MS);
     unref(this.#timer);
-    process.on("exit", () => this.write());
   }
 
   /** What this process is: a worker that became an actor says so. */
@@ -125,6 +128,8 @@ export class TaskEventRecorder {
 
   /** A worker ran task `task` from `startMs` (performance.now()) to `endMs`. */
   ran(task: number, name: string, startMs: number, endMs: number, failed: boolean): void {
+    if (failed) this.counters.failed += 1;
+    else this.counters.finished += 1;
     this.#record(failed ? EventKind.ranFailed : EventKind.ran, task, this.#originMicros + startMs * 1000, this.#originMicros + endMs * 1000, name, 0);
   }
 
@@ -221,6 +226,9 @@ let recorder: TaskEventRecorder | undefined;
 export function taskEvents(storeName: string, role: ProcessRole, runtime: string, unref: (timer: ReturnType<typeof setInterval>) => void): TaskEventRecorder | undefined {
   if (process.env[TASK_EVENTS_ENV] === "0") return undefined;
   if (recorder === undefined || recorder.storeName !== storeName) {
+    // A process that used another store before (a program that shut down and started again).
+    if (recorder === undefined) process.on("exit", () => recorder?.write());
+    recorder?.stop();
     recorder = new TaskEventRecorder(storeName, role, runtime);
     recorder.start(unref);
   }
