@@ -253,6 +253,7 @@ export class Scheduler implements Submitter {
     const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
+    this.#events?.write();
   }
 
   /** Ends every worker and waits (briefly) until they are dead: this exiting process then
