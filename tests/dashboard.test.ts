@@ -11,20 +11,11 @@ import path from "node:path";
 import process from "node:process";
 import * as os from "../mod.ts";
 import { openPage } from "./chromium.ts";
+import { cli, startDashboard } from "./dashboard_helpers.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, root, start, uniqueStoreName } from "./helpers.ts";
 
-const cli = path.join(root, "bin", "objstore.ts");
 const outputDir = path.join(root, "tests", "output");
-
-/** Starts `objstore dashboard` with `args` on this runtime; resolves with it and its URL. */
-export async function startDashboard(args: string[]): Promise<{ child: Child; url: string }> {
-  const child = start(currentRuntime, cli, ["dashboard", "--port", "0", ...args]);
-  const line = await child.line();
-  const match = /on (http:\/\/\S+)$/.exec(line);
-  assert.ok(match, `the dashboard printed ${JSON.stringify(line)}`);
-  return { child, url: match[1] };
-}
 
 async function stop(child: Child): Promise<void> {
   child.kill();
