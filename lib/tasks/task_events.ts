@@ -19,7 +19,7 @@
  * of dead processes are removed once KEEP_DEAD_MS old, and beyond the newest DEAD_FILES_MAX of a
  * store, by whoever starts recording or reads them.
  */
-import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { processRuns } from "../processes.ts";
@@ -80,6 +80,8 @@ export class TaskEventRecorder {
   #total = 0;
   readonly #names: string[] = [];
   readonly #nameIndex = new Map<string, number>();
+  #lastName = "";
+  #lastNumber = 0;
   readonly counters: TaskCounters = { submitted: 0, finished: 0, failed: 0, retried: 0 };
   #gauges: (() => TaskGauges) | undefined;
   #dirty = true;
@@ -160,6 +162,15 @@ export class TaskEventRecorder {
   }
 
   #nameNumber(name: string): number {
+    // Most tasks in a row call the same function: one comparison instead of a lookup.
+    if (name === this.#lastName) return this.#lastNumber;
+    const number = this.#lookUpName(name);
+    this.#lastName = name;
+    this.#lastNumber = number;
+    return number;
+  }
+
+  #lookUpName(name: string): number {
     const known = this.#nameIndex.get(name);
     if (known !== undefined) return known;
     const shown = this.#names.length < NAMES_MAX - 1 ? name : OTHER_NAME;
@@ -326,10 +337,26 @@ export function readTaskEvents(storeName: string, withEvents = true): ProcessTas
   const read: ProcessTaskEvents[] = [];
   for (const f of taskEventFiles(storeName)) {
     try {
-      read.push(parseTaskEvents(readFileSync(f.path), f.path, withEvents));
+      read.push(parseTaskEvents(withEvents ? readFileSync(f.path) : headerBytes(f.path), f.path, withEvents));
     } catch { /* gone meanwhile, or another version's */ }
   }
   return read.sort((a, b) => a.pid - b.pid);
+}
+
+/** The length and header of a file, without its events (the dashboard reads these every second). */
+function headerBytes(file: string): Uint8Array {
+  const fd = openSync(file, "r");
+  try {
+    const length = new Uint8Array(4);
+    if (readSync(fd, length, 0, 4, 0) < 4) return length.subarray(0, 0);
+    const jsonBytes = new DataView(length.buffer).getUint32(0, true);
+    const bytes = new Uint8Array(4 + jsonBytes);
+    bytes.set(length);
+    readSync(fd, bytes, 4, jsonBytes, 4);
+    return bytes;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
