@@ -164,7 +164,9 @@ test(`objstore dashboard's API pages objects on the server, refuses bad queries,
 /** Polls `expression` in the page until it is true (up to 15 s). */
 async function waitFor(page: { evaluate<T>(e: string): Promise<T> }, expression: string, what: string): Promise<void> {
   const deadline = Date.now() + 15_000;
-  while (!(await page.evaluate<boolean>(expression))) {
+  // False while the page is still loading (no body yet, say).
+  const guarded = `(() => { try { return Boolean(${expression}); } catch { return false; } })()`;
+  while (!(await page.evaluate<boolean>(guarded))) {
     if (Date.now() > deadline) {
       const tasks = await page.evaluate<string>("JSON.stringify(Object.fromEntries([...document.querySelectorAll('[data-task]')].map((el) => [el.dataset.task, el.dataset.value])))");
       throw new Error(`the page never showed ${what} (${expression}); its task counts: ${tasks}`);

@@ -4,13 +4,13 @@
  * event files behind it, which outlive a killed driver but not for ever.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import process from "node:process";
 import * as os from "../mod.ts";
 import { type ChromeTrace, traceProblems } from "../lib/cli/timeline.ts";
-import { readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
+import { pruneTaskEventFiles, readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
 import { test } from "./harness.ts";
 import { currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
 
@@ -96,7 +96,7 @@ test(`objstore timeline writes the tasks run as a valid Chrome trace: runs on wo
   }
 }, { timeoutMs: 60_000 });
 
-test(`a killed driver's task events stay readable, marked dead, and go once an hour old (${currentRuntime})`, async () => {
+test(`a killed driver's task events stay readable, marked dead, and go once an hour old; at most 4 ended stores' files are kept (${currentRuntime})`, async () => {
   const storeName = uniqueStoreName(`killed-events-${currentRuntime}`);
   const driver = start(currentRuntime, path.join(root, "tests", "fixtures", "task_events_driver.ts"), [storeName]);
   try {
@@ -119,6 +119,17 @@ test(`a killed driver's task events stay readable, marked dead, and go once an h
     for (const f of files) utimesSync(f, hourAgo, hourAgo);
     assert.deepEqual(readTaskEvents(storeName), []);
     for (const f of files) assert.ok(!existsSync(f), `${f} removed`);
+
+    // Files of ended programs are kept for the last 4 stores that ended only.
+    const ended = Array.from({ length: 5 }, (_, i) => path.join(taskEventsDirectory(), `${storeName}-ended${i}@${driver.pid}`));
+    for (const [i, f] of ended.entries()) {
+      writeFileSync(f, "");
+      const soon = new Date(Date.now() + (i + 1) * 1000); // newer than any real file
+      utimesSync(f, soon, soon);
+    }
+    pruneTaskEventFiles();
+    assert.deepEqual(ended.map((f) => existsSync(f)), [false, true, true, true, true]);
+    for (const f of ended) rmSync(f, { force: true });
   } finally {
     driver.kill();
     await driver.exited;

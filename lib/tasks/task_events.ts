@@ -13,19 +13,20 @@
  *
  * Recording costs a few stores into typed arrays per task (bench/tasks_bench.ts measures it
  * against recording off: `OBJSTORE_TASK_EVENTS=0`). Memory is fixed when the recorder starts:
- * RING_EVENTS events of EVENT_FIELDS doubles (384 KiB) and at most NAMES_MAX function names.
+ * RING_EVENTS events of EVENT_FIELDS doubles (192 KiB) and at most NAMES_MAX function names.
  *
  * A file outlives its process so that `objstore timeline` can read a program that ended; files
- * of dead processes are removed once KEEP_DEAD_MS old, and beyond the newest DEAD_FILES_MAX of a
- * store, by whoever starts recording or reads them.
+ * of ended recorders go after an hour, beyond the last 4 stores and beyond 16 MiB in all, removed
+ * by whoever starts recording or reads them (`pruneTaskEventFiles`). A file is as large as the
+ * events it holds (48 bytes each).
  */
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import { processRuns } from "../processes.ts";
 
 /** Events kept per process (the oldest are overwritten). */
-export const RING_EVENTS = 8192;
+export const RING_EVENTS = 4096;
 /** Doubles per event: kind, task, start µs, end µs, name, argument bytes. */
 const EVENT_FIELDS = 6;
 /** Distinct function names kept per process; later ones are recorded as OTHER_NAME. */
@@ -33,10 +34,12 @@ const NAMES_MAX = 256;
 const OTHER_NAME = "(other functions)";
 /** How often a recorder with news writes its file. */
 const WRITE_EVERY_MS = 1000;
-/** How long files of dead processes are kept (for a timeline of a program that ended). */
-const KEEP_DEAD_MS = 60 * 60 * 1000;
-/** Files of dead processes kept per store, the newest. */
-const DEAD_FILES_MAX = 64;
+/** How long files of ended recorders are kept (for a timeline of a program that ended). */
+const KEEP_ENDED_MS = 60 * 60 * 1000;
+/** The stores whose ended recorders' files are kept: those that ended last. */
+const ENDED_STORES_MAX = 4;
+/** The bytes of ended recorders' files kept in all (in /dev/shm: memory). */
+const ENDED_BYTES_MAX = 16 * 1024 * 1024;
 /** The environment variable that turns recording off ("0"); workers inherit it. */
 export const TASK_EVENTS_ENV = "OBJSTORE_TASK_EVENTS";
 const FORMAT_VERSION = 1;
@@ -100,7 +103,7 @@ export class TaskEventRecorder {
   /** Starts writing the file (now, then once a second while there is news, and at exit). */
   start(unref: (timer: ReturnType<typeof setInterval>) => void): void {
     mkdirSync(taskEventsDirectory(), { recursive: true, mode: 0o700 });
-    pruneTaskEventFiles(this.storeName);
+    pruneTaskEventFiles();
     this.write();
     this.#timer = setInterval(() => this.#dirty && this.write(), WRITE_EVERY_MS);
     unref(this.#timer);
@@ -333,7 +336,7 @@ export function storesWithTaskEvents(): string[] {
 
 /** Every process's task events of `storeName` (files that cannot be read are skipped). */
 export function readTaskEvents(storeName: string, withEvents = true): ProcessTaskEvents[] {
-  pruneTaskEventFiles(storeName);
+  pruneTaskEventFiles();
   const read: ProcessTaskEvents[] = [];
   for (const f of taskEventFiles(storeName)) {
     try {
@@ -360,30 +363,41 @@ function headerBytes(file: string): Uint8Array {
 }
 
 /**
- * Removes the files of dead processes once KEEP_DEAD_MS old (any store's), and beyond the newest
- * DEAD_FILES_MAX of `storeName`; also asides a killed writer left. Returns how many it removed.
+ * Removes the files of ended recorders: a dead process's, or one whose store is gone (its program
+ * shut down, or moved on to another store). They are kept for a timeline of a program that ended,
+ * but only KEEP_ENDED_MS, only for the ENDED_STORES_MAX stores that ended last, and ENDED_BYTES_MAX
+ * in all (the oldest go first). Also removes asides a killed writer left. Returns how many it removed.
  */
-export function pruneTaskEventFiles(storeName: string | undefined): number {
-  let removed = 0;
-  const dead: Array<{ store: string; path: string; mtimeMs: number }> = [];
+export function pruneTaskEventFiles(): number {
+  const ended: Array<{ store: string; path: string; mtimeMs: number; sizeBytes: number }> = [];
   for (const f of taskEventFiles(undefined)) {
-    if (processRuns(f.pid)) continue;
+    if (processRuns(f.pid) && existsSync(`/dev/shm/objstore-${f.store}`)) continue;
     try {
-      dead.push({ store: f.store, path: f.path, mtimeMs: statSync(f.path).mtimeMs });
+      const stat = statSync(f.path);
+      ended.push({ store: f.store, path: f.path, mtimeMs: stat.mtimeMs, sizeBytes: stat.size });
     } catch { /* gone meanwhile */ }
   }
+  ended.sort((a, b) => b.mtimeMs - a.mtimeMs);
   const now = Date.now();
-  const ofStore = dead.filter((f) => f.store === storeName).sort((a, b) => b.mtimeMs - a.mtimeMs);
-  const doomed = new Set([...dead.filter((f) => now - f.mtimeMs > KEEP_DEAD_MS), ...ofStore.slice(DEAD_FILES_MAX)]);
+  const keptStores = new Set<string>();
+  let keptBytes = 0;
+  const doomed: string[] = [];
+  for (const f of ended) {
+    if (!keptStores.has(f.store) && keptStores.size < ENDED_STORES_MAX) keptStores.add(f.store);
+    const keep = now - f.mtimeMs <= KEEP_ENDED_MS && keptStores.has(f.store) && keptBytes + f.sizeBytes <= ENDED_BYTES_MAX;
+    if (keep) keptBytes += f.sizeBytes;
+    else doomed.push(f.path);
+  }
   try {
     for (const name of readdirSync(taskEventsDirectory())) {
       const match = /@\d+\.(\d+)\.tmp$/.exec(name);
-      if (match !== null && !processRuns(Number(match[1]))) doomed.add({ store: "", path: path.join(taskEventsDirectory(), name), mtimeMs: 0 });
+      if (match !== null && !processRuns(Number(match[1]))) doomed.push(path.join(taskEventsDirectory(), name));
     }
   } catch { /* no folder */ }
-  for (const f of doomed) {
+  let removed = 0;
+  for (const file of doomed) {
     try {
-      unlinkSync(f.path);
+      unlinkSync(file);
       removed += 1;
     } catch { /* gone meanwhile */ }
   }
