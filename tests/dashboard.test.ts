@@ -130,6 +130,9 @@ test(`objstore dashboard's API pages objects on the server, refuses bad queries,
     assert.equal(pageThree.body.rows.length, 20);
     const sizes = [...pageOne.body.rows, ...pageThree.body.rows].map((r: { sizeBytes: number }) => r.sizeBytes);
     assert.deepEqual(sizes, [...sizes].sort((a, b) => a - b), "sorted ascending across pages");
+    const byId = await api("api/objects?limit=1000&sort=id&order=asc");
+    const ids = byId.body.rows.map((r: { id: string }) => r.id);
+    assert.deepEqual(ids, [...refs.map((r) => r.id)].sort(), "every object, sorted by id");
     const one = await api(`api/objects?filter=${refs[7].id}`);
     assert.deepEqual(one.body.rows.map((r: { id: string }) => r.id), [refs[7].id]);
     for (const [query, problem] of [["limit=100000", /limit must be a whole number up to 1000/], ["sort=colour", /sort must be one of/], ["order=up", /order must be asc or desc/], ["offset=-1", /offset must be a whole number/]] as const) {

@@ -8,9 +8,12 @@ import { hostname } from "node:os";
 import { storeNames } from "../abandoned.ts";
 import { type Directory, type NodeStatus, redactedUrl } from "../cluster/directory.ts";
 import { listClusterObjects } from "../cluster/listing.ts";
-import type { ListedObject, StoreStats } from "../store/native_store.ts";
+import type { StoreStats } from "../store/native_store.ts";
 import { type ProcessTaskEvents, readTaskEvents } from "../tasks/task_events.ts";
 import { attach, describeProcess, otherPids, processRuns, runtimeOf } from "./local_store.ts";
+import { ColumnarObjects, type ObjectPage, type ObjectQuery, type ObjectRow, type ObjectTable, RowObjects } from "./object_table.ts";
+
+export type { ObjectPage, ObjectQuery, ObjectRow };
 
 /** Samples kept: ten minutes at one a second. */
 export const HISTORY_SAMPLES = 600;
@@ -37,30 +40,6 @@ export interface MemoryNow extends Partial<StoreStats> {
   capacityBytes: number;
   usedBytes: number;
   objectCount: number;
-}
-
-/** One row of the objects table. */
-export interface ObjectRow {
-  id: string;
-  sizeBytes: number;
-  /** memory, spilled or writing; in a cluster, where each copy is (`1:memory 2:spilled`). */
-  state: string;
-  referencingProcesses: number;
-  /** Null in a cluster: nodes list references only. */
-  pinningProcesses: number | null;
-  containedBy: number | null;
-  /** The node holding it: this machine's name, or the number of the node that made it. */
-  node: string;
-}
-
-/** A query of the objects table: sorted and filtered on the server, one page sent. */
-export interface ObjectQuery {
-  offset: number;
-  limit: number;
-  sort: keyof ObjectRow;
-  descending: boolean;
-  /** Rows whose id, state or node contains this text. */
-  filter: string;
 }
 
 /** One process of the store (or of this machine's nodes). */
@@ -96,7 +75,7 @@ export interface DashboardSource {
   readonly history: Sample[];
   /** The last sample's figures and when it was taken; a problem if it could not be taken. */
   memory(): { sampledMs: number; stats: MemoryNow | undefined; problem: string | undefined };
-  objects(query: ObjectQuery): Promise<{ total: number; matched: number; listedMs: number; rows: ObjectRow[] }>;
+  objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }>;
   processes(): ProcessRow[];
   tasks(): TaskCounts;
   nodes(): Promise<unknown[]>;
@@ -126,57 +105,33 @@ export function objectQuery(params: URLSearchParams): ObjectQuery {
   };
 }
 
-/**
- * The rows of `query` from `all`; the sorted and filtered order is kept for the next page of
- * the same query (`cache`), so paging through a million objects sorts once.
- */
-export function queryRows(all: ObjectRow[], query: ObjectQuery, cache: { key: string; rows: ObjectRow[] } | undefined): { rows: ObjectRow[]; cache: { key: string; rows: ObjectRow[] } } {
-  const key = `${query.sort} ${query.descending} ${query.filter}`;
-  let rows = cache?.key === key ? cache.rows : undefined;
-  if (rows === undefined) {
-    rows = query.filter === "" ? all.slice() : all.filter((r) => r.id.includes(query.filter) || r.state.includes(query.filter) || r.node.toLowerCase().includes(query.filter));
-    const sign = query.descending ? -1 : 1;
-    const column = query.sort;
-    rows.sort((a, b) => {
-      const x = a[column] ?? -1;
-      const y = b[column] ?? -1;
-      return sign * (x < y ? -1 : x > y ? 1 : a.id < b.id ? -1 : 1);
-    });
-  }
-  return { rows: rows.slice(query.offset, query.offset + query.limit), cache: { key, rows } };
-}
-
-/** The list of objects, read again only when older than a second (and than twice its cost). */
+/** The table of objects, read again only when older than a second (and than twice its cost). */
 class ObjectListing {
-  #rows: ObjectRow[] = [];
+  #table: ObjectTable = new RowObjects([]);
   #listedMs = 0;
   #costMs = 0;
-  #sorted: { key: string; rows: ObjectRow[] } | undefined;
   #reading: Promise<void> | undefined;
-  readonly #read: () => Promise<ObjectRow[]>;
+  readonly #read: () => Promise<ObjectTable>;
   readonly #freshMs: number;
 
-  constructor(read: () => Promise<ObjectRow[]>, freshMs: number) {
+  constructor(read: () => Promise<ObjectTable>, freshMs: number) {
     this.#read = read;
     this.#freshMs = freshMs;
   }
 
-  async query(query: ObjectQuery): Promise<{ total: number; matched: number; listedMs: number; rows: ObjectRow[] }> {
+  async query(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
     if (Date.now() - this.#listedMs > Math.max(this.#freshMs, 2 * this.#costMs)) {
       this.#reading ??= this.#refresh().finally(() => (this.#reading = undefined));
       await this.#reading;
     }
-    const { rows, cache } = queryRows(this.#rows, query, this.#sorted);
-    this.#sorted = cache;
-    return { total: this.#rows.length, matched: cache.rows.length, listedMs: this.#listedMs, rows };
+    return { ...this.#table.page(query), listedMs: this.#listedMs };
   }
 
   async #refresh(): Promise<void> {
     const started = Date.now();
-    this.#rows = await this.#read();
+    this.#table = await this.#read();
     this.#listedMs = Date.now();
     this.#costMs = this.#listedMs - started;
-    this.#sorted = undefined;
   }
 }
 
@@ -317,20 +272,17 @@ export class LocalSource implements DashboardSource {
     return { sampledMs: this.#sampledMs, stats: this.#stats, problem: this.#problem };
   }
 
-  async #readObjects(): Promise<ObjectRow[]> {
-    if (this.#name === undefined) return [];
-    let listed: ListedObject[];
+  async #readObjects(): Promise<ObjectTable> {
+    if (this.#name === undefined) return new RowObjects([]);
     const store = await attach(this.#name);
     try {
-      listed = store.list();
+      return await ColumnarObjects.read(store, this.#stats?.objectCount ?? 0, hostname());
     } finally {
       store.close();
     }
-    const node = hostname();
-    return listed.map((o) => ({ ...o, node }));
   }
 
-  objects(query: ObjectQuery): Promise<{ total: number; matched: number; listedMs: number; rows: ObjectRow[] }> {
+  objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
     return this.#listing.query(query);
   }
 
@@ -424,9 +376,9 @@ export class ClusterSource implements DashboardSource {
     return { sampledMs: this.#sampledMs, stats, problem: this.#problem };
   }
 
-  async #readObjects(): Promise<ObjectRow[]> {
+  async #readObjects(): Promise<ObjectTable> {
     const memory = await listClusterObjects(this.#directory);
-    return memory.objects.map((o) => ({
+    return new RowObjects(memory.objects.map((o) => ({
       id: o.id,
       sizeBytes: o.sizeBytes,
       state: o.locations.map((l) => `${l.nodeNumber}:${l.where}`).join(" "),
@@ -434,10 +386,10 @@ export class ClusterSource implements DashboardSource {
       pinningProcesses: null,
       containedBy: null,
       node: String(o.madeOn),
-    }));
+    })));
   }
 
-  objects(query: ObjectQuery): Promise<{ total: number; matched: number; listedMs: number; rows: ObjectRow[] }> {
+  objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
     return this.#listing.query(query);
   }
 
