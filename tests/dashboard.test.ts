@@ -36,6 +36,14 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     const fail = os.remote(function fail() {
       throw new Error("on purpose");
     });
+    class Counter {
+      n = 0;
+      add(k: number) {
+        return (this.n += k);
+      }
+    }
+    const counter = os.remote(Counter).remote();
+    assert.equal(await os.get(counter.add.remote(2)), 2);
     const kept: os.ObjectRef[] = [];
     // 24 MiB into a 16 MiB store: the oldest spill.
     for (let i = 0; i < 24; i++) kept.push(os.put(new Uint8Array(1024 * 1024).fill(i)));
@@ -52,7 +60,7 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     await assert.rejects(os.get(fail.remote()), /on purpose/);
     assert.equal((await os.get(kept[0]) as Uint8Array)[0], 0, "the oldest object is restored from its spill file");
     await os.get(more);
-    const tasksRun = 200 + 300 + 1;
+    const tasksRun = 200 + 300 + 1 + 1;
     await waitFor(page, `Number(document.querySelector('[data-task=finished]').dataset.value) === ${tasksRun - 1}`, `${tasksRun - 1} finished tasks on the page`);
     assert.ok(finishedBefore < tasksRun - 1, `the page showed ${finishedBefore} finished first`);
     assert.equal(await taskCount(page, "failed"), 1);
@@ -94,9 +102,10 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     const processes = await page.evaluate<string[][]>("[...document.querySelectorAll('#processes tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent))");
     const mine = processes.find((row) => row[0] === String(process.pid));
     assert.deepEqual(mine?.slice(0, 5), [String(process.pid), "driver", currentRuntime, "alive", String(tasksRun)], JSON.stringify(processes));
-    const workers = processes.filter((row) => row[1] === "worker" && row[3] === "alive");
-    assert.equal(workers.length, 2, JSON.stringify(processes));
-    assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers ran every task");
+    const workers = processes.filter((row) => (row[1] === "worker" || row[1] === "actor") && row[3] === "alive");
+    assert.equal(workers.length, 3, JSON.stringify(processes));
+    assert.equal(workers.filter((row) => row[1] === "actor").length, 1, JSON.stringify(processes));
+    assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers and the actor ran every task");
 
     mkdirSync(outputDir, { recursive: true });
     const shot = path.join(outputDir, `dashboard-${currentRuntime}.png`);

@@ -187,7 +187,7 @@ function processRows(attachedPids: number[], files: ProcessTaskEvents[]): Proces
   return [...rows.values()].sort((a, b) => Number(b.alive) - Number(a.alive) || a.pid - b.pid);
 }
 
-/** Rate a second of `key` between two samples' figures. */
+/** How much a second a counter rose between two samples (0 for the first, and for a fall). */
 function perSecond(now: number, before: number | undefined, elapsedMs: number): number {
   return before === undefined || elapsedMs <= 0 ? 0 : Math.max(0, ((now - before) * 1000) / elapsedMs);
 }
@@ -261,7 +261,9 @@ export class LocalSource implements DashboardSource {
       usedBytes: s.usedBytes,
       pinnedBytes: s.pinnedBytes,
       spilledBytes: s.spilledBytes,
-      spillBytesPerS: last === undefined ? 0 : Math.max(0, perSecond(s.spilledBytes - last.spilledBytes + s.restoredBytes - last.restoredBytes, 0, elapsedMs)),
+      // No counter of bytes ever spilled: what left memory for spill files is the rise in bytes
+      // held only there plus what came back (less what was freed while spilled: a floor).
+      spillBytesPerS: perSecond(s.spilledBytes + s.restoredBytes, last === undefined ? undefined : last.spilledBytes + last.restoredBytes, elapsedMs),
       restoreBytesPerS,
       tasksPerS: perSecond(finished, last?.finished, elapsedMs),
     });
