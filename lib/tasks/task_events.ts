@@ -105,7 +105,7 @@ export class TaskEventRecorder {
     mkdirSync(taskEventsDirectory(), { recursive: true, mode: 0o700 });
     pruneTaskEventFiles();
     this.write();
-    this.#timer = setInterval(() => this.#dirty && this.write(), WRITE_EVERY_MS);
+    this.#timer = setInterval(() => this.writeIfNew(), WRITE_EVERY_MS);
     unref(this.#timer);
   }
 
@@ -220,10 +220,15 @@ export class TaskEventRecorder {
     } catch { /* /dev/shm full or the folder removed: the dashboard shows less, tasks go on */ }
   }
 
+  /** Writes the file if something happened since it was last written (at exit, say). */
+  writeIfNew(): void {
+    if (this.#dirty) this.write();
+  }
+
   /** Stops writing (the file stays, for the timeline). */
   stop(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.write();
+    this.writeIfNew();
   }
 }
 
@@ -241,7 +246,7 @@ export function taskEvents(storeName: string, role: ProcessRole, runtime: string
   if (process.env[TASK_EVENTS_ENV] === "0") return undefined;
   if (recorder === undefined || recorder.storeName !== storeName) {
     // A process that used another store before (a program that shut down and started again).
-    if (recorder === undefined) process.on("exit", () => recorder?.write());
+    if (recorder === undefined) process.on("exit", () => recorder?.writeIfNew());
     recorder?.stop();
     recorder = new TaskEventRecorder(storeName, role, runtime);
     recorder.start(unref);
