@@ -37,17 +37,24 @@ export async function openPage(url: string, size = { width: 1280, height: 1400 }
   const child = spawn(chromiumPath(), [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--remote-debugging-port=0", `--user-data-dir=${profile}`, `--window-size=${size.width},${size.height}`, url,
-  ], { stdio: ["ignore", "ignore", "pipe"] });
+  ], { stdio: ["ignore", "ignore", "pipe"], detached: true }); // a group of its own: its helper processes go with it
   let stderr = "";
-  let exited = false;
-  const gone = new Promise<void>((resolve) => child.once("exit", () => {
-    exited = true;
-    resolve();
-  }));
+  const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const close = async () => {
-    if (!exited) child.kill("SIGKILL");
+    try {
+      process.kill(-child.pid!, "SIGKILL"); // the browser and its renderer, GPU and zygote processes
+    } catch { /* gone already */ }
     await gone;
-    rmSync(profile, { recursive: true, force: true });
+    // A helper may still be writing into the profile as it dies: try again for a while.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        rmSync(profile, { recursive: true, force: true });
+        return;
+      } catch (error) {
+        if (attempt === 50) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   };
   try {
     const browserUrl = await new Promise<string>((resolve, reject) => {

@@ -113,9 +113,11 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.ok(statSync(shot).size > 20_000, "a screenshot of the page");
     kept.length = 0;
   } finally {
-    await page?.close();
-    if (dashboard !== undefined) await stop(dashboard);
-    await os.shutdown();
+    // Each step whatever the others do: a store left initialized would fail every later test.
+    const steps = [() => page?.close(), () => dashboard && stop(dashboard), () => os.shutdown()];
+    const problems: unknown[] = [];
+    for (const step of steps) await Promise.resolve().then(step).catch((error) => problems.push(error));
+    if (problems.length > 0) throw problems[0];
   }
 }, { timeoutMs: 60_000 });
 
