@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import process from "node:process";
 
 /** The files of uPlot the page loads, by the path the dashboard serves them at. */
 export interface ChartFiles {
@@ -14,16 +15,28 @@ export interface ChartFiles {
 
 let files: ChartFiles | undefined;
 
+/**
+ * uPlot's package.json: beside this module (npm, Bun, a clone), else in the working folder's
+ * node_modules (Deno running the package from JSR, whose modules are not files).
+ */
+function resolveUplot(): string {
+  const from = [import.meta.url, path.join(process.cwd(), "package.json")];
+  const problems: string[] = [];
+  for (const base of from) {
+    try {
+      return createRequire(base).resolve("uplot/package.json");
+    } catch (error) {
+      problems.push((error as Error).message.split("\n")[0]);
+    }
+  }
+  throw new Error("the dashboard needs the package uplot (a dependency of @objstore/core), which is not installed here: " +
+    `install it next to @objstore/core or in this folder (npm install uplot@1.6.32) (${problems.join("; ")})`);
+}
+
 /** Reads uPlot's browser build from node_modules, resolved from this module (once). */
 export function chartFiles(): ChartFiles {
   if (files !== undefined) return files;
-  let directory: string;
-  try {
-    directory = path.join(path.dirname(createRequire(import.meta.url).resolve("uplot/package.json")), "dist");
-  } catch (error) {
-    throw new Error(`the dashboard needs the package uplot (a dependency of @objstore/core), which is not installed: ` +
-      `install it next to @objstore/core (npm install uplot@1.6.32) (${(error as Error).message})`);
-  }
+  const directory = path.join(path.dirname(resolveUplot()), "dist");
   files = {
     "/uplot.min.js": readFileSync(path.join(directory, "uPlot.iife.min.js"), "utf8"),
     "/uplot.min.css": readFileSync(path.join(directory, "uPlot.min.css"), "utf8"),
