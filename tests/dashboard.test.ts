@@ -6,10 +6,11 @@
  * and token, without a browser.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
 import * as os from "../mod.ts";
+import { readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
 import { openPage } from "./chromium.ts";
 import { cli, startDashboard } from "./dashboard_helpers.ts";
 import { test } from "./harness.ts";
@@ -114,7 +115,7 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     kept.length = 0;
   } finally {
     // Each step whatever the others do: a store left initialized would fail every later test.
-    const steps = [() => page?.close(), () => dashboard && stop(dashboard), () => os.shutdown()];
+    const steps = [() => page?.close(), () => dashboard && stop(dashboard), () => os.shutdown(), () => removeTaskEvents(storeName)];
     const problems: unknown[] = [];
     for (const step of steps) await Promise.resolve().then(step).catch((error) => problems.push(error));
     if (problems.length > 0) throw problems[0];
@@ -174,6 +175,11 @@ test(`objstore dashboard's API pages objects on the server, refuses bad queries,
     await os.shutdown();
   }
 }, { timeoutMs: 60_000 });
+
+/** Removes the task event files of `storeName`'s processes (kept after them for timelines). */
+function removeTaskEvents(storeName: string): void {
+  for (const p of readTaskEvents(storeName, false)) rmSync(path.join(taskEventsDirectory(), `${storeName}@${p.pid}`), { force: true });
+}
 
 /** Polls `expression` in the page until it is true (up to 15 s). */
 async function waitFor(page: { evaluate<T>(e: string): Promise<T> }, expression: string, what: string): Promise<void> {
