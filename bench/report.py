@@ -242,7 +242,12 @@ def tables(report):
         pool_notes = sorted({f"{pool}: {why}" for p in pools for pool in ["piscina", "tinypool"]
                              for why in list((p.get(pool, {}).get("skipped") or {}).values()) + ([p[pool]["error"].splitlines()[0]] if "error" in p.get(pool, {}) else [])})
         version = next((r.get("runtime_version") for r in store + tasks if r.get("runtime_version")), None)
-        out[runtime] = {"version": version, "rows": rows, "floors": floors, "errors": errors, "pool_notes": pool_notes,
+        events = [r.get("overheads", {}).get("task_events") for r in tasks]
+        events = [e for e in events if e]
+        task_events = {"ratio": stat([e["ratio"] for e in events]), "on": stat([e["on"]["mean"] for e in events]),
+                       "off": stat([e["off"]["mean"] for e in events]), "pairs": sum(e["pairs"] for e in events),
+                       "ns": stat([e.get("record_ns_per_task") for e in events]), "share": stat([e.get("share_of_task") for e in events])} if events else None
+        out[runtime] = {"version": version, "rows": rows, "floors": floors, "errors": errors, "pool_notes": pool_notes, "task_events": task_events,
                         "pool_versions": {pool: next((p[pool].get("version") for p in pools if pool in p), None) for pool in ["piscina", "tinypool"]},
                         "runs": len(tasks) or len(store)}
     return out
@@ -459,7 +464,7 @@ def markdown(report):
     add("")
 
     for runtime, t in report["tables"].items():
-        if not t["rows"] and not t["errors"]:
+        if not t["rows"] and not t["errors"] and not t.get("task_events"):
             continue
         pv = t["pool_versions"]
         add(f"## {runtime} {t['version'] or ''}")
@@ -479,6 +484,12 @@ def markdown(report):
             if t["floors"].get(key):
                 add(f"| {label} | {cell(t['floors'][key])} | | | | | | |")
         add("")
+        te = t.get("task_events")
+        if te and te["ratio"]:
+            add(f"Task events recording (dashboard, timeline): tasks async with it on {cell(te['on'])}/s, off {cell(te['off'])}/s; "
+                f"on/off = {te['ratio']['median']:.3f} (median of runs; {te['pairs']} alternating on/off pairs, each a fresh session; 1 = free)"
+                + (f"; recording's own CPU per task {te['ns']['median']:.0f} ns = {100 * te['share']['median']:.2f}% of a task at the rate with it off." if te.get("share") else "."))
+            add("")
         for note in t["pool_notes"]:
             add(f"- {note}")
         for e in t["errors"]:

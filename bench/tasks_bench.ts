@@ -75,6 +75,7 @@ import {
   runtime,
   runtimeVersion,
   args,
+  summarize,
   timeit as harnessTimeit,
 } from "./lib/harness.ts";
 
@@ -460,6 +461,15 @@ async function main(): Promise<void> {
     await echo.close();
   }
 
+  const overheads: Record<string, unknown> = {};
+  if (wanted("task_events_overhead")) {
+    try {
+      overheads.task_events = await taskEventsOverhead(os, BATCH);
+    } catch (error) {
+      errors.task_events_overhead = String((error as Error)?.stack ?? error).split("\n").slice(0, 3).join("\n");
+    }
+  }
+
   emit({
     runtime,
     runtime_version: runtimeVersion,
@@ -473,6 +483,75 @@ async function main(): Promise<void> {
     seconds: (performance.now() - t0) / 1000,
     results,
     floors,
+    overheads,
     errors,
   });
+}
+
+/**
+ * What recording task events (lib/tasks/task_events.ts, for the dashboard and the timeline)
+ * costs: `single_client_tasks_async` with recording on and off (OBJSTORE_TASK_EVENTS=0, which
+ * the workers inherit), each in a fresh session, in alternating pairs so that drift in the
+ * machine's load falls on both. Reports each side's rate and the ratio on/off (1 = free).
+ */
+async function taskEventsOverhead(os: typeof import("../mod.ts"), batch: number): Promise<{ on: Rate; off: Rate; ratio: number; pairs: number; round_s: number; record_ns_per_task: number; share_of_task: number }> {
+  const pairs = quick ? 2 : 6;
+  const roundMs = quick ? 500 : 3000;
+  const rates: { on: number[]; off: number[] } = { on: [], off: [] };
+  const previous = process.env.OBJSTORE_TASK_EVENTS;
+  try {
+    for (let pair = 0; pair < pairs; pair++) {
+      for (const mode of pair % 2 === 0 ? ["off", "on"] as const : ["on", "off"] as const) {
+        if (mode === "off") process.env.OBJSTORE_TASK_EVENTS = "0";
+        else delete process.env.OBJSTORE_TASK_EVENTS;
+        await os.init({ objectStoreMemory: 256 * MiB, numWorkers: 2 });
+        try {
+          const smallValue = os.remote(function small_value() {
+            return "ok";
+          });
+          const round = async () => {
+            const refs = Array.from({ length: batch }, () => smallValue.remote());
+            await os.get(refs);
+            os.free(refs);
+          };
+          for (let i = 0; i < 3; i++) await round(); // workers started and warm
+          let tasks = 0;
+          const start = performance.now();
+          while (performance.now() - start < roundMs) {
+            await round();
+            tasks += batch;
+          }
+          rates[mode].push(tasks / ((performance.now() - start) / 1000));
+          process.stderr.write(`task events ${mode}: ${Math.round(rates[mode].at(-1)!)} tasks/s\n`);
+        } finally {
+          await os.shutdown();
+        }
+      }
+    }
+  } finally {
+    if (previous === undefined) delete process.env.OBJSTORE_TASK_EVENTS;
+    else process.env.OBJSTORE_TASK_EVENTS = previous;
+  }
+  const on = summarize(rates.on);
+  const off = summarize(rates.off);
+  // On a loaded machine the throughput pair is noisy; what recording costs each task, in CPU, is
+  // not: the driver's submit and end and the worker's run, timed in a loop (no file: the file is
+  // written once a second), as a share of a task's time at the rate measured with recording off.
+  const { TaskEventRecorder } = await import("../lib/tasks/task_events.ts");
+  const recorder = new TaskEventRecorder("bench-unwritten", "driver", runtime);
+  const calls = quick ? 200_000 : 2_000_000;
+  const best = [];
+  // CPU time, not wall time: on a loaded machine the loop waits for a CPU too.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const start = process.cpuUsage();
+    for (let task = 0; task < calls; task++) {
+      recorder.submitted(task, "small_value", 2); // the driver, at submit
+      recorder.ran(task, "small_value", 1000 + task, 1001 + task, false); // the worker: its run's times are taken anyway
+      recorder.ended(false); // the driver, at the result
+    }
+    const used = process.cpuUsage(start);
+    best.push(((used.user + used.system) * 1000) / calls);
+  }
+  const recordNs = Math.min(...best);
+  return { on, off, ratio: on.mean / off.mean, pairs, round_s: roundMs / 1000, record_ns_per_task: recordNs, share_of_task: (recordNs * off.mean) / 1e9 };
 }

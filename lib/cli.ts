@@ -2,7 +2,7 @@
  * The `objstore` command: `memory` (the objects of a store, like `ray memory`), `status`
  * (the stores on this machine) and `destroy` (remove a store whose processes all died).
  */
-import { readdirSync, readFileSync, unlinkSync } from "node:fs";
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
@@ -13,6 +13,11 @@ import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 import { ClusterNode, stopLocalNodes } from "./node.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
 import { listClusterObjects } from "./cluster/listing.ts";
+import { attach, describeProcess, otherPids, type StoreProcess } from "./cli/local_store.ts";
+import { Dashboard } from "./cli/dashboard.ts";
+import { ClusterSource, type DashboardSource, LocalSource } from "./cli/dashboard_data.ts";
+import { chromeTrace, traceProblems } from "./cli/timeline.ts";
+import { readTaskEvents, storesWithTaskEvents } from "./tasks/task_events.ts";
 
 const usage = `usage: objstore <command> [options]
 
@@ -30,6 +35,13 @@ commands:
                                    (redis://[:PASSWORD@]HOST:PORT); it runs until stopped. The
                                    token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret
   stop [--store NAME]              stop the nodes of this machine (or the one of store NAME)
+  dashboard [--store NAME | --address URL] [--port N] [--host ADDRESS] [--token T]
+                                   serve a live web page of a store (or a cluster): memory,
+                                   spilling, objects, processes, tasks; on 127.0.0.1:8265 unless
+                                   told; another address needs --token (or OBJSTORE_DASHBOARD_TOKEN)
+  timeline [--store NAME] [-o FILE]
+                                   write the store's recent tasks as a Chrome trace (open it in
+                                   https://ui.perfetto.dev or chrome://tracing); FILE - is stdout
 
 A store is named by init({ storeName }); without --store, memory shows the only store there is.
 Exit status: 0 done, 1 the command failed (no such store, still in use), 2 a wrong command line.`;
@@ -39,7 +51,7 @@ class UsageError extends Error {}
 
 /** The parsed command line: a command and the options and operands it takes. */
 interface Invocation {
-  command: "memory" | "status" | "destroy" | "start" | "stop" | "help";
+  command: "memory" | "status" | "destroy" | "start" | "stop" | "dashboard" | "timeline" | "help";
   store?: string;
   json: boolean;
   /** The values of the other options, by name (`--port` → `port`). */
@@ -55,6 +67,8 @@ const COMMANDS = {
   destroy: { options: [] as string[], operand: true },
   start: { options: NODE_OPTIONS, operand: false },
   stop: { options: ["--store"], operand: false },
+  dashboard: { options: ["--store", "--address", "--port", "--host", "--token"], operand: false },
+  timeline: { options: ["--store", "-o", "--output"], operand: false },
 } as const;
 
 /**
@@ -97,6 +111,11 @@ async function run(invocation: Invocation, args: string[], print: (line: string)
       return await startNode(invocation, print);
     case "stop":
       return await stopNodes(invocation.store, print);
+    case "dashboard":
+      if (invocation.values.address !== undefined && invocation.store !== undefined) throw new UsageError("dashboard takes --store or --address, not both");
+      return await runDashboard(invocation, print);
+    case "timeline":
+      return timeline(invocation.store, invocation.values.output, print, printError);
   }
 }
 
@@ -120,7 +139,9 @@ function parse(args: string[]): Invocation {
       else {
         const value = rest[i + 1]?.startsWith("--") ? undefined : rest[++i];
         if (value === undefined) throw new UsageError(`${arg} needs a value`);
-        invocation.values[arg.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = value;
+        const name = arg === "-o" ? "output" : arg.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+        if (invocation.values[name] !== undefined) throw new UsageError(`${arg} is given twice`);
+        invocation.values[name] = value;
       }
     } else if (spec.operand && invocation.store === undefined) {
       invocation.store = storeName(arg, "");
@@ -172,14 +193,6 @@ function processesMapping(path: string): number[] {
   return pids;
 }
 
-/** Attaches to store `name`, first reclaiming what dead processes held: a dead process is
- * never shown, nor counted as holding an object. */
-async function attach(name: string): Promise<NativeStore> {
-  const store = NativeStore.open(await loadLibrary(), name, { create: false, exclusive: false, capacityBytes: 0, prefault: false });
-  store.maintain();
-  return store;
-}
-
 async function memory(
   name: string | undefined,
   json: boolean,
@@ -201,7 +214,7 @@ async function memory(
   try {
     stats = store.stats();
     objects = store.list();
-    processes = new Set(store.attachedPids().filter((pid) => pid !== process.pid)).size;
+    processes = otherPids(store).length;
   } finally {
     store.close();
   }
@@ -228,7 +241,7 @@ async function memory(
 
 interface StoreStatus extends StoreStats {
   store: string;
-  processes: Array<{ pid: number; role: "driver" | "worker"; command: string }>;
+  processes: StoreProcess[];
 }
 
 async function status(json: boolean, print: (line: string) => void): Promise<number> {
@@ -240,7 +253,7 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
       const store = await attach(name);
       try {
         const stats = store.stats();
-        const processes = [...new Set(store.attachedPids())].filter((pid) => pid !== process.pid).map(describeProcess);
+        const processes = otherPids(store).map(describeProcess);
         rows.push({ store: name, ...stats, attachedProcesses: processes.length, processes });
       } finally {
         store.close();
@@ -265,14 +278,6 @@ async function status(json: boolean, print: (line: string) => void): Promise<num
   for (const name of removed) print(`removed store ${name}: its processes all died without leaving it`);
   for (const u of unreadable) print(`${u.store}: ${u.error}`);
   return 0;
-}
-
-function describeProcess(pid: number): { pid: number; role: "driver" | "worker"; command: string } {
-  let command = "";
-  try {
-    command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
-  } catch { /* exited meanwhile */ }
-  return { pid, role: command.includes("worker_main") ? "worker" : "driver", command: command.slice(0, 100) };
 }
 
 function sum(objects: ListedObject[]): number {
@@ -412,4 +417,67 @@ async function clusterMemory(address: string, json: boolean, print: (line: strin
   } finally {
     await directory.close();
   }
+}
+
+/** `objstore dashboard`: serves the page until SIGINT or SIGTERM. */
+async function runDashboard(invocation: Invocation, print: (line: string) => void): Promise<number> {
+  const values = invocation.values;
+  const host = values.host ?? "127.0.0.1";
+  const token = values.token ?? process.env.OBJSTORE_DASHBOARD_TOKEN;
+  const port = wholeNumber(values.port, "--port", 65535) ?? 8265;
+  if (values.token === "") throw new UsageError("--token must not be empty");
+  let source: DashboardSource;
+  if (values.address !== undefined) {
+    source = new ClusterSource(await Directory.connect(values.address), values.address);
+  } else {
+    if (invocation.store === undefined && storeNames().length > 1) {
+      throw new UsageError(`several stores, pick one with --store: ${storeNames().join(", ")}`);
+    }
+    source = new LocalSource(invocation.store);
+  }
+  let dashboard: Dashboard;
+  try {
+    dashboard = await Dashboard.start({ source, host, port, token: token === "" ? undefined : token });
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+  let signaled!: () => void;
+  const leaving = new Promise<void>((resolve) => (signaled = resolve));
+  process.once("SIGINT", () => signaled());
+  process.once("SIGTERM", () => signaled());
+  print(`dashboard of ${source.title} on ${dashboard.url}`);
+  await leaving;
+  await dashboard.close();
+  return 0;
+}
+
+/** `objstore timeline`: the store's recent tasks as a Chrome trace, into a file or stdout. */
+function timeline(name: string | undefined, output: string | undefined, print: (line: string) => void, printError: (line: string) => void): number {
+  if (name === undefined) {
+    const names = storesWithTaskEvents();
+    if (names.length !== 1) {
+      printError(`objstore: ${names.length === 0 ? "no store on this machine has recorded tasks" : `several stores recorded tasks, pick one with --store: ${names.join(", ")}`}`);
+      return names.length === 0 ? 1 : 2;
+    }
+    name = names[0];
+  }
+  const processes = readTaskEvents(name);
+  if (processes.length === 0) {
+    printError(`objstore: store ${name} has recorded no tasks (recording is off with OBJSTORE_TASK_EVENTS=0)`);
+    return 1;
+  }
+  const trace = chromeTrace(name, processes);
+  const problems = traceProblems(trace);
+  if (problems.length > 0) throw new Error(`the trace is not valid (a bug): ${problems.slice(0, 3).join("; ")}`);
+  const text = JSON.stringify(trace);
+  if (output === "-") {
+    print(text);
+    return 0;
+  }
+  const file = output ?? `timeline-${name}.json`;
+  writeFileSync(file, text);
+  print(`wrote ${trace.otherData.tasks} task runs of ${processes.length} processes (store ${name}) to ${file}: ` +
+    "open it in https://ui.perfetto.dev or chrome://tracing");
+  return 0;
 }

@@ -57,10 +57,37 @@ check_cli() {
   local id="${ready#ready }"
   "$@" status | grep -q "$name" || { echo "test_package: '$* status' does not list $name" >&2; exit 1; }
   "$@" memory --store "$name" | grep -q "${id:0:16}" || { echo "test_package: '$* memory' does not list $id" >&2; exit 1; }
+  check_dashboard "$name" "$@"
   exec {HOLDER[1]}>&-
   wait "$holder_pid"
   holder_pid=""
-  echo "ok: $* status / memory --store $name"
+  echo "ok: $* status / memory --store $name / dashboard"
+}
+
+# `dashboard` of the installed package serves its page, uPlot from the installed dependency, and
+# the store's figures. Started in a session of its own, so that npx's and bunx's children go too.
+check_dashboard() {
+  local name="$1"
+  shift
+  local log="$work/dashboard-$name.log"
+  setsid "$@" dashboard --store "$name" --port 0 > "$log" 2>&1 &
+  local pid=$! waited=0
+  until grep -q " on http" "$log"; do
+    sleep 0.2
+    waited=$((waited + 1))
+    [ "$waited" -lt 150 ] || { cat "$log" >&2; kill -- -"$pid" 2>/dev/null; echo "test_package: '$* dashboard' did not start" >&2; exit 1; }
+  done
+  local url
+  url="$(sed -n 's/.* on \(http[^ ]*\)$/\1/p' "$log")"
+  local page uplot memory
+  page="$(curl -fsS "$url")"
+  uplot="$(curl -fsS "${url}uplot.min.js")"
+  memory="$(curl -fsS "${url}api/memory")"
+  kill -- -"$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  grep -q 'src="uplot.min.js"' <<<"$page" || { echo "test_package: '$* dashboard' serves no page" >&2; exit 1; }
+  grep -q 'uPlot' <<<"$uplot" || { echo "test_package: '$* dashboard' serves no uPlot" >&2; exit 1; }
+  grep -q "\"store $name\"" <<<"$memory" || { echo "test_package: '$* dashboard' /api/memory: $memory" >&2; exit 1; }
 }
 
 # Two nodes started with the project's CLI (`$@`, e.g. npx objstore); `put` by one runtime on the

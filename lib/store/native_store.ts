@@ -61,6 +61,13 @@ export interface StoreStats {
   attachedProcesses: number;
 }
 
+/**
+ * Bytes of one record of `objstore_list`: the id (ID_BYTES), then u32s at 28 state (1 writing,
+ * 2 in memory, 3 spilled), 32 processes referencing, 36 pinning, 40 objects containing it, and
+ * an f64 at 48, the size.
+ */
+export const LIST_RECORD_BYTES = 64;
+
 export interface ListedObject {
   id: string;
   state: "writing" | "memory" | "spilled";
@@ -288,9 +295,20 @@ export class NativeStore implements PagePlacement {
     return Array.from(out.subarray(0, count));
   }
 
+  /**
+   * The raw records (LIST_RECORD_BYTES each, see `objstore_list` in objstore.h) of up to
+   * `out.length / LIST_RECORD_BYTES` objects from slot `cursor` on: how many it wrote, and the
+   * cursor to go on from (0: the listing is complete). For listings too large to make an object
+   * of each (the dashboard's).
+   */
+  listRecords(cursor: number, out: Uint8Array): { count: number; next: number } {
+    const count = this.#symbols.objstore_list(this.#handle, cursor, out, Math.floor(out.length / LIST_RECORD_BYTES));
+    return { count, next: this.#result[2] };
+  }
+
   /** Every object of the store, as `objstore memory` shows them. */
   list(): ListedObject[] {
-    const recordBytes = 64;
+    const recordBytes = LIST_RECORD_BYTES;
     const capacity = 1024;
     const buffer = new Uint8Array(recordBytes * capacity);
     const view = new DataView(buffer.buffer);

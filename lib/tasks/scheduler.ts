@@ -27,6 +27,7 @@ import { SPIN_MICROS } from "../spin_backoff.ts";
 import { ClusterDispatch } from "./cluster_dispatch.ts";
 import { type PlacementGroup, removeAllPlacementGroups } from "./placement_group.ts";
 import type { Placing } from "../cluster/placement.ts";
+import { type TaskEventRecorder, taskEvents } from "./task_events.ts";
 
 /**
  * Tasks sent to one worker before it reports any done. Quick tasks (their function ran under
@@ -69,10 +70,14 @@ export class Scheduler implements Submitter {
   #busy = false;
   /** An idle scheduler lets go of its workers at the next turn of the event loop, if still idle. */
   #idleCheckQueued = false;
+  /** This process's task events, for the dashboard and the timeline (undefined: turned off). */
+  readonly #events: TaskEventRecorder | undefined;
 
   constructor(session: Session, numWorkers: number) {
     this.#session = session;
     this.#numWorkers = numWorkers;
+    this.#events = taskEvents(session.store.name, "driver", session.library.shim.runtime, (timer) => session.library.shim.unrefTimer(timer));
+    this.#events?.setGauges(() => this.#gauges());
     this.#cluster = new ClusterDispatch({
       session,
       numWorkers,
@@ -319,6 +324,7 @@ export class Scheduler implements Submitter {
     const timer = setTimeout(() => workers.forEach((w) => w.kill()), WORKER_EXIT_WAIT_MS);
     await Promise.all(exits);
     clearTimeout(timer);
+    this.#events?.write();
   }
 
   /** Ends every worker and waits (briefly) until they are dead: this exiting process then
@@ -346,8 +352,25 @@ export class Scheduler implements Submitter {
 
   #register(task: Task): Task {
     this.#tasks.set(task.id, task);
+    this.#events?.submitted(task.id, task.name, this.#argBytes(task));
     if (this.#producers !== undefined) for (const hex of task.returnHex) this.#producers.set(hex, task);
     return task;
+  }
+
+  /** The encoded size of a task's arguments, for its events: stored, or inline (estimated). */
+  #argBytes(task: Task): number {
+    const wire = task.args.wire;
+    if (typeof wire === "string") return this.#session.store.sizeOf(task.args.ref?.bytes ?? fromHex(wire, ID_BYTES)!);
+    let bytes = 2;
+    for (const a of wire) bytes += typeof a === "string" ? a.length + 3 : 8;
+    return bytes;
+  }
+
+  /** How many tasks wait and run now, for the task events file (written once a second). */
+  #gauges(): { pending: number; running: number } {
+    let running = 0;
+    for (const worker of this.#allWorkers()) running += worker.inFlight.size;
+    return { pending: Math.max(0, this.#tasks.size - running), running };
   }
 
   #producersByHex(): Map<string, Task> {
@@ -575,6 +598,7 @@ export class Scheduler implements Submitter {
 
   /** The returns are sealed: the refs the program still has take their references. */
   #complete(task: Task): void {
+    this.#events?.ended(false);
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, false);
     acquireFinished(task.returnRefs);
@@ -583,6 +607,7 @@ export class Scheduler implements Submitter {
 
   /** Stores `failure` as every return of the task, which ends it. */
   #fail(task: Task, kind: FailureKind, error: { name: string; message: string; stack: string }): void {
+    this.#events?.ended(true);
     this.#cluster.forgetIfOut(task);
     storeFailure(this.#session, task, new TaskFailure(kind, error, task.name));
     this.#forget(task);
@@ -606,7 +631,10 @@ export class Scheduler implements Submitter {
       if (task.cancelled) this.#fail(task, "cancel", { name: "TaskCancelledError", message: "cancelled", stack: "" });
       else if (actor !== undefined) this.#fail(task, actor.dead?.kind ?? "crash", actor.dead?.error ?? crash);
       else if (this.#closing) this.#fail(task, "crash", crash);
-      else if (this.#cancelledNeighbour(lost) || task.retriesLeft-- > 0) this.#ready.push(task);
+      else if (this.#cancelledNeighbour(lost) || task.retriesLeft-- > 0) {
+        this.#events?.retrying();
+        this.#ready.push(task);
+      }
       else this.#fail(task, "crash", { ...crash, message: `the worker running it died, and so did its retries` });
     }
     if (actor !== undefined) {

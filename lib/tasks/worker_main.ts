@@ -22,6 +22,7 @@ import "./remote.ts"; // actor handles passed to tasks decode into working handl
 import { Channel } from "./channel.ts";
 import { waitUntilDead } from "./worker_process.ts";
 import { pinnedForViewsBytes, releaseUnreachablePins } from "../pins.ts";
+import { taskEvents } from "./task_events.ts";
 import { encodeMessage, type FromWorker, type FunctionSpec, messageReader, type RemoteErrorInfo, type ToWorker, type WireArguments } from "./protocol.ts";
 
 // Task output goes to stderr: the driver's stdout is for the program's own output.
@@ -40,6 +41,8 @@ const STDOUT_FD = 1;
 const channel = Channel.open(session.library, process.env.OBJSTORE_CHANNEL, () => session.library.symbols.objstore_doorbell_ring(STDOUT_FD));
 const forwarder = new Forwarder(session, send);
 session.setTasks(forwarder);
+/** The tasks this worker runs, for the dashboard and the timeline (lib/tasks/task_events.ts). */
+const events = taskEvents(storeName, "worker", session.library.shim.runtime, (timer) => session.library.shim.unrefTimer(timer));
 
 type Callable = (...args: unknown[]) => unknown;
 
@@ -210,7 +213,9 @@ async function run(message: Extract<ToWorker, { t: "run" }>): Promise<void> {
   }
   storeReturns(message.task, message.returns, value, failure, taskName);
   releaseCollectedArguments();
-  lastRunMicros = Math.round((performance.now() - startMs) * 1000);
+  const endMs = performance.now();
+  lastRunMicros = Math.round((endMs - startMs) * 1000);
+  events?.ran(message.task, taskName, startMs, endMs, failure !== undefined);
   reportDone(message.task, lastRunMicros, failure?.error.name === "ObjectLostError");
 }
 
@@ -238,6 +243,7 @@ function methodOf(name: string): Callable {
 async function becomeActor(message: Extract<ToWorker, { t: "actor" }>): Promise<void> {
   const cls = functions.get(message.fn)!;
   actorConcurrency = message.maxConcurrency ?? 1;
+  events?.setRole("actor");
   try {
     const args = await resolveArguments(message.args);
     const Class = (await cls.value) as new (...a: unknown[]) => Record<string, unknown>;

@@ -1,0 +1,223 @@
+/**
+ * `objstore dashboard` in a real browser: Debian's Chromium, headless, driven over the DevTools
+ * Protocol (tests/chromium.ts), loads the page of a store this test fills, spills and runs tasks
+ * on; the page's figures must be `memoryStats()`'s, its charts drawn, its tables right. A
+ * screenshot goes to tests/output/ (ignored by git; CI keeps it). Also: the JSON API's checks
+ * and token, without a browser.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, rmSync, statSync } from "node:fs";
+import path from "node:path";
+import process from "node:process";
+import * as os from "../mod.ts";
+import { readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
+import { openPage } from "./chromium.ts";
+import { cli, startDashboard } from "./dashboard_helpers.ts";
+import { test } from "./harness.ts";
+import { type Child, currentRuntime, root, start, uniqueStoreName } from "./helpers.ts";
+
+const outputDir = path.join(root, "tests", "output");
+
+async function stop(child: Child): Promise<void> {
+  child.kill();
+  await child.exited;
+}
+
+const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes"] as const;
+
+test(`objstore dashboard in headless Chromium shows memoryStats(), objects, processes and tasks, and draws its charts (${currentRuntime})`, async () => {
+  const storeName = uniqueStoreName(`dash-${currentRuntime}`);
+  await os.init({ storeName, objectStoreMemory: 16 * 1024 * 1024, numWorkers: 2, prefault: false });
+  let dashboard: Child | undefined;
+  let page: Awaited<ReturnType<typeof openPage>> | undefined;
+  try {
+    const square = os.remote(function square(x: number) {
+      return x * x;
+    });
+    const fail = os.remote(function fail() {
+      throw new Error("on purpose");
+    });
+    class Counter {
+      n = 0;
+      add(k: number) {
+        return (this.n += k);
+      }
+    }
+    const counter = os.remote(Counter).remote();
+    assert.equal(await os.get(counter.add.remote(2)), 2);
+    const kept: os.ObjectRef[] = [];
+    // 24 MiB into a 16 MiB store: the oldest spill.
+    for (let i = 0; i < 24; i++) kept.push(os.put(new Uint8Array(1024 * 1024).fill(i)));
+    const first = await os.get(Array.from({ length: 200 }, (_, i) => i).map((i) => square.remote(i)));
+    assert.equal(first[199], 199 * 199);
+    const started = await startDashboard(["--store", storeName]);
+    dashboard = started.child;
+    page = await openPage(started.url);
+    await waitFor(page, "document.body.dataset.refreshed !== undefined", "the page's first refresh");
+
+    // While the page watches: more tasks, one failing, a restore; the page's counts move.
+    const finishedBefore = await taskCount(page, "finished");
+    const more = Array.from({ length: 300 }, (_, i) => i).map((i) => square.remote(i));
+    await assert.rejects(os.get(fail.remote()), /on purpose/);
+    assert.equal((await os.get(kept[0]) as Uint8Array)[0], 0, "the oldest object is restored from its spill file");
+    await os.get(more);
+    const tasksRun = 200 + 300 + 1 + 1;
+    await waitFor(page, `Number(document.querySelector('[data-task=finished]').dataset.value) === ${tasksRun - 1}`, `${tasksRun - 1} finished tasks on the page`);
+    assert.ok(finishedBefore < tasksRun - 1, `the page showed ${finishedBefore} finished first`);
+    assert.equal(await taskCount(page, "failed"), 1);
+    assert.equal(await taskCount(page, "pending") + await taskCount(page, "running"), 0);
+
+    // The figures: the page's must be memoryStats()'s, read when the store holds still.
+    const stats = await quiescentStats(page);
+    assert.ok(stats.spilledObjects > 0 && stats.restoredBytes > 0, `the store spilled and restored: ${JSON.stringify(stats)}`);
+
+    // The charts: three canvases of real size, with the series drawn in their colours.
+    const charts = await page.evaluate<Array<{ id: string; width: number; height: number; points: number; stroke: number }>>(`
+      [["chart-memory", memoryChart, [31, 119, 180]], ["chart-spill", spillChart, [148, 103, 189]], ["chart-tasks", tasksChart, [255, 127, 14]]].map(([id, chart, rgb]) => {
+        const canvas = document.querySelector("#" + id + " canvas");
+        const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        let stroke = 0;
+        for (let i = 0; i < pixels.length; i += 4) {
+          if (Math.abs(pixels[i] - rgb[0]) < 8 && Math.abs(pixels[i + 1] - rgb[1]) < 8 && Math.abs(pixels[i + 2] - rgb[2]) < 8 && pixels[i + 3] > 200) stroke++;
+        }
+        return { id, width: canvas.width, height: canvas.height, points: chart.data[0].length, stroke };
+      })`);
+    for (const c of charts) {
+      assert.ok(c.width > 200 && c.height > 100, `${c.id} is ${c.width}×${c.height}`);
+      assert.ok(c.points >= 2, `${c.id} has ${c.points} samples`);
+      assert.ok(c.stroke > 20, `${c.id}: its series is drawn (${c.stroke} pixels of its colour)`);
+    }
+    const lastUsed = await page.evaluate<number>("memoryChart.data[1].at(-1)");
+    assert.equal(lastUsed, stats.usedBytes, "the memory chart ends at the store's use");
+
+    // The objects: all of them counted, sorted by size on the server, filtered to the spilled.
+    assert.equal(await page.evaluate<string>("document.getElementById('objects-summary').dataset.total"), String(stats.objectCount));
+    const sizes = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(2)')].map((td) => td.textContent)");
+    assert.equal(sizes[0], "1.0 MiB", "largest first");
+    await page.evaluate(`(() => { const input = document.getElementById("filter"); input.value = "spilled"; input.dispatchEvent(new Event("input")); })()`);
+    await waitFor(page, `document.getElementById('objects-summary').dataset.matched === "${stats.spilledObjects}"`, `${stats.spilledObjects} spilled objects in the table`);
+    const states = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(3)')].map((td) => td.textContent)");
+    assert.ok(states.length > 0 && states.every((s) => s === "spilled"), states.join(","));
+
+    // The processes: this driver and its two workers, on this runtime, alive.
+    const processes = await page.evaluate<string[][]>("[...document.querySelectorAll('#processes tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent))");
+    const mine = processes.find((row) => row[0] === String(process.pid));
+    assert.deepEqual(mine?.slice(0, 5), [String(process.pid), "driver", currentRuntime, "alive", String(tasksRun)], JSON.stringify(processes));
+    const workers = processes.filter((row) => (row[1] === "worker" || row[1] === "actor") && row[3] === "alive");
+    assert.equal(workers.length, 3, JSON.stringify(processes));
+    assert.equal(workers.filter((row) => row[1] === "actor").length, 1, JSON.stringify(processes));
+    assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers and the actor ran every task");
+
+    mkdirSync(outputDir, { recursive: true });
+    const shot = path.join(outputDir, `dashboard-${currentRuntime}.png`);
+    await page.screenshot(shot);
+    assert.ok(statSync(shot).size > 20_000, "a screenshot of the page");
+    kept.length = 0;
+  } finally {
+    // Each step whatever the others do: a store left initialized would fail every later test.
+    const steps = [() => page?.close(), () => dashboard && stop(dashboard), () => os.shutdown(), () => removeTaskEvents(storeName)];
+    const problems: unknown[] = [];
+    for (const step of steps) await Promise.resolve().then(step).catch((error) => problems.push(error));
+    if (problems.length > 0) throw problems[0];
+  }
+}, { timeoutMs: 60_000 });
+
+test(`objstore dashboard's API pages objects on the server, refuses bad queries, and needs its token beyond loopback (${currentRuntime})`, async () => {
+  const storeName = uniqueStoreName(`dash-api-${currentRuntime}`);
+  await os.init({ storeName, objectStoreMemory: 16 * 1024 * 1024, prefault: false });
+  const children: Child[] = [];
+  try {
+    const refs = Array.from({ length: 120 }, (_, i) => i).map((i) => os.put(new Uint8Array(i * 10)));
+    const local = await startDashboard(["--store", storeName]);
+    children.push(local.child);
+    const api = async (p: string, headers: Record<string, string> = {}) => {
+      const response = await fetch(new URL(p, local.url), { headers });
+      return { status: response.status, body: await response.json() };
+    };
+    const pageOne = await api("api/objects?offset=0&limit=50&sort=sizeBytes&order=asc");
+    assert.equal(pageOne.status, 200);
+    assert.equal(pageOne.body.total, 120);
+    assert.equal(pageOne.body.rows.length, 50);
+    const pageThree = await api("api/objects?offset=100&limit=50&sort=sizeBytes&order=asc");
+    assert.equal(pageThree.body.rows.length, 20);
+    const sizes = [...pageOne.body.rows, ...pageThree.body.rows].map((r: { sizeBytes: number }) => r.sizeBytes);
+    assert.deepEqual(sizes, [...sizes].sort((a, b) => a - b), "sorted ascending across pages");
+    const byId = await api("api/objects?limit=1000&sort=id&order=asc");
+    const ids = byId.body.rows.map((r: { id: string }) => r.id);
+    assert.deepEqual(ids, [...refs.map((r) => r.id)].sort(), "every object, sorted by id");
+    const one = await api(`api/objects?filter=${refs[7].id}`);
+    assert.deepEqual(one.body.rows.map((r: { id: string }) => r.id), [refs[7].id]);
+    for (const [query, problem] of [["limit=100000", /limit must be a whole number up to 1000/], ["sort=colour", /sort must be one of/], ["order=up", /order must be asc or desc/], ["offset=-1", /offset must be a whole number/]] as const) {
+      const bad = await api(`api/objects?${query}`);
+      assert.equal(bad.status, 400, query);
+      assert.match(bad.body.error, problem);
+    }
+    assert.equal((await api("api/nope")).status, 404);
+    const nodes = await api("api/nodes");
+    assert.equal(nodes.body.nodes[0].objectCount, 120);
+
+    // Beyond loopback: refused without a token; with one, every request must carry it.
+    const refused = start(currentRuntime, cli, ["dashboard", "--store", storeName, "--host", "0.0.0.0", "--port", "0"]);
+    const { code, stderr } = await refused.exited;
+    assert.notEqual(code, 0);
+    assert.match(stderr, /listens on 0\.0\.0\.0, beyond this machine: give it --token/);
+    const guarded = await startDashboard(["--store", storeName, "--host", "0.0.0.0", "--token", "s3cret"]);
+    children.push(guarded.child);
+    const port = new URL(guarded.url).port;
+    assert.equal(new URL(guarded.url).searchParams.get("token"), "s3cret");
+    assert.equal((await fetch(`http://127.0.0.1:${port}/api/memory`)).status, 401);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/api/memory`, { headers: { authorization: "Bearer wrong!" } })).status, 401);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/api/memory`, { headers: { authorization: "Bearer s3cret" } })).status, 200);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/?token=s3cret`)).status, 200);
+    refs.length = 0;
+  } finally {
+    for (const child of children) await stop(child);
+    await os.shutdown();
+  }
+}, { timeoutMs: 60_000 });
+
+/** Removes the task event files of `storeName`'s processes (kept after them for timelines). */
+function removeTaskEvents(storeName: string): void {
+  for (const p of readTaskEvents(storeName, false)) rmSync(path.join(taskEventsDirectory(), `${storeName}@${p.pid}`), { force: true });
+}
+
+/** Polls `expression` in the page until it is true (up to 15 s). */
+async function waitFor(page: { evaluate<T>(e: string): Promise<T> }, expression: string, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  // False while the page is still loading (no body yet, say).
+  const guarded = `(() => { try { return Boolean(${expression}); } catch { return false; } })()`;
+  while (!(await page.evaluate<boolean>(guarded))) {
+    if (Date.now() > deadline) {
+      const tasks = await page.evaluate<string>("JSON.stringify(Object.fromEntries([...document.querySelectorAll('[data-task]')].map((el) => [el.dataset.task, el.dataset.value])))");
+      throw new Error(`the page never showed ${what} (${expression}); its task counts: ${tasks}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function taskCount(page: { evaluate<T>(e: string): Promise<T> }, state: string): Promise<number> {
+  return Number(await page.evaluate<string>(`document.querySelector('[data-task=${state}]').dataset.value`));
+}
+
+/**
+ * memoryStats() when the page shows a sample taken after it and it has not changed since: the
+ * page's figures must then be exactly these. Tries again while the store still moves (workers
+ * dropping their references to results, say).
+ */
+async function quiescentStats(page: { evaluate<T>(e: string): Promise<T> }): Promise<os.MemoryStats> {
+  const deadline = Date.now() + 20_000;
+  let mismatch = "";
+  while (Date.now() < deadline) {
+    const before = os.memoryStats();
+    const readMs = Date.now();
+    await waitFor(page, `Number(document.getElementById('updated').dataset.sampledMs) > ${readMs}`, "a sample taken after memoryStats()");
+    const shown = await page.evaluate<Record<string, string>>(
+      `Object.fromEntries([...document.querySelectorAll('[data-stat]')].map((el) => [el.dataset.stat, el.dataset.value]))`,
+    );
+    const after = os.memoryStats();
+    if (JSON.stringify(before) !== JSON.stringify(after)) continue;
+    mismatch = STATS.filter((key) => shown[key] !== String(after[key])).map((key) => `${key}: page ${shown[key]}, memoryStats() ${after[key]}`).join("; ");
+    if (mismatch === "") return after;
+  }
+  throw new Error(`the page's figures never matched memoryStats(): ${mismatch || "the store kept changing"}`);
+}
