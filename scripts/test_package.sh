@@ -72,7 +72,7 @@ check_dashboard() {
   local log="$work/dashboard-$name.log"
   setsid "$@" dashboard --store "$name" --port 0 > "$log" 2>&1 &
   local pid=$! waited=0
-  until grep -q " on http" "$log"; do
+  until grep -q " on http" "$log" 2>/dev/null; do
     sleep 0.2
     waited=$((waited + 1))
     [ "$waited" -lt 150 ] || { cat "$log" >&2; kill -- -"$pid" 2>/dev/null; echo "test_package: '$* dashboard' did not start" >&2; exit 1; }

@@ -9,7 +9,8 @@ source scripts/env.sh
 
 PISCINA_VERSION=5.3.2
 TINYPOOL_VERSION=2.2.0
-RUNTIMES=(node deno bun)
+# The runtimes benchmarked (BENCH_RUNTIMES="node" for fewer: run_all.sh --quick's slow steps).
+read -r -a RUNTIMES <<< "${BENCH_RUNTIMES:-node deno bun}"
 results="$root/bench/results"
 mkdir -p "$results"
 work="$(mktemp -d)"
