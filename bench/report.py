@@ -39,7 +39,7 @@ ROWS = [
     ("multi_client_tasks_async", "multi-client tasks: 4 actors × 10k tasks", ("tasks", "multi_client_tasks_async"), "/s"),
     ("1_1_actor_calls_sync", "1:1 actor calls sync", ("tasks", "1_1_actor_calls_sync"), "/s"),
     ("1_1_actor_calls_async", "1:1 actor calls async", ("tasks", "1_1_actor_calls_async"), "/s"),
-    ("1_1_actor_calls_concurrent", "1:1 actor calls concurrent (Ray: max_concurrency=16)", None, "/s"),
+    ("1_1_actor_calls_concurrent", "1:1 actor calls concurrent (max_concurrency=16)", ("tasks", "1_1_actor_calls_concurrent"), "/s"),
     ("1_n_actor_calls_async", "1:n actor calls async", ("tasks", "1_n_actor_calls_async"), "/s"),
     ("n_n_actor_calls_async", "n:n actor calls async", ("tasks", "n_n_actor_calls_async"), "/s"),
     ("n_n_actor_calls_with_arg_async", "n:n actor calls with arg async", ("tasks", "n_n_actor_calls_with_arg_async"), "/s"),
@@ -48,7 +48,7 @@ ROWS = [
     ("1_1_async_actor_calls_with_args_async", "1:1 async-actor calls with args async", ("tasks", "1_1_async_actor_calls_with_args_async"), "/s"),
     ("1_n_async_actor_calls_async", "1:n async-actor calls async", None, "/s"),
     ("n_n_async_actor_calls_async", "n:n async-actor calls async", None, "/s"),
-    ("placement_group_create/removal", "placement group create/removal", None, "/s"),
+    ("placement_group_create/removal", "placement group create/removal", ("tasks", "placement_group_create/removal"), "/s"),
     ("arg_1mib_sync", "1 MiB arg, sync (ours: by ref; pools: copied)", ("tasks", "arg_1mib_sync"), "/s"),
     ("arg_1mib_async", "1 MiB arg, async (1000 in flight)", ("tasks", "arg_1mib_async"), "/s"),
 ]

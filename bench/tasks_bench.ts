@@ -397,6 +397,22 @@ async function main(): Promise<void> {
           os.free(refs);
         }, BATCH));
     });
+    await run("1_1_actor_calls_concurrent", () => {
+      const a = actorClass.options({ maxConcurrency: 16 }).remote();
+      return withActors([a], () =>
+        timeit("1:1 actor calls concurrent (maxConcurrency 16)", async () => {
+          const refs = Array.from({ length: BATCH }, () => a.small_value.remote());
+          await os.get(refs);
+          os.free(refs);
+        }, BATCH));
+    });
+    // Ray's: 100 groups of one bundle, each waited for, then all removed.
+    await run("placement_group_create/removal", () =>
+      timeit("placement group create/removal (100 groups of one bundle)", async () => {
+        const groups = Array.from({ length: 100 }, () => os.placementGroup([{ CPU: 0.001 }]));
+        for (const group of groups) if (!(await group.wait(30))) throw new Error("a placement group was not ready within 30 s");
+        for (const group of groups) group.remove();
+      }, 100));
     await run("1_n_actor_calls_async", () => {
       const n = size(5000, 250);
       const actors = Array.from({ length: N_CPU }, () => actorClass.remote());
