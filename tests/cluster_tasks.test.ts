@@ -158,7 +158,7 @@ test(`cluster owners: a task's result still running, read through a ref by anoth
   }
 }, { timeoutMs: 120_000 });
 
-test(`cluster actors: handles passed to tasks on other nodes, and in a value, call the same actors (in this driver's worker, and on another node), each caller's calls in order (${currentRuntime})`, async () => {
+test(`cluster actors: handles passed to tasks on other nodes, and in a value, call the same actors (in this driver's worker, and on another node), each caller's calls in order; the program ends without shutdown (${currentRuntime})`, async () => {
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`handles-${n}`));
   const children: Child[] = [];
   try {
@@ -169,6 +169,8 @@ test(`cluster actors: handles passed to tasks on other nodes, and in a value, ca
     assert.equal(await driver.line(), `onB true ${names[1]},${names[2]} ${names[1]}`);
     assert.equal(await driver.line(), `boxed ${2 * 20 + 1}`);
     assert.equal((await driver.exited).code, 0);
+    // A program whose actor's handle went to another node ends without shutdown.
+    assert.equal(await runTasksDriver(names[0], "noshut", names[1]), "noshut 1");
   } finally {
     await cleanUp(children, names);
   }

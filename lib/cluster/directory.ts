@@ -197,7 +197,8 @@ export class Directory {
   }
 
   /** Runs a Redis call, failing with DirectoryUnavailableError past the timeout. */
-  async #bounded<T>(what: string, call: () => Promise<T>, extraMs = 0): Promise<T> {
+  /** Runs `call`, failing past the timeout; `holdsProcess: false` lets the program end while it waits. */
+  async #bounded<T>(what: string, call: () => Promise<T>, extraMs = 0, holdsProcess = true): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -208,6 +209,7 @@ export class Directory {
           { cause },
         ));
       }, this.#timeoutMs + extraMs);
+      if (!holdsProcess) timer.unref();
     });
     try {
       return await Promise.race([call(), deadline]);
@@ -315,14 +317,16 @@ export class Directory {
   }
 
   /** The next outcomes sent to `holder`, as `takeHolds`. */
-  async takeReplies(holder: string, max: number, waitMs: number): Promise<string[]> {
-    return await this.#take(this.#key("replies", holder), max, waitMs);
+  /** Takes up to `max` replies for `holder`, waiting up to `waitMs` for one. `holdsProcess:
+   * false`: a wait that only serves others (an owner's actors) does not keep a driver running. */
+  async takeReplies(holder: string, max: number, waitMs: number, holdsProcess = true): Promise<string[]> {
+    return await this.#take(this.#key("replies", holder), max, waitMs, holdsProcess);
   }
 
-  async #take(key: string, max: number, waitMs: number): Promise<string[]> {
+  async #take(key: string, max: number, waitMs: number, holdsProcess = true): Promise<string[]> {
     const blocking = await this.#blockingClient();
     // Redis answers within waitMs; the bound covers a Redis that went away meanwhile.
-    const reply = await this.#bounded("BLMPOP", () => blocking.blmPop(waitMs / 1000, key, "LEFT", { COUNT: max }), waitMs);
+    const reply = await this.#bounded("BLMPOP", () => blocking.blmPop(waitMs / 1000, key, "LEFT", { COUNT: max }), waitMs, holdsProcess);
     return reply === null ? [] : reply[1];
   }
 

@@ -142,14 +142,22 @@ export class RemoteTasks {
 
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#loop;
+    // The loop's last wait may not hold the process (it only served): this does, until it ends.
+    const holding = setTimeout(() => {}, 2 * REPLY_WAIT_MS + 10_000);
+    try {
+      await this.#loop;
+    } finally {
+      clearTimeout(holding);
+    }
   }
 
   async #run(): Promise<void> {
     const directory = await this.#directory();
     while (this.#wanted()) {
       try {
-        for (const reply of await directory.takeReplies(this.#holder, REPLIES_MAX, REPLY_WAIT_MS)) this.#handle(reply);
+        // With nothing out, the loop only serves other processes: the program may end meanwhile.
+        const waiting = this.#outByNode.size > 0;
+        for (const reply of await directory.takeReplies(this.#holder, REPLIES_MAX, REPLY_WAIT_MS, waiting)) this.#handle(reply);
         if (Date.now() - this.#checkedMs >= NODE_CHECK_INTERVAL_MS) await this.#checkNodes(directory);
       } catch {
         // Redis away: the tasks stay out; their nodes are checked again once it is back.

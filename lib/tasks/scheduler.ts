@@ -603,6 +603,8 @@ export class Scheduler implements Submitter {
     if (task.requester !== undefined) this.#resolveForRequester(task, false);
     acquireFinished(task.returnRefs);
     task.settle();
+    // The last task out (one run on another node, say) lets the program end.
+    if (this.#tasks.size === 0) this.#updateKeepAlive();
   }
 
   /** Stores `failure` as every return of the task, which ends it. */
@@ -613,6 +615,7 @@ export class Scheduler implements Submitter {
     this.#forget(task);
     if (task.requester !== undefined) this.#resolveForRequester(task, true);
     task.settle();
+    if (this.#tasks.size === 0) this.#updateKeepAlive();
   }
 
   #onExit(worker: WorkerProcess): void {
