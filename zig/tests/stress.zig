@@ -275,7 +275,7 @@ fn stress(config: Config) !void {
     }
     if (failed > 0) return error.ChildFailed;
     try expectEmpty(store, "stress");
-    const compactions = store.header.compactions.load(.monotonic);
+    const compactions = store.segment.header.compactions.load(.monotonic);
     if (compactions == 0) return error.NoCompaction; // the test must exercise moving objects
     std.debug.print("stress: {d} processes × {d} s, {d} compactions, 0 mismatches, arena back to 0 bytes\n", .{ config.processes, config.seconds, compactions });
 }
@@ -600,7 +600,7 @@ fn indexChurn(config: Config) !void {
     var prng = std.Random.DefaultPrng.init(11);
     const random = prng.random();
     var kills: u32 = 0;
-    const epoch_before = store.header.index.epoch.load(.monotonic);
+    const epoch_before = store.segment.header.index.epoch.load(.monotonic);
     while (sys.nowNs() < deadline_ns) : (kills += 1) {
         sys.sleepNs(random.uintLessThan(u64, 30 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, churners);
@@ -621,11 +621,11 @@ fn indexChurn(config: Config) !void {
         _ = waitExit(pid);
     }
     if (failed > 0) return error.ChildFailed;
-    const moves = (store.header.index.epoch.load(.monotonic) - epoch_before) / 2;
+    const moves = (store.segment.header.index.epoch.load(.monotonic) - epoch_before) / 2;
     if (moves == 0) return error.NoMoves; // the test must exercise entries moving under lookups
     _ = store.maintain();
     store.lock();
-    const consistent = store.index.expectConsistent();
+    const consistent = store.segment.index.expectConsistent();
     store.unlock();
     try consistent;
     try expectEmpty(store, "index churn");
