@@ -60,6 +60,9 @@ scratch: Scratch,
 /// This attachment's entry in the client table (set by Clients.register). Its number + 1 is
 /// what it writes as the actor of a transition and as the allocator lock's holder.
 client_index: u32,
+/// The entry's incarnation while it is this attachment's (layout.ClientWord), written into the
+/// allocator lock's word with the client index.
+incarnation: u16,
 path_buffer: [shm_names.store_path_size_max]u8,
 path_size_bytes: usize,
 prefault_thread: ?std.Thread,
@@ -73,6 +76,7 @@ pub fn map(self: *Segment, name: []const u8, options: OpenOptions) Error!bool {
     self.prefault_thread = null;
     self.prefault_stop = .init(false);
     self.client_index = layout.client_count_max; // none yet
+    self.incarnation = 0;
     const shm_path = shm_names.storePath(&self.path_buffer, name);
     self.path_size_bytes = shm_path.len;
     var attempt: u32 = 0;
@@ -328,9 +332,14 @@ pub fn clientBit(self: *const Segment) u64 {
     return @as(u64, 1) << @intCast(self.client_index);
 }
 
+/// What this attachment writes into the allocator lock while it holds it (layout.LockWord).
+pub fn lockWord(self: *const Segment) u32 {
+    return layout.LockWord.toWord(.{ .holder = self.actorId(), .incarnation = self.incarnation });
+}
+
 /// True if this attachment holds the allocator lock (Clients.lock).
 pub fn lockHeld(self: *const Segment) bool {
-    return self.header.alloc_lock.load(.monotonic) == self.client_index + 1;
+    return self.header.alloc_lock.load(.monotonic) == self.lockWord();
 }
 
 /// Wakes every process waiting for a seal, an abort, a delete or a restore to finish.

@@ -64,7 +64,7 @@ pub fn open(name: []const u8, options: OpenOptions) Error!*Store {
         break :register try Clients.register(&self.segment);
     };
     if (adopted) {
-        try Clients.reclaimAdopted(&self.segment);
+        Clients.reclaimAdopted(&self.segment);
         self.sweepOrphans();
     }
     self.created = created;
@@ -275,7 +275,8 @@ pub fn abort(self: *Store, id: *const ObjectId) Error!void {
     if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) return error.Busy;
     _ = slot.ref_holders.fetchAnd(~self.segment.clientBit(), .seq_cst);
     self.counts[found.slot_index] = .{};
-    self.finishDelete(found.slot_index, s.with(.deleting), 0);
+    self.lock();
+    self.finishDeleteLocked(found.slot_index, s.with(.deleting), 0);
 }
 
 /// Pins a sealed object for reading and returns where its data lies.
@@ -389,43 +390,58 @@ pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
 
 /// Deletes the object if nobody holds it: CAS to deleting, then re-check the holders and
 /// back off if a holder appeared meanwhile (its own check will then see `deleting` and retry).
+/// The CAS, the actor's store and the back-off happen under the allocator lock: a deleter
+/// killed between them leaves a `deleting` slot with no actor, which only the lock's next
+/// holder can tell from a live deleter's, and so finishes (Clients.reclaimLocked).
 pub fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) void {
     const slot = &self.segment.index.slots[slot_index];
+    // Unlocked first: most calls find a holder or another state, and take no lock.
+    if (!deletable(slot, State.of(slot.state.load(.seq_cst)), generation)) return;
+    self.lock();
     var attempt: u32 = 0;
-    while (attempt < 64) : (attempt += 1) {
+    const deleted = while (attempt < 64) : (attempt += 1) {
         const s = State.of(slot.state.load(.seq_cst));
-        if (s.generation != generation or s.nested != 0) return;
-        if (s.tag != .sealed and s.tag != .spilled) return;
-        if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) return;
-        if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) != null) continue;
-        // The actor at once: a deleter killed before it leaves a `deleting` slot with no actor,
-        // which no reclaim finds.
-        slot.actor.store(self.segment.actorId(), .release);
-        // A spilled object's memory went at its spill; a sealed one's is still held.
-        assert((s.tag == .spilled) == (self.segment.index.extras[slot_index].extent_size_bytes == 0));
-        if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) {
-            slot.actor.store(0, .release);
-            slot.state.store(s.toWord(), .seq_cst);
-            return;
-        }
-        self.finishDelete(slot_index, s.with(.deleting), depth);
-        return;
+        if (!deletable(slot, s, generation)) break null;
+        if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) == null) break s;
+    } else null;
+    const seen = deleted orelse return self.unlock();
+    slot.actor.store(self.segment.actorId(), .release);
+    // A spilled object's memory went at its spill; a sealed one's is still held.
+    assert((seen.tag == .spilled) == (self.segment.index.extras[slot_index].extent_size_bytes == 0));
+    if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) {
+        slot.actor.store(0, .release);
+        slot.state.store(seen.toWord(), .seq_cst);
+        return self.unlock();
     }
+    self.finishDeleteLocked(slot_index, seen.with(.deleting), depth);
+}
+
+/// True if the slot, in state `s`, holds generation `generation`'s object, sealed or spilled,
+/// in no other object, and nobody holds a reference or a pin.
+fn deletable(slot: *const layout.Slot, s: State, generation: u28) bool {
+    if (s.generation != generation or s.nested != 0) return false;
+    if (s.tag != .sealed and s.tag != .spilled) return false;
+    return slot.ref_holders.load(.seq_cst) == 0 and slot.pin_holders.load(.seq_cst) == 0;
 }
 
 const nested_depth_max = 32;
 
-fn finishDelete(self: *Store, slot_index: u32, s: State, depth: u32) void {
+/// Ends a `deleting` object of this process's: its children lose a container (unlocked: they
+/// may be deleted in turn), its extent is freed, its slot retired, its spill copy dropped.
+/// Called holding the allocator lock; returns without it.
+fn finishDeleteLocked(self: *Store, slot_index: u32, s: State, depth: u32) void {
     assert(s.tag == .deleting);
-    assert(State.of(self.segment.index.slots[slot_index].state.load(.acquire)).tag == .deleting);
-    assert(self.segment.index.slots[slot_index].actor.load(.monotonic) == self.segment.actorId() or
-        self.segment.index.slots[slot_index].actor.load(.monotonic) == 0);
+    assert(self.segment.lockHeld());
+    const slot = &self.segment.index.slots[slot_index];
+    assert(State.of(slot.state.load(.acquire)).tag == .deleting);
+    assert(slot.actor.load(.monotonic) == self.segment.actorId());
     const extra = &self.segment.index.extras[slot_index];
     if (extra.child_count > 0 and extra.extent_size_bytes > 0 and depth < nested_depth_max) {
+        self.unlock();
         const at: [*]const ObjectId = @ptrCast(self.segment.base + self.segment.header.data_offset + extra.extent_offset_bytes);
         self.dropNested(at[0..extra.child_count], depth);
+        self.lock();
     }
-    self.lock();
     _ = self.segment.freeExtentLocked(extra);
     // Spilled, or restored with its copy kept: either way the copy goes with the object. Taken
     // before `retire`, after which the slot (and its extra) may be reused.
@@ -502,10 +518,10 @@ pub fn close(self: *Store, remove_if_last: bool, unmap: bool) bool {
             sys.unlink(segment.shmPath()) catch {};
             removed = true;
         }
-        Clients.free(segment, segment.client_index);
+        Clients.freeOwn(segment);
         segment.unlockFile();
     } else {
-        Clients.free(segment, segment.client_index);
+        Clients.freeOwn(segment);
     }
     std.heap.page_allocator.free(self.counts);
     segment.unmapAndClose(unmap);
