@@ -207,9 +207,11 @@ fn reclaimLocked(segment: *Segment, client: u32, held_lock: bool) void {
     const bit = @as(u64, 1) << @intCast(client);
     for (segment.index.usedSlots(), 0..) |*slot, i| {
         const slot_index: u32 = @intCast(i);
-        if (slot.ref_holders.load(.monotonic) & bit != 0) _ = slot.ref_holders.fetchAnd(~bit, .seq_cst);
-        if (slot.pin_holders.load(.monotonic) & bit != 0) _ = slot.pin_holders.fetchAnd(~bit, .seq_cst);
         const actor = slot.actor.load(.acquire);
+        const held_ref = slot.ref_holders.load(.monotonic) & bit != 0;
+        if (actor == 0 and held_ref) endCutSealLocked(segment, slot_index);
+        if (held_ref) _ = slot.ref_holders.fetchAnd(~bit, .seq_cst);
+        if (slot.pin_holders.load(.monotonic) & bit != 0) _ = slot.pin_holders.fetchAnd(~bit, .seq_cst);
         if (actor == client + 1) undoTransitionLocked(segment, slot_index);
         if (actor == 0) endActorlessLocked(segment, slot_index);
     }
@@ -247,6 +249,19 @@ fn undoTransitionLocked(segment: *Segment, slot_index: u32) void {
         .empty, .sealed, .spilled => {},
     }
     slot.actor.store(0, .release);
+    segment.bumpSealSequence();
+}
+
+/// Ends a seal cut short: a `writing` slot without an actor whose only holder (its creator:
+/// `ref_add` refuses `writing`) is the dead client, killed between the seal's two stores (the
+/// actor cleared, then the state). It goes as any object its creator never sealed.
+fn endCutSealLocked(segment: *Segment, slot_index: u32) void {
+    assert(segment.lockHeld());
+    const slot = &segment.index.slots[slot_index];
+    const s = State.of(slot.state.load(.acquire));
+    if (s.tag != .writing) return;
+    segment.index.extras[slot_index].extent_size_bytes = 0; // the bitmap is rebuilt after
+    segment.index.retire(slot_index);
     segment.bumpSealSequence();
 }
 
