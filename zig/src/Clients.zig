@@ -266,11 +266,12 @@ fn endCutSealLocked(segment: *Segment, slot_index: u32) void {
 }
 
 /// Ends a transition left with no actor: a `deleting` or `moving` slot whose actor is 0. Both
-/// transitions begin (state CAS, then the actor) and back off (actor 0, then the state) only
-/// under the allocator lock, and a deletion retires its slot (actor 0, then empty) under it
-/// too, so one seen by the lock's holder is a dead holder's, killed between the two stores.
-/// A deletion that freed nothing yet is undone (its holders' re-check never ran; an orphan is
-/// deleted by the sweep after), one that already freed its memory and its copy is finished.
+/// transitions begin (state CAS, then the actor; a deletion re-checks its holders, and may
+/// back off, in between) and end or back off only under the allocator lock, and a deletion
+/// retires its slot (actor 0, then empty) under it too, so one seen by the lock's holder is a
+/// dead holder's. A deletion that freed nothing yet is given back (its holders' re-check may
+/// not have run; an orphan is deleted by the sweep after), one whose memory and copy are gone
+/// is finished.
 fn endActorlessLocked(segment: *Segment, slot_index: u32) void {
     assert(segment.lockHeld());
     const slot = &segment.index.slots[slot_index];

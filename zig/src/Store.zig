@@ -390,9 +390,10 @@ pub fn dropRef(self: *Store, id: *const ObjectId) Error!void {
 
 /// Deletes the object if nobody holds it: CAS to deleting, then re-check the holders and
 /// back off if a holder appeared meanwhile (its own check will then see `deleting` and retry).
-/// The CAS, the actor's store and the back-off happen under the allocator lock: a deleter
-/// killed between them leaves a `deleting` slot with no actor, which only the lock's next
-/// holder can tell from a live deleter's, and so finishes (Clients.reclaimLocked).
+/// The CAS, the re-check, the back-off and the actor's store happen under the allocator lock:
+/// a deleter killed among them leaves a `deleting` slot with no actor, which only the lock's
+/// next holder can tell from a live deleter's, and gives back (Clients.endActorlessLocked). A
+/// dead deleter with its actor stored had passed its re-check: its object goes.
 pub fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) void {
     const slot = &self.segment.index.slots[slot_index];
     // Unlocked first: most calls find a holder or another state, and take no lock.
@@ -405,14 +406,15 @@ pub fn tryDelete(self: *Store, slot_index: u32, generation: u28, depth: u32) voi
         if (slot.state.cmpxchgStrong(s.toWord(), s.with(.deleting).toWord(), .seq_cst, .monotonic) == null) break s;
     } else null;
     const seen = deleted orelse return self.unlock();
-    slot.actor.store(self.segment.actorId(), .release);
     // A spilled object's memory went at its spill; a sealed one's is still held.
     assert((seen.tag == .spilled) == (self.segment.index.extras[slot_index].extent_size_bytes == 0));
+    // The holders re-checked before the actor is stored: a deleter killed before its re-check
+    // leaves no actor, and its object is given back (a holder may have come), not deleted.
     if (slot.ref_holders.load(.seq_cst) != 0 or slot.pin_holders.load(.seq_cst) != 0) {
-        slot.actor.store(0, .release);
         slot.state.store(seen.toWord(), .seq_cst);
         return self.unlock();
     }
+    slot.actor.store(self.segment.actorId(), .release);
     self.finishDeleteLocked(slot_index, seen.with(.deleting), depth);
 }
 
