@@ -8,20 +8,12 @@ import * as os from "../mod.ts";
 import { loadLibrary } from "../lib/ffi/load.ts";
 import { NativeStore } from "../lib/store/native_store.ts";
 import { test } from "./harness.ts";
-import { currentRuntime, root, runtimes, start, uniqueStoreName } from "./helpers.ts";
+import { currentRuntime, root, runtimes, runToEnd, start, uniqueStoreName } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 
 async function run(runtime: (typeof runtimes)[number], args: string[]): Promise<{ out: string; code: number | null }> {
-  const child = start(runtime, cli, args);
-  const lines: string[] = [];
-  const reading = (async () => {
-    try {
-      while (true) lines.push(await child.line());
-    } catch { /* exited */ }
-  })();
-  const { code, stderr } = await child.exited;
-  await reading;
+  const { lines, stderr, code } = await runToEnd(runtime, cli, args);
   return { out: lines.join("\n") + stderr, code };
 }
 

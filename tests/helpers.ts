@@ -84,6 +84,20 @@ export function start(runtime: Runtime, script: string, args: string[] = []): Ch
 }
 
 /** Runs the garbage collector for real, on every runtime. */
+/** Runs `script` with `args` on `runtime` to its end: its stdout lines, stderr and exit code. */
+export async function runToEnd(runtime: Runtime, script: string, args: string[] = []): Promise<{ lines: string[]; stderr: string; code: number | null }> {
+  const child = start(runtime, script, args);
+  const lines: string[] = [];
+  const reading = (async () => {
+    try {
+      while (true) lines.push(await child.line());
+    } catch { /* exited */ }
+  })();
+  const { code, stderr } = await child.exited;
+  await reading;
+  return { lines, stderr, code };
+}
+
 export async function collectGarbage(): Promise<void> {
   for (let i = 0; i < 3; i++) {
     // deno-lint-ignore no-explicit-any

@@ -12,20 +12,12 @@ import * as os from "../mod.ts";
 import { type ChromeTrace, traceProblems } from "../lib/cli/timeline.ts";
 import { pruneTaskEventFiles, readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
 import { test } from "./harness.ts";
-import { currentRuntime, eventually, root, start, uniqueStoreName } from "./helpers.ts";
+import { currentRuntime, eventually, root, runToEnd, start, uniqueStoreName } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 
 async function run(args: string[]): Promise<{ out: string; code: number | null; stderr: string }> {
-  const child = start(currentRuntime, cli, args);
-  const lines: string[] = [];
-  const reading = (async () => {
-    try {
-      while (true) lines.push(await child.line());
-    } catch { /* exited */ }
-  })();
-  const { code, stderr } = await child.exited;
-  await reading;
+  const { lines, stderr, code } = await runToEnd(currentRuntime, cli, args);
   return { out: lines.join("\n"), code, stderr };
 }
 
