@@ -71,13 +71,19 @@ export function missing(needs: Requirements, cpus: number, resources: Readonly<R
   return undefined;
 }
 
+/** Worker slots node `node` offers: its workers, and on the driver's own node (`localNodeNumber`)
+ * the driver's own (`localWorkers`), which run what is placed there. */
+export function workerSlots(node: NodeStatus, localNodeNumber: number, localWorkers: number): number {
+  return node.nodeNumber === localNodeNumber ? Math.max(localWorkers, node.numWorkers) : node.numWorkers;
+}
+
 /**
  * The node number to run a task on. `nodes` is the cluster as last seen; `turn` counts the
  * placements so far (for round robin); `excluded` are nodes the task must avoid (one that died
  * under it).
  */
 export function placeTask(task: Placing, nodes: readonly NodeStatus[], local: LocalNode, turn: number, excluded: ReadonlySet<number> = new Set()): number {
-  const cpusOf = (n: NodeStatus) => n.nodeNumber === local.nodeNumber ? Math.max(local.workers, n.numWorkers) : n.numWorkers;
+  const cpusOf = (n: NodeStatus) => workerSlots(n, local.nodeNumber, local.workers);
   const alive = nodes.filter((n) => n.alive && !excluded.has(n.nodeNumber));
   const able = alive.filter((n) => missing(task, cpusOf(n), n.resources) === undefined).sort((a, b) => a.nodeNumber - b.nodeNumber);
   const scheduling = task.scheduling;
@@ -167,7 +173,8 @@ export function lacksForBundle(bundle: Bundle, node: Capacity): string | undefin
   return undefined;
 }
 
-function without(node: Capacity, bundle: Bundle): Capacity {
+/** What `node` has left once `bundle` is taken from it. */
+export function withoutBundle(node: Capacity, bundle: Bundle): Capacity {
   const resources = { ...node.resources };
   let cpus = node.cpus;
   for (const [name, amount] of Object.entries(bundle)) {
@@ -206,7 +213,7 @@ export function placeBundles(bundles: readonly Bundle[], strategy: PlacementStra
     if (chosen === undefined) return undefined;
     placed.push(chosen.nodeNumber);
     used.set(chosen.nodeNumber, (used.get(chosen.nodeNumber) ?? 0) + 1);
-    left.set(chosen.nodeNumber, without(left.get(chosen.nodeNumber)!, bundle));
+    left.set(chosen.nodeNumber, withoutBundle(left.get(chosen.nodeNumber)!, bundle));
   }
   return placed;
 }

@@ -64,7 +64,7 @@ export class RemoteTasks {
 
   /** Sends `request` to node `nodeNumber`; its outcome comes as an event. */
   send(nodeNumber: number, request: TaskRequest): void {
-    this.#outByNode.set(nodeNumber, (this.#outByNode.get(nodeNumber) ?? 0) + 1);
+    count(this.#outByNode, nodeNumber, 1);
     const text = signRequest(this.#token, request);
     this.#directory().then((directory) => directory.sendHolds(nodeNumber, [text])).catch((error) => {
       this.#events.refused(request.task, request.attempt, "DirectoryUnavailableError", `could not reach the cluster's directory: ${(error as Error).message}`);
@@ -75,8 +75,8 @@ export class RemoteTasks {
   /** Sends an actor call (or kill) to the actor's `owner`, which passes it on to the actor. */
   sendToOwner(owner: string, request: TaskRequest): void {
     const nodeNumber = holderNode(owner);
-    this.#outByNode.set(nodeNumber, (this.#outByNode.get(nodeNumber) ?? 0) + 1);
-    this.#outByOwner.set(owner, (this.#outByOwner.get(owner) ?? 0) + 1);
+    count(this.#outByNode, nodeNumber, 1);
+    count(this.#outByOwner, owner, 1);
     this.reply(owner, signRequest(this.#token, request), () => {
       this.#events.refused(request.task, request.attempt, "DirectoryUnavailableError", "could not reach the cluster's directory");
     });
@@ -85,16 +85,14 @@ export class RemoteTasks {
 
   /** A call sent to `owner` ended (its node's count is `ended`'s). */
   endedOwner(owner: string): void {
-    const out = (this.#outByOwner.get(owner) ?? 0) - 1;
-    if (out > 0) this.#outByOwner.set(owner, out);
-    else this.#outByOwner.delete(owner);
+    count(this.#outByOwner, owner, -1);
   }
 
   /** A call sent to `owner` went on to node `nodeNumber`: it is out there now. */
   movedTo(owner: string, nodeNumber: number): void {
     this.ended(holderNode(owner));
     this.endedOwner(owner);
-    this.#outByNode.set(nodeNumber, (this.#outByNode.get(nodeNumber) ?? 0) + 1);
+    count(this.#outByNode, nodeNumber, 1);
   }
 
   /** Serves other processes' requests from now on (this process's actor handles went out). */
@@ -135,9 +133,7 @@ export class RemoteTasks {
 
   /** A task sent to `nodeNumber` ended (done, refused, or moved away from a dead node). */
   ended(nodeNumber: number): void {
-    const out = (this.#outByNode.get(nodeNumber) ?? 0) - 1;
-    if (out > 0) this.#outByNode.set(nodeNumber, out);
-    else this.#outByNode.delete(nodeNumber);
+    count(this.#outByNode, nodeNumber, -1);
   }
 
   async close(): Promise<void> {
@@ -194,4 +190,11 @@ export class RemoteTasks {
     }
     if (gone.size > 0) this.#events.ownersDied(gone);
   }
+}
+
+/** Adds `delta` to `key`'s count in `counts`; a count that reaches 0 leaves the map. */
+function count<K>(counts: Map<K, number>, key: K, delta: number): void {
+  const next = (counts.get(key) ?? 0) + delta;
+  if (next > 0) counts.set(key, next);
+  else counts.delete(key);
 }

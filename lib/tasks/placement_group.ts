@@ -22,8 +22,9 @@ import {
   type PlacementStrategy,
   type Requirements,
   whyBundlesInfeasible,
+  withoutBundle,
+  workerSlots,
 } from "../cluster/placement.ts";
-import type { NodeStatus } from "../cluster/directory.ts";
 
 /** How often a group waiting for room looks again. */
 const RESERVE_RETRY_MS = 500;
@@ -196,7 +197,7 @@ export class PlacementGroup {
     let left = all;
     for (const group of localGroups) {
       if (group.#session.closed) localGroups.delete(group); // of a session ended without a scheduler
-      else for (const bundle of group.bundles) left = { ...left, cpus: left.cpus - (bundle.CPU ?? 0) };
+      else for (const bundle of group.bundles) left = withoutBundle(left, bundle);
     }
     const placed = placeBundles(this.bundles, this.strategy, [left]);
     if (placed !== undefined) localGroups.add(this);
@@ -206,22 +207,20 @@ export class PlacementGroup {
   async #reserveInCluster(): Promise<number[] | undefined> {
     const cluster = this.#session.cluster!;
     const nodes = (await cluster.reloadNodes()).filter((node) => node.alive);
-    const capacities = nodes.map((node) => capacityOf(node, cluster.node.nodeNumber, this.#session.options.numWorkers));
+    const capacities = nodes.map((node): Capacity => ({
+      nodeNumber: node.nodeNumber,
+      cpus: workerSlots(node, cluster.node.nodeNumber, this.#session.options.numWorkers),
+      resources: node.resources,
+    }));
     if (placeBundles(this.bundles, this.strategy, capacities) === undefined) {
       throw new ObjstoreError(`placement group ${JSON.stringify(this.bundles)} (${this.strategy}) can never be reserved: ${whyBundlesInfeasible(this.bundles, this.strategy, capacities)}`);
     }
     const directory = await cluster.directory();
     const left: Capacity[] = [];
     for (const capacity of capacities) {
-      let resources: Record<string, number> = { ...capacity.resources };
-      let cpus = capacity.cpus;
-      for (const bundle of (await directory.reservations(capacity.nodeNumber)).values()) {
-        for (const [name, amount] of Object.entries(bundle)) {
-          if (name === "CPU") cpus -= amount;
-          else resources = { ...resources, [name]: (resources[name] ?? 0) - amount };
-        }
-      }
-      left.push({ nodeNumber: capacity.nodeNumber, cpus, resources });
+      let room = capacity;
+      for (const bundle of (await directory.reservations(capacity.nodeNumber)).values()) room = withoutBundle(room, bundle);
+      left.push(room);
     }
     const placed = placeBundles(this.bundles, this.strategy, left);
     if (placed === undefined) return undefined;
@@ -234,13 +233,6 @@ export class PlacementGroup {
     })));
     return reserved ? placed : undefined;
   }
-}
-
-/** A node's room for bundles: its workers (on the driver's own node, the driver's too, as for
- * tasks) and its custom resources. */
-function capacityOf(node: NodeStatus, localNodeNumber: number, localWorkers: number): Capacity {
-  const cpus = node.nodeNumber === localNodeNumber ? Math.max(localWorkers, node.numWorkers) : node.numWorkers;
-  return { nodeNumber: node.nodeNumber, cpus, resources: node.resources };
 }
 
 /**

@@ -138,13 +138,18 @@ export class Scheduler implements Submitter {
       if (task.settled) return;
       const here = this.#runsHere(node);
       if (!here) {
-        const nodeId = this.#session.cluster!.nodesView().find((n) => n.nodeNumber === node)?.nodeId ?? String(node);
         task.node = node;
-        task.placing = { ...placing, scheduling: { nodeId, soft: false } };
+        task.placing = this.#pinnedTo(node, placing);
       }
       this.#whenArgumentsReady(task, () => here ? this.#enqueue(task) : this.#cluster.sendToNode(task));
     }, (error) => this.#fail(task, "error", { name: "ObjstoreError", message: `its placement group: ${(error as Error).message}`, stack: "" }));
     return this.#returnRefs(task);
+  }
+
+  /** `placing` held to node `node` (a bundle's): placed again, it goes there or fails. */
+  #pinnedTo(node: number, placing: Placing): Placing {
+    const nodeId = this.#session.cluster!.nodesView().find((n) => n.nodeNumber === node)?.nodeId ?? String(node);
+    return { ...placing, scheduling: { nodeId, soft: false } };
   }
 
   /** Whether work placed on node `node` runs in this process's workers (outside a cluster, always). */
@@ -181,8 +186,7 @@ export class Scheduler implements Submitter {
         group.onRemove(() => this.killActor(id));
         if (!this.#runsHere(bundleNode)) {
           node = bundleNode;
-          const nodeId = this.#session.cluster!.nodesView().find((n) => n.nodeNumber === node)?.nodeId ?? String(node);
-          placing = { ...placing, scheduling: { nodeId, soft: false } };
+          placing = this.#pinnedTo(node, placing);
         }
       } else {
         node = this.#cluster.actorPlacement(placing, new Set());
