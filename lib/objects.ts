@@ -9,6 +9,7 @@
 import { SpinBackoff } from "./spin_backoff.ts";
 import { decode, encode } from "./codec/mod.ts";
 import { readHeader } from "./codec/header.ts";
+import { HEADER_BYTES } from "./codec/format.ts";
 import type { DecodeHooks, EncodeHooks } from "./codec/types.ts";
 import { GetTimeoutError, ObjectStoreFullError, ObjstoreError } from "./errors.ts";
 import { ObjectRef, type Producer } from "./object_ref.ts";
@@ -341,8 +342,10 @@ function valueOfPinned(s: Session, id: Uint8Array, pinned: PinnedObject): unknow
 function readPinned(s: Session, id: Uint8Array, { offsetBytes, sizeBytes }: PinnedObject): unknown {
   let keepPinned = false;
   try {
-    const shared = s.store.bytes(offsetBytes, sizeBytes);
-    if (readHeader(shared).bufferCount === 0) return decode(shared, decodeHooks(s));
+    // The header alone first: an object with buffers is read through a view of its own, and
+    // viewing all of a large one twice would double what V8 counts.
+    const head = s.store.bytes(offsetBytes, Math.min(sizeBytes, HEADER_BYTES));
+    if (readHeader(head, sizeBytes).bufferCount === 0) return decode(s.store.bytes(offsetBytes, sizeBytes), decodeHooks(s));
     const key = toHex(id);
     // A buffer still viewing this object holds a pin already: reuse both.
     const existing = viewingBuffer(s, key);

@@ -95,6 +95,48 @@ test(`a large view and a buffer made from its buffer keep the object pinned unti
     await eventuallyCollected(() => os.memoryStats().objectCount === others.length, 10_000, "the pin released");
   }));
 
+/** A store larger than three quarters of V8's heap limit (the default store is 30 % of RAM,
+ * 7 GiB here against a 4 GiB heap). */
+function largeStoreBytes(): number {
+  return Math.ceil(v8.getHeapStatistics().heap_size_limit * 0.85 / MiB) * MiB;
+}
+
+test(`in a store larger than V8's heap limit allows, a put and the first get of 256 MiB leave V8's count where it was (${currentRuntime})`, async () => {
+  const before = externalBytes();
+  await os.init({ objectStoreMemory: largeStoreBytes(), prefault: false, numWorkers: 0 });
+  try {
+    // The library's windows stay within their budget whatever the store's size, which leaves
+    // room for the reserve the large views are traded for.
+    const openedBytes = externalBytes() - before;
+    const heapLimitBytes = v8.getHeapStatistics().heap_size_limit;
+    if (countsViews) assert.ok(openedBytes <= heapLimitBytes * 0.8, `V8 counts ${openedBytes} bytes for the store's windows and reserve`);
+    // Objects all over the store, read back: windows are made as they are reached, within the budget.
+    const spread = Array.from({ length: 8 }, (_, k) => os.put(new Uint8Array(16 * MiB).fill(k + 1)));
+    const value = new Uint8Array(256 * MiB);
+    value[0] = 5;
+    value[value.length - 1] = 6;
+    const atPut = externalBytes();
+    const ref = os.put(value);
+    const putGrownBytes = externalBytes() - atPut;
+    const atGet = externalBytes();
+    const view = (await os.get(ref)) as Uint8Array;
+    const getGrownBytes = externalBytes() - atGet;
+    assert.equal(view[0], 5);
+    assert.equal(view[view.length - 1], 6);
+    for (const [k, small] of spread.entries()) {
+      const bytes = (await os.get(small)) as Uint8Array;
+      assert.equal(bytes[0] + bytes[bytes.length - 1], 2 * (k + 1), `object ${k}`);
+    }
+    if (countsViews) {
+      assert.ok(putGrownBytes < MiB, `V8 counted ${putGrownBytes} more bytes after the put`);
+      assert.ok(getGrownBytes < MiB, `V8 counted ${getGrownBytes} more bytes after the get`);
+      assert.ok(externalBytes() - before <= heapLimitBytes * 0.8 + 512 * MiB, "windows within their budget after objects all over the store were read");
+    }
+  } finally {
+    await os.shutdown();
+  }
+}, { timeoutMs: 120_000 });
+
 /** A segment stand-in: each view a fresh ArrayBuffer, remembered weakly (to check what was
  * detached without keeping views from being collected). */
 function fakeSegment(): { make: (offsetBytes: number, lengthBytes: number) => ArrayBuffer; made: () => ArrayBuffer[] } {
@@ -140,6 +182,9 @@ test("the reserve: a collected view gives back a piece of its size, which the ne
 
   const pieces = made().filter((buffer) => buffer !== again && buffer.byteLength > 0 && buffer.byteLength !== 20 * MiB);
   assert.equal(pieces.length, 5, "five 8 MiB pieces left in the reserve");
+  views.retire(again);
+  assert.equal(again.byteLength, 0, "a retired view is detached");
+  assert.equal(views.reserveBytes, 60 * MiB, "and gives its reserve back at once");
   views.close();
   for (const buffer of pieces) assert.equal(buffer.byteLength, 0, "every piece detached");
   assert.equal(views.reserveBytes, 0);

@@ -27,13 +27,13 @@ export function writeHeader(target: Uint8Array, bodyLength: number, bufferCount:
 }
 
 /** Checks magic and version and that the body fits; returns the lengths. */
-export function readHeader(data: Uint8Array): Header {
+export function readHeader(data: Uint8Array, regionBytes = data.length): Header {
   if (data.length < HEADER_BYTES) corrupt(`${data.length} bytes is shorter than the header`);
   if (data[0] !== MAGIC[0] || data[1] !== MAGIC[1] || data[2] !== MAGIC[2]) corrupt("not an objstore value (bad magic)");
   if (data[3] !== VERSION) corrupt(`format version ${data[3]} is not supported (this reader knows ${VERSION})`);
   const hi = readU32(data, 8);
   const bodyLength = hi * TWO_32 + readU32(data, 4);
-  if (bodyLength > data.length - HEADER_BYTES) corrupt(`body of ${bodyLength} bytes exceeds the ${data.length}-byte region`);
+  if (bodyLength > regionBytes - HEADER_BYTES) corrupt(`body of ${bodyLength} bytes exceeds the ${regionBytes}-byte region`);
   return { bodyLength, bufferCount: readU32(data, 12) };
 }
 

@@ -30,6 +30,9 @@ export const shim: RuntimeShim = {
     return plainViews((offsetBytes, lengthBytes) => toArrayBuffer(base as number, offsetBytes, lengthBytes));
   },
   maxViewBytes: 2 ** 32,
+  // JavaScriptCore does not count views as memory: windows as large as a view can be, unbounded.
+  windowBytes: 2 ** 32,
+  windowBudgetBytes: Infinity,
   unrefTimer(timer) {
     (timer as unknown as { unref(): void }).unref();
   },

@@ -2,7 +2,7 @@
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
-import { ReservedViews, reserveBytesFor } from "./v8_views.ts";
+import { ReservedViews, reserveBytesFor, V8_WINDOW_BUDGET_BYTES, V8_WINDOW_BYTES } from "./v8_views.ts";
 
 // deno-lint-ignore no-explicit-any
 const Deno = (globalThis as any).Deno;
@@ -27,11 +27,13 @@ export const shim: RuntimeShim = {
   view(base: NativePointer, offsetBytes: number, lengthBytes: number): ArrayBuffer {
     return Deno.UnsafePointerView.getArrayBuffer(base, lengthBytes, offsetBytes);
   },
-  userViews(base, segmentBytes, windowBytes) {
+  userViews(base, segmentBytes, windowedBytes) {
     const make = (offsetBytes: number, lengthBytes: number) => shim.view(base, offsetBytes, lengthBytes);
-    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowBytes));
+    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowedBytes));
   },
   maxViewBytes: 2 ** 53,
+  windowBytes: V8_WINDOW_BYTES,
+  windowBudgetBytes: V8_WINDOW_BUDGET_BYTES,
   unrefTimer(timer) {
     Deno.unrefTimer(timer as unknown as number);
   },

@@ -5,7 +5,7 @@ import v8 from "node:v8";
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
-import { ReservedViews, reserveBytesFor } from "./v8_views.ts";
+import { ReservedViews, reserveBytesFor, V8_WINDOW_BUDGET_BYTES, V8_WINDOW_BYTES } from "./v8_views.ts";
 
 const spelling: Record<NativeType, string> = {
   pointer: "void *",
@@ -30,11 +30,13 @@ export const shim: RuntimeShim = {
     // Past 4 GiB koffi aborts the process instead of throwing; the caller keeps under it.
     return koffi.view((base as bigint) + BigInt(offsetBytes), lengthBytes);
   },
-  userViews(base, segmentBytes, windowBytes) {
+  userViews(base, segmentBytes, windowedBytes) {
     const make = (offsetBytes: number, lengthBytes: number) => shim.view(base, offsetBytes, lengthBytes);
-    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowBytes));
+    return new ReservedViews(make, reserveBytesFor(segmentBytes, windowedBytes));
   },
   maxViewBytes: 2 ** 32,
+  windowBytes: V8_WINDOW_BYTES,
+  windowBudgetBytes: V8_WINDOW_BUDGET_BYTES,
   unrefTimer(timer) {
     (timer as unknown as { unref(): void }).unref();
   },

@@ -34,19 +34,31 @@
 import v8 from "node:v8";
 import type { UserViews } from "./symbols.ts";
 
+/**
+ * Windows over the segment on V8: small enough that what the library keeps counted does not sit
+ * near V8's cap whatever the store's size (a window over all of a 7 GiB default store did, and
+ * every large view then cost a full collection, 10-45 ms), large enough that most small objects
+ * of a busy store fall in one (a view of their own costs 1-4 µs more).
+ */
+export const V8_WINDOW_BYTES = 256 * 1024 * 1024;
+
+/** A quarter of V8's heap limit in windows (1 GiB with the default 4 GiB heap), which leaves
+ * the reserve (`reserveBytesFor`) its full size. */
+export const V8_WINDOW_BUDGET_BYTES = Math.max(V8_WINDOW_BYTES, v8.getHeapStatistics().heap_size_limit / 4);
+
 /** The reserve is made in buffers of this size (collected views give back pieces of their own
  * size): a view sinks V8's count by at most its own size + this much before it is made. */
 const PIECE_BYTES = 32 * 1024 * 1024;
 
 /**
- * The reserve's size for a store of `segmentBytes` whose windows V8 already counts
- * (`countedBytes`): at most the segment; at most half V8's heap limit, less two pieces, since a
+ * The reserve's size for a store of `segmentBytes` whose windows V8 may count up to
+ * `countedBytes`: at most the segment; at most half V8's heap limit, less two pieces, since a
  * swap dips V8's count by up to the view + one piece and the hard limit is half the old
  * generation's maximum; and small enough that what the library keeps counted (windows +
  * reserve) stays within half V8's global cap (twice the old generation's maximum). Past that
  * cap V8's global limit falls below what is counted, and every external allocation of the
  * program would start a collection. No reserve if the windows leave less than a quarter of the
- * heap limit (the default store, 30 % of RAM, whose windows V8 already counts near its cap).
+ * heap limit.
  */
 export function reserveBytesFor(segmentBytes: number, countedBytes: number): number {
   const heapLimitBytes = v8.getHeapStatistics().heap_size_limit;
@@ -80,6 +92,8 @@ export class ReservedViews implements UserViews {
   #owedBytes = 0;
   /** Reserve lent to the program's live views. */
   #lentBytes = 0;
+  /** What each live view took from the reserve (for `retire`). */
+  readonly #lentTo = new WeakMap<ArrayBuffer, number>();
   #closed = false;
 
   /**
@@ -110,7 +124,8 @@ export class ReservedViews implements UserViews {
     const view = this.#make(offsetBytes, lengthBytes);
     const lentBytes = Math.min(takenBytes, lengthBytes);
     this.#lentBytes += lentBytes;
-    collectedViews.register(view, { views: this, bytes: lentBytes });
+    this.#lentTo.set(view, lentBytes);
+    collectedViews.register(view, { views: this, bytes: lentBytes }, view);
     // Less than a piece (or the piece that fit) is left over: owed, not remade inside the get.
     if (takenBytes > lengthBytes) this.#owedBytes += takenBytes - lengthBytes;
     return view;
@@ -142,6 +157,17 @@ export class ReservedViews implements UserViews {
     }
     this.#reserveBytes -= takenBytes;
     return takenBytes;
+  }
+
+  /** Detaches `view` (V8 uncounts it at once) and takes back what it was lent now, not when
+   * it is collected: a put's view of 800 MiB would otherwise leave the reserve short. */
+  retire(view: ArrayBuffer): void {
+    const lentBytes = this.#lentTo.get(view);
+    view.transfer(0);
+    if (lentBytes === undefined) return;
+    this.#lentTo.delete(view);
+    collectedViews.unregister(view);
+    this.giveBack(lentBytes);
   }
 
   /** Detaches the reserve (the store is closing; its segment is about to be unmapped). */

@@ -1,7 +1,8 @@
 /**
  * One attachment to a named store through libobjstore: typed wrappers over the C ABI, and
- * views of the shared segment. Views are cut from a few cached windows (Bun and koffi cannot
- * view more than 4 GiB at once), so reading an object costs a `subarray`, not a new view.
+ * views of the shared segment. Small objects' bytes are cut from a few cached windows, so
+ * reading one costs a `subarray`, not a new view; windows are bounded in size and number
+ * (`RuntimeShim.windowBytes`, `windowBudgetBytes`) because V8 counts each as memory.
  */
 import type { PagePlacement } from "../codec/types.ts";
 import type { Library } from "../ffi/load.ts";
@@ -101,10 +102,15 @@ export class NativeStore implements PagePlacement {
   readonly #base: NativePointer;
   readonly #segmentBytes: number;
   readonly #windowBytes: number;
-  readonly #windows: Uint8Array[] = [];
+  /** Window `k` views the segment from `k * #windowBytes`; made as objects there are read. */
+  readonly #windows: (Uint8Array | undefined)[] = [];
+  #windowCount = 0;
+  readonly #maxWindows: number;
   readonly #userViews: UserViews;
   readonly #sealSequence: Int32Array;
   #createdOffsetBytes = 0;
+  /** The view of its own `create` made for the object being written (see `#retireWriteView`). */
+  #writeView: ArrayBuffer | undefined;
 
   private constructor(library: Library, handle: NativePointer, name: string) {
     this.name = name;
@@ -115,10 +121,12 @@ export class NativeStore implements PagePlacement {
     this.created = this.#result[2] === 1;
     this.#base = library.symbols.objstore_segment_base(handle);
     this.#segmentBytes = library.symbols.objstore_segment_size(handle);
-    this.#windowBytes = Math.min(this.#segmentBytes, library.shim.maxViewBytes);
-    this.#userViews = library.shim.userViews(this.#base, this.#segmentBytes, this.#windowBytes);
+    this.#windowBytes = Math.min(this.#segmentBytes, library.shim.windowBytes, library.shim.maxViewBytes);
+    this.#maxWindows = Math.max(1, Math.floor(library.shim.windowBudgetBytes / this.#windowBytes));
+    const windowedBytes = Math.min(this.#segmentBytes, this.#maxWindows * this.#windowBytes);
+    this.#userViews = library.shim.userViews(this.#base, this.#segmentBytes, windowedBytes);
     const sequenceOffset = library.symbols.objstore_seal_sequence_offset();
-    this.#sealSequence = new Int32Array(this.#window(0).buffer, sequenceOffset, 1);
+    this.#sealSequence = new Int32Array(this.#window(0)!.buffer, sequenceOffset, 1);
   }
 
   /** Opens (creates or attaches to) the store `name`. */
@@ -144,10 +152,12 @@ export class NativeStore implements PagePlacement {
   /** Detaches; the last process removes the store and its spill files (unless `removeIfLast`
    * is false: then nothing else happens, not even reclaiming what dead processes held). */
   close(removeIfLast = true): boolean {
+    this.#retireWriteView();
     this.#userViews.close();
     const removed = this.#symbols.objstore_close(this.#handle, removeIfLast ? CLOSE_REMOVE_IF_LAST : 0) === 1;
     this.#handle = null;
     this.#windows.length = 0;
+    this.#windowCount = 0;
     return removed;
   }
 
@@ -160,7 +170,18 @@ export class NativeStore implements PagePlacement {
     const status = this.#symbols.objstore_create(this.#handle, id, sizeBytes, children ?? noChildren, childCount);
     if (status !== Status.ok) return status;
     this.#createdOffsetBytes = this.#result[0];
-    return this.bytes(this.#createdOffsetBytes, sizeBytes);
+    this.#retireWriteView();
+    const windowed = this.#windowed(this.#createdOffsetBytes, sizeBytes);
+    if (windowed !== undefined) return windowed;
+    this.#writeView = this.ownView(this.#createdOffsetBytes, sizeBytes);
+    return new Uint8Array(this.#writeView);
+  }
+
+  /** The view `create` made for the object being written is not used past its seal or abort. */
+  #retireWriteView(): void {
+    if (this.#writeView === undefined) return;
+    this.#userViews.retire(this.#writeView);
+    this.#writeView = undefined;
   }
 
   /** Where the data of the object `create` made last starts within its page. */
@@ -179,11 +200,13 @@ export class NativeStore implements PagePlacement {
   }
 
   seal(id: Uint8Array): void {
+    this.#retireWriteView();
     const status = this.#symbols.objstore_seal(this.#handle, id);
     if (status !== Status.ok) this.#fail(status, "seal");
   }
 
   abort(id: Uint8Array): void {
+    this.#retireWriteView();
     this.#symbols.objstore_abort(this.#handle, id);
   }
 
@@ -358,16 +381,22 @@ export class NativeStore implements PagePlacement {
     return this.#result[3];
   }
 
-  /** `sizeBytes` bytes of the segment from `offsetBytes`, from a cached window. */
+  /**
+   * `sizeBytes` bytes of the segment from `offsetBytes`: cut from a cached window if they lie in
+   * one and the windows' budget allows it, else a view of their own.
+   */
   bytes(offsetBytes: number, sizeBytes: number): Uint8Array {
-    const half = this.#windowBytes / 2;
-    if (this.#windowBytes === this.#segmentBytes) return this.#window(0).subarray(offsetBytes, offsetBytes + sizeBytes);
-    if (sizeBytes <= half) {
-      const k = Math.floor(offsetBytes / half);
-      const start = k * half;
-      return this.#window(k).subarray(offsetBytes - start, offsetBytes - start + sizeBytes);
-    }
-    return new Uint8Array(this.ownView(offsetBytes, sizeBytes));
+    return this.#windowed(offsetBytes, sizeBytes) ?? new Uint8Array(this.ownView(offsetBytes, sizeBytes));
+  }
+
+  /** The bytes cut from a window, if they lie in one and the windows' budget allows it. */
+  #windowed(offsetBytes: number, sizeBytes: number): Uint8Array | undefined {
+    if (this.#windowBytes === this.#segmentBytes) return this.#windows[0]!.subarray(offsetBytes, offsetBytes + sizeBytes);
+    const k = Math.floor(offsetBytes / this.#windowBytes);
+    const lastK = Math.floor((offsetBytes + Math.max(sizeBytes, 1) - 1) / this.#windowBytes);
+    const window = k === lastK ? this.#window(k) : undefined;
+    const start = k * this.#windowBytes;
+    return window?.subarray(offsetBytes - start, offsetBytes - start + sizeBytes);
   }
 
   /**
@@ -384,14 +413,18 @@ export class NativeStore implements PagePlacement {
     return this.#userViews.view(offsetBytes, sizeBytes);
   }
 
-  #window(k: number): Uint8Array {
-    let window = this.#windows[k];
-    if (window === undefined) {
-      const start = k * (this.#windowBytes / 2);
-      const length = Math.min(this.#windowBytes, this.#segmentBytes - start);
-      window = new Uint8Array(this.#library.shim.view(this.#base, start, length));
-      this.#windows[k] = window;
-    }
-    return window;
+  /**
+   * Window `k`, made if the budget allows (undefined if not). Windows are kept until the store
+   * closes, never swapped: a window dropped while a caller still wrote through a `subarray` of
+   * it would lose the writes if it were detached, and stay counted by V8 until collected if not.
+   */
+  #window(k: number): Uint8Array | undefined {
+    const window = this.#windows[k];
+    if (window !== undefined || this.#windowCount === this.#maxWindows) return window;
+    const start = k * this.#windowBytes;
+    const made = new Uint8Array(this.#library.shim.view(this.#base, start, Math.min(this.#windowBytes, this.#segmentBytes - start)));
+    this.#windows[k] = made;
+    this.#windowCount += 1;
+    return made;
   }
 }
