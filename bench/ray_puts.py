@@ -1,6 +1,6 @@
 """Ray 2.60's side of bench/put_bench.ts, for bench/run_puts.sh:
 
-    .tools/ray-venv/bin/python bench/ray_puts.py [--quick] [--gets-only]
+    .tools/ray-venv/bin/python bench/ray_puts.py [--quick] [--gets-only] [--default-store]
 
 - put: `ray.put(arr)` in a loop, the ref dropped at once (as ray_perf does), for numpy arrays of
   the kinds put_bench.ts puts (int64 for BigInt64Array, float64, uint8 for Uint8Array and
@@ -60,6 +60,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--gets-only", action="store_true", help="only the first gets (the puts take minutes)")
+    parser.add_argument("--default-store", action="store_true", help="Ray's default object store (30 %% of RAM)")
     args = parser.parse_args()
     quick = args.quick
     put_sizes = [] if args.gets_only else [KIB, MIB, 32 * MIB] if quick else [KIB, 64 * KIB, MIB, 16 * MIB, 128 * MIB, 800 * MIB]
@@ -67,7 +68,8 @@ def main():
     warmup_s, round_s = (0.03, 0.03) if quick else (0.25, 0.5)
     store_bytes = 256 * MIB if quick else 2560 * MIB
     load_before = loadavg()
-    ray.init(num_cpus=1, object_store_memory=store_bytes, include_dashboard=False, logging_level="ERROR")
+    sizing = {} if args.default_store else {"object_store_memory": store_bytes}
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR", **sizing)
 
     largest = put_sizes[-1] if put_sizes else KIB
     raw = np.random.default_rng(1).integers(0, 2**32, size=(largest + 8 * SUBARRAY_ELEMENTS) // 4, dtype=np.uint32)
@@ -114,6 +116,8 @@ def main():
                "max_us": ordered[-1], "all_us": times}
         log(f"first get {nbytes} B: median {row['median_us']:.1f} us (min {row['min_us']:.1f}, max {row['max_us']:.1f})")
         first_gets.append(row)
+    if args.default_store:
+        store_bytes = int(ray.cluster_resources().get("object_store_memory", 0))
     ray.shutdown()
     print(json.dumps({"runtime": "ray", "runtime_version": f"ray {ray.__version__}, numpy {np.__version__}", "quick": quick,
                       "store_bytes": store_bytes, "harness": {"warmup_s": warmup_s, "rounds": 3, "round_s": round_s},
