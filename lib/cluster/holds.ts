@@ -46,6 +46,24 @@ export function holderNode(holder: string): number {
   return Number(holder.split(":")[1]);
 }
 
+/**
+ * Which of `holders` are gone: their node is not among `aliveNodes`, or no longer lists them
+ * (their keeper saw them end, or killed). Asks the directory once per node.
+ */
+export async function goneHolders(directory: Directory, holders: Iterable<string>, aliveNodes: ReadonlySet<number>): Promise<Set<string>> {
+  const listed = new Map<number, Map<string, number>>();
+  const gone = new Set<string>();
+  for (const holder of holders) {
+    const nodeNumber = holderNode(holder);
+    if (aliveNodes.has(nodeNumber)) {
+      if (!listed.has(nodeNumber)) listed.set(nodeNumber, await directory.holders(nodeNumber));
+      if (listed.get(nodeNumber)!.has(holder)) continue;
+    }
+    gone.add(holder);
+  }
+  return gone;
+}
+
 export class HoldKeeper {
   readonly #directory: Directory;
   readonly #store: NativeStore;
@@ -216,15 +234,10 @@ export class HoldKeeper {
   async #releaseOrphanedBundles(aliveNodes: number[]): Promise<void> {
     const reserved = await this.#directory.reservations(this.#nodeNumber);
     if (reserved.size === 0) return;
-    const processesOf = new Map<number, Map<string, number>>();
+    const ownerOf = (field: string) => field.split("|")[0];
+    const gone = await goneHolders(this.#directory, new Set([...reserved.keys()].map(ownerOf)), new Set(aliveNodes));
     for (const field of reserved.keys()) {
-      const owner = field.split("|")[0];
-      const ownerNode = holderNode(owner);
-      if (aliveNodes.includes(ownerNode)) {
-        if (!processesOf.has(ownerNode)) processesOf.set(ownerNode, await this.#directory.holders(ownerNode));
-        if (processesOf.get(ownerNode)!.has(owner)) continue;
-      }
-      await this.#directory.release(this.#nodeNumber, field);
+      if (gone.has(ownerOf(field))) await this.#directory.release(this.#nodeNumber, field);
     }
   }
 

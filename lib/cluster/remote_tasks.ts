@@ -14,7 +14,7 @@
  * (`t <mac> <json>`: calls of its actors by those processes), as long as it runs.
  */
 import type { Directory } from "./directory.ts";
-import { holderNode } from "./holds.ts";
+import { goneHolders, holderNode } from "./holds.ts";
 import { signRequest, type TaskRequest } from "./task_requests.ts";
 
 /** What the scheduler is told. */
@@ -182,12 +182,7 @@ export class RemoteTasks {
     const alive = new Set((await directory.nodes()).filter((node) => node.alive).map((node) => node.nodeNumber));
     const dead = new Set([...this.#outByNode.keys()].filter((nodeNumber) => !alive.has(nodeNumber)));
     if (dead.size > 0) this.#events.nodesDied(dead);
-    const gone = new Set<string>();
-    for (const owner of this.#outByOwner.keys()) {
-      const nodeNumber = holderNode(owner);
-      if (alive.has(nodeNumber) && (await directory.holders(nodeNumber)).has(owner)) continue;
-      gone.add(owner);
-    }
+    const gone = await goneHolders(directory, [...this.#outByOwner.keys()], alive);
     if (gone.size > 0) this.#events.ownersDied(gone);
   }
 }
