@@ -436,20 +436,35 @@ export class ClusterDispatch {
 
   /** Sends an actor's queued calls in order, each once its arguments are ready. */
   #pumpRemoteActor(actor: RemoteActor): void {
-    while (actor.queue.length > 0 && actor.dead === undefined) {
-      const head = actor.queue[0];
-      if (!head.argRefs.every((ref) => this.#host.isAvailable(ref))) {
-        this.#host.whenArgumentsReady(head, () => this.#pumpRemoteActor(actor));
-        return;
-      }
-      actor.queue.shift();
-      if (head.settled) continue;
+    const waiting = actor.dead === undefined && !this.#sendInOrder(actor.queue, () => this.#pumpRemoteActor(actor), (head) => {
       head.node = actor.node;
       head.attempt = actor.incarnation;
       this.#remoteTasks.set(head.id, head);
       this.#remote!.send(actor.node, { ...this.actorRequest(actor, "call"), task: head.id, method: head.method, args: head.args.wire, returns: head.returnHex });
+    });
+    if (!waiting) this.#host.updateKeepAlive();
+  }
+
+  /**
+   * Sends `queue`'s calls in call order, each once its arguments are ready (`send`; a call
+   * settled meanwhile is dropped). A head `failsAtOnce` takes is failed without waiting. Returns
+   * false if it stopped at a head whose arguments are not ready (then `pump` runs once they are).
+   */
+  #sendInOrder(queue: Task[], pump: () => void, send: (task: Task) => void, failsAtOnce: (task: Task) => boolean = () => false): boolean {
+    while (queue.length > 0) {
+      const head = queue[0];
+      if (failsAtOnce(head)) {
+        queue.shift();
+        continue;
+      }
+      if (!head.argRefs.every((ref) => this.#host.isAvailable(ref))) {
+        this.#host.whenArgumentsReady(head, pump);
+        return false;
+      }
+      queue.shift();
+      if (!head.settled) send(head);
     }
-    this.#host.updateKeepAlive();
+    return true;
   }
 
   postActor(actor: RemoteActor): void {
@@ -510,24 +525,18 @@ export class ClusterDispatch {
 
   #pumpForeign(key: string, queue: Task[]): void {
     const holder = this.#host.session.cluster!.borrows.holder;
-    while (queue.length > 0) {
-      const head = queue[0];
+    const send = (head: Task) => {
       const { owner, actorId } = head.foreignActor!;
-      if (this.#goneOwners.has(owner)) {
-        queue.shift();
-        this.#failOwnerGone(head);
-        continue;
-      }
-      if (!head.argRefs.every((ref) => this.#host.isAvailable(ref))) {
-        this.#host.whenArgumentsReady(head, () => this.#pumpForeign(key, queue));
-        return;
-      }
-      queue.shift();
-      if (head.settled) continue;
       head.node = holderNode(owner);
       this.#remoteTasks.set(head.id, head);
       this.#remote!.sendToOwner(owner, { kind: "call", task: head.id, attempt: head.attempt, holder, owner, actor: actorId, method: head.method, args: head.args.wire, returns: head.returnHex });
-    }
+    };
+    const ownerGone = (head: Task) => {
+      if (!this.#goneOwners.has(head.foreignActor!.owner)) return false;
+      this.#failOwnerGone(head);
+      return true;
+    };
+    if (!this.#sendInOrder(queue, () => this.#pumpForeign(key, queue), send, ownerGone)) return;
     this.#foreignQueues.delete(key);
     this.#host.updateKeepAlive();
   }
