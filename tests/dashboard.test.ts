@@ -39,8 +39,14 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     });
     class Counter {
       n = 0;
+      held: unknown;
       add(k: number) {
         return (this.n += k);
+      }
+      /** Keeps a view of `value` (a pin while it is reachable); says which process holds it. */
+      hold(value: unknown) {
+        this.held = value;
+        return (globalThis as unknown as { process: { pid: number } }).process.pid;
       }
     }
     const counter = os.remote(Counter).remote();
@@ -94,7 +100,7 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(await page.evaluate<string>("document.getElementById('objects-summary').dataset.total"), String(stats.objectCount));
     const sizes = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(2)')].map((td) => td.textContent)");
     assert.equal(sizes[0], "1.0 MiB", "largest first");
-    await page.evaluate(`(() => { const input = document.getElementById("filter"); input.value = "spilled"; input.dispatchEvent(new Event("input")); })()`);
+    await filterObjects(page, "spilled");
     await waitFor(page, `document.getElementById('objects-summary').dataset.matched === "${stats.spilledObjects}"`, `${stats.spilledObjects} spilled objects in the table`);
     const states = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(3)')].map((td) => td.textContent)");
     assert.ok(states.length > 0 && states.every((s) => s === "spilled"), states.join(","));
@@ -107,6 +113,26 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(workers.length, 3, JSON.stringify(processes));
     assert.equal(workers.filter((row) => row[1] === "actor").length, 1, JSON.stringify(processes));
     assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers and the actor ran every task");
+
+    // Who pins an object: this driver holds a view of it, and so does the actor.
+    const pinned = os.put(new Float64Array(8192).fill(1.5));
+    const view = await os.get(pinned) as Float64Array;
+    const actorPid = await os.get(counter.hold.remote(pinned)) as number;
+    assert.notEqual(actorPid, process.pid);
+    const expectedPins = [{ pid: process.pid, role: "driver", runtime: currentRuntime }, { pid: actorPid, role: "actor", runtime: currentRuntime }]
+      .sort((a, b) => a.pid - b.pid);
+    await filterObjects(page, pinned.id);
+    const pinsShown = expectedPins.map((p) => `${p.pid} (${p.runtime} ${p.role})`);
+    await waitFor(page, `(() => { const td = document.querySelector('#objects tbody tr td:nth-child(5)'); return ${JSON.stringify(pinsShown)}.every((p) => td.textContent.includes(p)); })()`, `the pids pinning ${pinned.id}`);
+    const apiRow = (await (await fetch(new URL(`api/objects?filter=${pinned.id}`, started.url))).json()).rows[0];
+    assert.deepEqual([...apiRow.pinnedBy].sort((a: { pid: number }, b: { pid: number }) => a.pid - b.pid), expectedPins);
+    assert.equal(apiRow.pinningProcesses, 2);
+    await filterObjects(page, String(actorPid));
+    await waitFor(page, `[...document.querySelectorAll('#objects tbody tr td:nth-child(1)')].some((td) => td.textContent === "${pinned.id}")`, `the object pinned by ${actorPid} when filtered by its pid`);
+    // Every row shown is pinned by it (or has its digits in its id: the filter matches ids too).
+    const filtered = await page.evaluate<string[][]>("[...document.querySelectorAll('#objects tbody tr')].map((tr) => [tr.children[0].textContent, tr.children[4].textContent])");
+    assert.ok(filtered.every(([id, pins]) => pins.includes(`${actorPid} (`) || id.includes(String(actorPid))), JSON.stringify(filtered));
+    assert.equal(view[8191], 1.5);
 
     mkdirSync(outputDir, { recursive: true });
     const shot = path.join(outputDir, `dashboard-${currentRuntime}.png`);
@@ -193,6 +219,11 @@ async function waitFor(page: { evaluate<T>(e: string): Promise<T> }, expression:
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** Types `text` into the objects table's filter. */
+async function filterObjects(page: { evaluate<T>(e: string): Promise<T> }, text: string): Promise<void> {
+  await page.evaluate(`(() => { const input = document.getElementById("filter"); input.value = ${JSON.stringify(text)}; input.dispatchEvent(new Event("input")); })()`);
 }
 
 async function taskCount(page: { evaluate<T>(e: string): Promise<T> }, state: string): Promise<number> {

@@ -284,8 +284,16 @@ export class LocalSource implements DashboardSource {
     }
   }
 
-  objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
-    return this.#listing.query(query);
+  async objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
+    const page = await this.#listing.query(query);
+    const known = new Map(this.processes().map((p) => [p.pid, p]));
+    for (const row of page.rows) {
+      for (const holder of row.pinnedBy ?? []) {
+        const described = known.get(holder.pid);
+        if (described !== undefined) Object.assign(holder, { role: described.role, runtime: described.runtime });
+      }
+    }
+    return page;
   }
 
   processes(): ProcessRow[] {
@@ -386,6 +394,7 @@ export class ClusterSource implements DashboardSource {
       state: o.locations.map((l) => `${l.nodeNumber}:${l.where}`).join(" "),
       referencingProcesses: o.locations.reduce((sum, l) => sum + l.refCount, 0) + o.heldFor.length,
       pinningProcesses: null,
+      pinnedBy: null,
       containedBy: null,
       node: String(o.madeOn),
     })));

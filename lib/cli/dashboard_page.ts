@@ -70,13 +70,13 @@ export function dashboardPage(title: string): string {
   <section class="wide">
     <h2>Objects <small id="objects-summary"></small></h2>
     <div class="pager">
-      <input id="filter" type="search" placeholder="filter: id, state or node">
+      <input id="filter" type="search" placeholder="filter: id, state, node or pinning pid">
       <button id="prev">◀</button><span id="page">–</span><button id="next">▶</button>
     </div>
     <table id="objects"><thead><tr>
       <th class="sortable" data-sort="id">id</th><th class="sortable num" data-sort="sizeBytes">size</th>
       <th class="sortable" data-sort="state">where</th><th class="sortable num" data-sort="referencingProcesses">refs</th>
-      <th class="sortable num" data-sort="pinningProcesses">pinned by</th><th class="sortable num" data-sort="containedBy">in</th>
+      <th class="sortable" data-sort="pinningProcesses">pinned by</th><th class="sortable num" data-sort="containedBy">in</th>
       <th class="sortable" data-sort="node">node</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
@@ -109,6 +109,7 @@ function bytes(n) {
   while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
   return unit === 0 ? n + " B" : value.toFixed(1) + " " + units[unit];
 }
+const holder = (p) => p.role ? p.pid + " (" + [p.runtime, p.role].filter(Boolean).join(" ") + ")" : String(p.pid);
 const rate = (n) => n === null || n === undefined ? "–" : bytes(n) + "/s";
 const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; };
 function fill(tbody, rows) {
@@ -176,7 +177,7 @@ async function refreshObjects() {
   document.getElementById("page").textContent = "page " + (Math.floor(table.offset / PAGE_ROWS) + 1) + " of " + pages;
   fill(document.querySelector("#objects tbody"), o.rows.map((r) => [
     cell(r.id, "id"), cell(bytes(r.sizeBytes), "num"), cell(r.state), cell(String(r.referencingProcesses), "num"),
-    cell(r.pinningProcesses === null ? "–" : r.pinningProcesses + (r.pinningProcesses === 1 ? " process" : " processes"), "num"),
+    cell(r.pinnedBy === null ? "–" : r.pinnedBy.map(holder).join(", "), "pins"),
     cell(r.containedBy === null ? "–" : String(r.containedBy), "num"), cell(r.node),
   ]));
 }

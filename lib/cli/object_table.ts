@@ -7,7 +7,7 @@
 import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
 import { ID_BYTES } from "../ids.ts";
-import { LIST_RECORD_BYTES, type NativeStore } from "../store/native_store.ts";
+import { bitCount, CLIENTS_MAX, LIST_RECORD_BYTES, type NativeStore } from "../store/native_store.ts";
 
 /** Records read per chunk, between turns of the event loop. */
 const CHUNK_RECORDS = 32_768;
@@ -22,9 +22,19 @@ export interface ObjectRow {
   referencingProcesses: number;
   /** Null in a cluster: nodes list references only. */
   pinningProcesses: number | null;
+  /** The processes pinning it (pid; role and runtime where the processes table knows them);
+   * null in a cluster. */
+  pinnedBy: ProcessRef[] | null;
   containedBy: number | null;
   /** The node holding it: this machine's name, or the number of the node that made it. */
   node: string;
+}
+
+/** A process holding an object. */
+export interface ProcessRef {
+  pid: number;
+  role?: string;
+  runtime?: string;
 }
 
 /** A query of the objects table: sorted and filtered on the server, one page sent. */
@@ -33,7 +43,7 @@ export interface ObjectQuery {
   limit: number;
   sort: keyof ObjectRow;
   descending: boolean;
-  /** Rows whose id, state or node contains this text. */
+  /** Rows whose id, state or node contains this text, or pinned by the process of this pid. */
   filter: string;
 }
 
@@ -58,6 +68,11 @@ export class ColumnarObjects implements ObjectTable {
   #states = new Uint8Array(0);
   #refs = new Uint32Array(0);
   #pins = new Uint32Array(0);
+  /** The pinning processes' client bits, low and high words (bit c: `#clientPids[c]`). */
+  #pinBitsLow = new Uint32Array(0);
+  #pinBitsHigh = new Uint32Array(0);
+  /** The pid at each client index when the store was listed. */
+  #clientPids: Uint32Array = new Uint32Array(CLIENTS_MAX);
   #containedBy = new Uint32Array(0);
   readonly #node: string;
   /** The last query's order, reused for its next pages. */
@@ -70,6 +85,7 @@ export class ColumnarObjects implements ObjectTable {
   /** Lists `store` (`expected` objects, roughly: the arrays grow if there are more). */
   static async read(store: NativeStore, expected: number, node: string): Promise<ColumnarObjects> {
     const table = new ColumnarObjects(node);
+    table.#clientPids = store.clientPids();
     table.#grow(Math.max(1024, Math.ceil(expected * 1.1)));
     const chunk = new Uint8Array(CHUNK_RECORDS * LIST_RECORD_BYTES);
     const view = new DataView(chunk.buffer);
@@ -82,9 +98,13 @@ export class ColumnarObjects implements ObjectTable {
         const row = table.total++;
         table.#ids.set(chunk.subarray(at, at + ID_BYTES), row * ID_BYTES);
         table.#states[row] = view.getUint32(at + 28, true);
-        table.#refs[row] = view.getUint32(at + 32, true);
-        table.#pins[row] = view.getUint32(at + 36, true);
-        table.#containedBy[row] = view.getUint32(at + 40, true);
+        table.#refs[row] = bitCount(view.getUint32(at + 32, true)) + bitCount(view.getUint32(at + 36, true));
+        const pinLow = view.getUint32(at + 40, true);
+        const pinHigh = view.getUint32(at + 44, true);
+        table.#pinBitsLow[row] = pinLow;
+        table.#pinBitsHigh[row] = pinHigh;
+        table.#pins[row] = bitCount(pinLow) + bitCount(pinHigh);
+        table.#containedBy[row] = view.getUint32(at + 56, true);
         table.#sizes[row] = view.getFloat64(at + 48, true);
       }
       cursor = next;
@@ -104,6 +124,8 @@ export class ColumnarObjects implements ObjectTable {
     this.#states = grown(this.#states, (n) => new Uint8Array(n));
     this.#refs = grown(this.#refs, (n) => new Uint32Array(n));
     this.#pins = grown(this.#pins, (n) => new Uint32Array(n));
+    this.#pinBitsLow = grown(this.#pinBitsLow, (n) => new Uint32Array(n));
+    this.#pinBitsHigh = grown(this.#pinBitsHigh, (n) => new Uint32Array(n));
     this.#containedBy = grown(this.#containedBy, (n) => new Uint32Array(n));
   }
 
@@ -118,9 +140,20 @@ export class ColumnarObjects implements ObjectTable {
       state: STATES[this.#states[row]] ?? "?",
       referencingProcesses: this.#refs[row],
       pinningProcesses: this.#pins[row],
+      pinnedBy: this.#holders(this.#pinBitsLow[row], this.#pinBitsHigh[row]),
       containedBy: this.#containedBy[row],
       node: this.#node,
     };
+  }
+
+  /** The pids of the client bits set in (low, high), less a process that died unreclaimed. */
+  #holders(low: number, high: number): ProcessRef[] {
+    const holders: ProcessRef[] = [];
+    for (let c = 0; c < CLIENTS_MAX; c++) {
+      const word = c < 32 ? low : high;
+      if (((word >>> (c % 32)) & 1) !== 0 && this.#clientPids[c] !== 0) holders.push({ pid: this.#clientPids[c] });
+    }
+    return holders;
   }
 
   page(query: ObjectQuery): ObjectPage {
@@ -139,7 +172,11 @@ export class ColumnarObjects implements ObjectTable {
     if (query.filter !== "" && !this.#node.toLowerCase().includes(query.filter)) {
       const matching = STATES.map((s) => s !== "" && s.includes(query.filter));
       const hexOnly = /^[0-9a-f]+$/.test(query.filter);
-      order = order.filter((row) => matching[this.#states[row]] || (hexOnly && this.#hex(row).includes(query.filter)));
+      const [pinLow, pinHigh] = this.#clientBitsOf(query.filter);
+      order = order.filter((row) =>
+        matching[this.#states[row]] || (this.#pinBitsLow[row] & pinLow) !== 0 || (this.#pinBitsHigh[row] & pinHigh) !== 0 ||
+        (hexOnly && this.#hex(row).includes(query.filter))
+      );
     }
     const sign = query.descending ? -1 : 1;
     const column = this.#column(query.sort);
@@ -156,6 +193,16 @@ export class ColumnarObjects implements ObjectTable {
       });
     }
     return order;
+  }
+
+  /** The client bits (low, high words) of the process whose pid `filter` is, if any. */
+  #clientBitsOf(filter: string): [number, number] {
+    const bits: [number, number] = [0, 0];
+    if (!/^\d+$/.test(filter)) return bits;
+    for (let c = 0; c < CLIENTS_MAX; c++) {
+      if (this.#clientPids[c] !== 0 && String(this.#clientPids[c]) === filter) bits[c < 32 ? 0 : 1] |= 1 << (c % 32);
+    }
+    return bits;
   }
 
   #column(sort: keyof ObjectRow): ArrayLike<number> | undefined {
@@ -193,12 +240,14 @@ export class RowObjects implements ObjectTable {
     const key = `${query.sort} ${query.descending} ${query.filter}`;
     if (this.#sorted?.key !== key) {
       const f = query.filter;
-      const rows = f === "" ? this.#all.slice() : this.#all.filter((r) => r.id.includes(f) || r.state.includes(f) || r.node.toLowerCase().includes(f));
+      const rows = f === "" ? this.#all.slice() : this.#all.filter((r) =>
+        r.id.includes(f) || r.state.includes(f) || r.node.toLowerCase().includes(f) || (r.pinnedBy?.some((p) => String(p.pid) === f) ?? false)
+      );
       const sign = query.descending ? -1 : 1;
       const column = query.sort;
       rows.sort((a, b) => {
-        const x = a[column] ?? -1;
-        const y = b[column] ?? -1;
+        const x = (a[column] ?? -1) as number | string;
+        const y = (b[column] ?? -1) as number | string;
         return sign * (x < y ? -1 : x > y ? 1 : 0) || (a.id < b.id ? -1 : 1);
       });
       this.#sorted = { key, rows };

@@ -62,11 +62,23 @@ export interface StoreStats {
 }
 
 /**
- * Bytes of one record of `objstore_list`: the id (ID_BYTES), then u32s at 28 state (1 writing,
- * 2 in memory, 3 spilled), 32 processes referencing, 36 pinning, 40 objects containing it, and
- * an f64 at 48, the size.
+ * Bytes of one record of `objstore_list`: the id (ID_BYTES), then a u32 at 28, the state (1
+ * writing, 2 in memory, 3 spilled); u64 bit masks at 32 of the processes referencing it and at
+ * 40 of those pinning it (bit c: client index c, see `clientPids`); an f64 at 48, the size;
+ * u32s at 56, the objects containing it, and 60, the refs it contains.
  */
 export const LIST_RECORD_BYTES = 64;
+
+/** Processes a store can have attached at once (zig/src/layout.zig client_count_max). */
+export const CLIENTS_MAX = 64;
+
+/** The number of bits set in a u32. */
+export function bitCount(word: number): number {
+  let n = word >>> 0;
+  n = n - ((n >>> 1) & 0x55555555);
+  n = (n & 0x33333333) + ((n >>> 2) & 0x33333333);
+  return Math.imul((n + (n >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
 
 export interface ListedObject {
   id: string;
@@ -290,9 +302,15 @@ export class NativeStore implements PagePlacement {
 
   /** Pids of the processes attached to the store. */
   attachedPids(): number[] {
-    const out = new Uint32Array(64);
-    const count = this.#symbols.objstore_clients(this.#handle, out);
-    return Array.from(out.subarray(0, count));
+    return Array.from(this.clientPids()).filter((pid) => pid !== 0);
+  }
+
+  /** The pid of each attached process at its client index (CLIENTS_MAX entries, 0 where none
+   * is): bit c of a listing's holder masks is the process at index c. */
+  clientPids(): Uint32Array {
+    const out = new Uint32Array(CLIENTS_MAX);
+    this.#symbols.objstore_clients(this.#handle, out);
+    return out;
   }
 
   /**
@@ -322,9 +340,9 @@ export class NativeStore implements PagePlacement {
         objects.push({
           id: toHex(buffer.subarray(at, at + ID_BYTES)),
           state: state === 1 ? "writing" : state === 2 ? "memory" : "spilled",
-          referencingProcesses: view.getUint32(at + 32, true),
-          pinningProcesses: view.getUint32(at + 36, true),
-          containedBy: view.getUint32(at + 40, true),
+          referencingProcesses: bitCount(view.getUint32(at + 32, true)) + bitCount(view.getUint32(at + 36, true)),
+          pinningProcesses: bitCount(view.getUint32(at + 40, true)) + bitCount(view.getUint32(at + 44, true)),
+          containedBy: view.getUint32(at + 56, true),
           sizeBytes: view.getFloat64(at + 48, true),
         });
       }

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 6
+#define OBJSTORE_ABI_VERSION 7
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -141,8 +141,9 @@ int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
 
-/* Writes the pids of the living attached processes into out (room for 64; a dead one not
- * reclaimed yet is left out); returns how many. */
+/* Writes the pid of each living attached process into out at its client index (64 entries,
+ * 0 where none is; a dead one not reclaimed yet is 0 too); returns how many are alive. Bit c
+ * of a list record's ref_holders and pin_holders is client index c. */
 int32_t objstore_clients(objstore_t *h, uint32_t *out);
 
 /* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
@@ -152,12 +153,11 @@ int32_t objstore_stats(objstore_t *h, double *out);
 typedef struct objstore_list_record {
   uint8_t id[OBJSTORE_ID_SIZE];
   uint32_t state;       /* 1 being written, 2 in memory, 3 spilled */
-  uint32_t ref_holders; /* processes holding a reference */
-  uint32_t pin_holders; /* processes holding a pin */
-  uint32_t nested;      /* objects containing this one */
+  uint64_t ref_holders; /* bit c: client c (objstore_clients' index) holds a reference */
+  uint64_t pin_holders; /* bit c: client c holds a pin */
   double size_bytes;
+  uint32_t nested;      /* objects containing this one */
   uint32_t child_count;
-  uint32_t reserved;
 } objstore_list_record; /* 64 bytes */
 
 /* Lists up to record_capacity objects from slot `cursor` on; returns the count written and

@@ -259,15 +259,18 @@ export fn objstore_maintain(h: ?*anyopaque) i32 {
     return @intCast(handleOf(h).store.maintain());
 }
 
-/// Writes the pids of the living processes attached to the store into `out` (up to 64; a
-/// dead one not reclaimed yet is left out, by pid and start time); returns how many.
+/// Writes the pid of each living process attached to the store into `out` at its client
+/// index (64 entries; 0 where no living process is, a dead one not reclaimed yet included, by
+/// pid and start time); returns how many are alive. A listing's holder bits index this.
 export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
+    assert(store.clients.len == layout.client_count_max);
     var count: u32 = 0;
-    for (store.clients) |*entry| {
+    for (store.clients, 0..) |*entry, i| {
+        out[i] = 0;
         if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
         if (!sys.isAlive(entry.pid, entry.start_time)) continue;
-        out[count] = entry.pid;
+        out[i] = entry.pid;
         count += 1;
     }
     return @intCast(count);
@@ -286,15 +289,16 @@ export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
 const ListRecord = extern struct {
     id: ObjectId,
     state: u32,
-    ref_holders: u32,
-    pin_holders: u32,
-    nested: u32,
+    /// Bit c set: client c (`objstore_clients`' index) holds a reference, or a pin.
+    ref_holders: u64,
+    pin_holders: u64,
     size_bytes: f64,
+    nested: u32,
     child_count: u32,
-    reserved: u32,
 };
 comptime {
     assert(@sizeOf(ListRecord) == 64);
+    assert(@offsetOf(ListRecord, "ref_holders") == 32);
 }
 
 /// Lists up to `record_capacity` objects from slot `cursor` on; returns the count written and
@@ -318,8 +322,8 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
         var r = std.mem.zeroes(ListRecord);
         index.readId(i, &r.id);
         r.state = state;
-        r.ref_holders = @popCount(slot.ref_holders.load(.monotonic));
-        r.pin_holders = @popCount(slot.pin_holders.load(.monotonic));
+        r.ref_holders = slot.ref_holders.load(.monotonic);
+        r.pin_holders = slot.pin_holders.load(.monotonic);
         r.nested = s.nested;
         r.size_bytes = @floatFromInt(index.extras[i].data_size_bytes);
         r.child_count = index.extras[i].child_count;
