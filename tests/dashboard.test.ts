@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
+import { tableFromArrays } from "apache-arrow";
 import * as os from "../mod.ts";
 import { readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
 import { openPage } from "./chromium.ts";
@@ -22,6 +23,11 @@ async function stop(child: Child): Promise<void> {
   child.kill();
   await child.exited;
 }
+
+/** Columns of the objects table (1-based, for :nth-child). */
+const TYPE = 3;
+const WHERE = 4;
+const PINNED_BY = 6;
 
 const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes"] as const;
 
@@ -102,8 +108,10 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(sizes[0], "1.0 MiB", "largest first");
     await filterObjects(page, "spilled");
     await waitFor(page, `document.getElementById('objects-summary').dataset.matched === "${stats.spilledObjects}"`, `${stats.spilledObjects} spilled objects in the table`);
-    const states = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(3)')].map((td) => td.textContent)");
+    const states = await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${WHERE})')].map((td) => td.textContent)`);
     assert.ok(states.length > 0 && states.every((s) => s === "spilled"), states.join(","));
+    const spilledTypes = await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${TYPE})')].map((td) => td.textContent)`);
+    assert.ok(spilledTypes.every((t) => t === "—"), `a spilled object's type is not read: ${spilledTypes.join(",")}`);
 
     // The processes: this driver and its two workers, on this runtime, alive.
     const processes = await page.evaluate<string[][]>("[...document.querySelectorAll('#processes tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent))");
@@ -123,16 +131,44 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
       .sort((a, b) => a.pid - b.pid);
     await filterObjects(page, pinned.id);
     const pinsShown = expectedPins.map((p) => `${p.pid} (${p.runtime} ${p.role})`);
-    await waitFor(page, `(() => { const td = document.querySelector('#objects tbody tr td:nth-child(5)'); return ${JSON.stringify(pinsShown)}.every((p) => td.textContent.includes(p)); })()`, `the pids pinning ${pinned.id}`);
+    await waitFor(page, `(() => { const td = document.querySelector('#objects tbody tr td:nth-child(${PINNED_BY})'); return ${JSON.stringify(pinsShown)}.every((p) => td.textContent.includes(p)); })()`, `the pids pinning ${pinned.id}`);
     const apiRow = (await (await fetch(new URL(`api/objects?filter=${pinned.id}`, started.url))).json()).rows[0];
     assert.deepEqual([...apiRow.pinnedBy].sort((a: { pid: number }, b: { pid: number }) => a.pid - b.pid), expectedPins);
     assert.equal(apiRow.pinningProcesses, 2);
     await filterObjects(page, String(actorPid));
     await waitFor(page, `[...document.querySelectorAll('#objects tbody tr td:nth-child(1)')].some((td) => td.textContent === "${pinned.id}")`, `the object pinned by ${actorPid} when filtered by its pid`);
     // Every row shown is pinned by it (or has its digits in its id: the filter matches ids too).
-    const filtered = await page.evaluate<string[][]>("[...document.querySelectorAll('#objects tbody tr')].map((tr) => [tr.children[0].textContent, tr.children[4].textContent])");
+    const filtered = await page.evaluate<string[][]>(`[...document.querySelectorAll('#objects tbody tr')].map((tr) => [tr.children[0].textContent, tr.children[${PINNED_BY - 1}].textContent])`);
     assert.ok(filtered.every(([id, pins]) => pins.includes(`${actorPid} (`) || id.includes(String(actorPid))), JSON.stringify(filtered));
     assert.equal(view[8191], 1.5);
+
+    // What kind of value each object is, from its first bytes, on the page and in the API.
+    const failed = fail.remote();
+    await assert.rejects(os.get(failed), /on purpose/);
+    const kinds: Array<[os.ObjectRef, string]> = [
+      [kept.at(-1)!, "Uint8Array"],
+      [pinned, "Float64Array"],
+      [os.put({ a: 1, b: "two" }), "object"],
+      [os.put([1, 2, 3]), "array"],
+      [os.put("hello"), "string"],
+      [os.put(42.5), "number"],
+      [os.put(new ArrayBuffer(64)), "ArrayBuffer"],
+      [os.put(tableFromArrays({ x: new Float64Array([1, 2, 3]) })), "Arrow table"],
+      [failed, "task error"],
+    ];
+    for (const [ref, type] of kinds) {
+      await filterObjects(page, ref.id);
+      await waitFor(page, `(() => { const tr = document.querySelector('#objects tbody tr'); return tr.children[0].textContent === "${ref.id}" && tr.children[${TYPE - 1}].textContent === ${JSON.stringify(type)}; })()`, `${ref.id} as a ${type}`);
+    }
+    const apiTypes = (await (await fetch(new URL("api/objects?limit=1000&sort=type&order=asc", started.url))).json()).rows as Array<{ id: string; type: string | null }>;
+    for (const [ref, type] of kinds) assert.equal(apiTypes.find((r) => r.id === ref.id)?.type, type, ref.id);
+    const names = apiTypes.map((r) => r.type);
+    const known = names.filter((t) => t !== null) as string[];
+    assert.deepEqual(known, [...known].sort(), "sorted by type");
+    assert.deepEqual(names.slice(known.length), names.filter((t) => t === null), "the unknown last");
+    await filterObjects(page, "task err");
+    await waitFor(page, `[...document.querySelectorAll('#objects tbody tr')].some((tr) => tr.children[0].textContent === "${failed.id}")`, "the failed task's result when filtered by its type");
+    assert.ok((await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${TYPE})')].map((td) => td.textContent)`)).every((t) => t === "task error"));
 
     mkdirSync(outputDir, { recursive: true });
     const shot = path.join(outputDir, `dashboard-${currentRuntime}.png`);

@@ -92,7 +92,7 @@ export function objectQuery(params: URLSearchParams): ObjectQuery {
     return value;
   };
   const sort = params.get("sort") ?? "sizeBytes";
-  const columns = ["id", "sizeBytes", "state", "referencingProcesses", "pinningProcesses", "containedBy", "node"];
+  const columns = ["id", "sizeBytes", "type", "state", "referencingProcesses", "pinningProcesses", "containedBy", "node"];
   if (!columns.includes(sort)) throw new Error(`sort must be one of ${columns.join(", ")}, got ${JSON.stringify(sort)}`);
   const order = params.get("order") ?? "desc";
   if (order !== "asc" && order !== "desc") throw new Error(`order must be asc or desc, got ${JSON.stringify(order)}`);
@@ -391,6 +391,7 @@ export class ClusterSource implements DashboardSource {
     return new RowObjects(memory.objects.map((o) => ({
       id: o.id,
       sizeBytes: o.sizeBytes,
+      type: null,
       state: o.locations.map((l) => `${l.nodeNumber}:${l.where}`).join(" "),
       referencingProcesses: o.locations.reduce((sum, l) => sum + l.refCount, 0) + o.heldFor.length,
       pinningProcesses: null,

@@ -70,11 +70,11 @@ export function dashboardPage(title: string): string {
   <section class="wide">
     <h2>Objects <small id="objects-summary"></small></h2>
     <div class="pager">
-      <input id="filter" type="search" placeholder="filter: id, state, node or pinning pid">
+      <input id="filter" type="search" placeholder="filter: id, type, state, node or pinning pid">
       <button id="prev">◀</button><span id="page">–</span><button id="next">▶</button>
     </div>
     <table id="objects"><thead><tr>
-      <th class="sortable" data-sort="id">id</th><th class="sortable num" data-sort="sizeBytes">size</th>
+      <th class="sortable" data-sort="id">id</th><th class="sortable num" data-sort="sizeBytes">size</th><th class="sortable" data-sort="type">type</th>
       <th class="sortable" data-sort="state">where</th><th class="sortable num" data-sort="referencingProcesses">refs</th>
       <th class="sortable" data-sort="pinningProcesses">pinned by</th><th class="sortable num" data-sort="containedBy">in</th>
       <th class="sortable" data-sort="node">node</th></tr></thead><tbody></tbody></table>
@@ -176,7 +176,7 @@ async function refreshObjects() {
   const pages = Math.max(1, Math.ceil(o.matched / PAGE_ROWS));
   document.getElementById("page").textContent = "page " + (Math.floor(table.offset / PAGE_ROWS) + 1) + " of " + pages;
   fill(document.querySelector("#objects tbody"), o.rows.map((r) => [
-    cell(r.id, "id"), cell(bytes(r.sizeBytes), "num"), cell(r.state), cell(String(r.referencingProcesses), "num"),
+    cell(r.id, "id"), cell(bytes(r.sizeBytes), "num"), cell(r.type === null ? "—" : r.type), cell(r.state), cell(String(r.referencingProcesses), "num"),
     cell(r.pinnedBy === null ? "–" : r.pinnedBy.map(holder).join(", "), "pins"),
     cell(r.containedBy === null ? "–" : String(r.containedBy), "num"), cell(r.node),
   ]));

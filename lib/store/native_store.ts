@@ -95,6 +95,9 @@ export function lastError(symbols: NativeSymbols): string {
   return new TextDecoder().decode(messageBuffer.subarray(0, n));
 }
 
+/** What `objstore_list` is given for heads when none are asked for (a buffer, never read). */
+const noHeads = new Uint8Array(8);
+
 /** Pages are 4 KiB, and the segment starts on a page. */
 const PAGE_BYTES = 4096;
 
@@ -317,10 +320,14 @@ export class NativeStore implements PagePlacement {
    * The raw records (LIST_RECORD_BYTES each, see `objstore_list` in objstore.h) of up to
    * `out.length / LIST_RECORD_BYTES` objects from slot `cursor` on: how many it wrote, and the
    * cursor to go on from (0: the listing is complete). For listings too large to make an object
-   * of each (the dashboard's).
+   * of each (the dashboard's). With `heads`, `headBytes` of it per record get the first bytes of
+   * each object's value if it is sealed in memory (zeros otherwise): what kind of value it is,
+   * read without pinning it or copying more.
    */
-  listRecords(cursor: number, out: Uint8Array): { count: number; next: number } {
-    const count = this.#symbols.objstore_list(this.#handle, cursor, out, Math.floor(out.length / LIST_RECORD_BYTES));
+  listRecords(cursor: number, out: Uint8Array, heads?: { bytes: Uint8Array; headBytes: number }): { count: number; next: number } {
+    let capacity = Math.floor(out.length / LIST_RECORD_BYTES);
+    if (heads !== undefined) capacity = Math.min(capacity, Math.floor(heads.bytes.length / heads.headBytes));
+    const count = this.#symbols.objstore_list(this.#handle, cursor, out, capacity, heads?.bytes ?? noHeads, heads?.headBytes ?? 0);
     return { count, next: this.#result[2] };
   }
 
@@ -333,7 +340,7 @@ export class NativeStore implements PagePlacement {
     const objects: ListedObject[] = [];
     let cursor = 0;
     do {
-      const count = this.#symbols.objstore_list(this.#handle, cursor, buffer, capacity);
+      const count = this.#symbols.objstore_list(this.#handle, cursor, buffer, capacity, noHeads, 0);
       for (let i = 0; i < count; i++) {
         const at = i * recordBytes;
         const state = view.getUint32(at + 28, true);

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 7
+#define OBJSTORE_ABI_VERSION 8
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -161,8 +161,13 @@ typedef struct objstore_list_record {
 } objstore_list_record; /* 64 bytes */
 
 /* Lists up to record_capacity objects from slot `cursor` on; returns the count written and
- * sets result[2] to the next cursor (0 when done). */
-int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity);
+ * sets result[2] to the next cursor (0 when done). With head_size_bytes > 0, heads gets
+ * head_size_bytes per record: the first bytes of the object's value (its header and leading
+ * tag: what kind of value it is) if it is sealed in memory, else zeros. They are read without
+ * a pin and kept only if the object did not move or change state meanwhile; heads may be NULL
+ * when head_size_bytes is 0. */
+int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity,
+                      uint8_t *heads, uint32_t head_size_bytes);
 
 /* Spilling. The directory is shared by every process of the store; "" disables spilling.
  * It must be absolute, without NUL, under 960 bytes; it is made 0700 if absent, and spill
