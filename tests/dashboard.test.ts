@@ -29,7 +29,7 @@ const TYPE = 3;
 const WHERE = 4;
 const PINNED_BY = 6;
 
-const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes"] as const;
+const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes", "spilledBytesTotal"] as const;
 
 test(`objstore dashboard in headless Chromium shows memoryStats(), objects, processes and tasks, and draws its charts (${currentRuntime})`, async () => {
   const storeName = uniqueStoreName(`dash-${currentRuntime}`);
@@ -121,6 +121,32 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(workers.length, 3, JSON.stringify(processes));
     assert.equal(workers.filter((row) => row[1] === "actor").length, 1, JSON.stringify(processes));
     assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers and the actor ran every task");
+
+    // The spill rate: after more puts spill, a sample's rate is the difference of memoryStats()'s
+    // total since the sample before, a second; the page draws it.
+    const spilledBefore = os.memoryStats().spilledBytesTotal;
+    for (let i = 0; i < 8; i++) kept.push(os.put(new Uint8Array(1024 * 1024).fill(100 + i)));
+    const spilledAfter = os.memoryStats().spilledBytesTotal;
+    assert.ok(spilledAfter >= spilledBefore + 4 * 1024 * 1024, `8 MiB more spilled ${spilledAfter - spilledBefore} bytes`);
+    type SpillSample = { tMs: number; spillBytesPerS: number; restoreBytesPerS: number; spilledBytesTotal: number; restoredBytesTotal: number };
+    const history = async () => (await (await fetch(new URL("api/memory", started.url))).json()).history as SpillSample[];
+    const deadline = Date.now() + 10_000;
+    while ((await history()).at(-1)!.spilledBytesTotal < spilledAfter) {
+      assert.ok(Date.now() < deadline, "no sample after the spill");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const samples = await history();
+    const rose = samples.findIndex((s) => s.spilledBytesTotal >= spilledAfter);
+    assert.ok(rose > 0, JSON.stringify(samples.slice(0, 3)));
+    const spillRate = samples[rose].spillBytesPerS;
+    assert.ok(spillRate > 0, `the spill rate after a spill: ${JSON.stringify(samples[rose])}`);
+    for (let i = 1; i < samples.length; i++) {
+      const [a, b] = [samples[i - 1], samples[i]];
+      assert.equal(b.spillBytesPerS, ((b.spilledBytesTotal - a.spilledBytesTotal) * 1000) / (b.tMs - a.tMs), `spill rate of sample ${i}`);
+      assert.equal(b.restoreBytesPerS, ((b.restoredBytesTotal - a.restoredBytesTotal) * 1000) / (b.tMs - a.tMs), `restore rate of sample ${i}`);
+    }
+    assert.ok(samples.at(-1)!.restoredBytesTotal > 0);
+    await waitFor(page, `spillChart.data[1].includes(${spillRate})`, `the spill rate ${spillRate} drawn`);
 
     // Who pins an object: this driver holds a view of it, and so does the actor.
     const pinned = os.put(new Float64Array(8192).fill(1.5));

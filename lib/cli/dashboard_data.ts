@@ -28,9 +28,14 @@ export interface Sample {
   /** Null in a cluster (heartbeats carry only what is used). */
   pinnedBytes: number | null;
   spilledBytes: number | null;
-  /** Bytes a second spilled (net: spilled bytes' rise plus what was restored) and restored. */
+  /** Bytes a second that left memory for spill files, and that came back: the differences
+   * of the totals below over the time since the last sample. */
   spillBytesPerS: number | null;
   restoreBytesPerS: number | null;
+  /** The totals the rates come from (`memoryStats()`'s spilledBytesTotal and restoredBytes;
+   * in a cluster, sums over the nodes that report them). */
+  spilledBytesTotal: number | null;
+  restoredBytesTotal: number | null;
   /** Tasks finished a second, by the drivers of this machine's store(s). */
   tasksPerS: number;
 }
@@ -203,7 +208,7 @@ export class LocalSource implements DashboardSource {
   #problem: string | undefined;
   #pids: number[] = [];
   #files: ProcessTaskEvents[] = [];
-  #last: { tMs: number; spilledBytes: number; restoredBytes: number; finished: number } | undefined;
+  #last: { tMs: number; spilledBytesTotal: number; restoredBytes: number; finished: number } | undefined;
   readonly #listing = new ObjectListing(() => this.#readObjects(), 1000);
 
   constructor(storeName: string | undefined) {
@@ -254,20 +259,19 @@ export class LocalSource implements DashboardSource {
     const finished = countTasks(this.#files).finished;
     const last = this.#last;
     const elapsedMs = last === undefined ? 0 : tMs - last.tMs;
-    const restoreBytesPerS = perSecond(s.restoredBytes, last?.restoredBytes, elapsedMs);
     remember(this.history, {
       tMs,
       capacityBytes: s.capacityBytes,
       usedBytes: s.usedBytes,
       pinnedBytes: s.pinnedBytes,
       spilledBytes: s.spilledBytes,
-      // No counter of bytes ever spilled: what left memory for spill files is the rise in bytes
-      // held only there plus what came back (less what was freed while spilled: a floor).
-      spillBytesPerS: perSecond(s.spilledBytes + s.restoredBytes, last === undefined ? undefined : last.spilledBytes + last.restoredBytes, elapsedMs),
-      restoreBytesPerS,
+      spillBytesPerS: perSecond(s.spilledBytesTotal, last?.spilledBytesTotal, elapsedMs),
+      restoreBytesPerS: perSecond(s.restoredBytes, last?.restoredBytes, elapsedMs),
+      spilledBytesTotal: s.spilledBytesTotal,
+      restoredBytesTotal: s.restoredBytes,
       tasksPerS: perSecond(finished, last?.finished, elapsedMs),
     });
-    this.#last = { tMs, spilledBytes: s.spilledBytes, restoredBytes: s.restoredBytes, finished };
+    this.#last = { tMs, spilledBytesTotal: s.spilledBytesTotal, restoredBytes: s.restoredBytes, finished };
   }
 
   memory(): { sampledMs: number; stats: MemoryNow | undefined; problem: string | undefined } {
@@ -370,6 +374,8 @@ export class ClusterSource implements DashboardSource {
       spilledBytes: null,
       spillBytesPerS: null,
       restoreBytesPerS: null,
+      spilledBytesTotal: null,
+      restoredBytesTotal: null,
       tasksPerS: perSecond(finished, this.#lastFinished?.finished, tMs - (this.#lastFinished?.tMs ?? tMs)),
     });
     this.#lastFinished = { tMs, finished };

@@ -50,6 +50,7 @@ export function dashboardPage(title: string): string {
       <div class="card"><small>capacity</small><b data-stat="capacityBytes">–</b></div>
       <div class="card"><small>objects</small><b data-stat="objectCount" data-kind="count">–</b></div>
       <div class="card"><small>spilled objects</small><b data-stat="spilledObjects" data-kind="count">–</b></div>
+      <div class="card"><small>spilled so far</small><b data-stat="spilledBytesTotal">–</b></div>
       <div class="card"><small>restored so far</small><b data-stat="restoredBytes">–</b></div>
     </div>
     <div id="chart-memory" class="chart"></div>

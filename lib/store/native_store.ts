@@ -59,6 +59,9 @@ export interface StoreStats {
   spilledObjects: number;
   restoredBytes: number;
   attachedProcesses: number;
+  spilledBytesTotal: number;
+  spilledObjectsTotal: number;
+  restoredObjectsTotal: number;
 }
 
 /**
@@ -289,7 +292,7 @@ export class NativeStore implements PagePlacement {
   }
 
   stats(): StoreStats {
-    const out = new Float64Array(8);
+    const out = new Float64Array(11);
     this.#symbols.objstore_stats(this.#handle, out);
     return {
       capacityBytes: out[0],
@@ -300,6 +303,9 @@ export class NativeStore implements PagePlacement {
       spilledObjects: out[5],
       restoredBytes: out[6],
       attachedProcesses: out[7],
+      spilledBytesTotal: out[8],
+      spilledObjectsTotal: out[9],
+      restoredObjectsTotal: out[10],
     };
   }
 

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 8
+#define OBJSTORE_ABI_VERSION 9
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -146,8 +146,10 @@ int32_t objstore_maintain(objstore_t *h);
  * of a list record's ref_holders and pin_holders is client index c. */
 int32_t objstore_clients(objstore_t *h, uint32_t *out);
 
-/* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
- * attached processes. */
+/* out[11]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
+ * attached processes; then totals since the store was made: bytes spilled, objects spilled,
+ * objects restored (restored bytes is a total too). Spilled means left memory for a spill
+ * file (written to one, or evicted with its copy already there). */
 int32_t objstore_stats(objstore_t *h, double *out);
 
 typedef struct objstore_list_record {

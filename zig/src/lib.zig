@@ -276,11 +276,26 @@ export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     return @intCast(count);
 }
 
-/// Fills `out` with 8 doubles: capacity, used, pinned, objects, spilled bytes, spilled
-/// objects, restored bytes, attached processes.
+/// Fills `out` with 11 doubles: capacity, used, pinned, objects, spilled bytes, spilled
+/// objects, restored bytes, attached processes; then totals since the store was made: bytes
+/// spilled, objects spilled, objects restored (restored bytes is a total too).
 export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
-    const s = handleOf(h).store.stats();
-    const values = [8]u64{ s.capacity_bytes, s.used_bytes, s.pinned_bytes, s.object_count, s.spilled_bytes, s.spilled_objects, s.restored_bytes, s.attached_processes };
+    const store = handleOf(h).store;
+    const s = store.stats();
+    const totals = store.header;
+    const values = [11]u64{
+        s.capacity_bytes,
+        s.used_bytes,
+        s.pinned_bytes,
+        s.object_count,
+        s.spilled_bytes,
+        s.spilled_objects,
+        s.restored_bytes,
+        s.attached_processes,
+        totals.spilled_total_bytes.load(.monotonic),
+        totals.spilled_total_objects.load(.monotonic),
+        totals.restored_objects.load(.monotonic),
+    };
     for (values, 0..) |v, i| out[i] = @floatFromInt(v);
     return succeed();
 }
