@@ -312,6 +312,7 @@ export class LocalSource implements DashboardSource {
     const s = this.#stats;
     return Promise.resolve([{
       node: hostname(), store: this.#name, alive: s !== undefined, usedBytes: s?.usedBytes ?? null,
+      pinnedBytes: s?.pinnedBytes ?? null, spilledBytes: s?.spilledBytes ?? null,
       capacityBytes: s?.capacityBytes ?? null, objectCount: s?.objectCount ?? null,
     }]);
   }
@@ -333,6 +334,8 @@ export class ClusterSource implements DashboardSource {
   #files: ProcessTaskEvents[] = [];
   #pids: number[] = [];
   #lastFinished: { tMs: number; finished: number } | undefined;
+  /** Each alive node's spill totals at the last sample, for its rates. */
+  #lastTotals = new Map<number, { spilledBytesTotal: number; restoredBytes: number }>();
   readonly #listing = new ObjectListing(() => this.#readObjects(), 3000);
 
   constructor(directory: Directory, address: string) {
@@ -366,19 +369,41 @@ export class ClusterSource implements DashboardSource {
     }
     const alive = this.#nodes.filter((n) => n.alive);
     const finished = countTasks(this.#files).finished;
+    const elapsedMs = tMs - (this.#lastFinished?.tMs ?? tMs);
     remember(this.history, {
       tMs,
       capacityBytes: alive.reduce((sum, n) => sum + n.capacityBytes, 0),
       usedBytes: alive.reduce((sum, n) => sum + (n.load?.usedBytes ?? 0), 0),
-      pinnedBytes: null,
-      spilledBytes: null,
-      spillBytesPerS: null,
-      restoreBytesPerS: null,
-      spilledBytesTotal: null,
-      restoredBytesTotal: null,
-      tasksPerS: perSecond(finished, this.#lastFinished?.finished, tMs - (this.#lastFinished?.tMs ?? tMs)),
+      ...this.#spilling(alive, elapsedMs),
+      tasksPerS: perSecond(finished, this.#lastFinished?.finished, elapsedMs),
     });
     this.#lastFinished = { tMs, finished };
+  }
+
+  /**
+   * Pinned and spilled bytes summed over the alive nodes whose heartbeats carry them (null if
+   * none does), and the spill and restore rates: each node's totals' differences since the
+   * last sample, summed (a node new since then adds none).
+   */
+  #spilling(alive: NodeStatus[], elapsedMs: number): Pick<Sample, "pinnedBytes" | "spilledBytes" | "spillBytesPerS" | "restoreBytesPerS" | "spilledBytesTotal" | "restoredBytesTotal"> {
+    const reporting = alive.filter((n) => n.load?.pinnedBytes !== undefined && n.load.spilledBytesTotal !== undefined);
+    const totals = new Map(reporting.map((n) => [n.nodeNumber, { spilledBytesTotal: n.load!.spilledBytesTotal!, restoredBytes: n.load!.restoredBytes ?? 0 }]));
+    const last = this.#lastTotals;
+    this.#lastTotals = totals;
+    if (reporting.length === 0) {
+      return { pinnedBytes: null, spilledBytes: null, spillBytesPerS: null, restoreBytesPerS: null, spilledBytesTotal: null, restoredBytesTotal: null };
+    }
+    const sum = (f: (n: NodeStatus) => number) => reporting.reduce((total, n) => total + f(n), 0);
+    const rate = (key: "spilledBytesTotal" | "restoredBytes") =>
+      sum((n) => perSecond(totals.get(n.nodeNumber)![key], last.get(n.nodeNumber)?.[key], elapsedMs));
+    return {
+      pinnedBytes: sum((n) => n.load!.pinnedBytes!),
+      spilledBytes: sum((n) => n.load!.spilledBytes ?? 0),
+      spillBytesPerS: rate("spilledBytesTotal"),
+      restoreBytesPerS: rate("restoredBytes"),
+      spilledBytesTotal: sum((n) => n.load!.spilledBytesTotal!),
+      restoredBytesTotal: sum((n) => n.load!.restoredBytes ?? 0),
+    };
   }
 
   memory(): { sampledMs: number; stats: MemoryNow | undefined; problem: string | undefined } {
@@ -388,6 +413,8 @@ export class ClusterSource implements DashboardSource {
       capacityBytes: last.capacityBytes,
       usedBytes: last.usedBytes,
       objectCount: alive.reduce((sum, n) => sum + (n.load?.objectCount ?? 0), 0),
+      ...(last.pinnedBytes === null ? {} : { pinnedBytes: last.pinnedBytes, spilledBytes: last.spilledBytes ?? 0 }),
+      ...(last.spilledBytesTotal === null ? {} : { spilledBytesTotal: last.spilledBytesTotal, restoredBytes: last.restoredBytesTotal ?? 0 }),
     };
     return { sampledMs: this.#sampledMs, stats, problem: this.#problem };
   }

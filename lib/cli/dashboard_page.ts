@@ -86,7 +86,7 @@ export function dashboardPage(title: string): string {
   </section>
   <section>
     <h2>Nodes</h2>
-    <table id="nodes"><thead><tr><th>node</th><th>store</th><th>state</th><th class="num">used</th><th class="num">capacity</th><th class="num">objects</th></tr></thead><tbody></tbody></table>
+    <table id="nodes"><thead><tr><th>node</th><th>store</th><th>state</th><th class="num">used</th><th class="num">pinned</th><th class="num">spilled</th><th class="num">capacity</th><th class="num">objects</th></tr></thead><tbody></tbody></table>
   </section>
 </main>
 <script src="uplot.min.js"></script>
@@ -195,10 +195,12 @@ async function refreshNodes() {
   const n = await api("api/nodes");
   fill(document.querySelector("#nodes tbody"), n.nodes.map((r) => n.mode === "cluster" ? [
     cell(r.nodeNumber + " " + r.host + ":" + r.transferPort), cell(r.storeName), cell(r.alive ? "alive" : "dead", r.alive ? "alive" : "dead"),
-    cell(bytes(r.load ? r.load.usedBytes : null), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.load ? String(r.load.objectCount) : "–", "num"),
+    cell(bytes(r.load ? r.load.usedBytes : null), "num"), cell(bytes(r.load ? r.load.pinnedBytes : null), "num"),
+    cell(bytes(r.load ? r.load.spilledBytes : null), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.load ? String(r.load.objectCount) : "–", "num"),
   ] : [
     cell(r.node), cell(r.store || "–"), cell(r.alive ? "alive" : "no store", r.alive ? "alive" : "dead"),
-    cell(bytes(r.usedBytes), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.objectCount === null ? "–" : String(r.objectCount), "num"),
+    cell(bytes(r.usedBytes), "num"), cell(bytes(r.pinnedBytes), "num"), cell(bytes(r.spilledBytes), "num"),
+    cell(bytes(r.capacityBytes), "num"), cell(r.objectCount === null ? "–" : String(r.objectCount), "num"),
   ]));
 }
 
