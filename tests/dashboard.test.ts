@@ -244,6 +244,27 @@ test(`objstore dashboard's API pages objects on the server, refuses bad queries,
     const nodes = await api("api/nodes");
     assert.equal(nodes.body.nodes[0].objectCount, 120);
 
+    // More kinds of value than a table numbers (255): the rest are "other".
+    const classes = Array.from({ length: 300 }, () => class {});
+    classes.forEach((cls, i) => os.registerSerializer(cls, { serialize: () => i, deserialize: () => new cls() }, `Kind${i}`));
+    try {
+      const many = classes.map((cls) => os.put(new cls()));
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // the listing is a second old at most
+      const typed = (await api("api/objects?limit=1000&sort=type&order=asc")).body.rows as Array<{ type: string | null }>;
+      const counts = new Map<string | null, number>();
+      for (const row of typed) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
+      // Numbered as listed (slot order, the order of the puts): Uint8Array, Kind0 to Kind252, then "other".
+      assert.equal(counts.get("Uint8Array"), 120);
+      assert.equal(counts.get("Kind0"), 1);
+      assert.equal(counts.get("Kind252"), 1);
+      assert.equal(counts.get("Kind253"), undefined);
+      assert.equal(counts.get("other"), 300 - 253);
+      assert.equal(counts.size, 255);
+      many.length = 0;
+    } finally {
+      for (const cls of classes) os.deregisterSerializer(cls);
+    }
+
     // Beyond loopback: refused without a token; with one, every request must carry it.
     const refused = start(currentRuntime, cli, ["dashboard", "--store", storeName, "--host", "0.0.0.0", "--port", "0"]);
     const { code, stderr } = await refused.exited;

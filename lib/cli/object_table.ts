@@ -2,7 +2,7 @@
  * The objects of one store as the dashboard pages them: one typed array per column, filled from
  * the store's raw listing in chunks (the event loop turns between chunks, so the server keeps
  * answering), sorted as a permutation of row numbers; a row becomes an object (and its id a hex
- * string) only when a page shows it. A million objects cost about 60 MB and no million objects.
+ * string) only when a page shows it. A million objects cost about 70 MB and no million objects.
  */
 import { Buffer } from "node:buffer";
 import { setImmediate } from "node:timers";
@@ -13,7 +13,7 @@ import { bitCount, CLIENTS_MAX, LIST_RECORD_BYTES, type NativeStore } from "../s
 /** Records read per chunk, between turns of the event loop. */
 const CHUNK_RECORDS = 32_768;
 const STATES = ["", "writing", "memory", "spilled"] as const;
-/** Distinct types a table names; beyond them, "other". */
+/** Distinct types a table names (numbered in a byte, 0 for none); beyond them, "other". */
 const TYPES_MAX = 255;
 /** Names shown for the values the library itself stores. */
 const TYPE_NAMES: Record<string, string> = { "@objstore/TaskFailure": "task error" };
@@ -150,7 +150,8 @@ export class ColumnarObjects implements ObjectTable {
     const name = TYPE_NAMES[described] ?? described;
     let number = this.#typeNumbers.get(name);
     if (number === undefined) {
-      if (this.#typeNames.length > TYPES_MAX) return this.#typeNumber("other");
+      // The last number left is kept for "other".
+      if (this.#typeNames.length >= TYPES_MAX && name !== "other") return this.#typeNumber("other");
       number = this.#typeNames.length;
       this.#typeNames.push(name);
       this.#typeNumbers.set(name, number);
