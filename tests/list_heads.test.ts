@@ -16,13 +16,14 @@ import path from "node:path";
 import process from "node:process";
 
 const churn = path.join(root, "tests", "fixtures", "churn_kinds.ts");
-const CHURN_MS = 6000;
+/** Rounds of 20 puts each child makes. */
+const ROUNDS = 60;
 
 test(`listing heads while 3 processes make, spill, restore and free objects: every type read is the object's (${currentRuntime})`, async () => {
   const storeName = uniqueStoreName(`heads-${currentRuntime}`);
-  // 12 MiB: the three children's 40 kept values each (up to 140 KiB) do not all fit.
-  await os.init({ storeName, objectStoreMemory: 12 * 1024 * 1024, numWorkers: 0, prefault: false });
-  const children = [0, 1, 2].map(() => start(currentRuntime, churn, [storeName, String(CHURN_MS)]));
+  // 8 MiB: the three children's 40 kept values each (70 KiB on average) do not all fit.
+  await os.init({ storeName, objectStoreMemory: 8 * 1024 * 1024, numWorkers: 0, prefault: false });
+  const children = [0, 1, 2].map(() => start(currentRuntime, churn, [storeName, String(ROUNDS)]));
   try {
     const expected = typeBySize();
     const store = await attach(storeName);
@@ -33,9 +34,10 @@ test(`listing heads while 3 processes make, spill, restore and free objects: eve
     let typed = 0;
     let unread = 0;
     const wrong: string[] = [];
-    const until = Date.now() + CHURN_MS - 500;
+    let running = children.length;
+    for (const child of children) void child.exited.then(() => running--);
     try {
-      while (Date.now() < until) {
+      while (running > 0) {
         let cursor = 0;
         do {
           const { count, next } = store.listRecords(cursor, records, { bytes: heads, headBytes: DESCRIBE_HEAD_BYTES });
@@ -64,7 +66,7 @@ test(`listing heads while 3 processes make, spill, restore and free objects: eve
     const stats = os.memoryStats();
     if (process.env.OBJSTORE_TEST_VERBOSE) console.error(`${listings} listings, ${typed} typed, ${unread} not read, ${wrong.length} wrong; ${JSON.stringify(stats)}`);
     assert.deepEqual(wrong.slice(0, 10), [], `${wrong.length} wrong types of ${typed}`);
-    assert.ok(listings > 20 && typed > 1000, `${listings} listings, ${typed} objects typed, ${unread} not read`);
+    assert.ok(listings >= 5 && typed > 200, `${listings} listings, ${typed} objects typed, ${unread} not read`);
     assert.ok(stats.spilledObjectsTotal > 0 && stats.restoredObjectsTotal > 0, `the children spilled and restored: ${JSON.stringify(stats)}`);
   } finally {
     for (const child of children) child.kill();
