@@ -123,6 +123,10 @@ export class ClusterNode {
     await this.#directory.heartbeat(this.file.nodeNumber, {
       usedBytes: stats.usedBytes,
       objectCount: stats.objectCount,
+      pinnedBytes: stats.pinnedBytes,
+      spilledBytes: stats.spilledBytes,
+      spilledBytesTotal: stats.spilledBytesTotal,
+      restoredBytes: stats.restoredBytes,
       workers: session().options.numWorkers,
       running: this.#executor.running,
       heartbeatMs: Date.now(),

@@ -464,8 +464,16 @@ export interface MemoryStats {
   spilledBytes: number;
   /** Objects whose only copy is spilled. */
   spilledObjects: number;
-  /** Bytes restored from spill files so far. */
+  /** Bytes restored from spill files so far (a total since the store was made). */
   restoredBytes: number;
+  /** Objects restored so far. */
+  restoredObjectsTotal: number;
+  /** Bytes of objects that left memory for a spill file so far (written to one, or dropped
+   * from memory with their copy already there): with `restoredBytes`, the spill and restore
+   * rates are these totals' differences. */
+  spilledBytesTotal: number;
+  /** Objects that left memory for a spill file so far. */
+  spilledObjectsTotal: number;
 }
 
 /** The state of this node's store, in bytes and objects. */

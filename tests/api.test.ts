@@ -294,7 +294,7 @@ test("a put that cannot fit throws ObjectStoreFullError with sizes; stored objec
 test("memoryStats reports the store", () =>
   withStore(async () => {
     const stats = os.memoryStats();
-    for (const key of ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes"]) {
+    for (const key of ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes", "spilledBytesTotal", "spilledObjectsTotal", "restoredObjectsTotal"]) {
       assert.equal(typeof (stats as unknown as Record<string, unknown>)[key], "number", key);
     }
     assert.ok(stats.capacityBytes >= 16 * MiB);

@@ -8,6 +8,7 @@ import { Dictionary, Int32, RecordBatch, Table, tableFromArrays, tableFromJSON, 
 import { test } from "./harness.ts";
 import { decode, deregisterSerializer, encode, registerSerializer } from "../lib/codec/mod.ts";
 import type { Encoded } from "../lib/codec/mod.ts";
+import { DESCRIBE_HEAD_BYTES, describeHead } from "../lib/codec/describe.ts";
 import { SerializationError } from "../lib/errors.ts";
 
 /** Stands in for the store's ObjectRef. */
@@ -692,4 +693,38 @@ test("codec: the bytes are identical on every runtime", () => {
   for (const byte of region) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
   assert.equal(region.length, 259);
   assert.equal(hash.toString(16), "240cdd7d");
+});
+
+test("codec: describeHead names a value's kind from its first 64 bytes alone", () => {
+  const head = (value: unknown) => place(encode(value, hooks)).slice(0, DESCRIBE_HEAD_BYTES);
+  const cases: Array<[unknown, string]> = [
+    [new Uint8Array(1000), "Uint8Array"],
+    [new Float64Array(8), "Float64Array"],
+    [new DataView(new ArrayBuffer(8)), "DataView"],
+    [new ArrayBuffer(100), "ArrayBuffer"],
+    [{ a: 1 }, "object"],
+    [[1, 2], "array"],
+    ["x".repeat(500), "string"],
+    [7, "number"],
+    [-0.5, "number"],
+    [2n ** 70n, "bigint"],
+    [true, "boolean"],
+    [null, "null"],
+    [undefined, "undefined"],
+    [new Map(), "Map"],
+    [new Date(0), "Date"],
+    [new TypeError("t"), "Error"],
+    [tableFromArrays({ x: new Int32Array([1]) }), "Arrow table"],
+    [refWithId(3), "ObjectRef"],
+  ];
+  for (const [value, kind] of cases) assert.equal(describeHead(head(value)), kind, kind);
+  registerSerializer(Point, { serialize: (p) => [p.x, p.y], deserialize: ([x, y]) => new Point(x, y) }, "geometry/Point");
+  try {
+    assert.equal(describeHead(head(new Point(1, 2))), "geometry/Point");
+  } finally {
+    deregisterSerializer(Point);
+  }
+  assert.equal(describeHead(new Uint8Array(64)), undefined, "zeros: not read");
+  assert.equal(describeHead(head({ a: 1 }).subarray(0, 16)), undefined, "no body: cannot tell");
+  assert.equal(describeHead(new TextEncoder().encode("raw bytes of another client, not this format")), "bytes");
 });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, rmSync, statSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
+import { tableFromArrays } from "apache-arrow";
 import * as os from "../mod.ts";
 import { readTaskEvents, taskEventsDirectory } from "../lib/tasks/task_events.ts";
 import { openPage } from "./chromium.ts";
@@ -23,7 +24,12 @@ async function stop(child: Child): Promise<void> {
   await child.exited;
 }
 
-const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes"] as const;
+/** Columns of the objects table (1-based, for :nth-child). */
+const TYPE = 3;
+const WHERE = 4;
+const PINNED_BY = 6;
+
+const STATS = ["capacityBytes", "usedBytes", "pinnedBytes", "objectCount", "spilledBytes", "spilledObjects", "restoredBytes", "spilledBytesTotal"] as const;
 
 test(`objstore dashboard in headless Chromium shows memoryStats(), objects, processes and tasks, and draws its charts (${currentRuntime})`, async () => {
   const storeName = uniqueStoreName(`dash-${currentRuntime}`);
@@ -39,8 +45,14 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     });
     class Counter {
       n = 0;
+      held: unknown;
       add(k: number) {
         return (this.n += k);
+      }
+      /** Keeps a view of `value` (a pin while it is reachable); says which process holds it. */
+      hold(value: unknown) {
+        this.held = value;
+        return (globalThis as unknown as { process: { pid: number } }).process.pid;
       }
     }
     const counter = os.remote(Counter).remote();
@@ -94,10 +106,12 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(await page.evaluate<string>("document.getElementById('objects-summary').dataset.total"), String(stats.objectCount));
     const sizes = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(2)')].map((td) => td.textContent)");
     assert.equal(sizes[0], "1.0 MiB", "largest first");
-    await page.evaluate(`(() => { const input = document.getElementById("filter"); input.value = "spilled"; input.dispatchEvent(new Event("input")); })()`);
+    await filterObjects(page, "spilled");
     await waitFor(page, `document.getElementById('objects-summary').dataset.matched === "${stats.spilledObjects}"`, `${stats.spilledObjects} spilled objects in the table`);
-    const states = await page.evaluate<string[]>("[...document.querySelectorAll('#objects tbody tr td:nth-child(3)')].map((td) => td.textContent)");
+    const states = await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${WHERE})')].map((td) => td.textContent)`);
     assert.ok(states.length > 0 && states.every((s) => s === "spilled"), states.join(","));
+    const spilledTypes = await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${TYPE})')].map((td) => td.textContent)`);
+    assert.ok(spilledTypes.every((t) => t === "—"), `a spilled object's type is not read: ${spilledTypes.join(",")}`);
 
     // The processes: this driver and its two workers, on this runtime, alive.
     const processes = await page.evaluate<string[][]>("[...document.querySelectorAll('#processes tbody tr')].map((tr) => [...tr.children].map((td) => td.textContent))");
@@ -107,6 +121,80 @@ test(`objstore dashboard in headless Chromium shows memoryStats(), objects, proc
     assert.equal(workers.length, 3, JSON.stringify(processes));
     assert.equal(workers.filter((row) => row[1] === "actor").length, 1, JSON.stringify(processes));
     assert.equal(workers.reduce((sum, row) => sum + Number(row[4]), 0), tasksRun, "the workers and the actor ran every task");
+
+    // The spill rate: after more puts spill, a sample's rate is the difference of memoryStats()'s
+    // total since the sample before, a second; the page draws it.
+    const spilledBefore = os.memoryStats().spilledBytesTotal;
+    for (let i = 0; i < 8; i++) kept.push(os.put(new Uint8Array(1024 * 1024).fill(100 + i)));
+    const spilledAfter = os.memoryStats().spilledBytesTotal;
+    assert.ok(spilledAfter >= spilledBefore + 4 * 1024 * 1024, `8 MiB more spilled ${spilledAfter - spilledBefore} bytes`);
+    type SpillSample = { tMs: number; spillBytesPerS: number; restoreBytesPerS: number; spilledBytesTotal: number; restoredBytesTotal: number };
+    const history = async () => (await (await fetch(new URL("api/memory", started.url))).json()).history as SpillSample[];
+    const deadline = Date.now() + 10_000;
+    while ((await history()).at(-1)!.spilledBytesTotal < spilledAfter) {
+      assert.ok(Date.now() < deadline, "no sample after the spill");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const samples = await history();
+    const rose = samples.findIndex((s) => s.spilledBytesTotal >= spilledAfter);
+    assert.ok(rose > 0, JSON.stringify(samples.slice(0, 3)));
+    const spillRate = samples[rose].spillBytesPerS;
+    assert.ok(spillRate > 0, `the spill rate after a spill: ${JSON.stringify(samples[rose])}`);
+    for (let i = 1; i < samples.length; i++) {
+      const [a, b] = [samples[i - 1], samples[i]];
+      assert.equal(b.spillBytesPerS, ((b.spilledBytesTotal - a.spilledBytesTotal) * 1000) / (b.tMs - a.tMs), `spill rate of sample ${i}`);
+      assert.equal(b.restoreBytesPerS, ((b.restoredBytesTotal - a.restoredBytesTotal) * 1000) / (b.tMs - a.tMs), `restore rate of sample ${i}`);
+    }
+    assert.ok(samples.at(-1)!.restoredBytesTotal > 0);
+    await waitFor(page, `spillChart.data[1].includes(${spillRate})`, `the spill rate ${spillRate} drawn`);
+
+    // Who pins an object: this driver holds a view of it, and so does the actor.
+    const pinned = os.put(new Float64Array(8192).fill(1.5));
+    const view = await os.get(pinned) as Float64Array;
+    const actorPid = await os.get(counter.hold.remote(pinned)) as number;
+    assert.notEqual(actorPid, process.pid);
+    const expectedPins = [{ pid: process.pid, role: "driver", runtime: currentRuntime }, { pid: actorPid, role: "actor", runtime: currentRuntime }]
+      .sort((a, b) => a.pid - b.pid);
+    await filterObjects(page, pinned.id);
+    const pinsShown = expectedPins.map((p) => `${p.pid} (${p.runtime} ${p.role})`);
+    await waitFor(page, `(() => { const td = document.querySelector('#objects tbody tr td:nth-child(${PINNED_BY})'); return ${JSON.stringify(pinsShown)}.every((p) => td.textContent.includes(p)); })()`, `the pids pinning ${pinned.id}`);
+    const apiRow = (await (await fetch(new URL(`api/objects?filter=${pinned.id}`, started.url))).json()).rows[0];
+    assert.deepEqual([...apiRow.pinnedBy].sort((a: { pid: number }, b: { pid: number }) => a.pid - b.pid), expectedPins);
+    assert.equal(apiRow.pinningProcesses, 2);
+    await filterObjects(page, String(actorPid));
+    await waitFor(page, `[...document.querySelectorAll('#objects tbody tr td:nth-child(1)')].some((td) => td.textContent === "${pinned.id}")`, `the object pinned by ${actorPid} when filtered by its pid`);
+    // Every row shown is pinned by it (or has its digits in its id: the filter matches ids too).
+    const filtered = await page.evaluate<string[][]>(`[...document.querySelectorAll('#objects tbody tr')].map((tr) => [tr.children[0].textContent, tr.children[${PINNED_BY - 1}].textContent])`);
+    assert.ok(filtered.every(([id, pins]) => pins.includes(`${actorPid} (`) || id.includes(String(actorPid))), JSON.stringify(filtered));
+    assert.equal(view[8191], 1.5);
+
+    // What kind of value each object is, from its first bytes, on the page and in the API.
+    const failed = fail.remote();
+    await assert.rejects(os.get(failed), /on purpose/);
+    const kinds: Array<[os.ObjectRef, string]> = [
+      [kept.at(-1)!, "Uint8Array"],
+      [pinned, "Float64Array"],
+      [os.put({ a: 1, b: "two" }), "object"],
+      [os.put([1, 2, 3]), "array"],
+      [os.put("hello"), "string"],
+      [os.put(42.5), "number"],
+      [os.put(new ArrayBuffer(64)), "ArrayBuffer"],
+      [os.put(tableFromArrays({ x: new Float64Array([1, 2, 3]) })), "Arrow table"],
+      [failed, "task error"],
+    ];
+    for (const [ref, type] of kinds) {
+      await filterObjects(page, ref.id);
+      await waitFor(page, `(() => { const tr = document.querySelector('#objects tbody tr'); return tr.children[0].textContent === "${ref.id}" && tr.children[${TYPE - 1}].textContent === ${JSON.stringify(type)}; })()`, `${ref.id} as a ${type}`);
+    }
+    const apiTypes = (await (await fetch(new URL("api/objects?limit=1000&sort=type&order=asc", started.url))).json()).rows as Array<{ id: string; type: string | null }>;
+    for (const [ref, type] of kinds) assert.equal(apiTypes.find((r) => r.id === ref.id)?.type, type, ref.id);
+    const names = apiTypes.map((r) => r.type);
+    const known = names.filter((t) => t !== null) as string[];
+    assert.deepEqual(known, [...known].sort(), "sorted by type");
+    assert.deepEqual(names.slice(known.length), names.filter((t) => t === null), "the unknown last");
+    await filterObjects(page, "task err");
+    await waitFor(page, `[...document.querySelectorAll('#objects tbody tr')].some((tr) => tr.children[0].textContent === "${failed.id}")`, "the failed task's result when filtered by its type");
+    assert.ok((await page.evaluate<string[]>(`[...document.querySelectorAll('#objects tbody tr td:nth-child(${TYPE})')].map((td) => td.textContent)`)).every((t) => t === "task error"));
 
     mkdirSync(outputDir, { recursive: true });
     const shot = path.join(outputDir, `dashboard-${currentRuntime}.png`);
@@ -156,6 +244,27 @@ test(`objstore dashboard's API pages objects on the server, refuses bad queries,
     const nodes = await api("api/nodes");
     assert.equal(nodes.body.nodes[0].objectCount, 120);
 
+    // More kinds of value than a table numbers (255): the rest are "other".
+    const classes = Array.from({ length: 300 }, () => class {});
+    classes.forEach((cls, i) => os.registerSerializer(cls, { serialize: () => i, deserialize: () => new cls() }, `Kind${i}`));
+    try {
+      const many = classes.map((cls) => os.put(new cls()));
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // the listing is a second old at most
+      const typed = (await api("api/objects?limit=1000&sort=type&order=asc")).body.rows as Array<{ type: string | null }>;
+      const counts = new Map<string | null, number>();
+      for (const row of typed) counts.set(row.type, (counts.get(row.type) ?? 0) + 1);
+      // Numbered as listed (slot order, the order of the puts): Uint8Array, Kind0 to Kind252, then "other".
+      assert.equal(counts.get("Uint8Array"), 120);
+      assert.equal(counts.get("Kind0"), 1);
+      assert.equal(counts.get("Kind252"), 1);
+      assert.equal(counts.get("Kind253"), undefined);
+      assert.equal(counts.get("other"), 300 - 253);
+      assert.equal(counts.size, 255);
+      many.length = 0;
+    } finally {
+      for (const cls of classes) os.deregisterSerializer(cls);
+    }
+
     // Beyond loopback: refused without a token; with one, every request must carry it.
     const refused = start(currentRuntime, cli, ["dashboard", "--store", storeName, "--host", "0.0.0.0", "--port", "0"]);
     const { code, stderr } = await refused.exited;
@@ -193,6 +302,11 @@ async function waitFor(page: { evaluate<T>(e: string): Promise<T> }, expression:
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** Types `text` into the objects table's filter. */
+async function filterObjects(page: { evaluate<T>(e: string): Promise<T> }, text: string): Promise<void> {
+  await page.evaluate(`(() => { const input = document.getElementById("filter"); input.value = ${JSON.stringify(text)}; input.dispatchEvent(new Event("input")); })()`);
 }
 
 async function taskCount(page: { evaluate<T>(e: string): Promise<T> }, state: string): Promise<number> {

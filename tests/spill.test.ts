@@ -44,6 +44,44 @@ test("a 64 MiB store takes 1 GiB in 16 MiB objects and returns every byte", asyn
   }
 }, { timeoutMs: 180_000 });
 
+test("memoryStats counts the bytes and objects spilled and restored so far: totals that match what the index holds", async () => {
+  const directory = mkdtempSync(path.join(nodeOs.tmpdir(), "objstore-spill-test-"));
+  // Spilled only as puts and gets need room (no background spilling): the scan of the index
+  // and the totals are then read with nothing moving between them.
+  await os.init({ objectStoreMemory: 8 * MiB, spill: { type: "filesystem", directory }, spillThreshold: 1, prefault: false });
+  try {
+    const before = os.memoryStats();
+    assert.deepEqual([before.spilledBytesTotal, before.spilledObjectsTotal, before.restoredBytes, before.restoredObjectsTotal], [0, 0, 0, 0]);
+    const refs = Array.from({ length: 24 }, (_, k) => os.put(new Uint8Array(512 * 1024).fill(k)));
+    const spilled = os.memoryStats();
+    assert.ok(spilled.spilledObjects >= 4, `${spilled.spilledObjects} objects spilled`);
+    // Every object has the same size: the index's scan tells it (spilled bytes / objects).
+    const objectBytes = spilled.spilledBytes / spilled.spilledObjects;
+    assert.ok(Number.isInteger(objectBytes) && objectBytes > 512 * 1024, String(objectBytes));
+    // Nothing restored or freed yet: the totals are what the index holds spilled.
+    assert.equal(spilled.spilledObjectsTotal, spilled.spilledObjects);
+    assert.equal(spilled.spilledBytesTotal, spilled.spilledBytes);
+    assert.equal(spilled.restoredObjectsTotal, 0);
+
+    // Read every object back: the spilled come back (and others leave to make room).
+    const firstByte = async (ref: os.ObjectRef) => ((await os.get(ref)) as Uint8Array)[0];
+    for (let k = 0; k < refs.length; k++) assert.equal(await firstByte(refs[k]), k, `object ${k}`);
+    const after = os.memoryStats();
+    const restoredObjects = after.restoredObjectsTotal - spilled.restoredObjectsTotal;
+    assert.ok(restoredObjects >= spilled.spilledObjects, `${restoredObjects} objects restored`);
+    assert.equal(after.restoredBytes, restoredObjects * objectBytes, "restored bytes are the restored objects' bytes");
+    assert.ok(after.spilledObjectsTotal > spilled.spilledObjectsTotal, "restoring made room by spilling others");
+    assert.equal(after.spilledBytesTotal, after.spilledObjectsTotal * objectBytes, "spilled bytes are the spilled objects' bytes");
+    // What left memory less what came back is what is spilled now (nothing was freed).
+    assert.equal(after.spilledObjectsTotal - after.restoredObjectsTotal, after.spilledObjects);
+    assert.equal(after.spilledBytesTotal - after.restoredBytes, after.spilledBytes);
+    refs.length = 0;
+  } finally {
+    await os.shutdown();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
 test("a flipped byte in a spill file makes get throw ObjectLostError for that object only", async () => {
   const directory = mkdtempSync(path.join(nodeOs.tmpdir(), "objstore-spill-test-"));
   await os.init({ objectStoreMemory: 16 * MiB, spill: { type: "filesystem", directory }, prefault: false });

@@ -28,9 +28,14 @@ export interface Sample {
   /** Null in a cluster (heartbeats carry only what is used). */
   pinnedBytes: number | null;
   spilledBytes: number | null;
-  /** Bytes a second spilled (net: spilled bytes' rise plus what was restored) and restored. */
+  /** Bytes a second that left memory for spill files, and that came back: the differences
+   * of the totals below over the time since the last sample. */
   spillBytesPerS: number | null;
   restoreBytesPerS: number | null;
+  /** The totals the rates come from (`memoryStats()`'s spilledBytesTotal and restoredBytes;
+   * in a cluster, sums over the nodes that report them). */
+  spilledBytesTotal: number | null;
+  restoredBytesTotal: number | null;
   /** Tasks finished a second, by the drivers of this machine's store(s). */
   tasksPerS: number;
 }
@@ -92,7 +97,7 @@ export function objectQuery(params: URLSearchParams): ObjectQuery {
     return value;
   };
   const sort = params.get("sort") ?? "sizeBytes";
-  const columns = ["id", "sizeBytes", "state", "referencingProcesses", "pinningProcesses", "containedBy", "node"];
+  const columns = ["id", "sizeBytes", "type", "state", "referencingProcesses", "pinningProcesses", "containedBy", "node"];
   if (!columns.includes(sort)) throw new Error(`sort must be one of ${columns.join(", ")}, got ${JSON.stringify(sort)}`);
   const order = params.get("order") ?? "desc";
   if (order !== "asc" && order !== "desc") throw new Error(`order must be asc or desc, got ${JSON.stringify(order)}`);
@@ -203,7 +208,7 @@ export class LocalSource implements DashboardSource {
   #problem: string | undefined;
   #pids: number[] = [];
   #files: ProcessTaskEvents[] = [];
-  #last: { tMs: number; spilledBytes: number; restoredBytes: number; finished: number } | undefined;
+  #last: { tMs: number; spilledBytesTotal: number; restoredBytes: number; finished: number } | undefined;
   readonly #listing = new ObjectListing(() => this.#readObjects(), 1000);
 
   constructor(storeName: string | undefined) {
@@ -254,20 +259,19 @@ export class LocalSource implements DashboardSource {
     const finished = countTasks(this.#files).finished;
     const last = this.#last;
     const elapsedMs = last === undefined ? 0 : tMs - last.tMs;
-    const restoreBytesPerS = perSecond(s.restoredBytes, last?.restoredBytes, elapsedMs);
     remember(this.history, {
       tMs,
       capacityBytes: s.capacityBytes,
       usedBytes: s.usedBytes,
       pinnedBytes: s.pinnedBytes,
       spilledBytes: s.spilledBytes,
-      // No counter of bytes ever spilled: what left memory for spill files is the rise in bytes
-      // held only there plus what came back (less what was freed while spilled: a floor).
-      spillBytesPerS: perSecond(s.spilledBytes + s.restoredBytes, last === undefined ? undefined : last.spilledBytes + last.restoredBytes, elapsedMs),
-      restoreBytesPerS,
+      spillBytesPerS: perSecond(s.spilledBytesTotal, last?.spilledBytesTotal, elapsedMs),
+      restoreBytesPerS: perSecond(s.restoredBytes, last?.restoredBytes, elapsedMs),
+      spilledBytesTotal: s.spilledBytesTotal,
+      restoredBytesTotal: s.restoredBytes,
       tasksPerS: perSecond(finished, last?.finished, elapsedMs),
     });
-    this.#last = { tMs, spilledBytes: s.spilledBytes, restoredBytes: s.restoredBytes, finished };
+    this.#last = { tMs, spilledBytesTotal: s.spilledBytesTotal, restoredBytes: s.restoredBytes, finished };
   }
 
   memory(): { sampledMs: number; stats: MemoryNow | undefined; problem: string | undefined } {
@@ -284,8 +288,16 @@ export class LocalSource implements DashboardSource {
     }
   }
 
-  objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
-    return this.#listing.query(query);
+  async objects(query: ObjectQuery): Promise<ObjectPage & { listedMs: number }> {
+    const page = await this.#listing.query(query);
+    const known = new Map(this.processes().map((p) => [p.pid, p]));
+    for (const row of page.rows) {
+      for (const holder of row.pinnedBy ?? []) {
+        const described = known.get(holder.pid);
+        if (described !== undefined) Object.assign(holder, { role: described.role, runtime: described.runtime });
+      }
+    }
+    return page;
   }
 
   processes(): ProcessRow[] {
@@ -300,6 +312,7 @@ export class LocalSource implements DashboardSource {
     const s = this.#stats;
     return Promise.resolve([{
       node: hostname(), store: this.#name, alive: s !== undefined, usedBytes: s?.usedBytes ?? null,
+      pinnedBytes: s?.pinnedBytes ?? null, spilledBytes: s?.spilledBytes ?? null,
       capacityBytes: s?.capacityBytes ?? null, objectCount: s?.objectCount ?? null,
     }]);
   }
@@ -321,6 +334,8 @@ export class ClusterSource implements DashboardSource {
   #files: ProcessTaskEvents[] = [];
   #pids: number[] = [];
   #lastFinished: { tMs: number; finished: number } | undefined;
+  /** Each alive node's spill totals at the last sample, for its rates. */
+  #lastTotals = new Map<number, { spilledBytesTotal: number; restoredBytes: number }>();
   readonly #listing = new ObjectListing(() => this.#readObjects(), 3000);
 
   constructor(directory: Directory, address: string) {
@@ -354,17 +369,41 @@ export class ClusterSource implements DashboardSource {
     }
     const alive = this.#nodes.filter((n) => n.alive);
     const finished = countTasks(this.#files).finished;
+    const elapsedMs = tMs - (this.#lastFinished?.tMs ?? tMs);
     remember(this.history, {
       tMs,
       capacityBytes: alive.reduce((sum, n) => sum + n.capacityBytes, 0),
       usedBytes: alive.reduce((sum, n) => sum + (n.load?.usedBytes ?? 0), 0),
-      pinnedBytes: null,
-      spilledBytes: null,
-      spillBytesPerS: null,
-      restoreBytesPerS: null,
-      tasksPerS: perSecond(finished, this.#lastFinished?.finished, tMs - (this.#lastFinished?.tMs ?? tMs)),
+      ...this.#spilling(alive, elapsedMs),
+      tasksPerS: perSecond(finished, this.#lastFinished?.finished, elapsedMs),
     });
     this.#lastFinished = { tMs, finished };
+  }
+
+  /**
+   * Pinned and spilled bytes summed over the alive nodes whose heartbeats carry them (null if
+   * none does), and the spill and restore rates: each node's totals' differences since the
+   * last sample, summed (a node new since then adds none).
+   */
+  #spilling(alive: NodeStatus[], elapsedMs: number): Pick<Sample, "pinnedBytes" | "spilledBytes" | "spillBytesPerS" | "restoreBytesPerS" | "spilledBytesTotal" | "restoredBytesTotal"> {
+    const reporting = alive.filter((n) => n.load?.pinnedBytes !== undefined && n.load.spilledBytesTotal !== undefined);
+    const totals = new Map(reporting.map((n) => [n.nodeNumber, { spilledBytesTotal: n.load!.spilledBytesTotal!, restoredBytes: n.load!.restoredBytes ?? 0 }]));
+    const last = this.#lastTotals;
+    this.#lastTotals = totals;
+    if (reporting.length === 0) {
+      return { pinnedBytes: null, spilledBytes: null, spillBytesPerS: null, restoreBytesPerS: null, spilledBytesTotal: null, restoredBytesTotal: null };
+    }
+    const sum = (f: (n: NodeStatus) => number) => reporting.reduce((total, n) => total + f(n), 0);
+    const rate = (key: "spilledBytesTotal" | "restoredBytes") =>
+      sum((n) => perSecond(totals.get(n.nodeNumber)![key], last.get(n.nodeNumber)?.[key], elapsedMs));
+    return {
+      pinnedBytes: sum((n) => n.load!.pinnedBytes!),
+      spilledBytes: sum((n) => n.load!.spilledBytes ?? 0),
+      spillBytesPerS: rate("spilledBytesTotal"),
+      restoreBytesPerS: rate("restoredBytes"),
+      spilledBytesTotal: sum((n) => n.load!.spilledBytesTotal!),
+      restoredBytesTotal: sum((n) => n.load!.restoredBytes ?? 0),
+    };
   }
 
   memory(): { sampledMs: number; stats: MemoryNow | undefined; problem: string | undefined } {
@@ -374,6 +413,8 @@ export class ClusterSource implements DashboardSource {
       capacityBytes: last.capacityBytes,
       usedBytes: last.usedBytes,
       objectCount: alive.reduce((sum, n) => sum + (n.load?.objectCount ?? 0), 0),
+      ...(last.pinnedBytes === null ? {} : { pinnedBytes: last.pinnedBytes, spilledBytes: last.spilledBytes ?? 0 }),
+      ...(last.spilledBytesTotal === null ? {} : { spilledBytesTotal: last.spilledBytesTotal, restoredBytes: last.restoredBytesTotal ?? 0 }),
     };
     return { sampledMs: this.#sampledMs, stats, problem: this.#problem };
   }
@@ -383,9 +424,11 @@ export class ClusterSource implements DashboardSource {
     return new RowObjects(memory.objects.map((o) => ({
       id: o.id,
       sizeBytes: o.sizeBytes,
+      type: null,
       state: o.locations.map((l) => `${l.nodeNumber}:${l.where}`).join(" "),
       referencingProcesses: o.locations.reduce((sum, l) => sum + l.refCount, 0) + o.heldFor.length,
       pinningProcesses: null,
+      pinnedBy: null,
       containedBy: null,
       node: String(o.madeOn),
     })));

@@ -50,6 +50,7 @@ export function dashboardPage(title: string): string {
       <div class="card"><small>capacity</small><b data-stat="capacityBytes">–</b></div>
       <div class="card"><small>objects</small><b data-stat="objectCount" data-kind="count">–</b></div>
       <div class="card"><small>spilled objects</small><b data-stat="spilledObjects" data-kind="count">–</b></div>
+      <div class="card"><small>spilled so far</small><b data-stat="spilledBytesTotal">–</b></div>
       <div class="card"><small>restored so far</small><b data-stat="restoredBytes">–</b></div>
     </div>
     <div id="chart-memory" class="chart"></div>
@@ -70,13 +71,13 @@ export function dashboardPage(title: string): string {
   <section class="wide">
     <h2>Objects <small id="objects-summary"></small></h2>
     <div class="pager">
-      <input id="filter" type="search" placeholder="filter: id, state or node">
+      <input id="filter" type="search" placeholder="filter: id, type, state, node or pinning pid">
       <button id="prev">◀</button><span id="page">–</span><button id="next">▶</button>
     </div>
     <table id="objects"><thead><tr>
-      <th class="sortable" data-sort="id">id</th><th class="sortable num" data-sort="sizeBytes">size</th>
+      <th class="sortable" data-sort="id">id</th><th class="sortable num" data-sort="sizeBytes">size</th><th class="sortable" data-sort="type">type</th>
       <th class="sortable" data-sort="state">where</th><th class="sortable num" data-sort="referencingProcesses">refs</th>
-      <th class="sortable num" data-sort="pinningProcesses">pinned by</th><th class="sortable num" data-sort="containedBy">in</th>
+      <th class="sortable" data-sort="pinningProcesses">pinned by</th><th class="sortable num" data-sort="containedBy">in</th>
       <th class="sortable" data-sort="node">node</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
@@ -85,7 +86,7 @@ export function dashboardPage(title: string): string {
   </section>
   <section>
     <h2>Nodes</h2>
-    <table id="nodes"><thead><tr><th>node</th><th>store</th><th>state</th><th class="num">used</th><th class="num">capacity</th><th class="num">objects</th></tr></thead><tbody></tbody></table>
+    <table id="nodes"><thead><tr><th>node</th><th>store</th><th>state</th><th class="num">used</th><th class="num">pinned</th><th class="num">spilled</th><th class="num">capacity</th><th class="num">objects</th></tr></thead><tbody></tbody></table>
   </section>
 </main>
 <script src="uplot.min.js"></script>
@@ -109,6 +110,7 @@ function bytes(n) {
   while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
   return unit === 0 ? n + " B" : value.toFixed(1) + " " + units[unit];
 }
+const holder = (p) => p.role ? p.pid + " (" + [p.runtime, p.role].filter(Boolean).join(" ") + ")" : String(p.pid);
 const rate = (n) => n === null || n === undefined ? "–" : bytes(n) + "/s";
 const cell = (text, cls) => { const td = document.createElement("td"); td.textContent = text; if (cls) td.className = cls; return td; };
 function fill(tbody, rows) {
@@ -175,8 +177,8 @@ async function refreshObjects() {
   const pages = Math.max(1, Math.ceil(o.matched / PAGE_ROWS));
   document.getElementById("page").textContent = "page " + (Math.floor(table.offset / PAGE_ROWS) + 1) + " of " + pages;
   fill(document.querySelector("#objects tbody"), o.rows.map((r) => [
-    cell(r.id, "id"), cell(bytes(r.sizeBytes), "num"), cell(r.state), cell(String(r.referencingProcesses), "num"),
-    cell(r.pinningProcesses === null ? "–" : r.pinningProcesses + (r.pinningProcesses === 1 ? " process" : " processes"), "num"),
+    cell(r.id, "id"), cell(bytes(r.sizeBytes), "num"), cell(r.type === null ? "—" : r.type), cell(r.state), cell(String(r.referencingProcesses), "num"),
+    cell(r.pinnedBy === null ? "–" : r.pinnedBy.map(holder).join(", "), "pins"),
     cell(r.containedBy === null ? "–" : String(r.containedBy), "num"), cell(r.node),
   ]));
 }
@@ -193,10 +195,12 @@ async function refreshNodes() {
   const n = await api("api/nodes");
   fill(document.querySelector("#nodes tbody"), n.nodes.map((r) => n.mode === "cluster" ? [
     cell(r.nodeNumber + " " + r.host + ":" + r.transferPort), cell(r.storeName), cell(r.alive ? "alive" : "dead", r.alive ? "alive" : "dead"),
-    cell(bytes(r.load ? r.load.usedBytes : null), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.load ? String(r.load.objectCount) : "–", "num"),
+    cell(bytes(r.load ? r.load.usedBytes : null), "num"), cell(bytes(r.load ? r.load.pinnedBytes : null), "num"),
+    cell(bytes(r.load ? r.load.spilledBytes : null), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.load ? String(r.load.objectCount) : "–", "num"),
   ] : [
     cell(r.node), cell(r.store || "–"), cell(r.alive ? "alive" : "no store", r.alive ? "alive" : "dead"),
-    cell(bytes(r.usedBytes), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.objectCount === null ? "–" : String(r.objectCount), "num"),
+    cell(bytes(r.usedBytes), "num"), cell(bytes(r.pinnedBytes), "num"), cell(bytes(r.spilledBytes), "num"),
+    cell(bytes(r.capacityBytes), "num"), cell(r.objectCount === null ? "–" : String(r.objectCount), "num"),
   ]));
 }
 

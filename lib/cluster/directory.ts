@@ -83,6 +83,11 @@ export interface NodeRecord {
 export interface NodeLoad {
   usedBytes: number;
   objectCount: number;
+  /** Its store's `memoryStats()` figures of the same names (absent from nodes of older versions). */
+  pinnedBytes?: number;
+  spilledBytes?: number;
+  spilledBytesTotal?: number;
+  restoredBytes?: number;
   workers: number;
   /** Tasks it runs for drivers on other nodes now. */
   running?: number;

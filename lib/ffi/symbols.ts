@@ -38,7 +38,7 @@ export const symbols = {
   objstore_maintain: { args: ["pointer"], result: "i32" },
   objstore_stats: { args: ["pointer", "buffer"], result: "i32" },
   objstore_clients: { args: ["pointer", "buffer"], result: "i32" },
-  objstore_list: { args: ["pointer", "u32", "buffer", "u32"], result: "i32" },
+  objstore_list: { args: ["pointer", "u32", "buffer", "u32", "buffer", "u32"], result: "i32" },
   objstore_spill_configure: { args: ["pointer", "buffer", "u32"], result: "i32" },
   objstore_spill: { args: ["pointer", "f64"], result: "i32" },
   objstore_spill_object: { args: ["pointer", "buffer"], result: "i32" },

@@ -60,14 +60,29 @@ export interface StoreStats {
   spilledObjects: number;
   restoredBytes: number;
   attachedProcesses: number;
+  spilledBytesTotal: number;
+  spilledObjectsTotal: number;
+  restoredObjectsTotal: number;
 }
 
 /**
- * Bytes of one record of `objstore_list`: the id (ID_BYTES), then u32s at 28 state (1 writing,
- * 2 in memory, 3 spilled), 32 processes referencing, 36 pinning, 40 objects containing it, and
- * an f64 at 48, the size.
+ * Bytes of one record of `objstore_list`: the id (ID_BYTES), then a u32 at 28, the state (1
+ * writing, 2 in memory, 3 spilled); u64 bit masks at 32 of the processes referencing it and at
+ * 40 of those pinning it (bit c: client index c, see `clientPids`); an f64 at 48, the size;
+ * u32s at 56, the objects containing it, and 60, the refs it contains.
  */
 export const LIST_RECORD_BYTES = 64;
+
+/** Processes a store can have attached at once (zig/src/layout.zig client_count_max). */
+export const CLIENTS_MAX = 64;
+
+/** The number of bits set in a u32. */
+export function bitCount(word: number): number {
+  let n = word >>> 0;
+  n = n - ((n >>> 1) & 0x55555555);
+  n = (n & 0x33333333) + ((n >>> 2) & 0x33333333);
+  return Math.imul((n + (n >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
 
 export interface ListedObject {
   id: string;
@@ -83,6 +98,9 @@ export function lastError(symbols: NativeSymbols): string {
   const n = symbols.objstore_last_error(messageBuffer, messageBuffer.length);
   return new TextDecoder().decode(messageBuffer.subarray(0, n));
 }
+
+/** What `objstore_list` is given for heads when none are asked for (a buffer, never read). */
+const noHeads = new Uint8Array(8);
 
 /** Pages are 4 KiB, and the segment starts on a page. */
 const PAGE_BYTES = 4096;
@@ -297,7 +315,7 @@ export class NativeStore implements PagePlacement {
   }
 
   stats(): StoreStats {
-    const out = new Float64Array(8);
+    const out = new Float64Array(11);
     this.#symbols.objstore_stats(this.#handle, out);
     return {
       capacityBytes: out[0],
@@ -308,24 +326,37 @@ export class NativeStore implements PagePlacement {
       spilledObjects: out[5],
       restoredBytes: out[6],
       attachedProcesses: out[7],
+      spilledBytesTotal: out[8],
+      spilledObjectsTotal: out[9],
+      restoredObjectsTotal: out[10],
     };
   }
 
   /** Pids of the processes attached to the store. */
   attachedPids(): number[] {
-    const out = new Uint32Array(64);
-    const count = this.#symbols.objstore_clients(this.#handle, out);
-    return Array.from(out.subarray(0, count));
+    return Array.from(this.clientPids()).filter((pid) => pid !== 0);
+  }
+
+  /** The pid of each attached process at its client index (CLIENTS_MAX entries, 0 where none
+   * is): bit c of a listing's holder masks is the process at index c. */
+  clientPids(): Uint32Array {
+    const out = new Uint32Array(CLIENTS_MAX);
+    this.#symbols.objstore_clients(this.#handle, out);
+    return out;
   }
 
   /**
    * The raw records (LIST_RECORD_BYTES each, see `objstore_list` in objstore.h) of up to
    * `out.length / LIST_RECORD_BYTES` objects from slot `cursor` on: how many it wrote, and the
    * cursor to go on from (0: the listing is complete). For listings too large to make an object
-   * of each (the dashboard's).
+   * of each (the dashboard's). With `heads`, `headBytes` of it per record get the first bytes of
+   * each object's value if it is sealed in memory (zeros otherwise): what kind of value it is,
+   * read without pinning it or copying more.
    */
-  listRecords(cursor: number, out: Uint8Array): { count: number; next: number } {
-    const count = this.#symbols.objstore_list(this.#handle, cursor, out, Math.floor(out.length / LIST_RECORD_BYTES));
+  listRecords(cursor: number, out: Uint8Array, heads?: { bytes: Uint8Array; headBytes: number }): { count: number; next: number } {
+    let capacity = Math.floor(out.length / LIST_RECORD_BYTES);
+    if (heads !== undefined) capacity = Math.min(capacity, Math.floor(heads.bytes.length / heads.headBytes));
+    const count = this.#symbols.objstore_list(this.#handle, cursor, out, capacity, heads?.bytes ?? noHeads, heads?.headBytes ?? 0);
     return { count, next: this.#result[2] };
   }
 
@@ -338,16 +369,16 @@ export class NativeStore implements PagePlacement {
     const objects: ListedObject[] = [];
     let cursor = 0;
     do {
-      const count = this.#symbols.objstore_list(this.#handle, cursor, buffer, capacity);
+      const count = this.#symbols.objstore_list(this.#handle, cursor, buffer, capacity, noHeads, 0);
       for (let i = 0; i < count; i++) {
         const at = i * recordBytes;
         const state = view.getUint32(at + 28, true);
         objects.push({
           id: toHex(buffer.subarray(at, at + ID_BYTES)),
           state: state === 1 ? "writing" : state === 2 ? "memory" : "spilled",
-          referencingProcesses: view.getUint32(at + 32, true),
-          pinningProcesses: view.getUint32(at + 36, true),
-          containedBy: view.getUint32(at + 40, true),
+          referencingProcesses: bitCount(view.getUint32(at + 32, true)) + bitCount(view.getUint32(at + 36, true)),
+          pinningProcesses: bitCount(view.getUint32(at + 40, true)) + bitCount(view.getUint32(at + 44, true)),
+          containedBy: view.getUint32(at + 56, true),
           sizeBytes: view.getFloat64(at + 48, true),
         });
       }

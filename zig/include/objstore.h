@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 6
+#define OBJSTORE_ABI_VERSION 9
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -141,28 +141,35 @@ int32_t objstore_wait_sealed(objstore_t *h, const uint8_t *id, uint32_t timeout_
  * many processes were reclaimed. Call it now and then (the TypeScript library does, 4×/s). */
 int32_t objstore_maintain(objstore_t *h);
 
-/* Writes the pids of the living attached processes into out (room for 64; a dead one not
- * reclaimed yet is left out); returns how many. */
+/* Writes the pid of each living attached process into out at its client index (64 entries,
+ * 0 where none is; a dead one not reclaimed yet is 0 too); returns how many are alive. Bit c
+ * of a list record's ref_holders and pin_holders is client index c. */
 int32_t objstore_clients(objstore_t *h, uint32_t *out);
 
-/* out[8]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
- * attached processes. */
+/* out[11]: capacity, used, pinned, objects, spilled bytes, spilled objects, restored bytes,
+ * attached processes; then totals since the store was made: bytes spilled, objects spilled,
+ * objects restored (restored bytes is a total too). Spilled means left memory for a spill
+ * file (written to one, or evicted with its copy already there). */
 int32_t objstore_stats(objstore_t *h, double *out);
 
 typedef struct objstore_list_record {
   uint8_t id[OBJSTORE_ID_SIZE];
   uint32_t state;       /* 1 being written, 2 in memory, 3 spilled */
-  uint32_t ref_holders; /* processes holding a reference */
-  uint32_t pin_holders; /* processes holding a pin */
-  uint32_t nested;      /* objects containing this one */
+  uint64_t ref_holders; /* bit c: client c (objstore_clients' index) holds a reference */
+  uint64_t pin_holders; /* bit c: client c holds a pin */
   double size_bytes;
+  uint32_t nested;      /* objects containing this one */
   uint32_t child_count;
-  uint32_t reserved;
 } objstore_list_record; /* 64 bytes */
 
 /* Lists up to record_capacity objects from slot `cursor` on; returns the count written and
- * sets result[2] to the next cursor (0 when done). */
-int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity);
+ * sets result[2] to the next cursor (0 when done). With head_size_bytes > 0, heads gets
+ * head_size_bytes per record: the first bytes of the object's value (its header and leading
+ * tag: what kind of value it is) if it is sealed in memory, else zeros. They are read without
+ * a pin and kept only if the object did not move or change state meanwhile; heads may be NULL
+ * when head_size_bytes is 0. */
+int32_t objstore_list(objstore_t *h, uint32_t cursor, uint8_t *out, uint32_t record_capacity,
+                      uint8_t *heads, uint32_t head_size_bytes);
 
 /* Spilling. The directory is shared by every process of the store; "" disables spilling.
  * It must be absolute, without NUL, under 960 bytes; it is made 0700 if absent, and spill

@@ -203,6 +203,11 @@ fn beginSpill(self: *Spiller, slot_index: u32) bool {
 }
 
 fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    if (tag == .spilled) {
+        const h = self.store.header;
+        _ = h.spilled_total_bytes.fetchAdd(self.store.index.extras[slot_index].data_size_bytes, .monotonic);
+        _ = h.spilled_total_objects.fetchAdd(1, .monotonic);
+    }
     self.store.index.endTransition(slot_index, .spilling, tag);
 }
 
@@ -435,6 +440,7 @@ fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
         return ioError(err, file_path);
     };
     _ = store.header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
+    _ = store.header.restored_objects.fetchAdd(1, .monotonic);
     // The copy stays (objects never change): spilling this object again only frees its memory.
     self.endRestore(slot_index, .sealed);
 }

@@ -13,7 +13,7 @@ const assert = std.debug.assert;
 const Atomic = std.atomic.Value;
 
 pub const magic: u64 = 0x31_45_52_4f_54_53_4a_4f; // "OJSTORE1", little-endian
-pub const abi_version: u32 = 6;
+pub const abi_version: u32 = 9;
 pub const id_size_bytes = 28;
 pub const block_size_bytes = 64;
 pub const page_size_bytes = 4096;
@@ -197,7 +197,13 @@ pub const Header = extern struct {
     spill_file_next: Atomic(u32),
     index: IndexState,
     used_bytes: Atomic(u64),
+    /// Totals since the store was made, for rates (the spilling or restoring process counts
+    /// what it completed): bytes and objects restored, and bytes and objects that left memory
+    /// for a spill file (written to one, or evicted with their copy already in one).
     restored_bytes: Atomic(u64),
+    restored_objects: Atomic(u64),
+    spilled_total_bytes: Atomic(u64),
+    spilled_total_objects: Atomic(u64),
     /// Windows cleared by compaction (informational).
     compactions: Atomic(u64),
     alloc_cursor_block: u64,

@@ -259,25 +259,43 @@ export fn objstore_maintain(h: ?*anyopaque) i32 {
     return @intCast(handleOf(h).store.maintain());
 }
 
-/// Writes the pids of the living processes attached to the store into `out` (up to 64; a
-/// dead one not reclaimed yet is left out, by pid and start time); returns how many.
+/// Writes the pid of each living process attached to the store into `out` at its client
+/// index (64 entries; 0 where no living process is, a dead one not reclaimed yet included, by
+/// pid and start time); returns how many are alive. A listing's holder bits index this.
 export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
+    assert(store.clients.len == layout.client_count_max);
     var count: u32 = 0;
-    for (store.clients) |*entry| {
+    for (store.clients, 0..) |*entry, i| {
+        out[i] = 0;
         if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
         if (!sys.isAlive(entry.pid, entry.start_time)) continue;
-        out[count] = entry.pid;
+        out[i] = entry.pid;
         count += 1;
     }
     return @intCast(count);
 }
 
-/// Fills `out` with 8 doubles: capacity, used, pinned, objects, spilled bytes, spilled
-/// objects, restored bytes, attached processes.
+/// Fills `out` with 11 doubles: capacity, used, pinned, objects, spilled bytes, spilled
+/// objects, restored bytes, attached processes; then totals since the store was made: bytes
+/// spilled, objects spilled, objects restored (restored bytes is a total too).
 export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
-    const s = handleOf(h).store.stats();
-    const values = [8]u64{ s.capacity_bytes, s.used_bytes, s.pinned_bytes, s.object_count, s.spilled_bytes, s.spilled_objects, s.restored_bytes, s.attached_processes };
+    const store = handleOf(h).store;
+    const s = store.stats();
+    const totals = store.header;
+    const values = [11]u64{
+        s.capacity_bytes,
+        s.used_bytes,
+        s.pinned_bytes,
+        s.object_count,
+        s.spilled_bytes,
+        s.spilled_objects,
+        s.restored_bytes,
+        s.attached_processes,
+        totals.spilled_total_bytes.load(.monotonic),
+        totals.spilled_total_objects.load(.monotonic),
+        totals.restored_objects.load(.monotonic),
+    };
     for (values, 0..) |v, i| out[i] = @floatFromInt(v);
     return succeed();
 }
@@ -286,20 +304,23 @@ export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
 const ListRecord = extern struct {
     id: ObjectId,
     state: u32,
-    ref_holders: u32,
-    pin_holders: u32,
-    nested: u32,
+    /// Bit c set: client c (`objstore_clients`' index) holds a reference, or a pin.
+    ref_holders: u64,
+    pin_holders: u64,
     size_bytes: f64,
+    nested: u32,
     child_count: u32,
-    reserved: u32,
 };
 comptime {
     assert(@sizeOf(ListRecord) == 64);
+    assert(@offsetOf(ListRecord, "ref_holders") == 32);
 }
 
 /// Lists up to `record_capacity` objects from slot `cursor` on; returns the count written and
-/// sets result[2] to the next cursor (0 when the listing is complete).
-export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity: u32) i32 {
+/// sets result[2] to the next cursor (0 when the listing is complete). With `head_size_bytes`
+/// above 0, `heads` gets `head_size_bytes` for each record: the first bytes of the object's
+/// value if it is sealed in memory (what kind of value it is), else zeros.
+export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity: u32, heads: ?[*]u8, head_size_bytes: u32) i32 {
     const handle = handleOf(h);
     const index = &handle.store.index;
     const records: [*]ListRecord = @ptrCast(@alignCast(out));
@@ -308,7 +329,8 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
     var i: u32 = cursor;
     while (i < high_water and written < record_capacity) : (i += 1) {
         const slot = &index.slots[i];
-        const s = layout.State.of(slot.state.load(.acquire));
+        const word = slot.state.load(.acquire);
+        const s = layout.State.of(word);
         const state: u32 = switch (s.tag) {
             .writing => 1,
             .sealed, .spilling, .moving => 2,
@@ -318,16 +340,43 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
         var r = std.mem.zeroes(ListRecord);
         index.readId(i, &r.id);
         r.state = state;
-        r.ref_holders = @popCount(slot.ref_holders.load(.monotonic));
-        r.pin_holders = @popCount(slot.pin_holders.load(.monotonic));
+        r.ref_holders = slot.ref_holders.load(.monotonic);
+        r.pin_holders = slot.pin_holders.load(.monotonic);
         r.nested = s.nested;
         r.size_bytes = @floatFromInt(index.extras[i].data_size_bytes);
         r.child_count = index.extras[i].child_count;
         records[written] = r;
+        if (head_size_bytes > 0) {
+            const head = heads.?[@as(usize, written) * head_size_bytes ..][0..head_size_bytes];
+            copyHead(handle.store, i, word, head);
+        }
         written += 1;
     }
     handle.result[2] = if (i >= high_water) 0 else @floatFromInt(i);
     return @intCast(written);
+}
+
+/// Copies the first bytes of the value of slot `slot_index`, seen in state `seen`, into `out`
+/// (zeros past the value, or all zeros if it is not sealed). Read without a pin, so that a
+/// listing neither holds objects nor moves them in the LRU order: the bytes are kept only if
+/// the slot's state word (tag, generation) and extent are the same after the copy as before it
+/// (a seqlock; a spiller, mover or deleter changes one of them before the memory is reused).
+/// The extent is bounds-checked, so a torn read costs at most a wrong head, never a fault.
+fn copyHead(store: *Store, slot_index: u32, seen: u64, out: []u8) void {
+    @memset(out, 0);
+    if (layout.State.of(seen).tag != .sealed) return;
+    const slot = &store.index.slots[slot_index];
+    const extra = &store.index.extras[slot_index];
+    const extent_offset_bytes = @atomicLoad(u64, &extra.extent_offset_bytes, .acquire);
+    const children_size_bytes = std.mem.alignForward(u64, @as(u64, extra.child_count) * layout.id_size_bytes, layout.block_size_bytes);
+    const size_bytes: u64 = @min(out.len, extra.data_size_bytes);
+    const start_bytes = extent_offset_bytes +| children_size_bytes;
+    if (start_bytes +| size_bytes > store.header.capacity_bytes) return;
+    const value = store.base + store.header.data_offset + start_bytes;
+    for (out[0..@intCast(size_bytes)], 0..) |*byte, k| byte.* = @atomicLoad(u8, &value[k], .acquire);
+    const unchanged = slot.state.load(.acquire) == seen and
+        @atomicLoad(u64, &extra.extent_offset_bytes, .acquire) == extent_offset_bytes;
+    if (!unchanged) @memset(out, 0);
 }
 
 // ---------------------------------------------------------------- spilling
