@@ -21,8 +21,9 @@ const ROUNDS = 60;
 
 test(`listing heads while 3 processes make, spill, restore and free objects: every type read is the object's (${currentRuntime})`, async () => {
   const storeName = uniqueStoreName(`heads-${currentRuntime}`);
-  // 8 MiB: the three children's 40 kept values each (70 KiB on average) do not all fit.
-  await os.init({ storeName, objectStoreMemory: 8 * 1024 * 1024, numWorkers: 0, prefault: false });
+  // 4 MiB: the three children's 40 kept values each (70 KiB on average, 8.4 MiB in all) are
+  // half spilled at any time, so that restores happen however the runs interleave.
+  await os.init({ storeName, objectStoreMemory: 4 * 1024 * 1024, numWorkers: 0, prefault: false });
   const children = [0, 1, 2].map(() => start(currentRuntime, churn, [storeName, String(ROUNDS)]));
   try {
     const expected = typeBySize();
