@@ -103,12 +103,32 @@ pub const ClientWord = packed struct(u32) {
     state: ClientState,
     /// Client index + 1 of the reclaiming process.
     reclaimer: u8 = 0,
-    reserved: u16 = 0,
+    /// Bumped each time the entry passes to another process (registered, or adopted from a
+    /// dead one). The entry's index is reused, its incarnation is not: a process that found
+    /// the entry's owner dead can act (its CAS) only while that owner's incarnation is there,
+    /// never on the live process that has the entry now.
+    incarnation: u16 = 0,
 
     pub fn of(word: u32) ClientWord {
         return @bitCast(word);
     }
     pub fn toWord(self: ClientWord) u32 {
+        return @bitCast(self);
+    }
+};
+
+/// The allocator lock's word (`Header.alloc_lock`, 0 when free): the holder's client index + 1
+/// and its entry's incarnation, so that a taker who found the holder dead cannot take the lock
+/// from the process that has the holder's entry now.
+pub const LockWord = packed struct(u32) {
+    holder: u8,
+    incarnation: u16,
+    reserved: u8 = 0,
+
+    pub fn of(word: u32) LockWord {
+        return @bitCast(word);
+    }
+    pub fn toWord(self: LockWord) u32 {
         return @bitCast(self);
     }
 };
@@ -186,7 +206,7 @@ pub const Header = extern struct {
     creator_uid: u32,
     /// 1 once the creator finished initialising the segment; attachers wait for it.
     ready: Atomic(u32),
-    /// Client index + 1 holding the allocator lock, 0 when free.
+    /// A `LockWord`: who holds the allocator lock; 0 when free.
     alloc_lock: Atomic(u32),
     alloc_lock_waiters: Atomic(u32),
     /// Bumped on every seal, abort and delete; a futex that readers waiting for an object
@@ -223,10 +243,12 @@ comptime {
 
 /// A hash of the shapes above, so a process built from other sources refuses to attach.
 pub const layout_hash: u32 = blk: {
-    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
+    // The two words' fields too: a library whose client entries or lock carry no incarnation
+    // must not share a store with one whose do.
+    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
         @sizeOf(Slot),                 @sizeOf(SlotExtra), @sizeOf(Client),
         @sizeOf(Header),               @offsetOf(Header, "spill_dir"), client_count_max,
-        @offsetOf(Header, "index"),
+        @offsetOf(Header, "index"),    @bitOffsetOf(ClientWord, "incarnation"), @bitOffsetOf(LockWord, "incarnation"),
     });
     break :blk @truncate(std.hash.Wyhash.hash(0, shape));
 };

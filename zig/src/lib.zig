@@ -12,6 +12,7 @@ const status = @import("status.zig");
 pub const Spiller = @import("Spiller.zig");
 const BackgroundSpiller = @import("BackgroundSpiller.zig");
 const RemoteFiles = @import("RemoteFiles.zig");
+const SpillFiles = @import("SpillFiles.zig");
 const Channel = @import("Channel.zig");
 const exits = @import("exits.zig");
 
@@ -264,7 +265,7 @@ export fn objstore_maintain(h: ?*anyopaque) i32 {
 export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
     var count: u32 = 0;
-    for (store.clients) |*entry| {
+    for (store.segment.clients) |*entry| {
         if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
         if (!sys.isAlive(entry.pid, entry.start_time)) continue;
         out[count] = entry.pid;
@@ -301,7 +302,7 @@ comptime {
 /// sets result[2] to the next cursor (0 when the listing is complete).
 export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity: u32) i32 {
     const handle = handleOf(h);
-    const index = &handle.store.index;
+    const index = &handle.store.segment.index;
     const records: [*]ListRecord = @ptrCast(@alignCast(out));
     var written: u32 = 0;
     const high_water = index.highWater();
@@ -386,27 +387,27 @@ export fn objstore_spill_location(h: ?*anyopaque, id: [*]const u8) i32 {
 /// bytes] in objstore_result, or 0 if there is none to copy.
 export fn objstore_upload_claim(h: ?*anyopaque) i32 {
     const handle = handleOf(h);
-    return claimInto(handle, RemoteFiles.claimUpload(handle.store));
+    return claimInto(handle, RemoteFiles.claimUpload(&handle.store.segment));
 }
 
 /// Ends this process's upload claim; `copied` 1 if the copy is complete (the local file goes).
 export fn objstore_upload_finish(h: ?*anyopaque, file_index: u32, serial: f64, copied: u32) i32 {
     const handle = handleOf(h);
     const c = claimOf(handle, file_index, serial, .uploading) orelse return fail(error.InvalidArgument);
-    RemoteFiles.finishUpload(handle.store, c, copied != 0);
+    RemoteFiles.finishUpload(&handle.store.segment, c, copied != 0);
     return succeed();
 }
 
 /// Claims a remote copy whose objects are gone, to delete: as objstore_upload_claim.
 export fn objstore_remote_delete_claim(h: ?*anyopaque) i32 {
     const handle = handleOf(h);
-    return claimInto(handle, RemoteFiles.claimDelete(handle.store));
+    return claimInto(handle, RemoteFiles.claimDelete(&handle.store.segment));
 }
 
 export fn objstore_remote_delete_finish(h: ?*anyopaque, file_index: u32, serial: f64, deleted: u32) i32 {
     const handle = handleOf(h);
     const c = claimOf(handle, file_index, serial, .remote_deleting) orelse return fail(error.InvalidArgument);
-    RemoteFiles.finishDelete(handle.store, c, deleted != 0);
+    RemoteFiles.finishDelete(&handle.store.segment, c, deleted != 0);
     return succeed();
 }
 
@@ -425,9 +426,9 @@ fn claimOf(handle: *Handle, file_index: u32, serial: f64, state: layout.FileStat
         status.setDetail("no spill file {d}", .{file_index});
         return null;
     }
-    const file = &handle.store.spill_files[file_index];
-    const mine = file.actor.load(.acquire) == handle.store.client_index + 1;
-    const current = RemoteFiles.stateOf(file);
+    const file = &handle.store.segment.spill_files[file_index];
+    const mine = file.actor.load(.acquire) == handle.store.segment.actorId();
+    const current = SpillFiles.stateOf(file);
     // An upload whose objects went away meanwhile is still this process's to finish.
     const in_state = current == state or (state == .uploading and current == .upload_orphaned);
     if (!mine or !in_state or @as(f64, @floatFromInt(file.serial)) != serial) {
@@ -760,6 +761,10 @@ test {
     _ = @import("store_test.zig");
     _ = @import("Progress.zig");
     _ = @import("RemoteFiles.zig");
+    _ = @import("SpillFiles.zig");
+    _ = @import("Segment.zig");
+    _ = @import("Clients.zig");
+    _ = @import("shm_names.zig");
     _ = @import("Channel.zig");
     _ = @import("transfer/socket.zig");
     _ = @import("transfer/auth.zig");

@@ -255,8 +255,30 @@ fn expectEmpty(store: *Store, what: []const u8) !void {
     const s = store.stats();
     if (s.used_bytes != 0 or s.object_count != 0 or s.pinned_bytes != 0 or s.attached_processes != 1) {
         std.debug.print("{s}: store not empty: used {d} B, {d} objects, pinned {d} B, {d} attached\n", .{ what, s.used_bytes, s.object_count, s.pinned_bytes, s.attached_processes });
+        describeLeft(store);
         return error.StoreNotEmpty;
     }
+}
+
+/// What a store that should be empty still holds: each object's state and holders, and the
+/// client entries (a leak says who was not reclaimed).
+fn describeLeft(store: *Store) void {
+    const segment = &store.segment;
+    for (segment.index.usedSlots(), 0..) |*slot, i| {
+        const state = layout.State.of(slot.state.load(.acquire));
+        if (state.tag == .empty) continue;
+        const extra = &segment.index.extras[i];
+        std.debug.print("  slot {d}: {t} generation {d} nested {d} actor {d} refs {x} pins {x} extent {d} B, object {d}\n", .{
+            i,                                 state.tag,               state.generation,                 state.nested, slot.actor.load(.acquire),
+            slot.ref_holders.load(.acquire), slot.pin_holders.load(.acquire), extra.extent_size_bytes, slot.id_words[0].load(.monotonic),
+        });
+    }
+    for (segment.clients, 0..) |*entry, i| {
+        const word = layout.ClientWord.of(entry.word.load(.acquire));
+        if (word.state == .free and entry.pid == 0) continue;
+        std.debug.print("  client {d}: {t} reclaimer {d} incarnation {d} pid {d}{s}\n", .{ i, word.state, word.reclaimer, word.incarnation, entry.pid, if (i == segment.client_index) " (this process)" else "" });
+    }
+    std.debug.print("  allocator lock {x}\n", .{segment.header.alloc_lock.load(.acquire)});
 }
 
 fn stress(config: Config) !void {
@@ -275,7 +297,7 @@ fn stress(config: Config) !void {
     }
     if (failed > 0) return error.ChildFailed;
     try expectEmpty(store, "stress");
-    const compactions = store.header.compactions.load(.monotonic);
+    const compactions = store.segment.header.compactions.load(.monotonic);
     if (compactions == 0) return error.NoCompaction; // the test must exercise moving objects
     std.debug.print("stress: {d} processes × {d} s, {d} compactions, 0 mismatches, arena back to 0 bytes\n", .{ config.processes, config.seconds, compactions });
 }
@@ -600,7 +622,7 @@ fn indexChurn(config: Config) !void {
     var prng = std.Random.DefaultPrng.init(11);
     const random = prng.random();
     var kills: u32 = 0;
-    const epoch_before = store.header.index.epoch.load(.monotonic);
+    const epoch_before = store.segment.header.index.epoch.load(.monotonic);
     while (sys.nowNs() < deadline_ns) : (kills += 1) {
         sys.sleepNs(random.uintLessThan(u64, 30 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, churners);
@@ -621,11 +643,11 @@ fn indexChurn(config: Config) !void {
         _ = waitExit(pid);
     }
     if (failed > 0) return error.ChildFailed;
-    const moves = (store.header.index.epoch.load(.monotonic) - epoch_before) / 2;
+    const moves = (store.segment.header.index.epoch.load(.monotonic) - epoch_before) / 2;
     if (moves == 0) return error.NoMoves; // the test must exercise entries moving under lookups
     _ = store.maintain();
     store.lock();
-    const consistent = store.index.expectConsistent();
+    const consistent = store.segment.index.expectConsistent();
     store.unlock();
     try consistent;
     try expectEmpty(store, "index churn");
