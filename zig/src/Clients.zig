@@ -4,11 +4,14 @@
 //! undone, its spill-file claims released, the bitmap rebuilt from the index.
 //!
 //! An entry's word moves free → registering → alive → (dead) reclaiming → free; a process
-//! that finds every entry taken adopts a dead one's (alive → reclaiming by itself → alive).
-//! Entering `registering` or adopting bumps the word's incarnation: an entry's index (its bit
-//! in the slots, its actor id) passes from a dead process to a live one, so every decision
-//! "this entry's process is dead" is acted on by a CAS of the word (or of the lock's word) that
-//! holds the incarnation found dead, and fails once the entry is another process's.
+//! that finds every entry taken adopts a dead one's (→ registering → reclaiming by itself →
+//! alive). Entering `registering` or adopting bumps the word's incarnation: an entry's index
+//! (its bit in the slots, its actor id) passes from a dead process to a live one, so every
+//! decision "this entry's process is dead" is acted on by a CAS of the word (or of the lock's
+//! word) that holds the incarnation found dead, and fails once the entry is another process's.
+//! The word also names the process acting on the entry (registrant, owner, adopter or
+//! reclaimer), set by the same CAS that gives it the entry: whatever state a process is killed
+//! in, its entry names it, is found dead, and is adopted or reclaimed (`actorLives`).
 //! Objects nobody holds after a reclaim are deleted by the caller (Store.sweepOrphans): that is
 //! the object lifecycle's job, not the table's.
 
@@ -24,6 +27,7 @@ const RemoteFiles = @import("RemoteFiles.zig");
 
 const Error = status.Error;
 const State = layout.State;
+const ClientState = layout.ClientState;
 const ClientWord = layout.ClientWord;
 const LockWord = layout.LockWord;
 
@@ -33,13 +37,15 @@ pub fn register(segment: *Segment) Error!bool {
     assert(segment.client_index == layout.client_count_max); // not registered yet
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
+    assert(pid != 0);
     for (segment.clients, 0..) |*entry, i| {
         const word = entry.word.load(.acquire);
         const current = ClientWord.of(word);
         if (current.state != .free) continue;
-        const registering = ClientWord{ .state = .registering, .incarnation = current.incarnation +% 1 };
+        assert(current.pid == 0);
+        const registering = ClientWord{ .state = .registering, .incarnation = current.incarnation +% 1, .pid = pid };
         if (entry.word.cmpxchgStrong(word, registering.toWord(), .acq_rel, .monotonic) != null) continue;
-        becomeClient(segment, @intCast(i), registering.incarnation, pid, start_time);
+        becomeClient(segment, @intCast(i), registering, start_time);
         return false;
     }
     // Every entry is taken: adopt one whose process died.
@@ -51,21 +57,22 @@ pub fn register(segment: *Segment) Error!bool {
 }
 
 /// Takes a dead process's entry over as its own reclaimer (so it counts as attached, and no
-/// one else reclaims it), with this process's pid. False if the entry is not dead or another
-/// process took it over first.
+/// one else reclaims it), with this process's pid. The entry may have been left in any state:
+/// its owner died alive or registering, or the process reclaiming it (an adopter before us, or
+/// another process's reclaim) died. False if the entry's process lives or another process
+/// took the entry over first.
 fn adopt(segment: *Segment, entry: *layout.Client, dead: u32, pid: u32, start_time: u64) bool {
     const word = entry.word.load(.acquire);
     const current = ClientWord.of(word);
-    if (current.state != .alive or entry.pid == 0 or sys.isAlive(entry.pid, entry.start_time)) return false;
-    // A new incarnation: had another process adopted the entry since we read it (and be alive
-    // in it now, under the same state word), this CAS fails instead of taking its entry.
-    // Registering first (alive by definition) while our pid goes in: a reclaim of our own that
-    // showed the dead one's pid would be taken for a dead reclaimer's and taken over.
-    const registering = ClientWord{ .state = .registering, .incarnation = current.incarnation +% 1 };
+    if (current.state == .free or actorLives(segment.clients, dead, current)) return false;
+    // A new incarnation, naming us: had another process adopted the entry since we read it (and
+    // be alive in it now), this CAS fails instead of taking its entry. Registering first while
+    // our start time goes in (a reader of a registering entry checks its pid alone), so that our
+    // reclaim never shows with another process's start time and is taken for a dead one's.
+    const registering = ClientWord{ .state = .registering, .incarnation = current.incarnation +% 1, .pid = pid };
     if (entry.word.cmpxchgStrong(word, registering.toWord(), .acq_rel, .monotonic) != null) return false;
-    entry.pid = pid;
     entry.start_time = start_time;
-    const own_reclaim = ClientWord{ .state = .reclaiming, .reclaimer = @intCast(dead + 1), .incarnation = registering.incarnation };
+    const own_reclaim = ClientWord{ .state = .reclaiming, .reclaimer = @intCast(dead + 1), .incarnation = registering.incarnation, .pid = pid };
     entry.word.store(own_reclaim.toWord(), .release);
     segment.client_index = dead;
     segment.incarnation = own_reclaim.incarnation;
@@ -77,7 +84,9 @@ fn adopt(segment: *Segment, entry: *layout.Client, dead: u32, pid: u32, start_ti
 pub fn reclaimAdopted(segment: *Segment) void {
     const dead = segment.client_index;
     const entry = &segment.clients[dead];
-    const own_reclaim = ClientWord.toWord(.{ .state = .reclaiming, .reclaimer = @intCast(dead + 1), .incarnation = segment.incarnation });
+    const own_reclaim = entry.word.load(.acquire);
+    assertOwnEntry(segment);
+    assert(ClientWord.of(own_reclaim).state == .reclaiming);
     // The dead process may have died holding the allocator lock: then it is ours now, unless a
     // process waiting for it took it over first (then we wait for that one like anyone).
     const held = segment.header.alloc_lock.load(.acquire);
@@ -86,8 +95,9 @@ pub fn reclaimAdopted(segment: *Segment) void {
     if (!took_over) lock(segment);
     reclaimLocked(segment, dead, took_over);
     unlock(segment);
-    const alive = ClientWord.toWord(.{ .state = .alive, .incarnation = segment.incarnation });
-    // Our pid was in the entry before our reclaim showed in it: no one took it for a dead one's.
+    const alive = ClientWord.toWord(.{ .state = .alive, .incarnation = segment.incarnation, .pid = ClientWord.of(own_reclaim).pid });
+    // Our pid and start time were in the entry before our reclaim showed in it: no one took it
+    // for a dead one's.
     const swapped = entry.word.cmpxchgStrong(own_reclaim, alive, .acq_rel, .monotonic);
     assert(swapped == null);
 }
@@ -98,50 +108,71 @@ pub fn reclaimAdopted(segment: *Segment) void {
 pub fn assertOwnEntry(segment: *const Segment) void {
     const own = ClientWord.of(segment.clients[segment.client_index].word.load(.acquire));
     assert(own.incarnation == segment.incarnation);
+    assert(own.pid != 0);
     assert(own.state == .alive or (own.state == .reclaiming and own.reclaimer == segment.actorId()));
 }
 
-fn becomeClient(segment: *Segment, client: u32, incarnation: u16, pid: u32, start_time: u64) void {
+fn becomeClient(segment: *Segment, client: u32, registering: ClientWord, start_time: u64) void {
     const entry = &segment.clients[client];
-    assert(entry.word.load(.monotonic) == ClientWord.toWord(.{ .state = .registering, .incarnation = incarnation }));
-    entry.pid = pid;
+    assert(registering.state == .registering);
+    assert(entry.word.load(.monotonic) == registering.toWord());
     entry.start_time = start_time;
-    entry.word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = incarnation }), .release);
+    entry.word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = registering.incarnation, .pid = registering.pid }), .release);
     segment.client_index = client;
-    segment.incarnation = incarnation;
+    segment.incarnation = registering.incarnation;
 }
 
 /// Gives this attachment's own entry back, at close.
 pub fn freeOwn(segment: *Segment) void {
-    freeClaimed(segment, segment.client_index, ClientWord.toWord(.{ .state = .alive, .incarnation = segment.incarnation }));
+    const own = segment.clients[segment.client_index].word.load(.acquire);
+    assert(ClientWord.of(own).state == .alive and ClientWord.of(own).incarnation == segment.incarnation);
+    freeClaimed(segment, segment.client_index, own);
 }
 
 /// Frees entry `client`, held by this attachment with word `claimed` (its own entry, or a dead
 /// one it reclaimed); the incarnation stays, for the next owner to bump.
-fn freeClaimed(segment: *Segment, client: u32, claimed: u32) void {
+fn freeClaimed(segment: *Segment, client: u32, claimed: u64) void {
     const entry = &segment.clients[client];
     const state = ClientWord.of(claimed).state;
     assert(state == .alive or state == .reclaiming);
     // Nobody takes a living process's entry or claim (the incarnation guards the one, the
     // claimer's liveness the other).
     assert(entry.word.load(.acquire) == claimed);
-    entry.pid = 0;
     entry.start_time = 0;
     entry.word.store(ClientWord.toWord(.{ .state = .free, .incarnation = ClientWord.of(claimed).incarnation }), .release);
 }
 
-/// A process that registered and has not died. An entry mid-registration counts as alive:
-/// its process is a few instructions from filling in its pid (which may be a dead one's still,
-/// or half written).
+/// True if the process that owns entry `client` is alive: its registrant or owner, or its
+/// adopter while it reclaims what the dead one before it held. An entry another process
+/// reclaims has a dead owner.
 pub fn isAlive(segment: *Segment, client: u32) bool {
-    const entry = &segment.clients[client];
-    switch (ClientWord.of(entry.word.load(.acquire)).state) {
-        .free => return false,
-        .registering => return true,
-        .alive, .reclaiming => {},
-    }
-    if (entry.pid == 0) return true;
-    return sys.isAlive(entry.pid, entry.start_time);
+    return ownerLives(segment.clients, client, ClientWord.of(segment.clients[client].word.load(.acquire)));
+}
+
+/// `isAlive` for entry `client` whose word was `word`. A registering entry's start time may not
+/// be written yet: its pid alone is checked (a reused pid keeps the entry until that process
+/// ends too). Read without attaching too (`countLive`).
+fn ownerLives(clients: []const layout.Client, client: u32, word: ClientWord) bool {
+    const entry = &clients[client];
+    return switch (word.state) {
+        .free => false,
+        .registering => sys.pidAlive(word.pid),
+        .alive => sys.isAlive(word.pid, entry.start_time),
+        .reclaiming => word.reclaimer == client + 1 and sys.isAlive(word.pid, entry.start_time),
+    };
+}
+
+/// True if the process acting on entry `client` (word `word`) is alive: its owner, or the
+/// process that claimed it to reclaim it, alive while its own entry is still its own. False for
+/// a free entry. An entry whose acting process is dead may be taken over whatever its state.
+fn actorLives(clients: []const layout.Client, client: u32, word: ClientWord) bool {
+    if (word.state != .reclaiming or word.reclaimer == client + 1) return ownerLives(clients, client, word);
+    assert(word.reclaimer >= 1 and word.reclaimer <= layout.client_count_max);
+    const reclaimer = word.reclaimer - 1;
+    const reclaimer_word = ClientWord.of(clients[reclaimer].word.load(.acquire));
+    // Its entry passed to another process since (registered, adopted or claimed): it is gone.
+    if (reclaimer_word.pid != word.pid) return false;
+    return ownerLives(clients, reclaimer, reclaimer_word);
 }
 
 /// Reclaims every dead process's references, pins and unfinished transitions; returns how
@@ -163,33 +194,29 @@ pub fn reclaimDead(segment: *Segment) u32 {
     return reclaimed;
 }
 
-/// Entry `client`'s word if the process it names (its owner, or the process reclaiming it)
-/// is dead; null otherwise. Only a snapshot: the entry may be another process's by the time
-/// the caller acts, which `claimReclaim`'s CAS of the whole word (incarnation included) sees.
-fn deadWord(segment: *Segment, client: u32) ?u32 {
-    const entry = &segment.clients[client];
-    const word = entry.word.load(.acquire);
+/// Entry `client`'s word if the process acting on it (its registrant, its owner, or the
+/// process reclaiming it) is dead; null otherwise. Only a snapshot: the entry may be another
+/// process's by the time the caller acts, which `claimReclaim`'s CAS of the whole word
+/// (incarnation and pid included) sees.
+fn deadWord(segment: *Segment, client: u32) ?u64 {
+    const word = segment.clients[client].word.load(.acquire);
     const current = ClientWord.of(word);
-    const dead = switch (current.state) {
-        // A process that dies mid-registration leaks its entry: a window of a few
-        // instructions, not worth a protocol.
-        .free, .registering => false,
-        .alive => entry.pid != 0 and !sys.isAlive(entry.pid, entry.start_time),
-        .reclaiming => current.reclaimer != segment.actorId() and !isAlive(segment, current.reclaimer - 1),
-    };
-    return if (dead) word else null;
+    if (current.state == .free or actorLives(segment.clients, client, current)) return null;
+    return word;
 }
 
 /// Takes entry `client`, whose word was `seen` when its process was found dead, as ours to
 /// reclaim; returns our claim's word, or null if the entry changed since (another reclaimer,
 /// or a new incarnation: a live process, whose bits and actor id must not be touched).
-fn claimReclaim(segment: *Segment, client: u32, seen: u32) ?u32 {
+fn claimReclaim(segment: *Segment, client: u32, seen: u64) ?u64 {
     const entry = &segment.clients[client];
-    const mine = ClientWord{ .state = .reclaiming, .reclaimer = segment.actorId(), .incarnation = ClientWord.of(seen).incarnation };
+    const own = ClientWord.of(segment.clients[segment.client_index].word.load(.acquire));
+    assert(own.state == .alive and own.incarnation == segment.incarnation);
+    const mine = ClientWord{ .state = .reclaiming, .reclaimer = segment.actorId(), .incarnation = ClientWord.of(seen).incarnation, .pid = own.pid };
     if (entry.word.cmpxchgStrong(seen, mine.toWord(), .acq_rel, .monotonic) != null) return null;
-    // The incarnation found dead is still there, so its pid is too: a live process here would
-    // be one whose holdings we are about to clear.
-    assert(ClientWord.of(seen).state != .alive or !sys.isAlive(entry.pid, entry.start_time));
+    // The incarnation found dead is still there, so its start time is too: a live process here
+    // would be one whose holdings we are about to clear.
+    assert(ClientWord.of(seen).state != .alive or !sys.isAlive(ClientWord.of(seen).pid, entry.start_time));
     return mine.toWord();
 }
 
@@ -335,9 +362,9 @@ pub fn lock(segment: *Segment) void {
 fn lockHolderDead(segment: *Segment, held: u32) bool {
     const holder = LockWord.of(held);
     assert(holder.holder >= 1 and holder.holder <= layout.client_count_max);
-    const entry = &segment.clients[holder.holder - 1];
-    if (ClientWord.of(entry.word.load(.acquire)).incarnation != holder.incarnation) return true;
-    return !isAlive(segment, holder.holder - 1);
+    const word = ClientWord.of(segment.clients[holder.holder - 1].word.load(.acquire));
+    if (word.incarnation != holder.incarnation) return true;
+    return !ownerLives(segment.clients, holder.holder - 1, word);
 }
 
 /// Takes the lock from the dead holder whose word is `held`, and reclaims it; false if the
@@ -364,8 +391,9 @@ pub fn attachedProcesses(segment: *Segment) u32 {
     var pids: [layout.client_count_max]u32 = undefined;
     var count: u32 = 0;
     for (segment.clients, 0..) |*entry, i| {
-        if (!isAlive(segment, @intCast(i))) continue;
-        const pid = entry.pid;
+        const word = ClientWord.of(entry.word.load(.acquire));
+        if (!ownerLives(segment.clients, @intCast(i), word)) continue;
+        const pid = word.pid;
         if (std.mem.indexOfScalar(u32, pids[0..count], pid) != null) continue;
         pids[count] = pid;
         count += 1;
@@ -420,16 +448,15 @@ pub fn countLive(name: []const u8) Error!u32 {
     if (h.abi_version != layout.abi_version or h.layout_hash != layout.layout_hash) return Segment.abiMismatch(h, name);
     if (h.clients_offset != layout.page_size_bytes) return Segment.badStore(shm_path, "its section offsets are inconsistent");
     const first: [*]const layout.Client = @ptrCast(@alignCast(base + h.clients_offset));
+    const clients = first[0..layout.client_count_max];
     // Distinct processes: one may hold two entries (its background spiller's).
     var pids: [layout.client_count_max]u32 = undefined;
     var live: u32 = 0;
-    for (first[0..layout.client_count_max]) |*entry| {
-        const state = ClientWord.of(@atomicLoad(u32, &entry.word.raw, .acquire)).state;
-        if (state == .free) continue;
-        // Registering (its pid 0, half written, or a dead one's it adopts): alive by definition.
-        const pid = if (state == .registering) 0 else entry.pid;
-        if (pid != 0 and (std.mem.indexOfScalar(u32, pids[0..live], pid) != null or !sys.isAlive(pid, entry.start_time))) continue;
-        pids[live] = pid;
+    for (clients, 0..) |*entry, i| {
+        const word = ClientWord.of(@atomicLoad(u64, &entry.word.raw, .acquire));
+        if (!ownerLives(clients, @intCast(i), word)) continue;
+        if (std.mem.indexOfScalar(u32, pids[0..live], word.pid) != null) continue;
+        pids[live] = word.pid;
         live += 1;
     }
     return live;
@@ -484,9 +511,8 @@ fn fillTableAroundDead(segment: *Segment, client: u32) !void {
     for (segment.clients, 0..) |*entry, i| {
         const word = ClientWord.of(entry.word.load(.acquire));
         if (i != client and word.state != .free) continue;
-        entry.pid = if (i == client) dead_pid else own_pid;
         entry.start_time = own_start;
-        entry.word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = word.incarnation }), .release);
+        entry.word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = word.incarnation, .pid = if (i == client) dead_pid else own_pid }), .release);
     }
 }
 
@@ -497,7 +523,6 @@ fn emptyTable(segment: *Segment, keep: []const *Segment) void {
             if (attachment.client_index == i) break true;
         } else false;
         if (kept) continue;
-        entry.pid = 0;
         entry.start_time = 0;
         entry.word.store(ClientWord.toWord(.{ .state = .free }), .release);
     }
@@ -516,8 +541,8 @@ test "a reclaimer that found an entry's process dead cannot take the entry once 
     try testing.expectEqual(victim, adopter.client_index);
     try testing.expect(isAlive(first, victim));
     // The stale decision must not take the live adopter's entry (it would clear its holdings).
-    try testing.expectEqual(@as(?u32, null), claimReclaim(first, victim, seen));
-    try testing.expectEqual(@as(?u32, null), deadWord(first, victim));
+    try testing.expectEqual(@as(?u64, null), claimReclaim(first, victim, seen));
+    try testing.expectEqual(@as(?u64, null), deadWord(first, victim));
     assertOwnEntry(adopter);
     emptyTable(first, &.{ first, adopter });
     TestSegment.close(adopter, false);
@@ -557,7 +582,7 @@ test "a reclaim frees a dead process's entry; the next process in it is a new in
     const client = second.client_index;
     const incarnation = second.incarnation;
     // As if `second` was SIGKILLed: its entry stays alive with its pid gone.
-    second.clients[client].pid = try deadPid();
+    second.clients[client].word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = incarnation, .pid = try deadPid() }), .release);
     try testing.expectEqual(@as(u32, 1), reclaimDead(first));
     try testing.expectEqual(ClientWord.toWord(.{ .state = .free, .incarnation = incarnation }), first.clients[client].word.load(.acquire));
     const third = try TestSegment.open(first.storeName(), .{ .create = false });
@@ -566,4 +591,83 @@ test "a reclaim frees a dead process's entry; the next process in it is a new in
     TestSegment.close(third, false);
     second.unmapAndClose(true);
     testing.allocator.destroy(second);
+}
+
+/// Where in register, adopt or reclaim the process holding an entry was killed.
+const Death = enum {
+    /// A registrant, after its CAS took a free entry, before its start time went in.
+    registering,
+    /// An adopter, after its CAS took a dead one's entry, before its start time went in.
+    adopting,
+    /// An adopter, reclaiming what the dead one before it held.
+    reclaiming_adopted,
+    /// A process that claimed a dead one's entry to reclaim it, its own entry left alive.
+    reclaiming_claimed,
+    /// The same, its own entry since passed to a living process.
+    reclaiming_claimed_entry_reused,
+};
+
+/// Leaves entry `victim` as a process killed at `death` leaves it, and every other free entry
+/// a living process's, so that the next process to register must adopt `victim` or fail.
+fn killIn(segment: *Segment, victim: u32, death: Death) !void {
+    const dead_pid = try deadPid();
+    const own_pid = sys.getpid();
+    const own_start = sys.processStartTime(own_pid);
+    for (segment.clients) |*entry| {
+        const word = ClientWord.of(entry.word.load(.acquire));
+        if (word.state != .free) continue;
+        entry.start_time = own_start;
+        entry.word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = word.incarnation, .pid = own_pid }), .release);
+    }
+    // The claimed cases' reclaimer: its own entry, alive with its process dead, or another's.
+    const reclaimer = victim + 1;
+    if (death == .reclaiming_claimed) {
+        const word = ClientWord.of(segment.clients[reclaimer].word.load(.acquire));
+        segment.clients[reclaimer].word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = word.incarnation, .pid = dead_pid }), .release);
+    }
+    const entry = &segment.clients[victim];
+    const incarnation = ClientWord.of(entry.word.load(.acquire)).incarnation +% 1;
+    // The start time is the dead one's before, except for a registrant's free entry.
+    if (death == .registering) entry.start_time = 0;
+    const word: ClientWord = switch (death) {
+        .registering, .adopting => .{ .state = .registering, .incarnation = incarnation, .pid = dead_pid },
+        .reclaiming_adopted => .{ .state = .reclaiming, .reclaimer = @intCast(victim + 1), .incarnation = incarnation, .pid = dead_pid },
+        .reclaiming_claimed, .reclaiming_claimed_entry_reused => .{ .state = .reclaiming, .reclaimer = @intCast(reclaimer + 1), .incarnation = incarnation, .pid = dead_pid },
+    };
+    entry.word.store(word.toWord(), .release);
+}
+
+test "a full table's newcomer adopts an entry whose process was killed anywhere in register, adopt or reclaim" {
+    for (std.enums.values(Death)) |death| {
+        errdefer std.debug.print("killed {t}\n", .{death});
+        var name_buffer: [64]u8 = undefined;
+        const first = try TestSegment.create(&name_buffer);
+        defer TestSegment.close(first, true);
+        const victim: u32 = 5;
+        try killIn(first, victim, death);
+        try testing.expect(!isAlive(first, victim));
+        const adopter = try TestSegment.open(first.storeName(), .{ .create = false });
+        try testing.expectEqual(victim, adopter.client_index);
+        const own = ClientWord.of(adopter.clients[victim].word.load(.acquire));
+        try testing.expectEqual(ClientState.alive, own.state);
+        try testing.expectEqual(sys.getpid(), own.pid);
+        try testing.expect(isAlive(first, victim));
+        emptyTable(first, &.{ first, adopter });
+        TestSegment.close(adopter, false);
+    }
+}
+
+test "a reclaim frees an entry whose process was killed anywhere in register, adopt or reclaim" {
+    for (std.enums.values(Death)) |death| {
+        errdefer std.debug.print("killed {t}\n", .{death});
+        var name_buffer: [64]u8 = undefined;
+        const first = try TestSegment.create(&name_buffer);
+        defer TestSegment.close(first, true);
+        const victim: u32 = 5;
+        try killIn(first, victim, death);
+        try testing.expect(reclaimDead(first) >= 1);
+        try testing.expectEqual(ClientState.free, ClientWord.of(first.clients[victim].word.load(.acquire)).state);
+        try testing.expectEqual(@as(u32, 0), ClientWord.of(first.clients[victim].word.load(.acquire)).pid);
+        emptyTable(first, &.{first});
+    }
 }

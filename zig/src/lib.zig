@@ -266,9 +266,9 @@ export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
     var count: u32 = 0;
     for (store.segment.clients) |*entry| {
-        if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
-        if (!sys.isAlive(entry.pid, entry.start_time)) continue;
-        out[count] = entry.pid;
+        const word = layout.ClientWord.of(entry.word.load(.acquire));
+        if (word.state != .alive or !sys.isAlive(word.pid, entry.start_time)) continue;
+        out[count] = word.pid;
         count += 1;
     }
     return @intCast(count);

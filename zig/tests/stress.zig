@@ -275,8 +275,8 @@ fn describeLeft(store: *Store) void {
     }
     for (segment.clients, 0..) |*entry, i| {
         const word = layout.ClientWord.of(entry.word.load(.acquire));
-        if (word.state == .free and entry.pid == 0) continue;
-        std.debug.print("  client {d}: {t} reclaimer {d} incarnation {d} pid {d}{s}\n", .{ i, word.state, word.reclaimer, word.incarnation, entry.pid, if (i == segment.client_index) " (this process)" else "" });
+        if (word.state == .free) continue;
+        std.debug.print("  client {d}: {t} reclaimer {d} incarnation {d} pid {d}{s}\n", .{ i, word.state, word.reclaimer, word.incarnation, word.pid, if (i == segment.client_index) " (this process)" else "" });
     }
     std.debug.print("  allocator lock {x}\n", .{segment.header.alloc_lock.load(.acquire)});
 }
