@@ -18,6 +18,7 @@ const exits = @import("exits.zig");
 
 /// A panic in the library never blocks on a full stderr while a store's locks are held.
 pub const panic = @import("panic.zig").handler;
+pub const panicNeverBlocking = @import("panic.zig").panicNeverBlocking;
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
