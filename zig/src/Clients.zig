@@ -130,16 +130,19 @@ pub fn freeOwn(segment: *Segment) void {
 }
 
 /// Frees entry `client`, held by this attachment with word `claimed` (its own entry, or a dead
-/// one it reclaimed); the incarnation stays, for the next owner to bump.
+/// one it reclaimed); the incarnation stays, for the next owner to bump. One CAS, and the start
+/// time stays too (the next owner writes its own while registering): a reader that loaded the
+/// word before the free and reads the start time after must still find a living owner alive,
+/// or it takes the entry for a dead one's, claims it, and reclaims it under the next process.
 fn freeClaimed(segment: *Segment, client: u32, claimed: u64) void {
     const entry = &segment.clients[client];
     const state = ClientWord.of(claimed).state;
     assert(state == .alive or state == .reclaiming);
+    const free = ClientWord.toWord(.{ .state = .free, .incarnation = ClientWord.of(claimed).incarnation });
     // Nobody takes a living process's entry or claim (the incarnation guards the one, the
     // claimer's liveness the other).
-    assert(entry.word.load(.acquire) == claimed);
-    entry.start_time = 0;
-    entry.word.store(ClientWord.toWord(.{ .state = .free, .incarnation = ClientWord.of(claimed).incarnation }), .release);
+    const swapped = entry.word.cmpxchgStrong(claimed, free, .release, .monotonic);
+    assert(swapped == null);
 }
 
 /// True if the process that owns entry `client` is alive: its registrant or owner, or its
@@ -670,4 +673,19 @@ test "a reclaim frees an entry whose process was killed anywhere in register, ad
         try testing.expectEqual(@as(u32, 0), ClientWord.of(first.clients[victim].word.load(.acquire)).pid);
         emptyTable(first, &.{first});
     }
+}
+
+test "a reader that loaded an entry's word before its owner freed it still finds the owner alive" {
+    var name_buffer: [64]u8 = undefined;
+    const first = try TestSegment.create(&name_buffer);
+    defer TestSegment.close(first, true);
+    const second = try TestSegment.open(first.storeName(), .{ .create = false });
+    const client = second.client_index;
+    // `first` reads the word of `second`'s entry ... and `second` closes before `first` reads
+    // the start time: a living owner, whose entry a claim would take from the next process.
+    const seen = ClientWord.of(first.clients[client].word.load(.acquire));
+    freeOwn(second);
+    try testing.expect(actorLives(first.clients, client, seen));
+    second.unmapAndClose(true);
+    testing.allocator.destroy(second);
 }
