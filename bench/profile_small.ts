@@ -125,7 +125,7 @@ ns["session.newId()"] = measure(() => s.newId());
   // ObjectRef construction registers with a FinalizationRegistry; dispose drops the ref
   const id = kept.bytes;
   ns["new ObjectRef, untracked (no FinalizationRegistry, no store call)"] = measure(() => new ObjectRef(id, undefined));
-  const owner = { addRef: () => "held" as const, dropRef: () => {}, closed: false };
+  const owner = { addRef: () => "held" as const, dropRef: () => {}, releaseKeptObjects: () => {}, collectGarbage: () => {}, closed: false };
   ns["new ObjectRef + dispose, tracked (Holding + FinalizationRegistry.register, no store call)"] = measure(() => new ObjectRef(id, owner)[Symbol.dispose]());
 }
 ns["os.put(0) + dispose"] = measure(() => os.put(0)[Symbol.dispose]());

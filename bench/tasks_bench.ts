@@ -348,7 +348,7 @@ async function main(): Promise<void> {
     const asyncActorClass = os.remote(AsyncActor);
     const clientClass = os.remote(Client);
     /** Starts actors, waits until they answer, runs `body`, kills them. */
-    const withActors = async <T>(handles: { small_value?: unknown }[], body: () => Promise<T>): Promise<T> => {
+    const withActors = async <T>(handles: object[], body: () => Promise<T>): Promise<T> => {
       try {
         return await body();
       } finally {
