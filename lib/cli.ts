@@ -182,7 +182,7 @@ async function destroy(name: string): Promise<void> {
 }
 
 /** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */
-function processesMapping(path: string): number[] {
+export function processesMapping(path: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;

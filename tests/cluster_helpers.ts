@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
-import { runCli } from "../lib/cli.ts";
+import { processesMapping, runCli } from "../lib/cli.ts";
 import { removeNodeFile } from "../lib/cluster/node_files.ts";
 import { Directory } from "../lib/cluster/directory.ts";
 import { type ClusterMemory, listClusterObjects } from "../lib/cluster/listing.ts";
@@ -123,8 +124,21 @@ export async function cleanUp(children: Child[], storeNames: string[]): Promise<
   await Promise.all(children.map((child) => child.exited));
   for (const name of storeNames) {
     removeNodeFile(name); // a killed node could not remove its own
-    await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    // A killed node's workers run on until their task ends (one sleeping in the task holds
+    // on for as long as it sleeps), and destroy refuses a store a live process holds.
+    const segment = `/dev/shm/objstore-${name}`;
+    for (let attempt = 0; attempt < 20 && existsSync(segment); attempt++) {
+      for (const pid of processesMapping(segment)) if (pid !== process.pid) killQuietly(pid);
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
+      await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+    }
   }
+}
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch { /* gone already */ }
 }
 
 /** The objects of the cluster, as `objstore memory --address` lists them. */
