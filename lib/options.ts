@@ -48,7 +48,7 @@ const KNOWN_OPTIONS: readonly string[] = ["objectStoreMemory", "numWorkers", "sp
 const FILESYSTEM_SPILL_KEYS: readonly string[] = ["type", "directory"];
 const S3_SPILL_KEYS: readonly string[] = ["type", "bucket", "prefix", "endpoint", "region"];
 
-/** Smallest store: one page (zig/src/Store.zig refuses less). */
+/** Smallest store: one page (zig/src/Segment.zig refuses less). */
 const MIN_STORE_BYTES = 4096;
 /** Processes one store can have attached (zig/src/layout.zig client_count_max): a driver and its workers. */
 const MAX_ATTACHED_PROCESSES = 64;
@@ -57,7 +57,7 @@ export const MAX_WORKERS = MAX_ATTACHED_PROCESSES - 1;
 /** Longest spill directory in bytes (zig/src/layout.zig spill_dir_size_max, less room for file names). */
 const MAX_SPILL_DIRECTORY_BYTES = 1024 - 64 - 1;
 
-/** As zig/src/Store.zig validateName: a file name in /dev/shm, outside the channels' `objstore-ch-`. */
+/** As zig/src/shm_names.zig validateStoreName: a file name in /dev/shm, outside the channels' `objstore-ch-`. */
 const storeNamePattern = /^(?!ch-)[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 /** What {@link storeNameProblem} accepts, in words. */
 export const STORE_NAME_RULE = "1–200 letters, digits, '-', '_' or '.' (not first), not starting with \"ch-\"";

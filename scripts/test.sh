@@ -12,7 +12,7 @@ bash scripts/setup.sh
 source scripts/env.sh
 
 echo "== import circles in lib/ and zig/src/ (scripts/check_imports.ts)"
-node scripts/check_imports.ts
+node scripts/check_imports.ts --strict-zig
 
 echo "== native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)

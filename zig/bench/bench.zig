@@ -335,7 +335,7 @@ fn putOnce(store: *Store, next: *u64, source: []const u8, copy: MemcpyFn) !u64 {
 /// Waits until the prefaulted part of the data region is mapped into this process (RssShmem of
 /// /proc/self/status reaches it) or stops growing; returns the time since `opened_ns`.
 fn waitPrefault(store: *Store, opened_ns: u64) !u64 {
-    const target_kib = @min(store.header.capacity_bytes, Store.prefault_data_max_bytes) / KiB;
+    const target_kib = @min(store.segment.header.capacity_bytes, Store.prefault_data_max_bytes) / KiB;
     var last_kib: u64 = 0;
     var stalls: u32 = 0;
     const deadline_ns = sys.nowNs() + 120 * std.time.ns_per_s;
@@ -365,7 +365,7 @@ fn fragmentation(config: Config, table: *Table) !void {
     const store = try openStore("frag", config.frag_store_bytes, false);
     defer _ = store.close(true, true);
     const allocator = std.heap.page_allocator;
-    const live = try allocator.alloc(Live, store.index.slots.len);
+    const live = try allocator.alloc(Live, store.segment.index.slots.len);
     defer allocator.free(live);
     const samples = try allocator.alloc(f64, config.frag_rounds + 1);
     defer allocator.free(samples);
@@ -374,13 +374,13 @@ fn fragmentation(config: Config, table: *Table) !void {
 
     var prng = std.Random.DefaultPrng.init(0x0b5_f7a6);
     const random = prng.random();
-    const capacity: f64 = @floatFromInt(store.header.capacity_bytes);
+    const capacity: f64 = @floatFromInt(store.segment.header.capacity_bytes);
     var state: FragState = .{ .store = store, .live = live, .random = random };
     for (samples, arena_samples, 0..) |*sample, *arena_sample, round| {
         if (round > 0) try state.freeFraction(0.30);
         try state.fillUntilFull();
         sample.* = @as(f64, @floatFromInt(state.live_bytes)) / capacity;
-        arena_sample.* = @as(f64, @floatFromInt(store.header.used_bytes.load(.monotonic))) / capacity;
+        arena_sample.* = @as(f64, @floatFromInt(store.segment.header.used_bytes.load(.monotonic))) / capacity;
     }
     std.mem.sort(f64, samples, {}, std.sort.asc(f64));
     std.mem.sort(f64, arena_samples, {}, std.sort.asc(f64));

@@ -37,7 +37,7 @@ pub fn start(name: []const u8, threshold_fraction: f64) status.Error!*Background
     errdefer _ = store.close(false, true);
     const self = std.heap.page_allocator.create(BackgroundSpiller) catch return error.System;
     errdefer std.heap.page_allocator.destroy(self);
-    const capacity: f64 = @floatFromInt(store.header.capacity_bytes);
+    const capacity: f64 = @floatFromInt(store.segment.header.capacity_bytes);
     const target_fraction = @max(0, threshold_fraction - hysteresis_fraction);
     self.* = .{
         .store = store,
@@ -61,8 +61,8 @@ pub fn stopAndDestroy(self: *BackgroundSpiller) void {
 
 fn run(self: *BackgroundSpiller) void {
     while (!self.stop.load(.acquire)) {
-        const used_bytes = self.store.header.used_bytes.load(.monotonic);
-        if (used_bytes > self.threshold_bytes and self.store.header.spill_disabled == 0) {
+        const used_bytes = self.store.segment.header.used_bytes.load(.monotonic);
+        if (used_bytes > self.threshold_bytes and self.store.segment.header.spill_disabled == 0) {
             // Errors (a full disk, nothing unpinned to spill) leave puts to report them.
             _ = self.spiller.spillLru(used_bytes - self.target_bytes) catch {};
         }

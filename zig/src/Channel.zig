@@ -19,7 +19,7 @@ const linux = std.os.linux;
 
 const sys = @import("sys.zig");
 const status = @import("status.zig");
-const Store = @import("Store.zig");
+const shm_names = @import("shm_names.zig");
 
 const Channel = @This();
 
@@ -88,16 +88,16 @@ fn data(self: Channel, ring: Side) [*]u8 {
 
 /// Channel files are `/dev/shm/objstore-ch-<name chars>`: a caller cannot reach (create,
 /// map or unlink) any other file, such as a store's segment, through the channel calls.
-const name_prefix = Store.shm_prefix ++ Store.channel_prefix;
+const name_prefix = shm_names.shm_prefix ++ shm_names.channel_prefix;
 
-fn pathOf(buffer: *[Store.shm_dir.len + name_max_bytes + 1]u8, name: []const u8) Error![:0]const u8 {
+fn pathOf(buffer: *[shm_names.shm_dir.len + name_max_bytes + 1]u8, name: []const u8) Error![:0]const u8 {
     if (name.len <= name_prefix.len or name.len > name_max_bytes or !std.mem.startsWith(u8, name, name_prefix) or
-        !Store.fileNameChars(name))
+        !shm_names.fileNameChars(name))
     {
         status.setDetail("a channel name must be '{s}' and then up to {d} letters, digits, '-', '_' or '.', got '{s}'", .{ name_prefix, name_max_bytes - name_prefix.len, name });
         return error.InvalidArgument;
     }
-    return std.mem.printSentinel(buffer, Store.shm_dir ++ "{s}", .{name}, 0) catch unreachable;
+    return std.mem.printSentinel(buffer, shm_names.shm_dir ++ "{s}", .{name}, 0) catch unreachable;
 }
 
 /// Creates the channel file (it must not exist) and maps it; the creator is the driver.
@@ -106,7 +106,7 @@ pub fn create(name: []const u8, capacity_bytes: u32) Error!Channel {
         status.setDetail("a channel's capacity must be a power of two in {d}..{d} bytes, got {d}", .{ capacity_min_bytes, capacity_max_bytes, capacity_bytes });
         return error.InvalidArgument;
     }
-    var path_buffer: [Store.shm_dir.len + name_max_bytes + 1]u8 = undefined;
+    var path_buffer: [shm_names.shm_dir.len + name_max_bytes + 1]u8 = undefined;
     const path = try pathOf(&path_buffer, name);
     const fd = sys.open(path, .{ .ACCMODE = .RDWR, .CREAT = true, .EXCL = true, .CLOEXEC = true }, 0o600) catch |err| {
         status.setDetail("cannot create channel {s}: {s}", .{ path, @errorName(err) });
@@ -130,7 +130,7 @@ pub fn create(name: []const u8, capacity_bytes: u32) Error!Channel {
 
 /// Maps a channel another process created; the opener is the worker.
 pub fn open(name: []const u8) Error!Channel {
-    var path_buffer: [Store.shm_dir.len + name_max_bytes + 1]u8 = undefined;
+    var path_buffer: [shm_names.shm_dir.len + name_max_bytes + 1]u8 = undefined;
     const path = try pathOf(&path_buffer, name);
     const fd = sys.open(path, .{ .ACCMODE = .RDWR, .CLOEXEC = true }, 0) catch |err| {
         status.setDetail("cannot open channel {s}: {s}", .{ path, @errorName(err) });
@@ -156,7 +156,7 @@ fn badChannel(path: []const u8) Error {
 }
 
 pub fn unlink(name: []const u8) Error!void {
-    var path_buffer: [Store.shm_dir.len + name_max_bytes + 1]u8 = undefined;
+    var path_buffer: [shm_names.shm_dir.len + name_max_bytes + 1]u8 = undefined;
     sys.unlink(try pathOf(&path_buffer, name)) catch |err| switch (err) {
         error.NotFound => {},
         else => return error.System,

@@ -349,12 +349,12 @@ pub fn rebuildSlotPool(self: *Index) void {
 /// Repairs the bucket table after a process died holding the allocator lock: a deletion cut
 /// short leaves the epoch odd and one entry twice; an insertion cut short may leave an entry
 /// for a slot it never filled. Every entry stays findable meanwhile. Caller holds the lock and
-/// has rebuilt the slot pool. Returns the entries removed.
-pub fn repairBuckets(self: *Index) u32 {
+/// has rebuilt the slot pool; `seen` (one bit per slot) is scratch space sized beforehand, so
+/// nothing is allocated under the lock. Returns the entries removed.
+pub fn repairBuckets(self: *Index, seen: []u64) u32 {
+    assert(seen.len == self.slot_bits.len);
     const epoch = self.state.epoch.load(.monotonic);
     if (epoch % 2 == 1) _ = self.state.epoch.fetchAdd(1, .seq_cst);
-    const seen = std.heap.page_allocator.alloc(u64, self.slot_bits.len) catch return 0;
-    defer std.heap.page_allocator.free(seen);
     @memset(seen, 0);
     const mask = self.buckets.len - 1;
     // Start right after an empty bucket: moves then only bring entries from ahead of the scan.
@@ -659,7 +659,8 @@ test "repair after a dead lock holder: duplicate and stray entries go, the epoch
     _ = index.allocSlot();
     try std.testing.expectError(error.SlotBitWrong, index.expectConsistent());
     index.rebuildSlotPool();
-    try std.testing.expectEqual(@as(u32, 1), index.repairBuckets());
+    var seen: [t.bits.len]u64 = undefined;
+    try std.testing.expectEqual(@as(u32, 1), index.repairBuckets(&seen));
     try index.expectConsistent();
     k = 0;
     while (k < 30) : (k += 1) try std.testing.expect(find(&index, &testId(k)) != null);

@@ -6,6 +6,9 @@
 //! then is its memory freed, so a crash at any point loses nothing: the janitor turns a dead
 //! actor's `spilling` back into `sealed`. Objects that contain refs are never spilled (their
 //! child list lives in their extent).
+//!
+//! A spiller acts on a `Store` from above: the store never calls it. The files themselves (the
+//! table of their states, paths, deletion with their last object) are SpillFiles.zig's.
 
 const std = @import("std");
 const assert = std.debug.assert;
@@ -15,7 +18,8 @@ const status = @import("status.zig");
 const sys = @import("sys.zig");
 const spill_io = @import("spill_io.zig");
 const Store = @import("Store.zig");
-const RemoteFiles = @import("RemoteFiles.zig");
+const Segment = @import("Segment.zig");
+const SpillFiles = @import("SpillFiles.zig");
 
 const Spiller = @This();
 const State = layout.State;
@@ -37,6 +41,10 @@ pub fn init(store: *Store) Spiller {
     return .{ .store = store };
 }
 
+fn segment(self: *Spiller) *Segment {
+    return &self.store.segment;
+}
+
 pub fn deinit(self: *Spiller) void {
     if (self.writer) |*w| w.deinit();
     self.writer = null;
@@ -56,7 +64,7 @@ pub fn backend(self: *Spiller) spill_io.Backend {
 
 /// Sets the shared spill directory (created 0700 if missing) after checking it is writable.
 pub fn configure(self: *Spiller, dir: []const u8) Error!void {
-    const h = self.store.header;
+    const h = self.segment().header;
     if (dir.len == 0) {
         h.spill_disabled = 1;
         return;
@@ -108,13 +116,8 @@ fn spillDirError(dir: []const u8, why: []const u8, err: Error) Error {
     return err;
 }
 
-fn filePath(self: *Spiller, buffer: []u8, serial: u64) [:0]const u8 {
-    const h = self.store.header;
-    return std.mem.printSentinel(buffer, "{s}/objstore-{s}-{d}.spill", .{ h.spill_dir[0..h.spill_dir_size_bytes], self.store.storeName(), serial }, 0) catch unreachable;
-}
-
 fn checkEnabled(self: *Spiller) Error!void {
-    const h = self.store.header;
+    const h = self.segment().header;
     if (h.spill_disabled != 0 or h.spill_dir_size_bytes == 0) {
         status.setDetail("store '{s}' has no spill directory (spilling is off)", .{self.store.storeName()});
         return error.SpillDisabled;
@@ -141,17 +144,17 @@ pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
         var batch_bytes: u64 = 0;
         while (next < found.len and batch_len < batch.len and batch_bytes < batch_bytes_max and outcome.bytes + batch_bytes < target_bytes) : (next += 1) {
             const slot_index = found[next].slot_index;
-            const clean = self.store.index.extras[slot_index].spill_file != 0;
+            const clean = self.segment().index.extras[slot_index].spill_file != 0;
             if (disk_full and !clean) continue;
             if (!self.beginSpill(slot_index)) continue;
-            if (self.store.index.extras[slot_index].spill_file != 0) {
+            if (self.segment().index.extras[slot_index].spill_file != 0) {
                 outcome.bytes += self.evictClean(slot_index);
                 outcome.objects += 1;
                 continue;
             }
             batch[batch_len] = slot_index;
             batch_len += 1;
-            batch_bytes += self.store.index.extras[slot_index].extent_size_bytes;
+            batch_bytes += self.segment().index.extras[slot_index].extent_size_bytes;
         }
         if (batch_len == 0) break;
         const freed_bytes = self.writeBatch(batch[0..batch_len]) catch |err| switch (err) {
@@ -176,8 +179,8 @@ fn olderFirst(_: void, a: Candidate, b: Candidate) bool {
 
 fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidate {
     var n: usize = 0;
-    const used = self.store.index.usedSlots();
-    for (used, self.store.index.extras[0..used.len], 0..) |*slot, *extra, i| {
+    const used = self.segment().index.usedSlots();
+    for (used, self.segment().index.extras[0..used.len], 0..) |*slot, *extra, i| {
         if (n == out.len) break;
         const s = State.of(slot.state.load(.acquire));
         if (s.tag != .sealed or slot.pin_holders.load(.monotonic) != 0) continue;
@@ -190,11 +193,11 @@ fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidat
 
 /// sealed → spilling, unless a pin holder appears (Dekker, as in Store.acquirePinBit).
 fn beginSpill(self: *Spiller, slot_index: u32) bool {
-    const slot = &self.store.index.slots[slot_index];
+    const slot = &self.segment().index.slots[slot_index];
     const s = State.of(slot.state.load(.seq_cst));
-    if (s.tag != .sealed or self.store.index.extras[slot_index].child_count != 0) return false;
+    if (s.tag != .sealed or self.segment().index.extras[slot_index].child_count != 0) return false;
     if (slot.state.cmpxchgStrong(s.toWord(), s.with(.spilling).toWord(), .seq_cst, .monotonic) != null) return false;
-    slot.actor.store(self.store.client_index + 1, .release);
+    slot.actor.store(self.segment().actorId(), .release);
     if (slot.pin_holders.load(.seq_cst) != 0) {
         self.endSpill(slot_index, .sealed);
         return false;
@@ -203,12 +206,22 @@ fn beginSpill(self: *Spiller, slot_index: u32) bool {
 }
 
 fn endSpill(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    assert(tag == .sealed or tag == .spilled);
+    self.assertActing(slot_index, .spilling);
     if (tag == .spilled) {
-        const h = self.store.header;
-        _ = h.spilled_total_bytes.fetchAdd(self.store.index.extras[slot_index].data_size_bytes, .monotonic);
+        const h = self.segment().header;
+        _ = h.spilled_total_bytes.fetchAdd(self.segment().index.extras[slot_index].data_size_bytes, .monotonic);
         _ = h.spilled_total_objects.fetchAdd(1, .monotonic);
     }
-    self.store.index.endTransition(slot_index, .spilling, tag);
+    self.segment().index.endTransition(slot_index, .spilling, tag);
+}
+
+/// The slot is in transient state `tag` with this attachment as its actor: only then may a
+/// spill or a restore write its extra and end the transition.
+fn assertActing(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
+    const slot = &self.segment().index.slots[slot_index];
+    assert(State.of(slot.state.load(.acquire)).tag == tag);
+    assert(slot.actor.load(.monotonic) == self.segment().actorId());
 }
 
 pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
@@ -218,7 +231,7 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
         status.setDetail("only a sealed, unpinned object without nested refs can be spilled", .{});
         return error.Busy;
     }
-    if (self.store.index.extras[found.slot_index].spill_file != 0) {
+    if (self.segment().index.extras[found.slot_index].spill_file != 0) {
         _ = self.evictClean(found.slot_index);
         return;
     }
@@ -229,28 +242,15 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
 /// Spills an object (in `spilling`, this process its actor) that was restored earlier and
 /// still has its copy in a spill file: only its memory is freed. Returns the bytes freed.
 fn evictClean(self: *Spiller, slot_index: u32) u64 {
-    const extra = &self.store.index.extras[slot_index];
+    const extra = &self.segment().index.extras[slot_index];
     assert(extra.spill_file != 0);
+    assert(extra.extent_size_bytes > 0);
     self.store.lock();
-    const freed_bytes = self.store.freeExtentLocked(extra);
+    const freed_bytes = self.segment().freeExtentLocked(extra);
     self.endSpill(slot_index, .spilled);
     self.store.unlock();
     self.tryDeleteNow(slot_index);
     return freed_bytes;
-}
-
-fn claimFileEntry(self: *Spiller) Error!u32 {
-    for (self.store.spill_files, 0..) |*file, i| {
-        if (RemoteFiles.transition(file, .free, .writing)) {
-            file.live_objects.store(0, .release);
-            file.serial = self.store.header.spill_file_next.fetchAdd(1, .monotonic);
-            // Until finishBatch is done: a reclaimer of this process finds the file by it.
-            file.actor.store(self.store.client_index + 1, .release);
-            return @intCast(i);
-        }
-    }
-    status.setDetail("all {d} spill file entries are in use", .{layout.spill_file_count_max});
-    return error.Busy;
 }
 
 /// Writes the objects (all in `spilling`, this process their actor) into one new file,
@@ -259,29 +259,28 @@ fn writeBatch(self: *Spiller, slot_indexes: []const u32) Error!u64 {
     assert(slot_indexes.len > 0 and slot_indexes.len <= batch_objects_max);
     var records: [batch_objects_max]spill_io.Record = undefined;
     for (slot_indexes, 0..) |slot_index, i| {
-        const extra = &self.store.index.extras[slot_index];
+        const extra = &self.segment().index.extras[slot_index];
+        self.assertActing(slot_index, .spilling);
+        // A first spill of an object without refs inside (their list lives in the extent).
+        assert(extra.spill_file == 0 and extra.child_count == 0 and extra.extent_size_bytes > 0);
         var id: ObjectId = undefined;
-        self.store.index.readId(slot_index, &id);
-        const data = self.store.base + self.store.header.data_offset + extra.extent_offset_bytes;
+        self.segment().index.readId(slot_index, &id);
+        const data = self.segment().base + self.segment().header.data_offset + extra.extent_offset_bytes;
         records[i] = .{ .id = id, .data = data[0..@intCast(extra.data_size_bytes)] };
     }
-    const file_index = self.claimFileEntry() catch |err| {
+    const file_index = SpillFiles.claimForWriting(self.segment()) catch |err| {
         for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
         return err;
     };
-    const file = &self.store.spill_files[file_index];
-    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
-    const file_path = self.filePath(&path_buffer, file.serial);
+    var path_buffer: [SpillFiles.path_size_max]u8 = undefined;
+    const file_path = SpillFiles.filePath(self.segment(), &path_buffer, self.segment().spill_files[file_index].serial);
     const written = self.ioWriter().writeFile(file_path, records[0..slot_indexes.len]) catch |err| {
         for (slot_indexes) |slot_index| self.endSpill(slot_index, .sealed);
-        file.actor.store(0, .release);
-        file.state.store(@intFromEnum(FileState.free), .release);
+        SpillFiles.abandonWriting(self.segment(), file_index);
         if (err == error.NoSpace) return self.diskFull(records[0..slot_indexes.len]);
         return ioError(err, file_path);
     };
-    file.size_bytes = written;
-    file.live_objects.store(@intCast(slot_indexes.len), .release);
-    file.state.store(@intFromEnum(FileState.local), .release);
+    SpillFiles.publishWritten(self.segment(), file_index, written, @intCast(slot_indexes.len));
     return self.finishBatch(slot_indexes, records[0..slot_indexes.len], file_index);
 }
 
@@ -289,15 +288,17 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
     var freed_bytes: u64 = 0;
     self.store.lock();
     for (slot_indexes, records) |slot_index, record| {
-        const extra = &self.store.index.extras[slot_index];
+        const extra = &self.segment().index.extras[slot_index];
+        assert(extra.spill_file == 0);
+        assert(record.file_offset + spill_io.regionSizeBytes(record.data.len) <= self.segment().spill_files[file_index].size_bytes);
         // The location first: a reclaimer that finds `spilling` with a location finishes the
-        // spill (see Store.undoTransitionLocked) instead of keeping an extent already freed.
+        // spill (see Clients.undoTransitionLocked) instead of keeping an extent already freed.
         extra.spill_offset_bytes = record.file_offset;
         extra.spill_file = file_index + 1;
-        freed_bytes += self.store.freeExtentLocked(extra);
+        freed_bytes += self.segment().freeExtentLocked(extra);
         self.endSpill(slot_index, .spilled);
     }
-    self.store.spill_files[file_index].actor.store(0, .release);
+    SpillFiles.endWriting(self.segment(), file_index);
     self.store.unlock();
     // A holder may have let go while we were writing: delete what no one holds now.
     for (slot_indexes) |slot_index| self.tryDeleteNow(slot_index);
@@ -309,12 +310,12 @@ fn finishBatch(self: *Spiller, slot_indexes: []const u32, records: []const spill
 fn diskFull(self: *Spiller, records: []const spill_io.Record) Error {
     var needed_bytes: u64 = 0;
     for (records) |record| needed_bytes += spill_io.regionSizeBytes(record.data.len);
-    const h = self.store.header;
+    const h = self.segment().header;
     const dir = h.spill_dir[0..h.spill_dir_size_bytes];
     status.setDetail("the disk of spill directory '{s}' is full: spilling {d} object(s) needs {d} bytes, {d} are free " ++
         "(store '{s}': {d} of {d} bytes of memory in use). Free space on that disk, free refs, or init with " ++
         "spill.directory on a larger disk", .{
-        dir, records.len, needed_bytes, self.dirFreeBytes() orelse 0, self.store.storeName(),
+        dir,                           records.len,      needed_bytes, self.dirFreeBytes() orelse 0, self.store.storeName(),
         h.used_bytes.load(.monotonic), h.capacity_bytes,
     });
     return error.NoSpace;
@@ -322,7 +323,7 @@ fn diskFull(self: *Spiller, records: []const spill_io.Record) Error {
 
 /// Free bytes on the spill directory's filesystem, or null if it cannot be asked.
 fn dirFreeBytes(self: *Spiller) ?u64 {
-    const h = self.store.header;
+    const h = self.segment().header;
     var buffer: [layout.spill_dir_size_max + 1]u8 = undefined;
     const dir_z = std.mem.printSentinel(&buffer, "{s}", .{h.spill_dir[0..h.spill_dir_size_bytes]}, 0) catch return null;
     const fd = sys.open(dir_z, .{ .ACCMODE = .RDONLY, .DIRECTORY = true, .CLOEXEC = true }, 0) catch return null;
@@ -369,12 +370,12 @@ pub fn location(self: *Spiller, id: *const ObjectId) Error!Location {
         status.setDetail("the object is not spilled", .{});
         return error.InvalidArgument;
     }
-    const extra = &self.store.index.extras[found.slot_index];
+    const extra = &self.segment().index.extras[found.slot_index];
     const file_number = extra.spill_file;
     if (file_number == 0 or file_number > layout.spill_file_count_max) return error.SpillMissing;
-    const file = &self.store.spill_files[file_number - 1];
+    const file = &self.segment().spill_files[file_number - 1];
     return .{
-        .file_state = RemoteFiles.stateOf(file),
+        .file_state = SpillFiles.stateOf(file),
         .serial = file.serial,
         .offset_bytes = extra.spill_offset_bytes,
         .region_size_bytes = spill_io.regionSizeBytes(extra.data_size_bytes),
@@ -384,20 +385,20 @@ pub fn location(self: *Spiller, id: *const ObjectId) Error!Location {
 fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
     const deadline_ns = sys.nowNs() + restore_wait_ns;
     while (sys.nowNs() < deadline_ns) {
-        const sequence = self.store.header.seal_sequence.load(.seq_cst);
+        const sequence = self.segment().header.seal_sequence.load(.seq_cst);
         const found = self.store.find(id) orelse return error.Absent;
         switch (found.state.tag) {
             .sealed => return,
             .spilled => {
-                const slot = &self.store.index.slots[found.slot_index];
+                const slot = &self.segment().index.slots[found.slot_index];
                 if (slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.restoring).toWord(), .seq_cst, .monotonic) == null) {
-                    slot.actor.store(self.store.client_index + 1, .release);
+                    slot.actor.store(self.segment().actorId(), .release);
                     return self.restoreClaimed(found.slot_index, source);
                 }
             },
             .restoring, .spilling, .deleting => {
                 _ = self.store.maintain(); // a dead restorer's claim is undone here
-                sys.futexWait(&self.store.header.seal_sequence, sequence, 10 * std.time.ns_per_ms);
+                sys.futexWait(&self.segment().header.seal_sequence, sequence, 10 * std.time.ns_per_ms);
             },
             else => return error.Absent,
         }
@@ -406,119 +407,64 @@ fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
 }
 
 fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {
-    const store = self.store;
-    const extra = &store.index.extras[slot_index];
-    const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
-    store.lock();
-    const block = store.bitmap.alloc(extent_size_bytes / layout.block_size_bytes);
-    if (block) |b| {
-        extra.extent_offset_bytes = b * layout.block_size_bytes;
-        extra.extent_size_bytes = extent_size_bytes;
-        _ = store.header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
-    }
-    store.unlock();
-    if (block == null) {
+    self.assertActing(slot_index, .restoring);
+    const extra = &self.segment().index.extras[slot_index];
+    assert(extra.spill_file != 0 and extra.spill_file <= layout.spill_file_count_max);
+    if (!self.allocExtent(extra)) {
         self.endRestore(slot_index, .spilled);
-        status.setDetail("no room to restore an object of {d} bytes: {d} of {d} bytes in use", .{ extra.data_size_bytes, store.header.used_bytes.load(.monotonic), store.header.capacity_bytes });
+        status.setDetail("no room to restore an object of {d} bytes: {d} of {d} bytes in use", .{ extra.data_size_bytes, self.segment().header.used_bytes.load(.monotonic), self.segment().header.capacity_bytes });
         return error.StoreFull;
     }
     var id: ObjectId = undefined;
-    store.index.readId(slot_index, &id);
-    const file = &store.spill_files[extra.spill_file - 1];
-    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
-    const file_path = self.filePath(&path_buffer, file.serial);
-    const dest = (store.base + store.header.data_offset + extra.extent_offset_bytes)[0..@intCast(extra.data_size_bytes)];
+    self.segment().index.readId(slot_index, &id);
+    const file = &self.segment().spill_files[extra.spill_file - 1];
+    var path_buffer: [SpillFiles.path_size_max]u8 = undefined;
+    const file_path = SpillFiles.filePath(self.segment(), &path_buffer, file.serial);
+    const dest = (self.segment().base + self.segment().header.data_offset + extra.extent_offset_bytes)[0..@intCast(extra.data_size_bytes)];
     const read = switch (source) {
         .local_file => spill_io.readRecord(file_path, extra.spill_offset_bytes, id, dest),
         .region => |region| spill_io.verifyRecord(region, id, dest),
     };
     read catch |err| {
-        store.lock();
-        _ = store.freeExtentLocked(extra);
-        store.unlock();
+        self.store.lock();
+        _ = self.segment().freeExtentLocked(extra);
+        self.store.unlock();
         self.endRestore(slot_index, .spilled);
         return ioError(err, file_path);
     };
-    _ = store.header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
-    _ = store.header.restored_objects.fetchAdd(1, .monotonic);
+    _ = self.segment().header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
+    _ = self.segment().header.restored_objects.fetchAdd(1, .monotonic);
     // The copy stays (objects never change): spilling this object again only frees its memory.
     self.endRestore(slot_index, .sealed);
 }
 
+/// Gives a restoring object (which has no extent while spilled) a new one; false if the arena
+/// has no run long enough. A restore does not compact: the caller makes room and retries.
+fn allocExtent(self: *Spiller, extra: *layout.SlotExtra) bool {
+    assert(extra.extent_size_bytes == 0);
+    assert(extra.child_count == 0); // objects with refs inside are never spilled
+    const extent_size_bytes = @max(layout.block_size_bytes, std.mem.alignForward(u64, extra.data_size_bytes, layout.block_size_bytes));
+    self.store.lock();
+    defer self.store.unlock();
+    const block = self.segment().bitmap.alloc(extent_size_bytes / layout.block_size_bytes) orelse return false;
+    extra.extent_offset_bytes = block * layout.block_size_bytes;
+    extra.extent_size_bytes = extent_size_bytes;
+    _ = self.segment().header.used_bytes.fetchAdd(extent_size_bytes, .monotonic);
+    return true;
+}
+
 fn endRestore(self: *Spiller, slot_index: u32, tag: layout.Tag) void {
-    self.store.index.endTransition(slot_index, .restoring, tag);
-    _ = self.store.header.seal_sequence.fetchAdd(1, .seq_cst);
-    sys.futexWakeAll(&self.store.header.seal_sequence);
+    assert(tag == .sealed or tag == .spilled);
+    self.assertActing(slot_index, .restoring);
+    // Sealed in memory, or spilled without an extent: the invariant tryDelete relies on.
+    assert((tag == .sealed) == (self.segment().index.extras[slot_index].extent_size_bytes > 0));
+    self.segment().index.endTransition(slot_index, .restoring, tag);
+    _ = self.segment().header.seal_sequence.fetchAdd(1, .seq_cst);
+    sys.futexWakeAll(&self.segment().header.seal_sequence);
     self.tryDeleteNow(slot_index);
 }
 
 fn tryDeleteNow(self: *Spiller, slot_index: u32) void {
-    const s = State.of(self.store.index.slots[slot_index].state.load(.acquire));
+    const s = State.of(self.segment().index.slots[slot_index].state.load(.acquire));
     self.store.tryDelete(slot_index, s.generation, 0);
-}
-
-/// Deletes one spill file: called once, by the process that dropped its last object. A file
-/// being uploaded is left to its uploader; a remote copy waits for a process to delete it.
-pub fn removeFile(store: *Store, file_index: u32) void {
-    const file = &store.spill_files[file_index];
-    const serial = file.serial;
-    var turns: u32 = 0;
-    while (true) : (turns += 1) {
-        assert(turns < 64); // each failed transition is another process's single step
-        const state = RemoteFiles.stateOf(file);
-        const next: FileState = switch (state) {
-            .local => .free,
-            .uploading => .upload_orphaned,
-            .remote => .remote_unused,
-            else => unreachable, // a file with live objects is in one of the three
-        };
-        if (!RemoteFiles.transition(file, state, next)) continue;
-        if (state == .local) unlinkLocal(store, serial);
-        return;
-    }
-}
-
-/// Releases the spill files a dead client was writing (called with the lock held, after its
-/// objects' transitions were undone): a file no finished spill refers to is deleted, and the
-/// others count only the objects that made it into `spilled`.
-pub fn reclaimFiles(store: *Store, client: u32) void {
-    for (store.spill_files, 0..) |*file, file_index| {
-        if (file.actor.load(.acquire) != client + 1) continue;
-        const state = RemoteFiles.stateOf(file);
-        if (state != .writing and state != .local) continue; // upload claims: RemoteFiles
-        const referring = if (state == .local) countReferring(store, @intCast(file_index)) else 0;
-        file.live_objects.store(referring, .release);
-        file.actor.store(0, .release);
-        if (referring > 0) continue;
-        unlinkLocal(store, file.serial);
-        file.state.store(@intFromEnum(FileState.free), .release);
-    }
-}
-
-fn countReferring(store: *Store, file_index: u32) u32 {
-    var count: u32 = 0;
-    const used = store.index.usedSlots();
-    for (used, store.index.extras[0..used.len]) |*slot, *extra| {
-        const tag = State.of(slot.state.load(.acquire)).tag;
-        if (extra.spill_file == file_index + 1 and (tag == .spilled or tag == .restoring or tag == .deleting)) count += 1;
-    }
-    return count;
-}
-
-/// Deletes the local file `serial`, if it exists.
-pub fn unlinkLocal(store: *Store, serial: u64) void {
-    var path_buffer: [layout.spill_dir_size_max + layout.name_size_max + 64]u8 = undefined;
-    var spiller = Spiller.init(store);
-    sys.unlink(spiller.filePath(&path_buffer, serial)) catch {};
-}
-
-/// Deletes every local spill file of the store, finished or not (the last process is leaving;
-/// remote copies are deleted by the TypeScript side, which owns the remote storage).
-pub fn removeAllFiles(store: *Store) void {
-    if (store.header.spill_dir_size_bytes == 0) return;
-    for (store.spill_files) |*file| {
-        if (file.state.load(.acquire) == @intFromEnum(FileState.free)) continue;
-        unlinkLocal(store, file.serial);
-        file.state.store(@intFromEnum(FileState.free), .release);
-    }
 }

@@ -97,27 +97,53 @@ pub const SlotExtra = extern struct {
 
 pub const ClientState = enum(u8) { free = 0, alive = 1, registering = 2, reclaiming = 3 };
 
-/// A client entry's state and, while reclaiming, who reclaims it: one word, so that taking
-/// an entry over is a single CAS.
-pub const ClientWord = packed struct(u32) {
+/// A client entry's state, the process acting on it and, while reclaiming, who reclaims it:
+/// one word, so that taking an entry over is a single CAS that also names the taker. Whatever
+/// state a process is killed in, the entry names it, and its death can be seen.
+pub const ClientWord = packed struct(u64) {
     state: ClientState,
-    /// Client index + 1 of the reclaiming process.
+    /// Client index + 1 of the reclaiming process (the entry's own index when its adopter
+    /// reclaims what the dead one before it held).
     reclaimer: u8 = 0,
-    reserved: u16 = 0,
+    /// Bumped each time the entry passes to another process (registered, or adopted from a
+    /// dead one). The entry's index is reused, its incarnation is not: a process that found
+    /// the entry's owner dead can act (its CAS) only while that owner's incarnation is there,
+    /// never on the live process that has the entry now.
+    incarnation: u16 = 0,
+    /// The process acting on the entry: its registrant, its owner, or its reclaimer (the
+    /// adopter, reclaiming its own entry, or the process that claimed a dead one's); 0 when free.
+    pid: u32 = 0,
 
-    pub fn of(word: u32) ClientWord {
+    pub fn of(word: u64) ClientWord {
         return @bitCast(word);
     }
-    pub fn toWord(self: ClientWord) u32 {
+    pub fn toWord(self: ClientWord) u64 {
+        return @bitCast(self);
+    }
+};
+
+/// The allocator lock's word (`Header.alloc_lock`, 0 when free): the holder's client index + 1
+/// and its entry's incarnation, so that a taker who found the holder dead cannot take the lock
+/// from the process that has the holder's entry now.
+pub const LockWord = packed struct(u32) {
+    holder: u8,
+    incarnation: u16,
+    reserved: u8 = 0,
+
+    pub fn of(word: u32) LockWord {
+        return @bitCast(word);
+    }
+    pub fn toWord(self: LockWord) u32 {
         return @bitCast(self);
     }
 };
 
 pub const Client = extern struct {
     /// A `ClientWord`.
-    word: Atomic(u32),
-    /// 0 while the entry is free or being registered.
-    pid: u32,
+    word: Atomic(u64),
+    /// The start time of the process in the word (`sys.processStartTime`), so that pid reuse
+    /// cannot fool a liveness check; written by the owner or adopter while the entry is
+    /// `registering`, so only meaningful for an `alive` entry or one its adopter reclaims.
     start_time: u64,
     reserved: [48]u8,
 };
@@ -186,7 +212,7 @@ pub const Header = extern struct {
     creator_uid: u32,
     /// 1 once the creator finished initialising the segment; attachers wait for it.
     ready: Atomic(u32),
-    /// Client index + 1 holding the allocator lock, 0 when free.
+    /// A `LockWord`: who holds the allocator lock; 0 when free.
     alloc_lock: Atomic(u32),
     alloc_lock_waiters: Atomic(u32),
     /// Bumped on every seal, abort and delete; a futex that readers waiting for an object
@@ -229,10 +255,13 @@ comptime {
 
 /// A hash of the shapes above, so a process built from other sources refuses to attach.
 pub const layout_hash: u32 = blk: {
-    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
+    // The two words' fields too: a library whose client entries or lock carry no incarnation
+    // (or whose client word names no pid) must not share a store with one whose do.
+    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
         @sizeOf(Slot),                 @sizeOf(SlotExtra), @sizeOf(Client),
         @sizeOf(Header),               @offsetOf(Header, "spill_dir"), client_count_max,
-        @offsetOf(Header, "index"),
+        @offsetOf(Header, "index"),    @bitOffsetOf(ClientWord, "incarnation"), @bitOffsetOf(LockWord, "incarnation"),
+        @bitOffsetOf(ClientWord, "pid"),
     });
     break :blk @truncate(std.hash.Wyhash.hash(0, shape));
 };

@@ -12,11 +12,13 @@ const status = @import("status.zig");
 pub const Spiller = @import("Spiller.zig");
 const BackgroundSpiller = @import("BackgroundSpiller.zig");
 const RemoteFiles = @import("RemoteFiles.zig");
+const SpillFiles = @import("SpillFiles.zig");
 const Channel = @import("Channel.zig");
 const exits = @import("exits.zig");
 
 /// A panic in the library never blocks on a full stderr while a store's locks are held.
 pub const panic = @import("panic.zig").handler;
+pub const panicNeverBlocking = @import("panic.zig").panicNeverBlocking;
 
 const Status = status.Status;
 const ObjectId = layout.ObjectId;
@@ -264,13 +266,13 @@ export fn objstore_maintain(h: ?*anyopaque) i32 {
 /// pid and start time); returns how many are alive. A listing's holder bits index this.
 export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
     const store = handleOf(h).store;
-    assert(store.clients.len == layout.client_count_max);
+    assert(store.segment.clients.len == layout.client_count_max);
     var count: u32 = 0;
-    for (store.clients, 0..) |*entry, i| {
+    for (store.segment.clients, 0..) |*entry, i| {
         out[i] = 0;
-        if (layout.ClientWord.of(entry.word.load(.acquire)).state != .alive or entry.pid == 0) continue;
-        if (!sys.isAlive(entry.pid, entry.start_time)) continue;
-        out[i] = entry.pid;
+        const word = layout.ClientWord.of(entry.word.load(.acquire));
+        if (word.state != .alive or !sys.isAlive(word.pid, entry.start_time)) continue;
+        out[i] = word.pid;
         count += 1;
     }
     return @intCast(count);
@@ -282,7 +284,7 @@ export fn objstore_clients(h: ?*anyopaque, out: [*]u32) i32 {
 export fn objstore_stats(h: ?*anyopaque, out: [*]f64) i32 {
     const store = handleOf(h).store;
     const s = store.stats();
-    const totals = store.header;
+    const totals = store.segment.header;
     const values = [11]u64{
         s.capacity_bytes,
         s.used_bytes,
@@ -322,7 +324,7 @@ comptime {
 /// value if it is sealed in memory (what kind of value it is), else zeros.
 export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity: u32, heads: ?[*]u8, head_size_bytes: u32) i32 {
     const handle = handleOf(h);
-    const index = &handle.store.index;
+    const index = &handle.store.segment.index;
     const records: [*]ListRecord = @ptrCast(@alignCast(out));
     var written: u32 = 0;
     const high_water = index.highWater();
@@ -365,14 +367,14 @@ export fn objstore_list(h: ?*anyopaque, cursor: u32, out: [*]u8, record_capacity
 fn copyHead(store: *Store, slot_index: u32, seen: u64, out: []u8) void {
     @memset(out, 0);
     if (layout.State.of(seen).tag != .sealed) return;
-    const slot = &store.index.slots[slot_index];
-    const extra = &store.index.extras[slot_index];
+    const slot = &store.segment.index.slots[slot_index];
+    const extra = &store.segment.index.extras[slot_index];
     const extent_offset_bytes = @atomicLoad(u64, &extra.extent_offset_bytes, .acquire);
     const children_size_bytes = std.mem.alignForward(u64, @as(u64, extra.child_count) * layout.id_size_bytes, layout.block_size_bytes);
     const size_bytes: u64 = @min(out.len, extra.data_size_bytes);
     const start_bytes = extent_offset_bytes +| children_size_bytes;
-    if (start_bytes +| size_bytes > store.header.capacity_bytes) return;
-    const value = store.base + store.header.data_offset + start_bytes;
+    if (start_bytes +| size_bytes > store.segment.header.capacity_bytes) return;
+    const value = store.base + store.segment.header.data_offset + start_bytes;
     for (out[0..@intCast(size_bytes)], 0..) |*byte, k| byte.* = @atomicLoad(u8, &value[k], .acquire);
     const unchanged = slot.state.load(.acquire) == seen and
         @atomicLoad(u64, &extra.extent_offset_bytes, .acquire) == extent_offset_bytes;
@@ -435,27 +437,27 @@ export fn objstore_spill_location(h: ?*anyopaque, id: [*]const u8) i32 {
 /// bytes] in objstore_result, or 0 if there is none to copy.
 export fn objstore_upload_claim(h: ?*anyopaque) i32 {
     const handle = handleOf(h);
-    return claimInto(handle, RemoteFiles.claimUpload(handle.store));
+    return claimInto(handle, RemoteFiles.claimUpload(&handle.store.segment));
 }
 
 /// Ends this process's upload claim; `copied` 1 if the copy is complete (the local file goes).
 export fn objstore_upload_finish(h: ?*anyopaque, file_index: u32, serial: f64, copied: u32) i32 {
     const handle = handleOf(h);
     const c = claimOf(handle, file_index, serial, .uploading) orelse return fail(error.InvalidArgument);
-    RemoteFiles.finishUpload(handle.store, c, copied != 0);
+    RemoteFiles.finishUpload(&handle.store.segment, c, copied != 0);
     return succeed();
 }
 
 /// Claims a remote copy whose objects are gone, to delete: as objstore_upload_claim.
 export fn objstore_remote_delete_claim(h: ?*anyopaque) i32 {
     const handle = handleOf(h);
-    return claimInto(handle, RemoteFiles.claimDelete(handle.store));
+    return claimInto(handle, RemoteFiles.claimDelete(&handle.store.segment));
 }
 
 export fn objstore_remote_delete_finish(h: ?*anyopaque, file_index: u32, serial: f64, deleted: u32) i32 {
     const handle = handleOf(h);
     const c = claimOf(handle, file_index, serial, .remote_deleting) orelse return fail(error.InvalidArgument);
-    RemoteFiles.finishDelete(handle.store, c, deleted != 0);
+    RemoteFiles.finishDelete(&handle.store.segment, c, deleted != 0);
     return succeed();
 }
 
@@ -474,9 +476,9 @@ fn claimOf(handle: *Handle, file_index: u32, serial: f64, state: layout.FileStat
         status.setDetail("no spill file {d}", .{file_index});
         return null;
     }
-    const file = &handle.store.spill_files[file_index];
-    const mine = file.actor.load(.acquire) == handle.store.client_index + 1;
-    const current = RemoteFiles.stateOf(file);
+    const file = &handle.store.segment.spill_files[file_index];
+    const mine = file.actor.load(.acquire) == handle.store.segment.actorId();
+    const current = SpillFiles.stateOf(file);
     // An upload whose objects went away meanwhile is still this process's to finish.
     const in_state = current == state or (state == .uploading and current == .upload_orphaned);
     if (!mine or !in_state or @as(f64, @floatFromInt(file.serial)) != serial) {
@@ -809,6 +811,10 @@ test {
     _ = @import("store_test.zig");
     _ = @import("Progress.zig");
     _ = @import("RemoteFiles.zig");
+    _ = @import("SpillFiles.zig");
+    _ = @import("Segment.zig");
+    _ = @import("Clients.zig");
+    _ = @import("shm_names.zig");
     _ = @import("Channel.zig");
     _ = @import("transfer/socket.zig");
     _ = @import("transfer/auth.zig");

@@ -15,7 +15,9 @@ const linux = std.os.linux;
 /// link the core directly (the stress test).
 pub const handler = std.debug.FullPanic(panicNeverBlocking);
 
-fn panicNeverBlocking(msg: []const u8, first_trace_addr: ?usize) noreturn {
+/// The handler's function, for an executable that wraps it (the stress test counts its
+/// children's panics first).
+pub fn panicNeverBlocking(msg: []const u8, first_trace_addr: ?usize) noreturn {
     @branchHint(.cold);
     stderrNeverBlocks();
     std.debug.defaultPanic(msg, first_trace_addr orelse @returnAddress());

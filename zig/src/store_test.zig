@@ -7,6 +7,7 @@ const layout = @import("layout.zig");
 const sys = @import("sys.zig");
 const Store = @import("Store.zig");
 const Spiller = @import("Spiller.zig");
+const SpillFiles = @import("SpillFiles.zig");
 const status = @import("status.zig");
 
 var name_counter: u32 = 0;
@@ -155,7 +156,7 @@ test "an attach that finds the segment removed while it waited for the lock does
     const name = uniqueName(&name_buffer);
     const first = try Store.open(name, .{ .capacity_bytes = 1 << 20, .prefault = false });
     // Hold the segment's lock as a last process removing it would, while an attach waits.
-    const fd = try sys.open(first.shmPath(), .{ .ACCMODE = .RDONLY }, 0);
+    const fd = try sys.open(first.segment.shmPath(), .{ .ACCMODE = .RDONLY }, 0);
     defer sys.close(fd);
     _ = std.os.linux.flock(fd, std.posix.LOCK.EX);
     const Attach = struct {
@@ -169,7 +170,7 @@ test "an attach that finds the segment removed while it waited for the lock does
     var outcome: ?anyerror = error.Unset;
     const thread = try std.Thread.spawn(.{}, Attach.run, .{ name, &outcome });
     sys.sleepNs(50 * std.time.ns_per_ms); // the attach has opened the file and waits for the lock
-    try sys.unlink(first.shmPath());
+    try sys.unlink(first.segment.shmPath());
     _ = std.os.linux.flock(fd, std.posix.LOCK.UN);
     thread.join();
     try testing.expectEqual(@as(?anyerror, error.StoreNotFound), outcome);
@@ -206,7 +207,7 @@ test "a reference is taken at once while the object is spilling, restoring or mo
     _ = try owner.create(&id, 64, &.{});
     try owner.seal(&id);
     const found = owner.find(&id).?;
-    const slot = &owner.index.slots[found.slot_index];
+    const slot = &owner.segment.index.slots[found.slot_index];
     // As a spiller, restorer or mover would leave it mid-way (they hold no reference of theirs).
     for ([_]layout.Tag{ .spilling, .restoring, .moving }) |tag| {
         slot.state.store(found.state.with(tag).toWord(), .seq_cst);
@@ -271,9 +272,9 @@ test "spill and restore return the same bytes; a flipped byte is corruption" {
     for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 31)), byte);
     try store.release(&ids[0]);
     // Corrupt the file of the others: restore reports it and the object stays spilled.
-    const extra = &store.index.extras[store.find(&ids[1]).?.slot_index];
+    const extra = &store.segment.index.extras[store.find(&ids[1]).?.slot_index];
     var path_buffer: [256]u8 = undefined;
-    const file = store.spill_files[extra.spill_file - 1];
+    const file = store.segment.spill_files[extra.spill_file - 1];
     const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
     const fd = try sys.open(path, .{ .ACCMODE = .RDWR }, 0);
     const at = extra.spill_offset_bytes + 64 + 10;
@@ -357,15 +358,15 @@ test "remote copies: upload, restore from a fetched region, delete once the obje
         try store.seal(id);
     }
     _ = try spiller.spillLru(1 << 30);
-    const c = RemoteFiles.claimUpload(store).?;
-    try testing.expect(RemoteFiles.claimUpload(store) == null); // one claim per file
+    const c = RemoteFiles.claimUpload(&store.segment).?;
+    try testing.expect(RemoteFiles.claimUpload(&store.segment) == null); // one claim per file
     // "Upload": keep the file's bytes, as the remote copy.
     var path_buffer: [256]u8 = undefined;
     const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), c.serial }, 0);
     var copy_buffer: [64 << 10]u8 = undefined;
     const copy = try readWholeFile(path, &copy_buffer);
     try testing.expectEqual(c.size_bytes, copy.len);
-    RemoteFiles.finishUpload(store, c, true);
+    RemoteFiles.finishUpload(&store.segment, c, true);
     try testing.expectError(error.NotFound, sys.pathSize(path));
     const where = try spiller.location(&ids[1]);
     try testing.expectEqual(layout.FileState.remote, where.file_state);
@@ -382,11 +383,11 @@ test "remote copies: upload, restore from a fetched region, delete once the obje
     try store.release(&ids[1]);
     // The last object gone: the copy waits for deletion, claimed once.
     for (&ids) |*id| try store.dropRef(id);
-    const d = RemoteFiles.claimDelete(store).?;
+    const d = RemoteFiles.claimDelete(&store.segment).?;
     try testing.expectEqual(c.serial, d.serial);
-    try testing.expect(RemoteFiles.claimDelete(store) == null);
-    RemoteFiles.finishDelete(store, d, true);
-    try testing.expectEqual(layout.FileState.free, RemoteFiles.stateOf(&store.spill_files[d.file_index]));
+    try testing.expect(RemoteFiles.claimDelete(&store.segment) == null);
+    RemoteFiles.finishDelete(&store.segment, d, true);
+    try testing.expectEqual(layout.FileState.free, SpillFiles.stateOf(&store.segment.spill_files[d.file_index]));
 }
 
 test "remote copies: objects freed mid-upload leave the copy for deletion; a dead uploader's claim is undone" {
@@ -400,19 +401,19 @@ test "remote copies: objects freed mid-upload leave the copy for deletion; a dea
     _ = try store.create(&id, 100, &.{});
     try store.seal(&id);
     _ = try spiller.spillLru(1 << 30);
-    const c = RemoteFiles.claimUpload(store).?;
+    const c = RemoteFiles.claimUpload(&store.segment).?;
     try store.dropRef(&id);
-    try testing.expectEqual(layout.FileState.upload_orphaned, RemoteFiles.stateOf(&store.spill_files[c.file_index]));
-    RemoteFiles.finishUpload(store, c, false); // even a failed PUT may have stored something
-    try testing.expectEqual(layout.FileState.remote_unused, RemoteFiles.stateOf(&store.spill_files[c.file_index]));
+    try testing.expectEqual(layout.FileState.upload_orphaned, SpillFiles.stateOf(&store.segment.spill_files[c.file_index]));
+    RemoteFiles.finishUpload(&store.segment, c, false); // even a failed PUT may have stored something
+    try testing.expectEqual(layout.FileState.remote_unused, SpillFiles.stateOf(&store.segment.spill_files[c.file_index]));
     // A claim held by a client that died goes back one step.
-    const d = RemoteFiles.claimDelete(store).?;
+    const d = RemoteFiles.claimDelete(&store.segment).?;
     store.lock();
-    RemoteFiles.reclaimClient(store, store.client_index);
+    RemoteFiles.reclaimClient(&store.segment, store.segment.client_index);
     store.unlock();
-    try testing.expectEqual(layout.FileState.remote_unused, RemoteFiles.stateOf(&store.spill_files[d.file_index]));
-    const again = RemoteFiles.claimDelete(store).?;
-    RemoteFiles.finishDelete(store, again, true);
+    try testing.expectEqual(layout.FileState.remote_unused, SpillFiles.stateOf(&store.segment.spill_files[d.file_index]));
+    const again = RemoteFiles.claimDelete(&store.segment).?;
+    RemoteFiles.finishDelete(&store.segment, again, true);
 }
 
 test "a restored object keeps its copy: spilling it again writes nothing; deleting it deletes the file" {
@@ -428,18 +429,18 @@ test "a restored object keeps its copy: spilling it again writes nothing; deleti
     try store.seal(&id);
     _ = try spiller.spillLru(1 << 30);
     try spiller.restore(&id);
-    const files_written = store.header.spill_file_next.load(.monotonic);
+    const files_written = store.segment.header.spill_file_next.load(.monotonic);
     const again = try spiller.spillLru(1 << 30);
     try testing.expectEqual(@as(u64, 1), again.objects);
-    try testing.expectEqual(files_written, store.header.spill_file_next.load(.monotonic));
+    try testing.expectEqual(files_written, store.segment.header.spill_file_next.load(.monotonic));
     try testing.expectEqual(Store.ObjectState.spilled, store.contains(&id));
     try testing.expectEqual(@as(u64, 0), store.stats().used_bytes);
     try spiller.restore(&id);
     const r = try store.get(&id);
     for (dataOf(store, r), 0..) |byte, j| try testing.expectEqual(@as(u8, @truncate(j * 13)), byte);
     try store.release(&id);
-    const extra = &store.index.extras[store.find(&id).?.slot_index];
-    const file = store.spill_files[extra.spill_file - 1];
+    const extra = &store.segment.index.extras[store.find(&id).?.slot_index];
+    const file = store.segment.spill_files[extra.spill_file - 1];
     var path_buffer: [256]u8 = undefined;
     const path = try std.fmt.bufPrintSentinel(&path_buffer, "{s}/objstore-{s}-{d}.spill", .{ dir, store.storeName(), file.serial }, 0);
     _ = try sys.pathSize(path);
@@ -451,7 +452,7 @@ test "a 64 MiB store holds 250,000 small objects at once (it used to stop at 65,
     var name_buffer: [64]u8 = undefined;
     const store = try openFresh(&name_buffer, 64 << 20);
     defer _ = store.close(true, true);
-    try testing.expect(store.index.slots.len >= layout.slot_count_floor);
+    try testing.expect(store.segment.index.slots.len >= layout.slot_count_floor);
     const count = 250_000;
     var k: u64 = 0;
     while (k < count) : (k += 1) {
@@ -459,11 +460,11 @@ test "a 64 MiB store holds 250,000 small objects at once (it used to stop at 65,
         try store.seal(&idOf(k));
     }
     try testing.expectEqual(@as(u64, count), store.stats().object_count);
-    try testing.expectEqual(@as(u32, count), store.index.highWater());
+    try testing.expectEqual(@as(u32, count), store.segment.index.highWater());
     k = 0;
     while (k < count) : (k += 1) try store.dropRef(&idOf(k));
     try testing.expectEqual(@as(u64, 0), store.stats().object_count);
-    try testing.expectEqual(@as(u32, 0), store.index.highWater()); // scans cost nothing again
+    try testing.expectEqual(@as(u32, 0), store.segment.index.highWater()); // scans cost nothing again
 
     var small_buffer: [64]u8 = undefined;
     const small = try Store.open(uniqueName(&small_buffer), .{ .capacity_bytes = 1 << 20, .slot_count = 100, .exclusive = true, .prefault = false });
@@ -483,11 +484,11 @@ test "the index's slots are touched only as objects use them" {
     _ = try store.create(&id, 8, &.{});
     try store.seal(&id);
     sys.sleepNs(100 * std.time.ns_per_ms); // let the prefault thread get past the metadata
-    const slots_bytes = store.index.slots.len * @sizeOf(layout.Slot);
+    const slots_bytes = store.segment.index.slots.len * @sizeOf(layout.Slot);
     const pages = slots_bytes / layout.page_size_bytes;
     const residency = try std.heap.page_allocator.alloc(u8, pages);
     defer std.heap.page_allocator.free(residency);
-    const rc = std.os.linux.mincore(store.base + store.header.slots_offset, slots_bytes, residency.ptr);
+    const rc = std.os.linux.mincore(store.base + store.segment.header.slots_offset, slots_bytes, residency.ptr);
     try testing.expectEqual(@as(usize, 0), rc);
     var resident: usize = 0;
     for (residency) |r| resident += r & 1;

@@ -235,6 +235,19 @@ pub fn isAlive(pid: u32, start_time: u64) bool {
     assert(pid != 0);
     const stat = processStat(pid) orelse return false;
     if (stat.start_time != start_time) return false;
+    return running(stat);
+}
+
+/// Whether process `pid` exists and has not exited, whatever its start time: for a process
+/// whose start time is not known yet. A reused pid passes: what waits on it then waits for
+/// that process to end too.
+pub fn pidAlive(pid: u32) bool {
+    assert(pid != 0);
+    const stat = processStat(pid) orelse return false;
+    return running(stat);
+}
+
+fn running(stat: ProcessStat) bool {
     const exited = stat.state == 'Z' or stat.state == 'X' or stat.state == 'x';
     return !exited or stat.thread_count > 1;
 }

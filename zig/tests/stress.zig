@@ -5,7 +5,9 @@
 //!    checked against the payload's own seed.
 //!    At the end the arena must be back to 0 bytes and 0 objects.
 //! 2. crash loop: processes doing the same are SIGKILLed at random and replaced; the survivors
-//!    keep checking, and after the last kill the store is reclaimed within 1 s.
+//!    keep checking. After the last kill every client entry can be taken again (63 processes
+//!    attach at once, adopting the dead ones' entries), and once those too are killed the store
+//!    is reclaimed within 1 s.
 //! 3. dead lock holder: a process killed while it holds the allocator lock does not wedge
 //!    the store, and one killed mid-create and mid-pin is reclaimed.
 //! 4. panicking holder: a process that panics holding the allocator lock, its stderr a full
@@ -18,6 +20,9 @@
 //!    objects after every step, lock-free: never absent, never another object; churners are
 //!    SIGKILLed at random (some mid-move, holding the lock). Then the index must be consistent.
 //!
+//! Any panic of any process fails the test, also one whose process was SIGKILLed mid-panic (the
+//! panic handler counts it first, in a page shared across forks).
+//!
 //! Usage: objstore-stress [--seconds N] [--processes N] [--only holder|panic|churn|crash|leavers|index]
 
 const std = @import("std");
@@ -27,8 +32,33 @@ const layout = objstore.layout;
 const sys = objstore.sys;
 const linux = std.os.linux;
 
-/// The library's: a panic never blocks on a full stderr while it holds a store's locks.
-pub const panic = objstore.panic;
+/// The library's (a panic never blocks on a full stderr while it holds a store's locks),
+/// counted first: a child that the crash loop SIGKILLs mid-panic, its message cut short,
+/// would otherwise pass for one of its kills.
+pub const panic = std.debug.FullPanic(countedPanic);
+
+/// Panics of every process of the test, in a page shared across forks (mapped first in main).
+var panic_count: ?*std.atomic.Value(u32) = null;
+
+fn countedPanic(msg: []const u8, first_trace_addr: ?usize) noreturn {
+    @branchHint(.cold);
+    if (panic_count) |count| _ = count.fetchAdd(1, .seq_cst);
+    objstore.panicNeverBlocking(msg, first_trace_addr orelse @returnAddress());
+}
+
+fn mapPanicCount() !void {
+    const page = linux.mmap(null, std.heap.pageSize(), .{ .READ = true, .WRITE = true }, .{ .TYPE = .SHARED, .ANONYMOUS = true }, -1, 0);
+    if (linux.errno(page) != .SUCCESS) return error.MapFailed;
+    panic_count = @ptrFromInt(page);
+}
+
+/// Fails if any process of the test panicked (its message is above, maybe cut short).
+fn expectNoPanic() !void {
+    const count = panic_count.?.load(.seq_cst);
+    if (count == 0) return;
+    std.debug.print("{d} process(es) of the test panicked (see above; a SIGKILL may have cut the message short)\n", .{count});
+    return error.ChildPanicked;
+}
 
 const id_space = 512;
 const held_max = 16;
@@ -58,6 +88,7 @@ pub fn main(init: std.process.Init.Minimal) !void {
             config.only = value;
         } else return usage();
     }
+    try mapPanicCount();
     var passed: u32 = 0;
     if (config.selects("holder")) {
         try deadLockHolder();
@@ -84,6 +115,7 @@ pub fn main(init: std.process.Init.Minimal) !void {
         passed += 1;
     }
     if (passed == 0) return usage();
+    try expectNoPanic();
     std.debug.print("stress: {d} passed, 0 failed\n", .{passed});
 }
 
@@ -228,6 +260,10 @@ fn forkChild(name: []const u8, seed: u64, deadline_ns: u64) !linux.pid_t {
 
 /// True if `wait_status` says the process died of SIGKILL (ours), else prints how it ended.
 fn killedByUs(pid: linux.pid_t, wait_status: u32) bool {
+    if (panic_count.?.load(.seq_cst) > 0) {
+        std.debug.print("child {d} or another panicked before its SIGKILL\n", .{pid});
+        return false;
+    }
     if (linux.W.IFSIGNALED(wait_status) and linux.W.TERMSIG(wait_status) == .KILL) return true;
     describeExit(pid, wait_status, "SIGKILL");
     return false;
@@ -255,8 +291,30 @@ fn expectEmpty(store: *Store, what: []const u8) !void {
     const s = store.stats();
     if (s.used_bytes != 0 or s.object_count != 0 or s.pinned_bytes != 0 or s.attached_processes != 1) {
         std.debug.print("{s}: store not empty: used {d} B, {d} objects, pinned {d} B, {d} attached\n", .{ what, s.used_bytes, s.object_count, s.pinned_bytes, s.attached_processes });
+        describeLeft(store);
         return error.StoreNotEmpty;
     }
+}
+
+/// What a store that should be empty still holds: each object's state and holders, and the
+/// client entries (a leak says who was not reclaimed).
+fn describeLeft(store: *Store) void {
+    const segment = &store.segment;
+    for (segment.index.usedSlots(), 0..) |*slot, i| {
+        const state = layout.State.of(slot.state.load(.acquire));
+        if (state.tag == .empty) continue;
+        const extra = &segment.index.extras[i];
+        std.debug.print("  slot {d}: {t} generation {d} nested {d} actor {d} refs {x} pins {x} extent {d} B, object {d}\n", .{
+            i,                                 state.tag,               state.generation,                 state.nested, slot.actor.load(.acquire),
+            slot.ref_holders.load(.acquire), slot.pin_holders.load(.acquire), extra.extent_size_bytes, slot.id_words[0].load(.monotonic),
+        });
+    }
+    for (segment.clients, 0..) |*entry, i| {
+        const word = layout.ClientWord.of(entry.word.load(.acquire));
+        if (word.state == .free) continue;
+        std.debug.print("  client {d}: {t} reclaimer {d} incarnation {d} pid {d}{s}\n", .{ i, word.state, word.reclaimer, word.incarnation, word.pid, if (i == segment.client_index) " (this process)" else "" });
+    }
+    std.debug.print("  allocator lock {x}\n", .{segment.header.alloc_lock.load(.acquire)});
 }
 
 fn stress(config: Config) !void {
@@ -275,7 +333,7 @@ fn stress(config: Config) !void {
     }
     if (failed > 0) return error.ChildFailed;
     try expectEmpty(store, "stress");
-    const compactions = store.header.compactions.load(.monotonic);
+    const compactions = store.segment.header.compactions.load(.monotonic);
     if (compactions == 0) return error.NoCompaction; // the test must exercise moving objects
     std.debug.print("stress: {d} processes × {d} s, {d} compactions, 0 mismatches, arena back to 0 bytes\n", .{ config.processes, config.seconds, compactions });
 }
@@ -305,12 +363,57 @@ fn crashLoop(config: Config) !void {
         _ = linux.kill(pid, .KILL);
         if (!killedByUs(pid, waitExit(pid))) return error.ChildFailed;
     }
+    try expectEveryEntryTakeable(store, name);
     const reclaim_started_ns = sys.nowNs();
     _ = store.maintain();
     const reclaim_ns = sys.nowNs() - reclaim_started_ns;
+    try expectNoPanic();
     try expectEmpty(store, "crash loop");
     if (reclaim_ns > std.time.ns_per_s) return error.ReclaimTooSlow;
     std.debug.print("crash loop: {d} SIGKILLs, survivors saw 0 mismatches, reclaimed in {d} ms\n", .{ kills, reclaim_ns / std.time.ns_per_ms });
+}
+
+/// After the crash loop's kills, before anyone reclaims: every entry but ours must be free or
+/// a dead process's that a newcomer adopts, whatever its process was doing when killed (an
+/// entry nobody can take is lost for good, and a long crash loop runs out of them). One
+/// process per entry attaches, each while the ones before it stay; then all are SIGKILLed,
+/// for the reclaim after.
+fn expectEveryEntryTakeable(store: *Store, name: []const u8) !void {
+    var results: [2]i32 = undefined;
+    if (linux.errno(linux.pipe(&results)) != .SUCCESS) return error.PipeFailed;
+    defer for (results) |fd| sys.close(fd);
+    const count = layout.client_count_max - 1;
+    var pids: [layout.client_count_max]linux.pid_t = undefined;
+    var forked: u32 = 0;
+    defer for (pids[0..forked]) |pid| {
+        _ = linux.kill(pid, .KILL);
+        _ = waitExit(pid);
+    };
+    var attached: u32 = 0;
+    while (forked < count) {
+        const pid = sys.fork() catch return error.ForkFailed;
+        if (pid == 0) {
+            const child = Store.open(name, .{ .create = false, .threads = false }) catch |err| {
+                std.debug.print("entry {d} of {d}: open failed: {s}\n", .{ forked + 2, layout.client_count_max, @errorName(err) });
+                _ = linux.write(results[1], "f", 1);
+                linux.exit_group(2);
+            };
+            _ = child;
+            _ = linux.write(results[1], "o", 1);
+            while (true) sys.sleepNs(std.time.ns_per_s);
+        }
+        pids[forked] = @intCast(pid);
+        forked += 1;
+        var poll_fds = [1]linux.pollfd{.{ .fd = results[0], .events = linux.POLL.IN, .revents = 0 }};
+        if (linux.poll(&poll_fds, 1, 10_000) != 1) break;
+        var byte: [1]u8 = undefined;
+        if (linux.read(results[0], &byte, 1) != 1 or byte[0] != 'o') break;
+        attached += 1;
+    }
+    if (attached == count) return;
+    std.debug.print("crash loop: only {d} of the {d} entries left by killed processes could be taken again\n", .{ attached, count });
+    describeLeft(store);
+    return error.EntriesLost;
 }
 
 /// Workers churn (as in the crash loop) and are SIGKILLed one at a time; right after each kill a
@@ -408,6 +511,8 @@ fn panickingHolder() !void {
         describeExit(pid, wait_status, "SIGABRT");
         return error.ChildFailed;
     }
+    // Its panic was counted, and is the only one expected.
+    if (panic_count.?.swap(0, .seq_cst) != 1) return error.ChildPanicked;
     // The dead holder's lock is taken over by our next allocation.
     _ = try store.create(&idOf(1), 100, &.{});
     try store.abort(&idOf(1));
@@ -600,7 +705,7 @@ fn indexChurn(config: Config) !void {
     var prng = std.Random.DefaultPrng.init(11);
     const random = prng.random();
     var kills: u32 = 0;
-    const epoch_before = store.header.index.epoch.load(.monotonic);
+    const epoch_before = store.segment.header.index.epoch.load(.monotonic);
     while (sys.nowNs() < deadline_ns) : (kills += 1) {
         sys.sleepNs(random.uintLessThan(u64, 30 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, churners);
@@ -621,11 +726,11 @@ fn indexChurn(config: Config) !void {
         _ = waitExit(pid);
     }
     if (failed > 0) return error.ChildFailed;
-    const moves = (store.header.index.epoch.load(.monotonic) - epoch_before) / 2;
+    const moves = (store.segment.header.index.epoch.load(.monotonic) - epoch_before) / 2;
     if (moves == 0) return error.NoMoves; // the test must exercise entries moving under lookups
     _ = store.maintain();
     store.lock();
-    const consistent = store.index.expectConsistent();
+    const consistent = store.segment.index.expectConsistent();
     store.unlock();
     try consistent;
     try expectEmpty(store, "index churn");
