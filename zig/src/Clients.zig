@@ -237,6 +237,7 @@ fn reclaimLocked(segment: *Segment, client: u32, held_lock: bool) void {
     const bit = @as(u64, 1) << @intCast(client);
     for (segment.index.usedSlots(), 0..) |*slot, i| {
         const slot_index: u32 = @intCast(i);
+        if (retireReservedLocked(segment, slot_index)) continue;
         const actor = slot.actor.load(.acquire);
         const held_ref = slot.ref_holders.load(.monotonic) & bit != 0;
         if (actor == 0 and held_ref) endCutSealLocked(segment, slot_index);
@@ -248,6 +249,21 @@ fn reclaimLocked(segment: *Segment, client: u32, held_lock: bool) void {
     SpillFiles.reclaimWriter(segment, client);
     RemoteFiles.reclaimClient(segment, client);
     segment.rebuildBitmapLocked();
+}
+
+/// Retires `slot_index` if it is reserved; true if it was. A slot is reserved only inside one
+/// hold of the allocator lock (Index.reserve, then publish or release), and we hold it: a
+/// reserved slot is a dead holder's, whoever that was. Not only the client being reclaimed:
+/// a process that took the lock over from a dead holder and died itself mid-reclaim leaves
+/// the first holder's reservation to whoever takes the lock from it next, which reclaims the
+/// second. Its actor may be 0 too (killed between the state's store and the actor's).
+fn retireReservedLocked(segment: *Segment, slot_index: u32) bool {
+    assert(segment.lockHeld());
+    const s = State.of(segment.index.slots[slot_index].state.load(.acquire));
+    if (s.tag != .reserved) return false;
+    segment.index.extras[slot_index].extent_size_bytes = 0; // the bitmap is rebuilt after
+    segment.index.retire(slot_index);
+    return true;
 }
 
 /// Ends the transition a dead actor left `slot_index` in: an object never sealed goes, a spill
@@ -575,6 +591,37 @@ test "a waiter that found the lock's holder dead cannot take the lock from the p
     unlock(adopter);
     emptyTable(first, &.{ first, adopter });
     TestSegment.close(adopter, false);
+}
+
+test "a taker killed mid-reclaim leaves the first dead holder's reservation to the next taker" {
+    var name_buffer: [64]u8 = undefined;
+    const first = try TestSegment.create(&name_buffer);
+    defer TestSegment.close(first, true);
+    const taker = try TestSegment.open(first.storeName(), .{ .create = false });
+    const holder = try TestSegment.open(first.storeName(), .{ .create = false });
+    // The holder reserves a slot under the lock and is killed there.
+    const id: layout.ObjectId = @splat(0x5a);
+    lock(holder);
+    const slot_index = try holder.index.reserve(&id, holder.actorId());
+    const dead_pid = try deadPid();
+    holder.clients[holder.client_index].word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = holder.incarnation, .pid = dead_pid }), .release);
+    // The taker takes the lock over and is killed before its reclaim reached the slot.
+    first.header.alloc_lock.store(taker.lockWord(), .release);
+    taker.clients[taker.client_index].word.store(ClientWord.toWord(.{ .state = .alive, .incarnation = taker.incarnation, .pid = dead_pid }), .release);
+    // The next taker reclaims the taker: the holder's reservation goes too, though its own
+    // entry waits for a reclaim of its own.
+    lock(first);
+    try testing.expectEqual(layout.Tag.empty, State.of(first.index.slots[slot_index].state.load(.acquire)).tag);
+    try testing.expect(first.index.lookup(&id) == .absent);
+    // The id can be reserved again (a reserve that met the stale one asserted).
+    const again = try first.index.reserve(&id, first.actorId());
+    first.index.release(again);
+    unlock(first);
+    try testing.expectEqual(@as(u32, 2), reclaimDead(first));
+    for ([_]*Segment{ taker, holder }) |dead| {
+        dead.unmapAndClose(true);
+        testing.allocator.destroy(dead);
+    }
 }
 
 test "a reclaim frees a dead process's entry; the next process in it is a new incarnation" {

@@ -31,6 +31,7 @@ const Store = objstore.Store;
 const layout = objstore.layout;
 const sys = objstore.sys;
 const linux = std.os.linux;
+const assert = std.debug.assert;
 
 /// The library's (a panic never blocks on a full stderr while it holds a store's locks),
 /// counted first: a child that the crash loop SIGKILLs mid-panic, its message cut short,
@@ -258,6 +259,27 @@ fn forkChild(name: []const u8, seed: u64, deadline_ns: u64) !linux.pid_t {
     return @intCast(pid);
 }
 
+/// SIGKILLs and reaps child `pid.*`, then zeroes it (reaped: its pid may be reused); true if
+/// it died of that SIGKILL.
+fn killOne(pid: *linux.pid_t) bool {
+    assert(pid.* > 0);
+    _ = linux.kill(pid.*, .KILL);
+    const ok = killedByUs(pid.*, waitExit(pid.*));
+    pid.* = 0;
+    return ok;
+}
+
+/// Kills and reaps the children still running when a test fails: they run until killed, and
+/// left behind they would churn on for hours.
+fn killRest(pids: []linux.pid_t) void {
+    for (pids) |*pid| {
+        if (pid.* == 0) continue;
+        _ = linux.kill(pid.*, .KILL);
+        _ = waitExit(pid.*);
+        pid.* = 0;
+    }
+}
+
 /// True if `wait_status` says the process died of SIGKILL (ours), else prints how it ended.
 fn killedByUs(pid: linux.pid_t, wait_status: u32) bool {
     if (panic_count.?.load(.seq_cst) > 0) {
@@ -348,20 +370,19 @@ fn crashLoop(config: Config) !void {
     const random = prng.random();
     const end_ns = sys.nowNs() + @as(u64, @max(config.seconds / 2, 3)) * std.time.ns_per_s;
     const far_ns = std.math.maxInt(u64);
-    var pids: [64]linux.pid_t = undefined;
+    var pids: [64]linux.pid_t = @splat(0);
+    errdefer killRest(pids[0..config.processes]);
     for (pids[0..config.processes], 0..) |*pid, i| pid.* = try forkChild(name, 5000 + i, far_ns);
     var kills: u32 = 0;
     while (sys.nowNs() < end_ns) : (kills += 1) {
         sys.sleepNs(random.uintLessThan(u64, 20 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, config.processes);
-        _ = linux.kill(pids[victim], .KILL);
         // Only SIGKILL ends these: a checksum mismatch exits 1, a panic aborts.
-        if (!killedByUs(pids[victim], waitExit(pids[victim]))) return error.ChildFailed;
+        if (!killOne(&pids[victim])) return error.ChildFailed;
         pids[victim] = try forkChild(name, 9000 + kills, far_ns);
     }
-    for (pids[0..config.processes]) |pid| {
-        _ = linux.kill(pid, .KILL);
-        if (!killedByUs(pid, waitExit(pid))) return error.ChildFailed;
+    for (pids[0..config.processes]) |*pid| {
+        if (!killOne(pid)) return error.ChildFailed;
     }
     try expectEveryEntryTakeable(store, name);
     const reclaim_started_ns = sys.nowNs();
@@ -429,7 +450,8 @@ fn leavers(config: Config) !void {
     const random = prng.random();
     const end_ns = sys.nowNs() + @as(u64, @max(config.seconds / 2, 3)) * std.time.ns_per_s;
     const far_ns = std.math.maxInt(u64);
-    var pids: [64]linux.pid_t = undefined;
+    var pids: [64]linux.pid_t = @splat(0);
+    errdefer killRest(pids[0..config.processes]);
     for (pids[0..config.processes], 0..) |*pid, i| pid.* = try forkChild(name, 20_000 + i, far_ns);
     var rounds: u32 = 0;
     while (sys.nowNs() < end_ns) : (rounds += 1) {
@@ -438,8 +460,7 @@ fn leavers(config: Config) !void {
         const leaver = try forkLeaver(name, 30_000 + rounds, go);
         sys.sleepNs(random.intRangeLessThan(u64, 5, 30) * std.time.ns_per_ms);
         const victim = random.uintLessThan(usize, config.processes);
-        _ = linux.kill(pids[victim], .KILL);
-        const victim_ok = killedByUs(pids[victim], waitExit(pids[victim]));
+        const victim_ok = killOne(&pids[victim]);
         _ = linux.write(go[1], "x", 1); // the victim is dead: leave now
         sys.close(go[0]);
         sys.close(go[1]);
@@ -451,9 +472,8 @@ fn leavers(config: Config) !void {
         }
         pids[victim] = try forkChild(name, 40_000 + rounds, far_ns);
     }
-    for (pids[0..config.processes]) |pid| {
-        _ = linux.kill(pid, .KILL);
-        if (!killedByUs(pid, waitExit(pid))) return error.ChildFailed;
+    for (pids[0..config.processes]) |*pid| {
+        if (!killOne(pid)) return error.ChildFailed;
     }
     _ = store.maintain();
     try expectEmpty(store, "leavers");
