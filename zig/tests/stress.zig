@@ -378,7 +378,10 @@ fn crashLoop(config: Config) !void {
         sys.sleepNs(random.uintLessThan(u64, 20 * std.time.ns_per_ms));
         const victim = random.uintLessThan(usize, config.processes);
         // Only SIGKILL ends these: a checksum mismatch exits 1, a panic aborts.
-        if (!killOne(&pids[victim])) return error.ChildFailed;
+        if (!killOne(&pids[victim])) {
+            describeLeft(store);
+            return error.ChildFailed;
+        }
         pids[victim] = try forkChild(name, 9000 + kills, far_ns);
     }
     for (pids[0..config.processes]) |*pid| {
@@ -465,9 +468,13 @@ fn leavers(config: Config) !void {
         sys.close(go[0]);
         sys.close(go[1]);
         const leaver_status = waitExit(leaver);
-        if (!victim_ok) return error.ChildFailed;
+        if (!victim_ok) {
+            describeLeft(store);
+            return error.ChildFailed;
+        }
         if (!linux.W.IFEXITED(leaver_status) or linux.W.EXITSTATUS(leaver_status) != 0) {
             describeExit(leaver, leaver_status, "exit code 0");
+            describeLeft(store);
             return error.ChildFailed;
         }
         pids[victim] = try forkChild(name, 40_000 + rounds, far_ns);
