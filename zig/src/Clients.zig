@@ -38,6 +38,27 @@ pub fn register(segment: *Segment) Error!bool {
     const pid = sys.getpid();
     const start_time = sys.processStartTime(pid);
     assert(pid != 0);
+    var attempt: u32 = 0;
+    while (attempt < register_attempts_max) : (attempt += 1) {
+        if (takeFree(segment, pid, start_time)) return false;
+        // Every entry is taken: adopt one whose process died.
+        for (segment.clients, 0..) |*entry, i| {
+            if (adopt(segment, entry, @intCast(i), pid, start_time)) return true;
+        }
+        // A dead one's entry that a living process reclaims is free in a moment (our first
+        // pass may have found it not free yet, our second no longer dead): look again.
+        if (!anyReclaimed(segment)) break;
+        sys.sleepNs(std.time.ns_per_ms);
+    }
+    status.setDetail("store '{s}' already has {d} attached processes", .{ segment.storeName(), layout.client_count_max });
+    return error.ClientsFull;
+}
+
+/// Bounds how long `register` waits for entries being reclaimed to be freed (1 ms apart).
+const register_attempts_max = 200;
+
+/// Takes a free entry; false if none was free (or each free one was taken first by another).
+fn takeFree(segment: *Segment, pid: u32, start_time: u64) bool {
     for (segment.clients, 0..) |*entry, i| {
         const word = entry.word.load(.acquire);
         const current = ClientWord.of(word);
@@ -46,14 +67,18 @@ pub fn register(segment: *Segment) Error!bool {
         const registering = ClientWord{ .state = .registering, .incarnation = current.incarnation +% 1, .pid = pid };
         if (entry.word.cmpxchgStrong(word, registering.toWord(), .acq_rel, .monotonic) != null) continue;
         becomeClient(segment, @intCast(i), registering, start_time);
-        return false;
+        return true;
     }
-    // Every entry is taken: adopt one whose process died.
-    for (segment.clients, 0..) |*entry, i| {
-        if (adopt(segment, entry, @intCast(i), pid, start_time)) return true;
+    return false;
+}
+
+/// True if some entry is free or being reclaimed (it will be free once its reclaimer is done).
+fn anyReclaimed(segment: *const Segment) bool {
+    for (segment.clients) |*entry| {
+        const state = ClientWord.of(entry.word.load(.acquire)).state;
+        if (state == .free or state == .reclaiming) return true;
     }
-    status.setDetail("store '{s}' already has {d} attached processes", .{ segment.storeName(), layout.client_count_max });
-    return error.ClientsFull;
+    return false;
 }
 
 /// Takes a dead process's entry over as its own reclaimer (so it counts as attached, and no

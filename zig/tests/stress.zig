@@ -493,7 +493,10 @@ fn forkLeaver(name: []const u8, seed: u64, go: [2]i32) !linux.pid_t {
     const pid = sys.fork() catch return error.ForkFailed;
     if (pid != 0) return @intCast(pid);
     sys.close(go[1]);
-    const store = Store.open(name, .{ .create = false }) catch linux.exit_group(2);
+    const store = Store.open(name, .{ .create = false }) catch |err| {
+        std.debug.print("leaver: open failed: {s}\n", .{@errorName(err)});
+        linux.exit_group(2);
+    };
     var worker = Worker{ .store = store, .prng = .init(seed) };
     var poll_fds = [1]linux.pollfd{.{ .fd = go[0], .events = linux.POLL.IN, .revents = 0 }};
     while (linux.poll(&poll_fds, 1, 0) == 0) {
