@@ -4,10 +4,11 @@
  *
  *   1. Its local spill file: `objstore_restore` (zig/src/Spiller.zig) reads the record back and
  *      checks its CRC32C.
- *   2. The local file is gone (`spillMissing`): each remote source in turn (`remoteSources`).
- *      Today that is S3 (lib/spill/s3_spill.ts: a ranged read of the file's copy, checked by the
- *      core as a file is). **Seam for the cluster:** fetching the object from another node
- *      (lib/cluster/) is one more `RemoteSource` in that list.
+ *   2. No local file (`spillMissing`): each remote source in turn (`remoteSources`). In a
+ *      cluster, first the other nodes (`ClusterClient.restore`): a secondary copy, pulled here
+ *      from another node, is evicted under memory pressure without being written (its bytes
+ *      are on that node), and a pull fills its slot again. Then S3 (lib/spill/s3_spill.ts: a
+ *      ranged read of the file's copy, checked by the core as a file is).
  *   0. An object not in this store, made on another node of the cluster (its ref is a borrow:
  *      `Session.addRef`), is pulled from a node that holds it (`fetchFromCluster`,
  *      lib/cluster/cluster.ts) into this store, then read as any.
@@ -19,6 +20,7 @@
  * Each step is one FFI call; the statuses between them are the core's (lib/store/status.ts).
  */
 import { ObjectLostError } from "./errors.ts";
+import { NoRoomForPullError } from "./cluster/transfer.ts";
 import type { ObjectRef } from "./object_ref.ts";
 import { makeRoom, noRoomError } from "./room.ts";
 import type { Session } from "./session.ts";
@@ -36,9 +38,13 @@ export interface RemoteSource {
   restore(id: Uint8Array, what: string): Promise<number>;
 }
 
-/** The remote sources of this process, in the order they are tried. */
+/**
+ * The remote sources of this process, in the order they are tried: the cluster's other nodes
+ * first (a secondary copy evicted here is on the node it came from, in memory), then S3.
+ */
 function remoteSources(s: Session): readonly RemoteSource[] {
-  return s.s3Spill === undefined ? noSources : [s.s3Spill];
+  if (s.cluster === undefined) return s.s3Spill === undefined ? noSources : [s.s3Spill];
+  return s.s3Spill === undefined ? [s.cluster] : [s.cluster, s.s3Spill];
 }
 
 const noSources: readonly RemoteSource[] = Object.freeze([]);
@@ -54,7 +60,7 @@ export type NextStep = "get again" | "wait";
  */
 export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number, roomDeadlineMs: number, getDeadlineMs: number): Promise<NextStep> {
   if (status === Status.notSealed || (status === Status.absent && s.cluster?.mayHoldElsewhere(ref.bytes))) {
-    return await fetchFromCluster(s, ref, getDeadlineMs);
+    return await fetchFromCluster(s, ref, roomDeadlineMs, getDeadlineMs);
   }
   if (status !== Status.spilled) {
     throw new ObjectLostError(`get: ${ref} is not in the store (${s.store.lastError()})`);
@@ -73,8 +79,10 @@ export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number
 /**
  * An object not in this store, made on another node of the cluster: pulled from a node that
  * holds it (lib/cluster/cluster.ts). Anything else not sealed yet is being written here: wait.
+ * A pull that finds no room (the native side spilled what it could) waits for room as a
+ * restore does: views the program dropped hold pins only the collector finds.
  */
-async function fetchFromCluster(s: Session, ref: ObjectRef, getDeadlineMs: number): Promise<NextStep> {
+async function fetchFromCluster(s: Session, ref: ObjectRef, roomDeadlineMs: number, getDeadlineMs: number): Promise<NextStep> {
   const cluster = s.cluster;
   if (cluster === undefined || !cluster.mayHoldElsewhere(ref.bytes) || s.store.contains(ref.bytes) !== Presence.absent) return "wait";
   let here: boolean;
@@ -83,7 +91,10 @@ async function fetchFromCluster(s: Session, ref: ObjectRef, getDeadlineMs: numbe
   } catch (error) {
     // Lost with its node: the task that made it may run again (lineage), and get waits for it.
     if (error instanceof ObjectLostError && s.tasks()?.rebuild?.(ref)) return "get again";
-    throw error;
+    if (!(error instanceof NoRoomForPullError)) throw error;
+    if (makeRoom(s, error.sizeBytes)) return "get again";
+    if (Date.now() >= roomDeadlineMs) throw noRoomError(s, `get: no room to pull ${ref} (${error.sizeBytes} bytes) from another node`, error.sizeBytes);
+    return "wait";
   }
   return here ? "get again" : "wait";
 }

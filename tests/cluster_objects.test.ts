@@ -10,6 +10,7 @@ import { runCli } from "../lib/cli.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, uniqueStoreName } from "./helpers.ts";
 import { cleanUp, putOn, runDriver, startNodes } from "./cluster_helpers.ts";
+import { Presence } from "../lib/store/status.ts";
 
 test(`cluster objects: values and the refs inside them are read byte-exact on other nodes, also refs to two other nodes at once; wait pulls; a gone node's object is lost (${currentRuntime})`, async () => {
   const names = ["a", "b", "c"].map((n) => uniqueStoreName(`objects-${n}`));
@@ -43,6 +44,34 @@ test(`cluster objects: values and the refs inside them are read byte-exact on ot
     assert.equal((await runCli(["stop", "--store", names[1]], () => {}, () => {})), 0);
     const lost = await runDriver(names[2], "lost", onB.bytesHex);
     assert.match(lost, /^lost ObjectLostError: [0-9a-f]{56}.*made on node \d+, not alive in the cluster/);
+  } finally {
+    await cleanUp([...drivers, ...nodes], names);
+  }
+}, { timeoutMs: 120_000 });
+
+test(`cluster objects: copies pulled from other nodes are evicted before the node's own objects, writing nothing, and pulled again when read (${currentRuntime})`, async () => {
+  const names = ["a", "b"].map((n) => uniqueStoreName(`evict-${n}`));
+  const nodes: Child[] = [];
+  const drivers: Child[] = [];
+  try {
+    await startNodes(nodes, names);
+    // Three objects of A: B's 128 MiB holds two of them with one of its own (under its spill
+    // threshold, 0.8), not three.
+    const sizeBytes = 32 * 1024 * 1024;
+    const puts = [];
+    for (let i = 0; i < 3; i++) {
+      const put = await putOn(names[0], sizeBytes);
+      drivers.push(put.child);
+      puts.push(put);
+    }
+    const line = await runDriver(names[1], "evict", String(sizeBytes), ...puts.map((p) => p.bytesHex));
+    // The third pull found B full: the first copy was evicted, though B's own object is older,
+    // and only it is out of memory. Read again, it was pulled back byte-exact.
+    const spilled = Presence.spilled, sealed = Presence.sealed;
+    const [word, own, copies, out, digest] = line.split(" ");
+    assert.deepEqual([word, own, copies, digest], ["evicted", `own:${sealed}`, `copies:${spilled},${sealed},${sealed}`, puts[0].digest], line);
+    const outBytes = Number(out.slice("out:".length));
+    assert.ok(outBytes >= sizeBytes && outBytes < sizeBytes + 65536, `one copy out of memory, not ${out}`);
   } finally {
     await cleanUp([...drivers, ...nodes], names);
   }

@@ -12,11 +12,12 @@ import type { Library } from "../ffi/load.ts";
 import type { NativeStore } from "../store/native_store.ts";
 import { Status } from "../store/status.ts";
 import { ObjectLostError, ObjstoreError, OwnerDiedError } from "../errors.ts";
+import { toHex } from "../ids.ts";
 import { Borrows } from "./borrows.ts";
 import { Directory, type NodeStatus, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
 import { nodeNumberOf, ownerOf } from "./node_number.ts";
-import { type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
+import { NoRoomForPullError, type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
 
 /** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
 const NODES_TTL_MS = 1000;
@@ -123,6 +124,22 @@ export class ClusterClient {
       this.#pulls.set(hex, pull);
     }
     return pull;
+  }
+
+  /**
+   * Brings back this node's evicted copy of object `id` (or one whose spill file is gone) from
+   * another node that holds it: the cluster as a remote source of `lib/restore.ts`. Answers the
+   * core's status: `ok` once it is here, `spillMissing` if no other node has it, `storeFull`
+   * if there was no room for it.
+   */
+  async restore(id: Uint8Array): Promise<number> {
+    try {
+      return (await this.fetch(id, toHex(id), SEAL_WAIT_MAX_MS)) ? Status.ok : Status.spillMissing;
+    } catch (error) {
+      if (error instanceof ObjectLostError) return Status.spillMissing;
+      if (error instanceof NoRoomForPullError) return Status.storeFull;
+      throw error;
+    }
   }
 
   /**

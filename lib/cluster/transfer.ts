@@ -8,7 +8,7 @@ import type { Library } from "../ffi/load.ts";
 import { isNullPointer, type NativePointer, type NativeSymbols } from "../ffi/symbols.ts";
 import { lastError } from "../store/native_store.ts";
 import { errorFor, Status } from "../store/status.ts";
-import { ObjstoreError } from "../errors.ts";
+import { ObjectStoreFullError, ObjstoreError } from "../errors.ts";
 
 /** Where a node listens for transfers. */
 export interface TransferAddress {
@@ -26,6 +26,19 @@ export interface PullOptions {
 
 /** How a pull ended, when it did not fail: the object's size, or why there was nothing to pull. */
 export type PullOutcome = number | "exists" | "not-sealed";
+
+/**
+ * A pull found no room for the object in this node's store, even after evicting the copies of
+ * other nodes' objects: the program makes `sizeBytes` of room (lib/room.ts) and pulls again.
+ */
+export class NoRoomForPullError extends ObjectStoreFullError {
+  readonly sizeBytes: number;
+
+  constructor(sizeBytes: number, message: string) {
+    super(message);
+    this.sizeBytes = sizeBytes;
+  }
+}
 
 /** A source's record in a pull's list: IPv4 address, then port, big-endian. */
 const SOURCE_RECORD_BYTES = 6;
@@ -137,6 +150,7 @@ export class TransferEndpoint {
     const status = this.#symbols.objstore_pull_finish(pull, out);
     if (status === Status.exists) return "exists";
     if (status === Status.notSealed) return "not-sealed";
+    if (status === Status.storeFull) throw new NoRoomForPullError(out[1], `transfers: pull: ${lastError(this.#symbols)}`);
     if (status !== Status.ok) throw errorFor(status, lastError(this.#symbols), "transfers: pull");
     return out[1];
   }

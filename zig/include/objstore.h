@@ -247,7 +247,8 @@ objstore_pull_t *objstore_pull_start(objstore_endpoint_t *e, const uint8_t *id, 
 /* 1 once the pull has ended. */
 uint32_t objstore_pull_done(objstore_pull_t *p);
 /* Joins and frees the pull: OK (out[1] = size), ABSENT, NOT_SEALED, EXISTS (being pulled or
- * present here already: wait for its seal), STORE_FULL, CORRUPT, CLUSTER_AUTH, UNAVAILABLE. */
+ * present here already: wait for its seal), STORE_FULL (out[1] = the size to make room for;
+ * evicting secondary copies was not enough), CORRUPT, CLUSTER_AUTH, UNAVAILABLE. */
 int32_t objstore_pull_finish(objstore_pull_t *p, double *out);
 
 #ifdef __cplusplus

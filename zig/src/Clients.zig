@@ -307,7 +307,8 @@ fn undoTransitionLocked(segment: *Segment, slot_index: u32) void {
         .spilling => {
             // A spill that recorded the object's location had its file written: finish it
             // (its extent may be freed already; the bitmap is rebuilt from the index next).
-            const written = extra.spill_file != 0;
+            // A secondary copy whose extent went is evicted: its bytes are on another node.
+            const written = extra.spill_file != 0 or (extra.copy_elsewhere != 0 and extra.extent_size_bytes == 0);
             if (written) extra.extent_size_bytes = 0;
             slot.state.store(s.with(if (written) .spilled else .sealed).toWord(), .release);
         },
@@ -353,7 +354,7 @@ fn endActorlessLocked(segment: *Segment, slot_index: u32) void {
         .deleting => {
             if (extra.extent_size_bytes > 0) {
                 slot.state.store(s.with(.sealed).toWord(), .seq_cst);
-            } else if (extra.spill_file != 0) {
+            } else if (extra.spill_file != 0 or extra.copy_elsewhere != 0) {
                 slot.state.store(s.with(.spilled).toWord(), .seq_cst);
             } else {
                 segment.index.retire(slot_index);

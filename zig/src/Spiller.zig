@@ -35,7 +35,7 @@ const candidates_max = 8192;
 store: *Store,
 writer: ?spill_io.Writer = null,
 
-const Candidate = struct { slot_index: u32, tick: u32 };
+const Candidate = struct { slot_index: u32, tick: u32, copy_elsewhere: bool };
 
 pub fn init(store: *Store) Spiller {
     return .{ .store = store };
@@ -132,6 +132,17 @@ pub const Outcome = struct { objects: u64, bytes: u64 };
 /// full disk is the error only if that frees too little.
 pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
     try self.checkEnabled();
+    return self.freeLru(target_bytes, false);
+}
+
+/// Evicts secondary copies only (least recently used first) until `target_bytes` are freed:
+/// what a pull may free by itself. Objects of this node are the program's to spill (it may
+/// rather drop views it no longer reads). Needs no spill folder: nothing is written.
+pub fn evictCopies(self: *Spiller, target_bytes: u64) Error!Outcome {
+    return self.freeLru(target_bytes, true);
+}
+
+fn freeLru(self: *Spiller, target_bytes: u64, copies_only: bool) Error!Outcome {
     var candidates: [candidates_max]Candidate = undefined;
     const found = self.collectCandidates(&candidates);
     std.sort.pdq(Candidate, found, {}, olderFirst);
@@ -143,11 +154,11 @@ pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
         var batch_len: usize = 0;
         var batch_bytes: u64 = 0;
         while (next < found.len and batch_len < batch.len and batch_bytes < batch_bytes_max and outcome.bytes + batch_bytes < target_bytes) : (next += 1) {
+            if (copies_only and !found[next].copy_elsewhere) break; // copies come first
             const slot_index = found[next].slot_index;
-            const clean = self.segment().index.extras[slot_index].spill_file != 0;
-            if (disk_full and !clean) continue;
+            if (disk_full and !self.isClean(slot_index)) continue;
             if (!self.beginSpill(slot_index)) continue;
-            if (self.segment().index.extras[slot_index].spill_file != 0) {
+            if (self.isClean(slot_index)) {
                 outcome.bytes += self.evictClean(slot_index);
                 outcome.objects += 1;
                 continue;
@@ -172,9 +183,19 @@ pub fn spillLru(self: *Spiller, target_bytes: u64) Error!Outcome {
     return outcome;
 }
 
+/// Secondary copies first (another node holds the object: evicting one writes nothing and
+/// loses nothing), then the least recently used.
 fn olderFirst(_: void, a: Candidate, b: Candidate) bool {
+    if (a.copy_elsewhere != b.copy_elsewhere) return a.copy_elsewhere;
     // Ticks wrap at 2^32; compare by signed distance.
     return @as(i32, @bitCast(a.tick -% b.tick)) < 0;
+}
+
+/// True if freeing the object's memory needs no write: it has a spill file's copy already (it
+/// was restored), or it is a secondary copy of an object another node holds.
+fn isClean(self: *Spiller, slot_index: u32) bool {
+    const extra = &self.segment().index.extras[slot_index];
+    return extra.spill_file != 0 or extra.copy_elsewhere != 0;
 }
 
 fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidate {
@@ -185,7 +206,7 @@ fn collectCandidates(self: *Spiller, out: *[candidates_max]Candidate) []Candidat
         const s = State.of(slot.state.load(.acquire));
         if (s.tag != .sealed or slot.pin_holders.load(.monotonic) != 0) continue;
         if (extra.child_count != 0) continue;
-        out[n] = .{ .slot_index = @intCast(i), .tick = extra.lru_tick.load(.monotonic) };
+        out[n] = .{ .slot_index = @intCast(i), .tick = extra.lru_tick.load(.monotonic), .copy_elsewhere = extra.copy_elsewhere != 0 };
         n += 1;
     }
     return out[0..n];
@@ -231,7 +252,7 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
         status.setDetail("only a sealed, unpinned object without nested refs can be spilled", .{});
         return error.Busy;
     }
-    if (self.segment().index.extras[found.slot_index].spill_file != 0) {
+    if (self.isClean(found.slot_index)) {
         _ = self.evictClean(found.slot_index);
         return;
     }
@@ -239,11 +260,12 @@ pub fn spillOne(self: *Spiller, id: *const ObjectId) Error!void {
     _ = try self.writeBatch(&batch);
 }
 
-/// Spills an object (in `spilling`, this process its actor) that was restored earlier and
-/// still has its copy in a spill file: only its memory is freed. Returns the bytes freed.
+/// Spills an object (in `spilling`, this process its actor) whose bytes are kept elsewhere: a
+/// spill file (it was restored earlier) or another node (a secondary copy). Only its memory is
+/// freed. Returns the bytes freed.
 fn evictClean(self: *Spiller, slot_index: u32) u64 {
     const extra = &self.segment().index.extras[slot_index];
-    assert(extra.spill_file != 0);
+    assert(self.isClean(slot_index));
     assert(extra.extent_size_bytes > 0);
     self.store.lock();
     const freed_bytes = self.segment().freeExtentLocked(extra);
@@ -390,6 +412,11 @@ fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
         switch (found.state.tag) {
             .sealed => return,
             .spilled => {
+                if (self.segment().index.extras[found.slot_index].spill_file == 0) {
+                    // Not a file's: its copy here was evicted (copy_elsewhere).
+                    status.setDetail("this node's copy was evicted from memory; the object is on another node", .{});
+                    return error.SpillMissing;
+                }
                 const slot = &self.segment().index.slots[found.slot_index];
                 if (slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.restoring).toWord(), .seq_cst, .monotonic) == null) {
                     slot.actor.store(self.segment().actorId(), .release);
@@ -404,6 +431,48 @@ fn restoreFrom(self: *Spiller, id: *const ObjectId, source: Source) Error!void {
         }
     }
     return error.Timeout;
+}
+
+/// Claims an evicted secondary copy (spilled without a file: its bytes are on another node)
+/// for a pull to write its bytes back into: spilled → restoring, with a new extent; returns
+/// where the bytes go. error.Exists if the object is here in any other way (in memory, spilled
+/// to a file, or being restored by another process); end with `endPulledCopy`.
+pub fn claimEvictedCopy(self: *Spiller, id: *const ObjectId, size_bytes: u64) Error![]u8 {
+    const found = self.store.find(id) orelse return error.Absent;
+    const slot_index = found.slot_index;
+    const extra = &self.segment().index.extras[slot_index];
+    if (found.state.tag != .spilled or extra.spill_file != 0 or extra.copy_elsewhere == 0) return error.Exists;
+    if (extra.data_size_bytes != size_bytes) {
+        status.setDetail("the source sends {d} bytes for an object of {d} bytes", .{ size_bytes, extra.data_size_bytes });
+        return error.Corrupt;
+    }
+    const slot = &self.segment().index.slots[slot_index];
+    if (slot.state.cmpxchgStrong(found.state.toWord(), found.state.with(.restoring).toWord(), .seq_cst, .monotonic) != null) return error.Exists;
+    slot.actor.store(self.segment().actorId(), .release);
+    if (!self.allocExtent(extra)) {
+        self.endRestore(slot_index, .spilled);
+        status.setDetail("no room to bring back an object of {d} bytes: {d} of {d} bytes in use", .{ size_bytes, self.segment().header.used_bytes.load(.monotonic), self.segment().header.capacity_bytes });
+        return error.StoreFull;
+    }
+    return (self.segment().base + self.segment().header.data_offset + extra.extent_offset_bytes)[0..@intCast(size_bytes)];
+}
+
+/// Ends a pull into a copy claimed by `claimEvictedCopy`: in memory again once every byte
+/// arrived and was checked (`complete`), else evicted as before.
+pub fn endPulledCopy(self: *Spiller, id: *const ObjectId, complete: bool) void {
+    const found = self.store.find(id).?; // restoring: nobody deletes it under us
+    const extra = &self.segment().index.extras[found.slot_index];
+    self.assertActing(found.slot_index, .restoring);
+    assert(extra.copy_elsewhere != 0 and extra.spill_file == 0);
+    if (complete) {
+        _ = self.segment().header.restored_bytes.fetchAdd(extra.data_size_bytes, .monotonic);
+        _ = self.segment().header.restored_objects.fetchAdd(1, .monotonic);
+        return self.endRestore(found.slot_index, .sealed);
+    }
+    self.store.lock();
+    _ = self.segment().freeExtentLocked(extra);
+    self.store.unlock();
+    self.endRestore(found.slot_index, .spilled);
 }
 
 fn restoreClaimed(self: *Spiller, slot_index: u32, source: Source) Error!void {

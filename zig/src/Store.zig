@@ -256,6 +256,13 @@ fn ownWriting(self: *Store, id: *const ObjectId) Error!Index.Found {
     return found;
 }
 
+/// Marks an object this process is writing as a secondary copy of one held by another node
+/// (a pull's): memory pressure evicts it first, and only its memory (Spiller.zig).
+pub fn markCopyElsewhere(self: *Store, id: *const ObjectId) Error!void {
+    const found = try self.ownWriting(id);
+    self.segment.index.extras[found.slot_index].copy_elsewhere = 1;
+}
+
 pub fn seal(self: *Store, id: *const ObjectId) Error!void {
     const found = try self.ownWriting(id);
     assert(found.state.tag == .writing);

@@ -92,7 +92,10 @@ pub const SlotExtra = extern struct {
     spill_file: u32,
     child_count: u32,
     lru_tick: Atomic(u32),
-    reserved: [20]u8,
+    /// 1: a secondary copy, pulled from another node that holds the object. Memory pressure
+    /// evicts it before any primary, with nothing written: its bytes come back by a pull.
+    copy_elsewhere: u8,
+    reserved: [19]u8,
 };
 
 pub const ClientState = enum(u8) { free = 0, alive = 1, registering = 2, reclaiming = 3 };
@@ -257,11 +260,11 @@ comptime {
 pub const layout_hash: u32 = blk: {
     // The two words' fields too: a library whose client entries or lock carry no incarnation
     // (or whose client word names no pid) must not share a store with one whose do.
-    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
+    const shape = std.fmt.comptimePrint("{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}/{d}", .{
         @sizeOf(Slot),                 @sizeOf(SlotExtra), @sizeOf(Client),
         @sizeOf(Header),               @offsetOf(Header, "spill_dir"), client_count_max,
         @offsetOf(Header, "index"),    @bitOffsetOf(ClientWord, "incarnation"), @bitOffsetOf(LockWord, "incarnation"),
-        @bitOffsetOf(ClientWord, "pid"),
+        @bitOffsetOf(ClientWord, "pid"),     @offsetOf(SlotExtra, "copy_elsewhere"),
     });
     break :blk @truncate(std.hash.Wyhash.hash(0, shape));
 };

@@ -703,6 +703,8 @@ const Pull = struct {
     wait_ms: u32,
     done: std.atomic.Value(bool) = .init(false),
     outcome: Puller.Error!u64 = 0,
+    /// The object's size, once a source told it (0 before).
+    size_bytes: u64 = 0,
     thread: std.Thread = undefined,
 
     fn run(pull: *Pull) void {
@@ -711,6 +713,7 @@ const Pull = struct {
             .token = pull.token[0..pull.token_size_bytes],
             .connection_count = pull.connection_count,
             .wait_ms = pull.wait_ms,
+            .size_out = &pull.size_bytes,
         }, pull.endpoint.sink());
         pull.done.store(true, .release);
     }
@@ -777,9 +780,11 @@ export fn objstore_pull_finish(p: ?*anyopaque, out: [*]f64) i32 {
     const pull: *Pull = @ptrCast(@alignCast(p.?));
     pull.thread.join();
     const outcome = pull.outcome;
+    // Also on failure: a full store's caller makes this much room and pulls again.
+    out[1] = @floatFromInt(pull.size_bytes);
     std.heap.page_allocator.destroy(pull);
     const size_bytes = outcome catch |err| return fail(pullError(err));
-    out[1] = @floatFromInt(size_bytes);
+    assert(out[1] == @as(f64, @floatFromInt(size_bytes)));
     return succeed();
 }
 

@@ -45,6 +45,9 @@ pub const Options = struct {
     io_timeout_ms: u32 = 10_000,
     /// How long the source may wait for the object to be sealed before answering.
     wait_ms: u32 = 0,
+    /// Where the object's size goes once a source told it (also when the pull then fails: a
+    /// full store's caller makes that much room and pulls again).
+    size_out: ?*u64 = null,
 };
 
 pub const Error = auth.Error || CreateError || error{
@@ -69,6 +72,7 @@ pub fn pull(id: *const wire.ObjectId, options: Options, sink: Sink) Error!u64 {
 
     const first, const size_bytes = try openHolder(id, options);
     defer socket.close(first.fd);
+    if (options.size_out) |out| out.* = size_bytes;
     const dest = try sink.createFn(sink.context, id, size_bytes);
     assert(dest.len == size_bytes);
     pullParts(id, options, dest, first) catch |err| {

@@ -85,6 +85,7 @@ fn openForSending(context: *anyopaque, id: *const wire.ObjectId, wait_ms: u32) S
                 continue;
             },
             error.Spilled => {
+                if (endpoint.evictedHere(id)) return error.Absent; // the puller asks another node
                 endpoint.restore(id) catch |restore_err| return switch (restore_err) {
                     error.Absent => error.Absent,
                     error.SpillMissing, error.Corrupt, error.SpillDisabled => error.Lost,
@@ -114,6 +115,15 @@ fn pin(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !Store.Region {
     return endpoint.store.get(id);
 }
 
+/// True if this node's copy of `id` is a secondary one that memory pressure evicted.
+fn evictedHere(endpoint: *StoreEndpoint, id: *const wire.ObjectId) bool {
+    endpoint.lock.acquire();
+    defer endpoint.lock.release();
+    const found = endpoint.store.find(id) orelse return false;
+    const extra = &endpoint.store.segment.index.extras[found.slot_index];
+    return found.state.tag == .spilled and extra.spill_file == 0 and extra.copy_elsewhere != 0;
+}
+
 fn restore(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !void {
     endpoint.lock.acquire();
     defer endpoint.lock.release();
@@ -122,23 +132,43 @@ fn restore(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !void {
 
 // ---------------------------------------------------------------- sink
 
+/// A new object marked as a secondary copy, or this node's evicted copy of it claimed to be
+/// filled again; either way held by the endpoint until `handOver`.
 fn createForPull(context: *anyopaque, id: *const wire.ObjectId, size_bytes: u64) Puller.CreateError![]u8 {
     const endpoint = fromContext(context);
     endpoint.lock.acquire();
     defer endpoint.lock.release();
     const region = endpoint.createMakingRoom(id, size_bytes) catch |err| return switch (err) {
-        error.Exists => error.Exists,
+        error.Exists => endpoint.claimEvictedMakingRoom(id, size_bytes),
         else => error.StoreFull,
     };
     assert(region.size_bytes == size_bytes);
+    endpoint.store.markCopyElsewhere(id) catch unreachable; // created just now, by us
     return (endpoint.store.base + region.offset_bytes)[0..@intCast(size_bytes)];
 }
 
-/// Creates the object; when the store is full, spills (if it can) and tries once more.
+fn claimEvictedMakingRoom(endpoint: *StoreEndpoint, id: *const wire.ObjectId, size_bytes: u64) Puller.CreateError![]u8 {
+    endpoint.store.addRef(id) catch return error.Exists; // spilled and sealed take refs; gone: a new pull
+    errdefer endpoint.store.dropRef(id) catch unreachable;
+    return endpoint.spiller.claimEvictedCopy(id, size_bytes) catch |err| switch (err) {
+        error.StoreFull => {
+            _ = endpoint.spiller.evictCopies(size_bytes) catch return error.StoreFull;
+            return endpoint.spiller.claimEvictedCopy(id, size_bytes) catch |again| switch (again) {
+                error.StoreFull => error.StoreFull,
+                else => error.Exists,
+            };
+        },
+        else => error.Exists,
+    };
+}
+
+/// Creates the object; when the store is full, evicts secondary copies and tries once more.
+/// Still full: the caller makes room (drops the pins of views it no longer reads, spills).
 fn createMakingRoom(endpoint: *StoreEndpoint, id: *const wire.ObjectId, size_bytes: u64) !Store.Region {
     return endpoint.store.create(id, size_bytes, &.{}) catch |err| {
         if (err != error.StoreFull) return err;
-        _ = try endpoint.spiller.spillLru(size_bytes); // SpillDisabled when the store has no spill folder
+        const evicted = try endpoint.spiller.evictCopies(size_bytes);
+        if (evicted.bytes == 0) return err;
         return endpoint.store.create(id, size_bytes, &.{});
     };
 }
@@ -147,6 +177,7 @@ fn sealPulled(context: *anyopaque, id: *const wire.ObjectId) void {
     const endpoint = fromContext(context);
     endpoint.lock.acquire();
     defer endpoint.lock.release();
+    if (endpoint.isRestoring(id)) return endpoint.spiller.endPulledCopy(id, true);
     endpoint.store.seal(id) catch unreachable; // created by createForPull, written by this pull only.
 }
 
@@ -154,7 +185,18 @@ fn abortPulled(context: *anyopaque, id: *const wire.ObjectId) void {
     const endpoint = fromContext(context);
     endpoint.lock.acquire();
     defer endpoint.lock.release();
+    if (endpoint.isRestoring(id)) {
+        endpoint.spiller.endPulledCopy(id, false);
+        return endpoint.store.dropRef(id) catch unreachable; // taken by claimEvictedMakingRoom
+    }
     endpoint.store.abort(id) catch unreachable; // likewise
+}
+
+/// True if the pull of `id` fills an evicted copy (createForPull claimed it) rather than a new
+/// object: only this endpoint moves it out of `restoring`.
+fn isRestoring(endpoint: *StoreEndpoint, id: *const wire.ObjectId) bool {
+    const found = endpoint.store.find(id).?; // held by the pull
+    return found.state.tag == .restoring;
 }
 
 /// A lock between this process's transfer threads (the store's own lock is between processes).
@@ -293,4 +335,43 @@ test "an object spilled on the sending node is restored and sent byte-exact" {
     try testing.expectEqual(Store.ObjectState.spilled, nodes.a.contains(&id));
     try testing.expectEqual(@as(u64, 3 << 20), try nodes.pull(&id));
     try expectSameBytes(nodes.a, nodes.b, &id);
+}
+
+test "a pulled copy is evicted before this node's own objects, writing nothing, and a pull fills it again" {
+    var dir_buffer: [64]u8 = undefined;
+    const dir = try std.mem.printSentinel(&dir_buffer, "/tmp/objstore-endpoint-evict-{d}", .{sys.getpid()}, 0);
+    defer _ = std.os.linux.rmdir(dir);
+    var nodes: TwoNodes = .{ .a = undefined, .b = undefined, .sender = undefined, .receiver = undefined, .server = undefined };
+    try nodes.start(16 << 20);
+    defer nodes.stop();
+    var spiller = Spiller.init(nodes.b);
+    defer spiller.deinit();
+    try spiller.configure(dir);
+    // B's own object is older than the copy: by recency alone it would go first.
+    const own = testId(1);
+    try putSeeded(nodes.b, &own, 3 << 20, 5);
+    const copy = testId(2);
+    try putSeeded(nodes.a, &copy, 3 << 20, 6);
+    try testing.expectEqual(@as(u64, 3 << 20), try nodes.pull(&copy));
+    try nodes.b.addRef(&copy); // the node process's reference, as after a get
+    try nodes.receiver.handOver(&copy);
+    const outcome = try spiller.spillLru(1);
+    try testing.expectEqual(@as(u64, 1), outcome.objects);
+    try testing.expectEqual(Store.ObjectState.spilled, nodes.b.contains(&copy));
+    try testing.expectEqual(Store.ObjectState.sealed, nodes.b.contains(&own));
+    try testing.expectEqual(@as(u64, 3 << 20), nodes.b.segment.header.spilled_total_bytes.load(.monotonic));
+    // Nothing was written (no spill file was ever made): its bytes come back by a pull, and
+    // this node no longer serves it.
+    try testing.expectEqual(@as(u32, 1), nodes.b.segment.header.spill_file_next.load(.monotonic));
+    try testing.expectError(error.SpillMissing, spiller.restore(&copy));
+    try testing.expectError(error.Absent, openForSending(nodes.receiver, &copy, 0));
+    try testing.expectEqual(@as(u64, 3 << 20), try nodes.pull(&copy));
+    try nodes.receiver.handOver(&copy);
+    try testing.expectEqual(Store.ObjectState.sealed, nodes.b.contains(&copy));
+    try expectSameBytes(nodes.a, nodes.b, &copy);
+    // It goes with its last reference, as any object.
+    try nodes.b.dropRef(&copy);
+    try testing.expectEqual(Store.ObjectState.absent, nodes.b.contains(&copy));
+    try nodes.b.dropRef(&own);
+    try nodes.a.dropRef(&copy);
 }
