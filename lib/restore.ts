@@ -79,8 +79,8 @@ export async function bringIntoMemory(s: Session, ref: ObjectRef, status: number
 /**
  * An object not in this store, made on another node of the cluster: pulled from a node that
  * holds it (lib/cluster/cluster.ts). Anything else not sealed yet is being written here: wait.
- * A pull that finds no room (the native side spilled what it could) waits for room as a
- * restore does: views the program dropped hold pins only the collector finds.
+ * A pull that finds no room (the native side evicted what copies it could) makes room as a
+ * restore does: views the program dropped hold pins only the collector finds, then spilling.
  */
 async function fetchFromCluster(s: Session, ref: ObjectRef, roomDeadlineMs: number, getDeadlineMs: number): Promise<NextStep> {
   const cluster = s.cluster;

@@ -298,7 +298,8 @@ fn undoTransitionLocked(segment: *Segment, slot_index: u32) void {
     const extra = &segment.index.extras[slot_index];
     const s = State.of(slot.state.load(.acquire));
     switch (s.tag) {
-        .reserved, .writing, .deleting => {
+        .reserved => unreachable, // reclaimLocked retired every reserved slot first
+        .writing, .deleting => {
             // Children of an unfinished object may keep one nested count too many: a leak
             // that the orphan sweep cannot see, chosen over freeing a child too early.
             extra.extent_size_bytes = 0;

@@ -17,6 +17,7 @@ const layout = @import("layout.zig");
 const status = @import("status.zig");
 const sys = @import("sys.zig");
 const spill_io = @import("spill_io.zig");
+const Index = @import("Index.zig");
 const Store = @import("Store.zig");
 const Segment = @import("Segment.zig");
 const SpillFiles = @import("SpillFiles.zig");
@@ -441,7 +442,7 @@ pub fn claimEvictedCopy(self: *Spiller, id: *const ObjectId, size_bytes: u64) Er
     const found = self.store.find(id) orelse return error.Absent;
     const slot_index = found.slot_index;
     const extra = &self.segment().index.extras[slot_index];
-    if (found.state.tag != .spilled or extra.spill_file != 0 or extra.copy_elsewhere == 0) return error.Exists;
+    if (!self.isEvicted(found)) return error.Exists;
     if (extra.data_size_bytes != size_bytes) {
         status.setDetail("the source sends {d} bytes for an object of {d} bytes", .{ size_bytes, extra.data_size_bytes });
         return error.Corrupt;
@@ -455,6 +456,18 @@ pub fn claimEvictedCopy(self: *Spiller, id: *const ObjectId, size_bytes: u64) Er
         return error.StoreFull;
     }
     return (self.segment().base + self.segment().header.data_offset + extra.extent_offset_bytes)[0..@intCast(size_bytes)];
+}
+
+/// True if this node's copy of `id` is a secondary one that memory pressure evicted.
+pub fn isEvictedCopy(self: *Spiller, id: *const ObjectId) bool {
+    const found = self.store.find(id) orelse return false;
+    return self.isEvicted(found);
+}
+
+/// An evicted copy: spilled without a spill file, its bytes on another node.
+fn isEvicted(self: *Spiller, found: Index.Found) bool {
+    const extra = &self.segment().index.extras[found.slot_index];
+    return found.state.tag == .spilled and extra.spill_file == 0 and extra.copy_elsewhere != 0;
 }
 
 /// Ends a pull into a copy claimed by `claimEvictedCopy`: in memory again once every byte

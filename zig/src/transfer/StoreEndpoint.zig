@@ -119,9 +119,7 @@ fn pin(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !Store.Region {
 fn evictedHere(endpoint: *StoreEndpoint, id: *const wire.ObjectId) bool {
     endpoint.lock.acquire();
     defer endpoint.lock.release();
-    const found = endpoint.store.find(id) orelse return false;
-    const extra = &endpoint.store.segment.index.extras[found.slot_index];
-    return found.state.tag == .spilled and extra.spill_file == 0 and extra.copy_elsewhere != 0;
+    return endpoint.spiller.isEvictedCopy(id);
 }
 
 fn restore(endpoint: *StoreEndpoint, id: *const wire.ObjectId) !void {
