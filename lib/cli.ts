@@ -31,9 +31,13 @@ commands:
                                    worker channels its killed drivers left
   start --address URL [--token T] [--node-ip IP] [--port N] [--object-store-memory BYTES]
         [--num-workers N] [--resources JSON] [--heartbeat-ms MS] [--store NAME]
+        [--transport tcp|quic]
                                    start a node of the cluster whose directory (Redis) is at URL
                                    (redis://[:PASSWORD@]HOST:PORT); it runs until stopped. The
-                                   token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret
+                                   token (or OBJSTORE_CLUSTER_TOKEN) is the cluster's secret.
+                                   quic: also serve transfers over QUIC (UDP, same port number
+                                   as --port if given), which its processes use to pull from
+                                   other QUIC nodes; Deno with --unstable-net only
   stop [--store NAME]              stop the nodes of this machine (or the one of store NAME)
   dashboard [--store NAME | --address URL] [--port N] [--host ADDRESS] [--token T]
                                    serve a live web page of a store (or a cluster): memory,
@@ -58,7 +62,7 @@ interface Invocation {
   values: Record<string, string>;
 }
 
-const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--resources", "--heartbeat-ms", "--store"];
+const NODE_OPTIONS = ["--address", "--token", "--node-ip", "--port", "--object-store-memory", "--num-workers", "--resources", "--heartbeat-ms", "--store", "--transport"];
 
 /** Options each command takes, and whether it takes a store name operand. */
 const COMMANDS = {
@@ -315,6 +319,12 @@ function heartbeatOption(text: string | undefined): number | undefined {
   return value;
 }
 
+/** `--transport tcp|quic`: whether a node also serves and pulls over QUIC. */
+function transportOption(text: string | undefined): "tcp" | "quic" | undefined {
+  if (text === undefined || text === "tcp" || text === "quic") return text;
+  throw new UsageError(`--transport must be tcp or quic, got ${shown(text)}`);
+}
+
 /** `--resources '{"GPU": 2}'`: custom resources a node declares, checked. */
 function resourcesOption(text: string): Record<string, number> {
   let parsed: unknown;
@@ -355,9 +365,11 @@ async function startNode(invocation: Invocation, print: (line: string) => void):
     resources: values.resources === undefined ? undefined : resourcesOption(values.resources),
     heartbeatMs: heartbeatOption(values.heartbeatMs),
     storeName: invocation.store,
+    transport: transportOption(values.transport),
   });
   const f = node.file;
-  print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}, directory ${f.address}`);
+  const quic = f.quicPort === undefined ? "" : ` and QUIC (udp ${f.quicPort})`;
+  print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}${quic}, directory ${f.address}`);
   await leaving;
   await node.stop();
   print(`node ${f.nodeId} stopped`);

@@ -22,6 +22,8 @@ import { localScheduler } from "./tasks/remote.ts";
 import { ObjstoreError } from "./errors.ts";
 import { localNodes, type NodeFile, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
 import { processRuns } from "./processes.ts";
+import { QuicGateway } from "./cluster/quic/gateway.ts";
+import { QUIC_UNAVAILABLE } from "./ffi/quic.ts";
 
 /** What `objstore start` takes. */
 export interface NodeOptions {
@@ -41,6 +43,9 @@ export interface NodeOptions {
   /** How often the node says it is alive (default 1000 ms); it is dead after three beats
    * missed, which is how soon the others see it dead (`objstore start --heartbeat-ms`). */
   heartbeatMs?: number;
+  /** "quic": also serve transfers over QUIC, and pull over it from nodes that serve it
+   * (Deno with `--unstable-net` only). Default "tcp", which every node serves. */
+  transport?: "tcp" | "quic";
 }
 
 const DEFAULT_HEARTBEAT_MS = 1000;
@@ -51,17 +56,19 @@ export class ClusterNode {
   readonly #directory: Directory;
   readonly #endpoint: TransferEndpoint;
   readonly #server: TransferServer;
+  readonly #gateway: QuicGateway | undefined;
   readonly #beat: ReturnType<typeof setInterval>;
   /** Keeps this node's objects for the holders on other nodes (lib/cluster/holds.ts). */
   readonly #keeper: HoldKeeper;
   readonly #executor: NodeExecutor;
   #stopping: Promise<void> | undefined;
 
-  private constructor(file: NodeFile, directory: Directory, endpoint: TransferEndpoint, server: TransferServer, heartbeatMs: number) {
+  private constructor(file: NodeFile, directory: Directory, endpoint: TransferEndpoint, server: TransferServer, gateway: QuicGateway | undefined, heartbeatMs: number) {
     this.file = file;
     this.#directory = directory;
     this.#endpoint = endpoint;
     this.#server = server;
+    this.#gateway = gateway;
     this.#keeper = new HoldKeeper(directory, session().store, file.nodeNumber);
     const executor = new NodeExecutor(localScheduler(), this.#keeper, directory, file.token, file.nodeNumber);
     this.#executor = executor;
@@ -79,21 +86,29 @@ export class ClusterNode {
     if (existsSync(`/dev/shm/objstore-${storeName}`)) {
       throw new ObjstoreError(`store '${storeName}' exists already: another node (or program) uses it; give this node its own with --store NAME`);
     }
+    const quic = options.transport === "quic" ? (await loadLibrary()).shim.quic : undefined;
+    if (options.transport === "quic" && quic === undefined) throw new ObjstoreError(`--transport quic: ${QUIC_UNAVAILABLE}`);
     // The directory first: a wrong address fails before anything is made.
     const directory = await Directory.connect(options.address);
     let endpoint: TransferEndpoint | undefined;
+    let gateway: QuicGateway | undefined;
     try {
       const { nodeId } = await init({ storeName, objectStoreMemory: options.objectStoreMemory, numWorkers: options.numWorkers });
       const numWorkers = session().options.numWorkers;
       endpoint = TransferEndpoint.open(await loadLibrary(), storeName);
       const host = options.nodeIp ?? "127.0.0.1";
       const server = endpoint.serve({ host, port: options.port ?? 0 }, options.token);
+      if (quic !== undefined) {
+        const reportHandshake = (error: unknown) => console.error(`objstore: a QUIC peer was dropped: ${error instanceof Error ? error.message : error}`);
+        gateway = QuicGateway.start(quic, host, options.port ?? 0, server.address, reportHandshake);
+      }
       const stats = memoryStats();
       const nodeNumber = await directory.registerNode({
         nodeId,
         host,
         port: 0,
         transferPort: server.address.port,
+        ...(gateway === undefined ? {} : { quic: gateway.address }),
         storeName,
         hostname: hostname(),
         pid: process.pid,
@@ -104,13 +119,15 @@ export class ClusterNode {
       }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: numWorkers, heartbeatMs: Date.now() }, 3 * heartbeatMs);
       const file: NodeFile = {
         storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
+        ...(gateway === undefined ? {} : { quicPort: gateway.address.port }),
       };
       // The node's own process is a process of the cluster too: its workers fetch other
       // nodes' objects, and the tasks it runs for them hold what they refer to.
       session().joinCluster(await ClusterClient.attach(await loadLibrary(), options.address, file, session().store), options.address);
       writeNodeFile(file);
-      return new ClusterNode(file, directory, endpoint, server, heartbeatMs);
+      return new ClusterNode(file, directory, endpoint, server, gateway, heartbeatMs);
     } catch (error) {
+      gateway?.stop();
       await endpoint?.close();
       await shutdown();
       await directory.close();
@@ -129,6 +146,7 @@ export class ClusterNode {
       restoredBytes: stats.restoredBytes,
       workers: session().options.numWorkers,
       running: this.#executor.running,
+      ...(this.#gateway === undefined ? {} : { quicStreams: this.#gateway.streamsServed }),
       heartbeatMs: Date.now(),
     }, 3 * heartbeatMs);
   }
@@ -142,6 +160,7 @@ export class ClusterNode {
         await this.#keeper.stop();
         await this.#directory.deregisterNode(this.file.nodeNumber);
       } finally {
+        this.#gateway?.stop();
         this.#server.stop();
         await this.#endpoint.close();
         await shutdown();

@@ -17,7 +17,8 @@ export function command(runtime: Runtime, script: string): [string, string[]] {
     case "node":
       return [bin("node"), ["--expose-gc", script]];
     case "deno":
-      return [bin("deno"), ["run", "-A", "--v8-flags=--expose-gc", script]];
+      // --unstable-net: QUIC (tests/cluster_quic.test.ts); nothing else changes with it.
+      return [bin("deno"), ["run", "-A", "--unstable-net", "--v8-flags=--expose-gc", script]];
     case "bun":
       return [bin("bun"), [script]];
   }

@@ -18,6 +18,9 @@ import { Directory, type NodeStatus, redactedUrl } from "./directory.ts";
 import { localNodes, type NodeFile } from "./node_files.ts";
 import { nodeNumberOf, ownerOf } from "./node_number.ts";
 import { NoRoomForPullError, type PullOutcome, type TransferAddress, TransferEndpoint } from "./transfer.ts";
+import type { QuicAddress } from "./quic/gateway.ts";
+import { QuicRelays } from "./quic/relays.ts";
+import { QUIC_UNAVAILABLE } from "../ffi/quic.ts";
 
 /** How long a cached view of the cluster's nodes is trusted before a miss reloads it. */
 const NODES_TTL_MS = 1000;
@@ -43,6 +46,17 @@ export function findLocalNode(address: string, wanted: string | undefined): Node
   throw new ObjstoreError(`init: no node '${wanted}' of the cluster at ${where} runs on this machine; its nodes here: ${names}`);
 }
 
+/**
+ * The QUIC relays of a process whose node serves QUIC, if its runtime has QUIC; without it the
+ * process pulls over TCP, which every node serves, and says so once.
+ */
+function quicRelays(library: Library, node: NodeFile): QuicRelays | undefined {
+  if (node.quicPort === undefined) return undefined;
+  if (library.shim.quic !== undefined) return new QuicRelays(library.shim.quic);
+  console.error(`objstore: node ${node.storeName} uses QUIC, but this process pulls over TCP: ${QUIC_UNAVAILABLE}`);
+  return undefined;
+}
+
 /** This process's link to its cluster. */
 export class ClusterClient {
   readonly node: NodeFile;
@@ -51,7 +65,10 @@ export class ClusterClient {
   readonly #address: string;
   #directory: Promise<Directory> | undefined;
   readonly #endpoint: TransferEndpoint;
-  #nodes = new Map<number, TransferAddress>();
+  /** Where each living node serves transfers: TCP, and QUIC if it does. */
+  #nodes = new Map<number, TransferAddress & { quic?: QuicAddress }>();
+  /** Set when this process pulls over QUIC (its node serves QUIC and its runtime has it). */
+  readonly #relays: QuicRelays | undefined;
   #nodeStatuses: NodeStatus[] = [];
   #nodesLoadedMs = 0;
   #nodesLoading: Promise<void> | undefined;
@@ -60,10 +77,11 @@ export class ClusterClient {
   /** Objects no node has yet whose owners live, by hex: when to look again. */
   readonly #notYetMade = new Map<string, number>();
 
-  private constructor(node: NodeFile, address: string, store: NativeStore, endpoint: TransferEndpoint) {
+  private constructor(node: NodeFile, address: string, store: NativeStore, endpoint: TransferEndpoint, relays: QuicRelays | undefined) {
     this.node = node;
     this.#address = address;
     this.#endpoint = endpoint;
+    this.#relays = relays;
     this.borrows = new Borrows(node.nodeNumber, process.pid, {
       holdCopy: (id) => store.addRef(id) === Status.ok,
       dropCopy: (id) => store.dropRef(id),
@@ -76,7 +94,7 @@ export class ClusterClient {
    * (`lazy`) on first need, since most never reach past their node.
    */
   static async attach(library: Library, address: string, node: NodeFile, store: NativeStore, lazy = false): Promise<ClusterClient> {
-    const client = new ClusterClient(node, address, store, TransferEndpoint.open(library, node.storeName));
+    const client = new ClusterClient(node, address, store, TransferEndpoint.open(library, node.storeName), quicRelays(library, node));
     if (lazy) return client;
     try {
       await client.#connected();
@@ -199,7 +217,8 @@ export class ClusterClient {
     // A node missing from the view reloads it (once a second at most); so does an old view
     // (a node that died or came back with another port).
     if ((wanted.some((n) => !this.#nodes.has(n)) && ageMs > NODES_TTL_MS) || ageMs > 10 * NODES_TTL_MS) await this.#loadNodes();
-    const sources = wanted.map((n) => this.#nodes.get(n)).filter((a): a is TransferAddress => a !== undefined);
+    const found = wanted.map((n) => this.#nodes.get(n)).filter((a) => a !== undefined);
+    const sources = await Promise.all(found.map((a) => (this.#relays !== undefined && a.quic !== undefined ? this.#relays.addressFor({ host: a.host, quic: a.quic }) : a)));
     const madeState = this.#nodes.has(made) ? "alive" : "not alive in the cluster";
     const described = `made on node ${made}, ${madeState}; copies listed on ${copies.length === 0 ? "no other node" : `nodes ${copies.join(", ")}`}`;
     if (sources.length === 0) throw new ObjectLostError(`${hex}: no node of the cluster holds it (${described})`);
@@ -209,7 +228,7 @@ export class ClusterClient {
   #loadNodes(): Promise<void> {
     this.#nodesLoading ??= (async () => {
       const nodes = await (await this.#connected()).nodes();
-      this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort }]));
+      this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort, quic: n.quic }]));
       this.#nodeStatuses = nodes;
       this.#nodesLoadedMs = Date.now();
     })().finally(() => (this.#nodesLoading = undefined));
@@ -246,6 +265,7 @@ export class ClusterClient {
     await Promise.allSettled([...this.#pulls.values()]);
     await this.borrows.close().catch(() => {});
     await this.#endpoint.close();
+    await this.#relays?.close();
     const directory = await this.#directory?.catch(() => undefined);
     await directory?.close();
   }

@@ -28,6 +28,7 @@
  */
 import { clearTimeout, setTimeout } from "node:timers";
 import { DirectoryUnavailableError, ObjstoreError } from "../errors.ts";
+import type { QuicAddress } from "./quic/gateway.ts";
 
 /**
  * Reserves bundles all or nothing (`Directory.reserveBundles`). KEYS: each bundle's node's
@@ -70,6 +71,8 @@ export interface NodeRecord {
   port: number;
   /** Its transfer port (object bytes). */
   transferPort: number;
+  /** Where it also serves transfers over QUIC (`objstore start --transport quic`). */
+  quic?: QuicAddress;
   storeName: string;
   hostname: string;
   pid: number;
@@ -91,6 +94,8 @@ export interface NodeLoad {
   workers: number;
   /** Tasks it runs for drivers on other nodes now. */
   running?: number;
+  /** Streams other nodes' processes opened to its QUIC gateway so far. */
+  quicStreams?: number;
   heartbeatMs: number;
 }
 

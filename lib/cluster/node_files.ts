@@ -19,6 +19,9 @@ export interface NodeFile {
   address: string;
   host: string;
   transferPort: number;
+  /** Set when the node serves QUIC too (`--transport quic`): its processes then pull over QUIC
+   * from nodes that serve it, if their runtime has QUIC. */
+  quicPort?: number;
   /** The cluster token, for the processes of this machine that attach to the node. */
   token: string;
 }

@@ -45,4 +45,5 @@ export const shim: RuntimeShim = {
   releaseKeptObjects() {
     // JavaScriptCore does not keep WeakRef targets alive to the end of the job.
   },
+  quic: undefined,
 };

@@ -1,6 +1,7 @@
 /** The Deno shim: `Deno.dlopen`. */
 import type { NativePointer, NativeSymbols, NativeType, RuntimeShim } from "./symbols.ts";
 import { symbols } from "./symbols.ts";
+import { denoQuic } from "./deno_quic.ts";
 import { collectV8Garbage, releaseV8KeptObjects } from "./v8_gc.ts";
 import { ReservedViews, reserveBytesFor, V8_WINDOW_BUDGET_BYTES, V8_WINDOW_BYTES } from "./v8_views.ts";
 
@@ -38,7 +39,9 @@ export const shim: RuntimeShim = {
     Deno.unrefTimer(timer as unknown as number);
   },
   scriptCommand(script) {
-    return { command: Deno.execPath(), args: ["run", "-A", "--v8-flags=--expose-gc", script] };
+    // Workers get QUIC when their node has it: they pull over it too.
+    const quic = denoQuic() === undefined ? [] : ["--unstable-net"];
+    return { command: Deno.execPath(), args: ["run", "-A", ...quic, "--v8-flags=--expose-gc", script] };
   },
   collectGarbage() {
     collectV8Garbage();
@@ -46,4 +49,5 @@ export const shim: RuntimeShim = {
   releaseKeptObjects() {
     releaseV8KeptObjects();
   },
+  quic: denoQuic(),
 };

@@ -49,6 +49,7 @@ export const shim: RuntimeShim = {
   releaseKeptObjects() {
     releaseV8KeptObjects();
   },
+  quic: undefined,
 };
 
 /**

@@ -5,6 +5,7 @@
  * - `buffer`: a typed array whose bytes the call reads or writes during the call only
  * Sizes are doubles and everything else 32-bit, which keeps each call on the FFIs' fast paths.
  */
+import type { Quic } from "./quic.ts";
 
 export type NativeType = "pointer" | "buffer" | "u32" | "i32" | "f64";
 
@@ -140,4 +141,6 @@ export interface RuntimeShim {
   /** Lets the collector take the targets of WeakRefs made or read in the current job, which
    * the engine would otherwise keep alive until the job ends (V8 does; JavaScriptCore not). */
   releaseKeptObjects(): void;
+  /** QUIC, where the runtime has it (Deno with `--unstable-net`), for the cluster's transfers. */
+  readonly quic: Quic | undefined;
 }

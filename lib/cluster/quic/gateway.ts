@@ -1,0 +1,68 @@
+/**
+ * A node's QUIC entrance (`objstore start --transport quic`): each QUIC stream another node's
+ * process opens is joined to a TCP connection to this node's own transfer server, which then
+ * speaks with it exactly as with a puller over TCP: the token's challenge, then the chunks, each
+ * checked by CRC32C. The bytes cross JavaScript here (one copy each way), which is what QUIC
+ * costs against the native TCP path.
+ */
+import { connect } from "node:net";
+import type { Quic, QuicServer, QuicStream } from "../../ffi/quic.ts";
+import type { TransferAddress } from "../transfer.ts";
+import { makeNodeCertificate } from "./certificate.ts";
+import { joinSocketAndStream } from "./pipe.ts";
+
+/** The protocol name both ends ask for in the QUIC handshake (ALPN). */
+export const QUIC_ALPN = "objstore-transfer/1";
+
+/**
+ * How long a QUIC connection may stay silent (keep-alives included) before it is taken for
+ * dead: UDP has no reset, so a pull from a node that died fails over after this long.
+ */
+export const QUIC_IDLE_TIMEOUT_MS = 3000;
+
+/** How other nodes reach a node over QUIC: published with its record in the directory. */
+export interface QuicAddress {
+  /** The UDP port, on the node's host. */
+  readonly port: number;
+  /** The certificate the node presents (PEM); pullers trust it for that node alone. */
+  readonly certificatePem: string;
+}
+
+export class QuicGateway {
+  readonly address: QuicAddress;
+  readonly #server: QuicServer;
+  #streamsServed = 0;
+
+  private constructor(address: QuicAddress, server: QuicServer) {
+    this.address = address;
+    this.#server = server;
+  }
+
+  /**
+   * Listens on UDP `host`:`port` (0: any free port) and joins each stream to the transfer
+   * server at `transferServer`. Handshakes that fail are the peer's problem, reported to
+   * `onError`.
+   */
+  static start(quic: Quic, host: string, port: number, transferServer: TransferAddress, onError: (error: unknown) => void): QuicGateway {
+    const { certificatePem, keyPem } = makeNodeCertificate();
+    let gateway: QuicGateway | undefined;
+    const onStream = (stream: QuicStream) => {
+      if (gateway !== undefined) gateway.#streamsServed++;
+      const socket = connect({ host: transferServer.host, port: transferServer.port, noDelay: true });
+      void joinSocketAndStream(socket, stream);
+    };
+    const server = quic.listen({ host, port, certificatePem, keyPem, alpn: QUIC_ALPN, idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS }, onStream, onError);
+    gateway = new QuicGateway({ port: server.port, certificatePem }, server);
+    return gateway;
+  }
+
+  /** The streams opened to it so far (one per connection of a pull). */
+  get streamsServed(): number {
+    return this.#streamsServed;
+  }
+
+  /** Stops listening and drops every connection. */
+  stop(): void {
+    this.#server.close();
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The puller's side of QUIC: the native pull (zig/src/transfer/Puller.zig) speaks TCP only, so
+ * each source reached over QUIC gets a relay on this process's loopback. The pull connects to
+ * the relay as to a node; the relay opens a stream of its QUIC connection to that node's
+ * gateway (lib/cluster/quic/gateway.ts) and joins the two.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import type { Quic, QuicConnection } from "../../ffi/quic.ts";
+import type { TransferAddress } from "../transfer.ts";
+import { CERTIFICATE_SERVER_NAME } from "./certificate.ts";
+import { QUIC_ALPN, QUIC_IDLE_TIMEOUT_MS, type QuicAddress } from "./gateway.ts";
+import { joinSocketAndStream } from "./pipe.ts";
+
+/** A source node as a relay needs it: where it is, and how it is reached over QUIC. */
+export interface QuicSource {
+  readonly host: string;
+  readonly quic: QuicAddress;
+}
+
+interface Relay {
+  readonly server: Server;
+  readonly address: Promise<TransferAddress>;
+  connection: Promise<QuicConnection> | undefined;
+}
+
+export class QuicRelays {
+  readonly #quic: Quic;
+  readonly #relays = new Map<string, Relay>();
+  #closed = false;
+
+  constructor(quic: Quic) {
+    this.#quic = quic;
+  }
+
+  /** The loopback address that reaches `source` over QUIC (a relay made on first use). */
+  addressFor(source: QuicSource): Promise<TransferAddress> {
+    const key = `${source.host}:${source.quic.port}:${source.quic.certificatePem}`;
+    let relay = this.#relays.get(key);
+    if (relay === undefined) {
+      relay = this.#open(source);
+      this.#relays.set(key, relay);
+    }
+    return relay.address;
+  }
+
+  #open(source: QuicSource): Relay {
+    const server = createServer({ noDelay: true });
+    const relay: Relay = {
+      server,
+      connection: undefined,
+      address: new Promise((resolve, reject) => {
+        server.once("error", reject);
+        server.listen({ host: "127.0.0.1", port: 0 }, () => resolve({ host: "127.0.0.1", port: (server.address() as { port: number }).port }));
+      }),
+    };
+    // A relay waiting for pulls does not keep the program running.
+    server.unref();
+    server.on("connection", (socket: Socket) => void this.#forward(relay, source, socket));
+    return relay;
+  }
+
+  async #forward(relay: Relay, source: QuicSource, socket: Socket): Promise<void> {
+    socket.pause(); // until the stream is open: nothing read is lost
+    try {
+      const stream = await (await this.#connection(relay, source)).openStream();
+      await joinSocketAndStream(socket, stream);
+    } catch {
+      // The node is gone or refused the handshake: the pull sees its connection closed and
+      // moves to its next source.
+      relay.connection = undefined;
+      socket.destroy();
+    }
+  }
+
+  /** The relay's connection to its node, made on first use and again after it ends. */
+  #connection(relay: Relay, source: QuicSource): Promise<QuicConnection> {
+    if (this.#closed) return Promise.reject(new Error("relays closed"));
+    if (relay.connection === undefined) {
+      const connecting = this.#quic.connect({
+        host: source.host, port: source.quic.port, certificatePem: source.quic.certificatePem, serverName: CERTIFICATE_SERVER_NAME, alpn: QUIC_ALPN,
+        idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS,
+      });
+      relay.connection = connecting;
+      void connecting.then((connection) => connection.closed, () => {}).finally(() => {
+        if (relay.connection === connecting) relay.connection = undefined;
+      });
+    }
+    return relay.connection;
+  }
+
+  /** Closes every relay and connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const relay of this.#relays.values()) {
+      relay.server.close();
+      void relay.connection?.then((connection) => connection.close(), () => {});
+    }
+    this.#relays.clear();
+  }
+}
