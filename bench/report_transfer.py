@@ -9,6 +9,7 @@ Figures: the median over rounds (and runs), with the range of every round in par
 """
 
 import glob
+import re
 import json
 import os
 import platform
@@ -64,10 +65,12 @@ def main():
         lines.append(f"Ray {ray['ray_version']}: bench/ray_transfer.py, ray.cluster_utils.Cluster on 127.0.0.1; anchor before it: "
                      f"{cell(merged([ray_anchor['gb_per_s']]))} GB/s, so Ray's pull is "
                      f"{ray['pull']['gb_per_s']['median'] / ray_anchor['gb_per_s']['median']:.2f} of its anchor.")
-    for runtime in ("node", "deno", "bun"):
-        mine = [runs[k] for k in sorted(runs) if k.startswith(f"{runtime}-") and "error" not in runs[k]]
-        anchors = [runs[k]["gb_per_s"] for k in sorted(runs) if k.startswith(f"anchor-{runtime}-") and "error" not in runs[k]]
-        failed = [k for k in runs if k.startswith(f"{runtime}-") and "error" in runs[k]]
+    for runtime in ("node", "deno", "bun", "deno-quic"):
+        def of(prefix):  # "deno-1" is Deno's first run; "deno-quic-1" is not
+            return [k for k in sorted(runs) if re.fullmatch(f"{prefix}{runtime}-\\d+", k)]
+        mine = [runs[k] for k in of("") if "error" not in runs[k]]
+        anchors = [runs[k]["gb_per_s"] for k in of("anchor-") if "error" not in runs[k]]
+        failed = [k for k in of("") if "error" in runs[k]]
         if not mine:
             if failed:
                 lines += ["", f"#### {runtime}: failed"]
@@ -85,11 +88,12 @@ def main():
         cold = [c for run in mine for c in run["cold_gb_per_s"]]
         lines.append(f"| first pull into untouched pages, 4 connections, GB/s | {f2(statistics.median(cold))} ({f2(min(cold))}–{f2(max(cold))}) | | "
                      f"{statistics.median(cold) / anchor[0]:.2f} | | |")
-        at_once = merged([run["broadcast"]["at_once_s"] for run in mine])
-        copies = merged([run["broadcast"]["with_copies_s"] for run in mine])
+        broadcasts = [run["broadcast"] for run in mine if run.get("broadcast")]  # none over QUIC
+        at_once = merged([b["at_once_s"] for b in broadcasts]) if broadcasts else None
+        copies = merged([b["with_copies_s"] for b in broadcasts]) if broadcasts else None
         ray_b = merged([ray["broadcast"]["wall_s"]]) if ray_ok else None
-        bytes_b = mine[0]["broadcast"]["bytes"]
-        for name, m in (("broadcast to 3, all from the source, s", at_once), ("broadcast to 3, one first, then two from [source, copy], s", copies)):
+        bytes_b = broadcasts[0]["bytes"] if broadcasts else 0
+        for name, m in (("broadcast to 3, all from the source, s", at_once), ("broadcast to 3, one first, then two from [source, copy], s", copies)) if broadcasts else ():
             lines.append(f"| {name} | {cell(m)} | | {3 * bytes_b / 1e9 / m[0] / anchor[0]:.2f} (3 × size / time / anchor) | "
                          f"{cell(ray_b) if ray_b else ''} | {f'{ray_b[0] / m[0]:.2f}' if ray_b else ''} |")
         ray_small = {row["in_flight"]: row["per_s"] for row in ray.get("small", [])} if ray_ok else {}

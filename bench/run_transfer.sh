@@ -7,7 +7,7 @@
 #   bash bench/run_transfer.sh --quick    # CI smoke: 64 MiB, 200 small pulls, no Ray (~30 s)
 #   env: REPEAT=N (runs per runtime, default 1; the report gives every run's figures)
 #
-# Per runtime and run: bench/tcp_anchor.py (the anchor: a forked Python sender streams the object's
+# Per runtime (and Deno again over QUIC) and run: bench/tcp_anchor.py (the anchor: a forked Python sender streams the object's
 # size over 127.0.0.1 into a touched buffer with recv_into, 3 times), then bench/transfer_bench.ts
 # (two processes: a source store served, receiving stores pulling). Then bench/ray_transfer.py
 # (full mode; Ray installed once by bench/setup_ray.sh) with an anchor just before it.
@@ -49,11 +49,13 @@ run() { # name out command...
 }
 
 for i in $(seq 1 "$repeat"); do
-  for runtime in node deno bun; do
+  for runtime in node deno bun deno-quic; do
     run "TCP anchor before $runtime (run $i)" "$work/anchor-$runtime-$i.json" python3 bench/tcp_anchor.py --mib "$mib" --repeat 3
     case "$runtime" in
       node) cmd=(node bench/transfer_bench.ts) ;;
       deno) cmd=(deno run -A bench/transfer_bench.ts) ;;
+      # QUIC (objstore start --transport quic): Deno only, the bytes through its QUIC stack.
+      deno-quic) cmd=(deno run -A --unstable-net bench/transfer_bench.ts --transport quic) ;;
       bun) cmd=(bun bench/transfer_bench.ts) ;;
     esac
     run "transfer_bench on $runtime (run $i)" "$work/$runtime-$i.json" "${cmd[@]}" $flag

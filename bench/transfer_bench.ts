@@ -5,6 +5,7 @@
  *   node bench/transfer_bench.ts [--quick]
  *   deno run -A bench/transfer_bench.ts [--quick]
  *   bun bench/transfer_bench.ts [--quick]
+ *   deno run -A --unstable-net bench/transfer_bench.ts --transport quic [--quick]
  *
  * (`bench/run_transfer.sh` runs all three beside the TCP loopback anchor and Ray 2.60.)
  *
@@ -27,6 +28,10 @@
  *   one at a time, then with 16 and 64 in flight. Pulls per second (successful ones; failed
  *   pulls are counted: the source serves at most 32 connections and closes the others).
  *
+ * --transport quic (Deno with --unstable-net): the source also serves through a QUIC gateway and
+ * this process pulls through a QUIC relay (lib/cluster/quic/), as `objstore start --transport
+ * quic` nodes do; pull and small only (the broadcast's copies are served over TCP).
+ *
  * CPU: each phase records the CPU time (utime + stime) of both processes, from /proc.
  * Progress goes to stderr; stdout gets one JSON line.
  */
@@ -37,6 +42,9 @@ import { randomBytes } from "node:crypto";
 import { loadLibrary, type Library } from "../lib/ffi/load.ts";
 import { NativeStore } from "../lib/store/native_store.ts";
 import { type TransferAddress, TransferEndpoint } from "../lib/cluster/transfer.ts";
+import { type QuicAddress, QuicGateway } from "../lib/cluster/quic/gateway.ts";
+import { QuicRelays } from "../lib/cluster/quic/relays.ts";
+import { QUIC_UNAVAILABLE } from "../lib/ffi/quic.ts";
 import { args, emit, fmt, g, loadavg, log, MiB, option, quick, readProc, runtime, runtimeVersion } from "./lib/harness.ts";
 
 const KiB = 1024;
@@ -52,6 +60,8 @@ const RECEIVERS = 3;
 const STORE_BYTES = BIG_BYTES + 64 * MiB;
 const BIG_ID_TAG = 0xb1;
 const SMALL_ID_TAG = 0x51;
+const transport = option("--transport") ?? "tcp";
+if (transport !== "tcp" && transport !== "quic") throw new Error(`--transport must be tcp or quic, got ${transport}`);
 
 function idOf(tag: number, n: number): Uint8Array {
   const id = new Uint8Array(28).fill(0x7b);
@@ -92,16 +102,26 @@ async function runSource(): Promise<void> {
     store.seal(id);
   }
   const server = endpoint.serve({ host: "127.0.0.1", port: 0 }, token);
-  process.stdout.write(JSON.stringify({ port: server.address.port, pid: process.pid }) + "\n");
+  const gateway = transport === "quic" ? QuicGateway.start(quicOrExit(library), "127.0.0.1", 0, server.address, (error) => log(`quic: ${error}`)) : undefined;
+  process.stdout.write(JSON.stringify({ port: server.address.port, pid: process.pid, quic: gateway?.address }) + "\n");
   // Serves until the bench closes stdin (or dies: the pipe closes with it).
   await new Promise<void>((resolve) => {
     process.stdin.on("end", resolve);
     process.stdin.on("close", resolve);
     process.stdin.resume();
   });
+  gateway?.stop();
   await endpoint.close();
   store.close();
   process.exit(0);
+}
+
+function quicOrExit(library: Library) {
+  if (library.shim.quic === undefined) {
+    log(`--transport quic: ${QUIC_UNAVAILABLE}`);
+    process.exit(2);
+  }
+  return library.shim.quic;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -109,19 +129,20 @@ async function runSource(): Promise<void> {
 
 interface SourceProcess {
   address: TransferAddress;
+  quic: QuicAddress | undefined;
   pid: number;
   stop(): Promise<void>;
 }
 
 function selfCommand(): string[] {
   const file = new URL(import.meta.url).pathname;
-  if (runtime === "deno") return [g.Deno.execPath(), "run", "-A", file];
+  if (runtime === "deno") return [g.Deno.execPath(), "run", "-A", ...(transport === "quic" ? ["--unstable-net"] : []), file];
   return [process.execPath, file];
 }
 
 async function startSource(storeName: string, token: string): Promise<SourceProcess> {
   const [command, ...rest] = selfCommand();
-  const child = spawn(command, [...rest, "--role", "source", "--store", storeName, "--token", token, ...args.filter((a) => a === "--quick"), ...(option("--big-mib") ? ["--big-mib", option("--big-mib")!] : [])], {
+  const child = spawn(command, [...rest, "--role", "source", "--store", storeName, "--token", token, "--transport", transport, ...args.filter((a) => a === "--quick"), ...(option("--big-mib") ? ["--big-mib", option("--big-mib")!] : [])], {
     stdio: ["pipe", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
@@ -130,9 +151,10 @@ async function startSource(storeName: string, token: string): Promise<SourceProc
     lines.once("line", resolve);
     child.once("exit", (code) => reject(new Error(`the source process exited (${code}) before serving`)));
   });
-  const { port, pid } = JSON.parse(first);
+  const { port, pid, quic } = JSON.parse(first);
   return {
     address: { host: "127.0.0.1", port },
+    quic,
     pid,
     async stop() {
       child.stdin!.end();
@@ -309,7 +331,9 @@ async function main(): Promise<void> {
   log(`transfer_bench on ${runtime} ${runtimeVersion}: ${BIG_BYTES / MiB} MiB objects, load ${loadBefore}`);
   const source = await startSource(`bench-xfer-src-${process.pid}`, token);
   const receivers: Receiver[] = [];
+  const relays = transport === "quic" ? new QuicRelays(quicOrExit(library)) : undefined;
   try {
+    if (relays !== undefined) source.address = await relays.addressFor({ host: "127.0.0.1", quic: source.quic! });
     for (let i = 0; i < RECEIVERS; i++) receivers.push(openReceiver(library, `r${i}`));
     // Untimed first pulls fault each receiving store's pages in.
     const big = idOf(BIG_ID_TAG, 0);
@@ -323,10 +347,11 @@ async function main(): Promise<void> {
     }
     log(`cold first pulls (pages faulted in on the way): ${cold.map(fmt).join(", ")} GB/s`);
     const pull = await benchPull(receivers, source, token);
-    const broadcast = await benchBroadcast(receivers, source, token);
+    const broadcast = transport === "quic" ? null : await benchBroadcast(receivers, source, token);
     const small = await benchSmall(receivers[0], source, token);
     emit({
       runtime,
+      transport,
       runtime_version: runtimeVersion,
       quick,
       processes: "source store in a second process of the same runtime; receiving stores in this one",
@@ -342,6 +367,7 @@ async function main(): Promise<void> {
       await r.endpoint.close();
       r.store.close();
     }
+    await relays?.close();
     await source.stop();
   }
 }

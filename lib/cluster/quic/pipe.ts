@@ -9,6 +9,8 @@ import type { QuicStream } from "../../ffi/quic.ts";
 
 /** Copies both ways between `socket` and `stream`; resolves once both are done. Never rejects. */
 export async function joinSocketAndStream(socket: Socket, stream: QuicStream): Promise<void> {
+  // Small messages (the token's challenge, a chunk's header) go at once, not after an ACK.
+  socket.setNoDelay(true);
   const writer = stream.writable.getWriter();
   const reader = stream.readable.getReader();
   let failed = false;
