@@ -5,7 +5,8 @@
 #
 #   bash bench/run_transfer.sh            # full: 1 GiB pulls and broadcast, 2,000 small pulls, + Ray (~5 min)
 #   bash bench/run_transfer.sh --quick    # CI smoke: 64 MiB, 200 small pulls, no Ray (~30 s)
-#   env: REPEAT=N (runs per runtime, default 1; the report gives every run's figures)
+#   env: REPEAT=N (runs per runtime, default 1; the report gives every run's figures),
+#        BENCH_RUNTIMES="node deno bun" (the default; deno brings deno-quic with it)
 #
 # Per runtime (and Deno again over QUIC) and run: bench/tcp_anchor.py (the anchor: a forked Python sender streams the object's
 # size over 127.0.0.1 into a touched buffer with recv_into, 3 times), then bench/transfer_bench.ts
@@ -30,6 +31,9 @@ flag=$([ "$quick" = 1 ] && echo --quick || true)
 mib=$([ "$quick" = 1 ] && echo 64 || echo 1024)
 limit=$([ "$quick" = 1 ] && echo 120 || echo 900)
 repeat="${REPEAT:-1}"
+# BENCH_RUNTIMES (as run_all.sh's; scripts/test.sh's quick run: node) picks the runtimes; Deno
+# also runs over QUIC (deno-quic).
+runtimes="$(echo "${BENCH_RUNTIMES:-node deno bun}" | sed 's/\bdeno\b/deno deno-quic/')"
 work="$(mktemp -d)"
 trap 'echo "raw runs kept in $work" >&2' ERR
 failures=0
@@ -49,7 +53,7 @@ run() { # name out command...
 }
 
 for i in $(seq 1 "$repeat"); do
-  for runtime in node deno bun deno-quic; do
+  for runtime in $runtimes; do
     run "TCP anchor before $runtime (run $i)" "$work/anchor-$runtime-$i.json" python3 bench/tcp_anchor.py --mib "$mib" --repeat 3
     case "$runtime" in
       node) cmd=(node bench/transfer_bench.ts) ;;

@@ -8,21 +8,28 @@
 #   STRESS_SECONDS=600 scripts/test.sh   runs the native stress test and the soak 10 min each
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each phase's heading says how long the one before it took: where CI's minutes go.
+phase_started=$SECONDS
+phase() {
+  echo "   (took $((SECONDS - phase_started)) s; $((SECONDS / 60)) min $((SECONDS % 60)) s in all)"
+  phase_started=$SECONDS
+  echo "== $*"
+}
 bash scripts/setup.sh
 source scripts/env.sh
 
-echo "== import circles in lib/ and zig/src/ (scripts/check_imports.ts)"
+phase "import circles in lib/ and zig/src/ (scripts/check_imports.ts)"
 node scripts/check_imports.ts --strict-zig
 
-echo "== native core: unit, stress and crash tests"
+phase "native core: unit, stress and crash tests"
 (cd zig && zig build test --release=safe -Dstress-seconds="${STRESS_SECONDS:-20}" --summary all)
 
 # Quick benchmarks must run, not be fast: their per-runtime part on Node (the same scripts run on
 # Deno and Bun in full runs); BENCH_RUNTIMES="node deno bun" for every runtime.
-echo "== benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill, puts, burst, transfer, cluster)"
+phase "benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, tasks, pools, spill, puts, burst, transfer, cluster)"
 BENCH_RUNTIMES="${BENCH_RUNTIMES:-node}" bash bench/run_all.sh --quick
 
-echo "== S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
+phase "S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
 eval "$(bash scripts/s3_server.sh start)"
 trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(bash scripts/redis_server.sh start)"
@@ -43,18 +50,19 @@ for file in "${suite[@]}"; do
     *) others+=("$file") ;;
   esac
 done
-echo "== conformance suite on node $(node --version)"
+phase "conformance suite on node $(node --version)"
 node --expose-gc tests/run.ts "${suite[@]}"
-echo "== conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
+phase "conformance suite on deno $(deno --version | head -1 | cut -d' ' -f2)"
 deno run -A --v8-flags=--expose-gc tests/run.ts "${others[@]}"
-echo "== conformance suite on bun $(bun --version)"
+phase "conformance suite on bun $(bun --version)"
 bun tests/run.ts "${others[@]}"
 
-echo "== soak: node, deno and bun clients on one store, a SIGKILL about every second (tests/soak/soak.ts, ${STRESS_SECONDS:-30} s)"
+phase "soak: node, deno and bun clients on one store, a SIGKILL about every second (tests/soak/soak.ts, ${STRESS_SECONDS:-30} s)"
 # A hung store (a lock never released) would hang the soak's own checks: bounded from outside.
 soak_limit_s=$(( ${STRESS_SECONDS:-30} + 240 ))
 timeout --kill-after=20 "$soak_limit_s" node --expose-gc tests/soak/soak.ts ||
   { status=$?; [ "$status" -eq 124 ] && echo "soak: still running after ${soak_limit_s} s: a hang (see its last lines above)"; exit "$status"; }
 
-echo "== the packages as users install them (scripts/test_package.sh: npm, bun add, deno; JSR dry run)"
+phase "the packages as users install them (scripts/test_package.sh: npm, bun add, deno; JSR dry run)"
 bash scripts/test_package.sh
+phase "done"
