@@ -95,6 +95,11 @@ if (currentRuntime === "deno") {
 
       assert.equal(await runDriver(b, "get", large.valueHex), `got from_${a} ${large.digest}`);
       assert.equal(await runDriver(b, "get", small.valueHex), `got from_${a} ${small.digest}`);
+      // A program that pulled over QUIC and ends without shutdown exits (its relay and QUIC
+      // connection do not hold it).
+      const third = await putOn(a, 3 * 1024 * 1024);
+      drivers.push(third.child);
+      assert.equal(await runDriver(b, "noshut", third.bytesHex), `read ${third.digest}`);
       assert.ok(await quicStreamsAbove(a, 0) > 0, "A's gateway served no stream for B's pulls");
       await new Promise((resolve) => setTimeout(resolve, 1200)); // two heartbeats: the count after both pulls
       const overQuic = await quicStreamsOf(a);

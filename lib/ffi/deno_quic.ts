@@ -8,7 +8,6 @@ import type { Quic, QuicConnection, QuicServer, QuicStream } from "./quic.ts";
 interface DenoQuicConn {
   createBidirectionalStream(): Promise<QuicStream>;
   readonly incomingBidirectionalStreams: ReadableStream<QuicStream>;
-  readonly closed: Promise<unknown>;
   close(info?: { closeCode: number; reason: string }): void;
 }
 interface DenoQuicIncoming {
@@ -90,9 +89,10 @@ class DenoQuic implements Quic {
       hostname: options.host, port: options.port, serverName: options.serverName, alpnProtocols: [options.alpn], caCerts: [options.certificatePem],
       ...timeouts(options.idleTimeoutMs),
     });
+    // Not `connection.closed`: a promise of it keeps Deno running, and a program must end when
+    // its own work does.
     return {
       openStream: () => connection.createBidirectionalStream(),
-      closed: connection.closed,
       close: () => connection.close({ closeCode: 0, reason: "done" }),
     };
   }

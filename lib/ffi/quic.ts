@@ -12,9 +12,8 @@ export interface QuicStream {
 
 /** A client's connection to one QUIC server. */
 export interface QuicConnection {
+  /** Rejects once the connection has ended (the peer died or closed it). */
   openStream(): Promise<QuicStream>;
-  /** Settles when the connection ends, for whatever reason. */
-  readonly closed: Promise<unknown>;
   close(): void;
 }
 

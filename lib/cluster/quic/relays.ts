@@ -5,7 +5,7 @@
  * gateway (lib/cluster/quic/gateway.ts) and joins the two.
  */
 import { createServer, type Server, type Socket } from "node:net";
-import type { Quic, QuicConnection } from "../../ffi/quic.ts";
+import type { Quic, QuicConnection, QuicStream } from "../../ffi/quic.ts";
 import type { TransferAddress } from "../transfer.ts";
 import { CERTIFICATE_SERVER_NAME } from "./certificate.ts";
 import { QUIC_ALPN, QUIC_IDLE_TIMEOUT_MS, type QuicAddress } from "./gateway.ts";
@@ -62,29 +62,36 @@ export class QuicRelays {
   async #forward(relay: Relay, source: QuicSource, socket: Socket): Promise<void> {
     socket.pause(); // until the stream is open: nothing read is lost
     try {
-      const stream = await (await this.#connection(relay, source)).openStream();
-      await joinSocketAndStream(socket, stream);
+      await joinSocketAndStream(socket, await this.#openStream(relay, source));
     } catch {
       // The node is gone or refused the handshake: the pull sees its connection closed and
       // moves to its next source.
-      relay.connection = undefined;
       socket.destroy();
     }
   }
 
-  /** The relay's connection to its node, made on first use and again after it ends. */
+  /**
+   * A new stream to the relay's node, over the connection made on first use. A connection that
+   * ended (the node restarted, or was silent past the idle timeout) is made again, once.
+   */
+  async #openStream(relay: Relay, source: QuicSource): Promise<QuicStream> {
+    for (let attempt = 1; ; attempt++) {
+      const connecting = this.#connection(relay, source);
+      try {
+        return await (await connecting).openStream();
+      } catch (error) {
+        if (relay.connection === connecting) relay.connection = undefined;
+        if (attempt === 2) throw error;
+      }
+    }
+  }
+
   #connection(relay: Relay, source: QuicSource): Promise<QuicConnection> {
     if (this.#closed) return Promise.reject(new Error("relays closed"));
-    if (relay.connection === undefined) {
-      const connecting = this.#quic.connect({
-        host: source.host, port: source.quic.port, certificatePem: source.quic.certificatePem, serverName: CERTIFICATE_SERVER_NAME, alpn: QUIC_ALPN,
-        idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS,
-      });
-      relay.connection = connecting;
-      void connecting.then((connection) => connection.closed, () => {}).finally(() => {
-        if (relay.connection === connecting) relay.connection = undefined;
-      });
-    }
+    relay.connection ??= this.#quic.connect({
+      host: source.host, port: source.quic.port, certificatePem: source.quic.certificatePem, serverName: CERTIFICATE_SERVER_NAME, alpn: QUIC_ALPN,
+      idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS,
+    });
     return relay.connection;
   }
 
