@@ -12,7 +12,7 @@ import { processesMapping, runCli } from "../lib/cli.ts";
 import { removeNodeFile } from "../lib/cluster/node_files.ts";
 import { Directory } from "../lib/cluster/directory.ts";
 import { type ClusterMemory, listClusterObjects } from "../lib/cluster/listing.ts";
-import { type Child, currentRuntime, redisUrl, root, start } from "./helpers.ts";
+import { type Child, currentRuntime, redisUrl, root, type Runtime, start } from "./helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 const driver = path.join(root, "tests", "fixtures", "cluster_driver.ts");
@@ -25,8 +25,8 @@ export const clusterToken = `cluster-test-${randomBytes(8).toString("hex")}`;
  * every 500 ms: a node killed is seen dead within two seconds, and a busy machine's late beats
  * are not taken for deaths.
  */
-export async function startNode(storeName: string, numWorkers = 0, token = clusterToken, extra: string[] = []): Promise<Child> {
-  const child = spawnNode(storeName, numWorkers, token, extra);
+export async function startNode(storeName: string, numWorkers = 0, token = clusterToken, extra: string[] = [], runtime: Runtime = currentRuntime): Promise<Child> {
+  const child = spawnNode(storeName, numWorkers, token, extra, runtime);
   assert.match(await child.line(), /started: store/);
   return child;
 }
@@ -39,8 +39,8 @@ export async function startNodes(children: Child[], storeNames: string[], numWor
   for (const child of started) assert.match(await child.line(), /started: store/);
 }
 
-function spawnNode(storeName: string, numWorkers: number, token: string, extra: string[]): Child {
-  return start(currentRuntime, cli, [
+function spawnNode(storeName: string, numWorkers: number, token: string, extra: string[], runtime: Runtime = currentRuntime): Child {
+  return start(runtime, cli, [
     "start", "--address", redisUrl(), "--store", storeName, "--token", token, "--heartbeat-ms", "500",
     "--object-store-memory", String(128 * 1024 * 1024), "--num-workers", String(numWorkers), ...extra,
   ]);

@@ -4,7 +4,8 @@
  * over it, byte-exact, through their gateways (the count of streams a node served says QUIC was
  * used); a TCP node still pulls from a QUIC node; a wrong token is refused over QUIC as over
  * TCP; a QUIC node that is gone is ObjectLostError, not a hang. On every runtime: asking for
- * QUIC where there is none fails at once, saying where it is.
+ * QUIC where there is none fails at once, saying where it is. On Node and Bun: a driver attached
+ * to a Deno node serving QUIC pulls over TCP, and says so.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -14,7 +15,7 @@ import { Directory } from "../lib/cluster/directory.ts";
 import { CERTIFICATE_SERVER_NAME, makeNodeCertificate } from "../lib/cluster/quic/certificate.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, uniqueStoreName } from "./helpers.ts";
-import { cleanUp, clusterToken, putOn, runDriver, startNode } from "./cluster_helpers.ts";
+import { cleanUp, clusterToken, putOn, runDriver, startDriver, startNode } from "./cluster_helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 
@@ -124,5 +125,25 @@ if (currentRuntime === "deno") {
       await cleanUp([...drivers, ...nodes], names);
     }
   }, { timeoutMs: 120_000 });
+} else {
+  test(`cluster QUIC: a ${currentRuntime} driver attached to a Deno node serving QUIC pulls from another over TCP, saying once that it has no QUIC (${currentRuntime})`, async () => {
+    const names = ["a", "b"].map((n) => uniqueStoreName(`quic-${n}`));
+    const nodes: Child[] = [];
+    const drivers: Child[] = [];
+    try {
+      for (const name of names) nodes.push(await startNode(name, 0, clusterToken, ["--transport", "quic"], "deno"));
+      const onA = await putOn(names[0], 5 * 1024 * 1024 + 1);
+      drivers.push(onA.child);
+      const getter = startDriver(names[1], "get", onA.valueHex);
+      drivers.push(getter);
+      assert.equal(await getter.line(), `got from_${names[0]} ${onA.digest}`);
+      const { code, stderr } = await getter.exited;
+      assert.equal(code, 0, stderr);
+      const warnings = stderr.split("\n").filter((line) => line.includes("pulls over TCP"));
+      assert.equal(warnings.length, 1, stderr);
+      assert.match(warnings[0], /node .* uses QUIC, but this process pulls over TCP: QUIC is available on Deno run with --unstable-net only/);
+    } finally {
+      await cleanUp([...drivers, ...nodes], names);
+    }
+  }, { timeoutMs: 90_000 });
 }
-
