@@ -460,7 +460,9 @@ export interface MemoryStats {
   pinnedBytes: number;
   /** Objects in the store, in memory or spilled. */
   objectCount: number;
-  /** Bytes of objects whose only copy is spilled (on disk or in S3). */
+  /** Bytes of objects whose only copy is spilled (on disk or in S3). Copies of other nodes'
+   * objects evicted from memory are not counted: nothing of them is on disk (a get pulls them
+   * again). */
   spilledBytes: number;
   /** Objects whose only copy is spilled. */
   spilledObjects: number;

@@ -68,10 +68,8 @@ test(`cluster objects: copies pulled from other nodes are evicted before the nod
     // The third pull found B full: the first copy was evicted, though B's own object is older,
     // and only it is out of memory. Read again, it was pulled back byte-exact.
     const spilled = Presence.spilled, sealed = Presence.sealed;
-    const [word, own, copies, out, digest] = line.split(" ");
-    assert.deepEqual([word, own, copies, digest], ["evicted", `own:${sealed}`, `copies:${spilled},${sealed},${sealed}`, puts[0].digest], line);
-    const outBytes = Number(out.slice("out:".length));
-    assert.ok(outBytes >= sizeBytes && outBytes < sizeBytes + 65536, `one copy out of memory, not ${out}`);
+    // Nothing went to disk: an evicted copy is not counted as spilled.
+    assert.deepEqual(line.split(" "), ["evicted", `own:${sealed}`, `copies:${spilled},${sealed},${sealed}`, "spilled:0", puts[0].digest]);
   } finally {
     await cleanUp([...drivers, ...nodes], names);
   }

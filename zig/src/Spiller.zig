@@ -467,7 +467,7 @@ pub fn isEvictedCopy(self: *Spiller, id: *const ObjectId) bool {
 /// An evicted copy: spilled without a spill file, its bytes on another node.
 fn isEvicted(self: *Spiller, found: Index.Found) bool {
     const extra = &self.segment().index.extras[found.slot_index];
-    return found.state.tag == .spilled and extra.spill_file == 0 and extra.copy_elsewhere != 0;
+    return found.state.tag == .spilled and extra.isEvictedCopy();
 }
 
 /// Ends a pull into a copy claimed by `claimEvictedCopy`: in memory again once every byte

@@ -592,7 +592,8 @@ pub fn stats(self: *Store) Stats {
             .empty, .reserved => continue,
             else => result.object_count += 1,
         }
-        if (tag == .spilled or tag == .restoring) {
+        // An evicted copy is out of memory but not spilled: nothing of it is on disk or in S3.
+        if ((tag == .spilled or tag == .restoring) and !extra.isEvictedCopy()) {
             result.spilled_objects += 1;
             result.spilled_bytes += extra.data_size_bytes;
         }

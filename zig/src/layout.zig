@@ -96,6 +96,12 @@ pub const SlotExtra = extern struct {
     /// evicts it before any primary, with nothing written: its bytes come back by a pull.
     copy_elsewhere: u8,
     reserved: [19]u8,
+
+    /// Of a spilled (or restoring) slot: a copy evicted without a spill file, whose bytes are on
+    /// another node only.
+    pub fn isEvictedCopy(extra: *const SlotExtra) bool {
+        return extra.spill_file == 0 and extra.copy_elsewhere != 0;
+    }
 };
 
 pub const ClientState = enum(u8) { free = 0, alive = 1, registering = 2, reclaiming = 3 };

@@ -358,6 +358,9 @@ test "a pulled copy is evicted before this node's own objects, writing nothing, 
     try testing.expectEqual(Store.ObjectState.spilled, nodes.b.contains(&copy));
     try testing.expectEqual(Store.ObjectState.sealed, nodes.b.contains(&own));
     try testing.expectEqual(@as(u64, 3 << 20), nodes.b.segment.header.spilled_total_bytes.load(.monotonic));
+    // Out of memory, but not spilled: nothing of it is on disk.
+    try testing.expectEqual(@as(u64, 0), nodes.b.stats().spilled_bytes);
+    try testing.expectEqual(@as(u64, 0), nodes.b.stats().spilled_objects);
     // Nothing was written (no spill file was ever made): its bytes come back by a pull, and
     // this node no longer serves it.
     try testing.expectEqual(@as(u32, 1), nodes.b.segment.header.spill_file_next.load(.monotonic));
