@@ -81,8 +81,8 @@ interface Ended {
 }
 
 /** Runs the fixture to its end; undefined if the signal to send is ignored here (see `ignores`). */
-async function runProgram(storeName: string, ending: Ending, tasks: boolean, sharedHexes: string[] = []): Promise<Ended | undefined> {
-  const mode = tasks ? `${ending.mode}+tasks` : ending.mode;
+async function runProgram(storeName: string, ending: Ending, tasks: boolean | "busy", sharedHexes: string[] = []): Promise<Ended | undefined> {
+  const mode = tasks === "busy" ? `${ending.mode}+busy` : tasks ? `${ending.mode}+tasks` : ending.mode;
   const child = start(currentRuntime, fixture, [storeName, mode, ...sharedHexes]);
   let ready: string[];
   try {
@@ -156,6 +156,24 @@ for (const ending of [...endings.filter((e) => ["end", "throw", "wait"].includes
     }
   }, { timeoutMs: 60_000 });
 }
+
+// Workers busy in a synchronous task never turn their event loop, so never see their pipes
+// close: the library's watch of their parent ends them (zig/src/parent_watch.zig).
+test(`a program killed (SIGKILL) while its worker and actor run synchronous loops of two minutes takes them with it within seconds, and its store (${currentRuntime})`, async () => {
+  const storeName = uniqueStoreName("exit-busy");
+  let ended: Ended | undefined;
+  try {
+    ended = (await runProgram(storeName, killed, "busy"))!;
+    assertEndedAsWithout(ended, killed, "SIGKILL with busy workers");
+    assert.equal(ended.workerPids.length, 2, `worker pids: ${ended.workerPids}`);
+    const workerPids = ended.workerPids;
+    await eventually(() => !workerPids.some(running), 10_000, `busy workers ${workerPids} ended`);
+    await eventually(() => !existsSync(segment(storeName)), 10_000, `${segment(storeName)} removed`);
+  } finally {
+    for (const pid of ended?.workerPids ?? []) if (running(pid)) process.kill(pid, "SIGKILL");
+    destroyQuietly(storeName);
+  }
+}, { timeoutMs: 60_000 });
 
 for (const ending of endings.filter((e) => ["end", "exit", "throw", "reject"].includes(e.mode) || e.endSignal === "SIGTERM")) {
   test(`a store shared with a living process keeps its objects when a program ends by ${describeEnding(ending)}, and drops the program's refs and pins (${currentRuntime})`, async () => {

@@ -14,7 +14,7 @@ import { detectPlatform, type Platform, platformPackage, PLATFORMS } from "./pla
 import type { NativeSymbols, RuntimeShim } from "./symbols.ts";
 
 /** The ABI this TypeScript code speaks; the library must report the same. */
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 
 export interface Library {
   readonly symbols: NativeSymbols;

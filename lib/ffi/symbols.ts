@@ -61,6 +61,7 @@ export const symbols = {
   objstore_channel_park: { args: ["pointer", "u32"], result: "i32" },
   objstore_channel_listen: { args: ["pointer", "u32"], result: "i32" },
   objstore_doorbell_ring: { args: ["i32"], result: "i32" },
+  objstore_watch_parent: { args: ["i32", "u32"], result: "i32" },
   objstore_endpoint_open: { args: ["buffer", "u32"], result: "pointer" },
   objstore_endpoint_close: { args: ["pointer"], result: "i32" },
   objstore_endpoint_hand_over: { args: ["pointer", "buffer"], result: "i32" },

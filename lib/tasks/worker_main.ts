@@ -35,6 +35,13 @@ if (!storeName) {
   process.exit(2);
 }
 const session: Session = await initWorker(storeName);
+// A task that keeps this process busy must not keep it alive for long once its parent died
+// (SIGKILLed): the library ends it then (zig/src/parent_watch.zig); an idle worker leaves in
+// order first, when its stdin ends.
+const PARENT_GONE_GRACE_MS = 2000;
+if (session.library.symbols.objstore_watch_parent(process.ppid, PARENT_GONE_GRACE_MS) !== 0) {
+  console.error(`objstore worker: cannot watch its parent ${process.ppid}; it ends when its stdin does`);
+}
 const STDOUT_FD = 1;
 // The doorbell goes straight to fd 1, not through process.stdout: a runtime may hold a stream
 // write until its event loop turns, and a worker spinning through quick tasks turns it rarely.

@@ -34,7 +34,7 @@
 extern "C" {
 #endif
 
-#define OBJSTORE_ABI_VERSION 9
+#define OBJSTORE_ABI_VERSION 10
 #define OBJSTORE_ID_SIZE 28
 
 typedef struct objstore objstore_t;
@@ -221,6 +221,11 @@ int32_t objstore_channel_listen(objstore_channel_t *c, uint32_t side);
 /* Writes the doorbell byte 0x01 to fd now (a full pipe drops it: its reader reads soon, and
  * looks at the channel on any read). */
 int32_t objstore_doorbell_ring(int32_t fd);
+
+/* Ends this process soon after parent_pid (its parent now) dies, even while its JavaScript is
+ * busy: grace_ms later SIGTERM, as long again later SIGKILL. For worker processes; once per
+ * process (later calls change nothing). */
+int32_t objstore_watch_parent(int32_t parent_pid, uint32_t grace_ms);
 
 /* Transfers between nodes. An endpoint is a store attachment of the transfer threads' own;
  * a server sends its sealed objects (restoring spilled ones) to nodes that present the

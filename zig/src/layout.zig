@@ -13,7 +13,7 @@ const assert = std.debug.assert;
 const Atomic = std.atomic.Value;
 
 pub const magic: u64 = 0x31_45_52_4f_54_53_4a_4f; // "OJSTORE1", little-endian
-pub const abi_version: u32 = 9;
+pub const abi_version: u32 = 10;
 pub const id_size_bytes = 28;
 pub const block_size_bytes = 64;
 pub const page_size_bytes = 4096;

@@ -15,6 +15,7 @@ const RemoteFiles = @import("RemoteFiles.zig");
 const SpillFiles = @import("SpillFiles.zig");
 const Channel = @import("Channel.zig");
 const exits = @import("exits.zig");
+const parent_watch = @import("parent_watch.zig");
 
 /// A panic in the library never blocks on a full stderr while a store's locks are held.
 pub const panic = @import("panic.zig").handler;
@@ -595,6 +596,21 @@ export fn objstore_doorbell_ring(fd: i32) i32 {
     return succeed();
 }
 
+/// Ends this process soon after `parent_pid`, its parent now, dies: after `grace_ms` SIGTERM,
+/// after as long again SIGKILL (parent_watch.zig). For worker processes; once per process.
+export fn objstore_watch_parent(parent_pid: i32, grace_ms: u32) i32 {
+    status.clearDetail();
+    if (parent_pid <= 0 or grace_ms == 0) return fail(error.InvalidArgument);
+    parent_watch.watch(parent_pid, grace_ms) catch |err| switch (err) {
+        error.NotParent => {
+            status.setDetail("process {d} is not this process's parent", .{parent_pid});
+            return fail(error.InvalidArgument);
+        },
+        error.System => return fail(error.System),
+    };
+    return succeed();
+}
+
 /// 1 = io_uring, 2 = pwritev.
 export fn objstore_io_backend(h: ?*anyopaque) i32 {
     return @intFromEnum(handleOf(h).spiller.backend());
@@ -828,6 +844,7 @@ test {
     _ = @import("Compactor.zig");
     _ = @import("BackgroundSpiller.zig");
     _ = @import("exits.zig");
+    _ = @import("parent_watch.zig");
     _ = @import("panic.zig");
 }
 
