@@ -397,7 +397,7 @@ async function clusterStatus(address: string, json: boolean, print: (line: strin
     for (const n of nodes) {
       print(`${String(n.nodeNumber).padEnd(6)}  ${`${n.host}:${n.transferPort}`.padEnd(21)}  ${n.storeName.padEnd(24)}  ` +
         `${(n.load ? bytes(n.load.usedBytes) : "-").padStart(10)}  ${bytes(n.capacityBytes).padStart(10)}  ` +
-        `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.alive ? "alive" : "dead"}`);
+        `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.alive ? "alive" : "dead"}${n.quic ? `, QUIC on udp ${n.quic.port}` : ""}`);
     }
     return 0;
   } finally {

@@ -12,6 +12,7 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Directory } from "../lib/cluster/directory.ts";
+import { runCli } from "../lib/cli.ts";
 import { CERTIFICATE_SERVER_NAME, makeNodeCertificate } from "../lib/cluster/quic/certificate.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, uniqueStoreName } from "./helpers.ts";
@@ -93,6 +94,10 @@ if (currentRuntime === "deno") {
       const onlyOnA = await putOn(a, 1000);
       drivers.push(large.child, small.child, onlyOnA.child);
       assert.equal(await quicStreamsOf(a), 0);
+      const status: string[] = [];
+      assert.equal(await runCli(["status", "--address", redisUrl()], (line) => status.push(line)), 0);
+      assert.match(status.find((line) => line.includes(a)) ?? "", /alive, QUIC on udp \d+$/);
+      assert.match(status.find((line) => line.includes(tcp)) ?? "", /alive$/);
 
       assert.equal(await runDriver(b, "get", large.valueHex), `got from_${a} ${large.digest}`);
       assert.equal(await runDriver(b, "get", small.valueHex), `got from_${a} ${small.digest}`);
