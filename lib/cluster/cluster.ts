@@ -229,6 +229,7 @@ export class ClusterClient {
     this.#nodesLoading ??= (async () => {
       const nodes = await (await this.#connected()).nodes();
       this.#nodes = new Map(nodes.filter((n) => n.alive).map((n) => [n.nodeNumber, { host: n.host, port: n.transferPort, quic: n.quic }]));
+      this.#relays?.keepOnly([...this.#nodes.values()].flatMap(({ host, quic }) => (quic === undefined ? [] : [{ host, quic }])));
       this.#nodeStatuses = nodes;
       this.#nodesLoadedMs = Date.now();
     })().finally(() => (this.#nodesLoading = undefined));

@@ -34,7 +34,7 @@ export class QuicRelays {
 
   /** The loopback address that reaches `source` over QUIC (a relay made on first use). */
   addressFor(source: QuicSource): Promise<TransferAddress> {
-    const key = `${source.host}:${source.quic.port}:${source.quic.certificatePem}`;
+    const key = keyOf(source);
     let relay = this.#relays.get(key);
     if (relay === undefined) {
       relay = this.#open(source);
@@ -95,13 +95,29 @@ export class QuicRelays {
     return relay.connection;
   }
 
+  /** Closes the relays of nodes not among `sources` (nodes that left or died). */
+  keepOnly(sources: readonly QuicSource[]): void {
+    const kept = new Set(sources.map(keyOf));
+    for (const [key, relay] of this.#relays) {
+      if (kept.has(key)) continue;
+      this.#relays.delete(key);
+      closeRelay(relay);
+    }
+  }
+
   /** Closes every relay and connection. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const relay of this.#relays.values()) {
-      relay.server.close();
-      void relay.connection?.then((connection) => connection.close(), () => {});
-    }
+    for (const relay of this.#relays.values()) closeRelay(relay);
     this.#relays.clear();
   }
+}
+
+function keyOf(source: QuicSource): string {
+  return `${source.host}:${source.quic.port}:${source.quic.certificatePem}`;
+}
+
+function closeRelay(relay: Relay): void {
+  relay.server.close();
+  void relay.connection?.then((connection) => connection.close(), () => {});
 }
