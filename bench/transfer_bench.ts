@@ -6,6 +6,7 @@
  *   deno run -A bench/transfer_bench.ts [--quick]
  *   bun bench/transfer_bench.ts [--quick]
  *   deno run -A --unstable-net bench/transfer_bench.ts --transport quic [--quick]
+ *   … [--big-mib N] [--only pull,broadcast,small] [--connections 1,4,8]   (one part, for iterating)
  *
  * (`bench/run_transfer.sh` runs all three beside the TCP loopback anchor and Ray 2.60.)
  *
@@ -45,7 +46,7 @@ import { type TransferAddress, TransferEndpoint } from "../lib/cluster/transfer.
 import { type QuicAddress, QuicGateway } from "../lib/cluster/quic/gateway.ts";
 import { QuicRelays } from "../lib/cluster/quic/relays.ts";
 import { QUIC_UNAVAILABLE } from "../lib/ffi/quic.ts";
-import { args, emit, fmt, g, loadavg, log, MiB, option, quick, readProc, runtime, runtimeVersion } from "./lib/harness.ts";
+import { args, emit, fmt, g, loadavg, log, MiB, option, optionSet, quick, readProc, runtime, runtimeVersion } from "./lib/harness.ts";
 
 const KiB = 1024;
 const BIG_BYTES = Number(option("--big-mib") ?? (quick ? 64 : 1024)) * MiB;
@@ -53,7 +54,9 @@ const SMALL_BYTES = KiB;
 const SMALL_COUNT = quick ? 200 : 2000;
 const PULL_ROUNDS = quick ? 3 : 5;
 const BROADCAST_ROUNDS = quick ? 2 : 3;
-const CONNECTIONS = [1, 4, 8];
+const CONNECTIONS = option("--connections")?.split(",").map(Number) ?? [1, 4, 8];
+/** `--only pull,broadcast,small`: the phases to run (all by default). */
+const ONLY = optionSet("--only");
 const IN_FLIGHT = [1, 16, 64];
 const RECEIVERS = 3;
 /** Room for the object and the allocator's rounding. */
@@ -346,9 +349,9 @@ async function main(): Promise<void> {
       drop(r, big);
     }
     log(`cold first pulls (pages faulted in on the way): ${cold.map(fmt).join(", ")} GB/s`);
-    const pull = await benchPull(receivers, source, token);
-    const broadcast = transport === "quic" ? null : await benchBroadcast(receivers, source, token);
-    const small = await benchSmall(receivers[0], source, token);
+    const pull = !ONLY || ONLY.has("pull") ? await benchPull(receivers, source, token) : [];
+    const broadcast = transport !== "quic" && (!ONLY || ONLY.has("broadcast")) ? await benchBroadcast(receivers, source, token) : null;
+    const small = !ONLY || ONLY.has("small") ? await benchSmall(receivers[0], source, token) : [];
     emit({
       runtime,
       transport,

@@ -39,7 +39,7 @@ pub const Options = struct {
     connection_count_max: u32 = 32,
     /// A peer silent this long (mid-request or between requests) is disconnected.
     io_timeout_ms: u32 = 30_000,
-    chunk_size_bytes: u32 = wire.chunk_size_max_bytes,
+    chunk_size_bytes: u32 = wire.chunk_size_default_bytes,
     /// Tests only: the chunk with this number (from 1, counted over the server's life) is sent
     /// with one byte flipped, as a flaky network or memory would.
     corrupt_chunk_number: u32 = 0,
@@ -238,8 +238,8 @@ fn sendRange(server: *Server, fd: i32, opened: Opened, offset_bytes: u64, length
         };
         const crc = wire.Crc32c.hash(bytes);
         if (server.shouldCorrupt()) bytes = try corruptedCopy(server, buffer, bytes);
-        try socket.sendFrame(fd, &wire.ChunkHeader{ .offset_bytes = at, .length_bytes = size, .crc32c = crc });
-        try socket.sendAll(fd, bytes);
+        const header: wire.ChunkHeader = .{ .offset_bytes = at, .length_bytes = size, .crc32c = crc };
+        try socket.sendAllPair(fd, std.mem.asBytes(&header), bytes);
         sent += size;
     }
     assert(sent == length_bytes);

@@ -136,19 +136,44 @@ test "objects of 0 bytes to many chunks arrive byte-exact, over 1 to 4 connectio
     try testing.expectEqual(@as(u32, 0), source.opened.load(.monotonic));
 }
 
-test "a chunk corrupted on the way is fetched again; the object is exact" {
-    var objects = [_]Served{.{ .id = idOf(1), .bytes = try patterned(testing.allocator, 3 * wire.chunk_size_max_bytes + 5, 7) }};
+test "any chunk size a server picks arrives byte-exact (receivers take any up to the maximum)" {
+    // An odd size, the default and the maximum (what servers before the default sent).
+    const chunk_sizes = [_]u32{ 4097, wire.chunk_size_default_bytes, wire.chunk_size_max_bytes };
+    const size = 2 * wire.chunk_size_max_bytes + 5;
+    var objects = [_]Served{.{ .id = idOf(1), .bytes = try patterned(testing.allocator, size, 13) }};
     defer testing.allocator.free(objects[0].bytes);
     var source: TestSource = .{ .objects = &objects };
-    const server = try startServer(&source, .{ .corrupt_chunk_number = 2 });
-    defer server.stop();
-    var sink: TestSink = .{};
-    defer sink.deinit();
-    const sources = [_]socket.Address{addressOf(server)};
-    _ = try Puller.pull(&objects[0].id, .{ .sources = &sources, .token = token, .connection_count = 1 }, sink.sink());
-    try testing.expectEqualSlices(u8, objects[0].bytes, sink.bytes);
-    // Four chunks, one of them sent twice.
-    try testing.expectEqual(@as(u32, 5), server.chunks_sent.load(.monotonic));
+    for (chunk_sizes) |chunk_size| {
+        const server = try startServer(&source, .{ .chunk_size_bytes = chunk_size });
+        defer server.stop();
+        for ([_]u32{ 1, 4 }) |connection_count| {
+            var sink: TestSink = .{};
+            defer sink.deinit();
+            const sources = [_]socket.Address{addressOf(server)};
+            _ = try Puller.pull(&objects[0].id, .{ .sources = &sources, .token = token, .connection_count = connection_count }, sink.sink());
+            try testing.expectEqualSlices(u8, objects[0].bytes, sink.bytes);
+        }
+    }
+    try testing.expectError(error.InvalidArgument, startServer(&source, .{ .chunk_size_bytes = wire.chunk_size_max_bytes + 1 }));
+}
+
+test "a chunk corrupted on the way is fetched again; the object is exact" {
+    const size = 3 * wire.chunk_size_max_bytes + 5;
+    var objects = [_]Served{.{ .id = idOf(1), .bytes = try patterned(testing.allocator, size, 7) }};
+    defer testing.allocator.free(objects[0].bytes);
+    var source: TestSource = .{ .objects = &objects };
+    for ([_]u32{ wire.chunk_size_default_bytes, wire.chunk_size_max_bytes }) |chunk_size| {
+        const server = try startServer(&source, .{ .corrupt_chunk_number = 2, .chunk_size_bytes = chunk_size });
+        defer server.stop();
+        var sink: TestSink = .{};
+        defer sink.deinit();
+        const sources = [_]socket.Address{addressOf(server)};
+        _ = try Puller.pull(&objects[0].id, .{ .sources = &sources, .token = token, .connection_count = 1 }, sink.sink());
+        try testing.expectEqualSlices(u8, objects[0].bytes, sink.bytes);
+        // Every chunk once, the corrupted one twice.
+        const chunk_count: u32 = @intCast(std.math.divCeil(usize, size, chunk_size) catch unreachable);
+        try testing.expectEqual(chunk_count + 1, server.chunks_sent.load(.monotonic));
+    }
 }
 
 test "a wrong token gets nothing: no object is created" {

@@ -14,8 +14,15 @@ const assert = std.debug.assert;
 pub const id_size_bytes = 28;
 pub const ObjectId = [id_size_bytes]u8;
 
-/// A chunk is the unit checked (and fetched again if its checksum fails).
+/// A chunk is the unit checked (and fetched again if its checksum fails). A receiver accepts
+/// chunks of any length up to this; the sender picks the length (Server.Options), so senders
+/// of either length and receivers of either version interoperate with no version check.
 pub const chunk_size_max_bytes: u32 = 4 << 20;
+
+/// What a server sends: small enough that the bytes the sender's checksum just read are still
+/// in its L2 cache when the kernel copies them into the socket (a chunk of 4 MiB was read from
+/// memory twice), large enough that the per-chunk header and system call do not matter.
+pub const chunk_size_default_bytes: u32 = 256 << 10;
 
 /// CRC-32C, with the `crc32` instruction on x86-64-v2 and up (see spill_io.zig).
 pub const Crc32c = std.hash.crc.@"CRC-32/ISCSI";
@@ -65,6 +72,7 @@ pub const ChunkHeader = extern struct {
 };
 
 comptime {
+    assert(chunk_size_default_bytes > 0 and chunk_size_default_bytes <= chunk_size_max_bytes);
     assert(@sizeOf(Request) == 56);
     assert(@sizeOf(Reply) == 24);
     assert(@sizeOf(ChunkHeader) == 16);
