@@ -37,8 +37,11 @@ export class QuicRelays {
     const key = keyOf(source);
     let relay = this.#relays.get(key);
     if (relay === undefined) {
-      relay = this.#open(source);
-      this.#relays.set(key, relay);
+      const opened = this.#open(source);
+      this.#relays.set(key, opened);
+      // A relay that could not listen is not kept: the next pull tries anew.
+      opened.address.catch(() => this.#relays.get(key) === opened && this.#relays.delete(key));
+      relay = opened;
     }
     return relay.address;
   }
