@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the import-circle check, the native core's unit, stress and crash tests, the benchmarks in quick mode
-# (they must run, not be fast), then the conformance suite on Node 24, Deno and Bun (with an
+# (they must run, not be fast), then the conformance suite on Node 24, then Deno and Bun at once (with an
 # S3-compatible server started on loopback for the S3 spilling tests, and Redis for the cluster
 # tests, whose nodes run in network namespaces of their own: root needed), then the soak (Node, Deno
 # and Bun clients on one store, SIGKILLed about every second: tests/soak/soak.ts), then the
