@@ -40,7 +40,7 @@ export const shim: RuntimeShim = {
   },
   scriptCommand(script) {
     // Workers get QUIC when their node has it: they pull over it too.
-    const quic = denoQuic() === undefined ? [] : ["--unstable-net"];
+    const quic = shim.quic === undefined ? [] : ["--unstable-net"];
     return { command: Deno.execPath(), args: ["run", "-A", ...quic, "--v8-flags=--expose-gc", script] };
   },
   collectGarbage() {

@@ -31,12 +31,8 @@ export interface QuicAddress {
 export class QuicGateway {
   readonly address: QuicAddress;
   readonly #server: QuicServer;
+  readonly #transferServer: TransferAddress;
   #streamsServed = 0;
-
-  private constructor(address: QuicAddress, server: QuicServer) {
-    this.address = address;
-    this.#server = server;
-  }
 
   /**
    * Listens on UDP `host`:`port` (0: any free port) and joins each stream to the transfer
@@ -44,16 +40,21 @@ export class QuicGateway {
    * `onError`.
    */
   static start(quic: Quic, host: string, port: number, transferServer: TransferAddress, onError: (error: unknown) => void): QuicGateway {
+    return new QuicGateway(quic, host, port, transferServer, onError);
+  }
+
+  private constructor(quic: Quic, host: string, port: number, transferServer: TransferAddress, onError: (error: unknown) => void) {
     const { certificatePem, keyPem } = makeNodeCertificate();
-    let gateway: QuicGateway | undefined;
-    const onStream = (stream: QuicStream) => {
-      if (gateway !== undefined) gateway.#streamsServed++;
-      const socket = connect({ host: transferServer.host, port: transferServer.port, noDelay: true });
-      void joinSocketAndStream(socket, stream);
-    };
-    const server = quic.listen({ host, port, certificatePem, keyPem, alpn: QUIC_ALPN, idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS }, onStream, onError);
-    gateway = new QuicGateway({ port: server.port, certificatePem }, server);
-    return gateway;
+    this.#transferServer = transferServer;
+    this.#server = quic.listen({ host, port, certificatePem, keyPem, alpn: QUIC_ALPN, idleTimeoutMs: QUIC_IDLE_TIMEOUT_MS }, (stream) => this.#serve(stream), onError);
+    this.address = { port: this.#server.port, certificatePem };
+  }
+
+  #serve(stream: QuicStream): void {
+    this.#streamsServed++;
+    // noDelay at connect: Deno's node:net ignores setNoDelay on a socket still connecting.
+    const socket = connect({ host: this.#transferServer.host, port: this.#transferServer.port, noDelay: true });
+    void joinSocketAndStream(socket, stream);
   }
 
   /** The streams opened to it so far (one per connection of a pull). */
