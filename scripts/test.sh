@@ -30,12 +30,20 @@ phase "benchmarks, quick mode (bench/run_all.sh --quick: limits, native, store, 
 BENCH_RUNTIMES="${BENCH_RUNTIMES:-node}" bash bench/run_all.sh --quick
 
 phase "S3-compatible server on loopback (versitygw), for the S3 spilling tests; Redis, for the cluster's"
+# One cleanup for whatever was started by then, also on an interrupt.
+second_redis_dir=""
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  bash scripts/s3_server.sh stop >/dev/null 2>&1 || true
+  [ -z "${OBJSTORE_TEST_REDIS_DIR:-}" ] || bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"
+  [ -z "$second_redis_dir" ] || bash scripts/redis_server.sh stop "$second_redis_dir"
+  [ -z "${OBJSTORE_TEST_NETNS_PREFIX:-}" ] || bash scripts/netns_cleanup.sh "$OBJSTORE_TEST_NETNS_PREFIX"
+}
+trap cleanup EXIT
 eval "$(bash scripts/s3_server.sh start)"
-trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(bash scripts/redis_server.sh start)"
 # The cluster tests make network namespaces and links named with this run's prefix.
 export OBJSTORE_TEST_NETNS_PREFIX="osn$(printf '%x' $(( $$ % 65536 )))"
-trap 'bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"; bash scripts/netns_cleanup.sh "$OBJSTORE_TEST_NETNS_PREFIX"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -57,7 +65,6 @@ node --expose-gc tests/run.ts "${suite[@]}"
 phase "conformance suites on deno $(deno --version | head -1 | cut -d' ' -f2) and bun $(bun --version), at once"
 second_redis="$(bash scripts/redis_server.sh start)"
 second_redis_dir="$(eval "$second_redis"; echo "$OBJSTORE_TEST_REDIS_DIR")"
-trap 'kill $(jobs -p) 2>/dev/null || true; bash scripts/s3_server.sh stop >/dev/null 2>&1 || true; bash scripts/redis_server.sh stop "$OBJSTORE_TEST_REDIS_DIR"; bash scripts/redis_server.sh stop "$second_redis_dir"; bash scripts/netns_cleanup.sh "$OBJSTORE_TEST_NETNS_PREFIX"' EXIT
 marked() { # name command...: runs the command, each line of its output marked with the name
   local name="$1"
   shift
