@@ -112,7 +112,7 @@ async function run(invocation: Invocation, args: string[], print: (line: string)
       print(`removed store ${invocation.store}`);
       return 0;
     case "start":
-      return await startNode(invocation, print);
+      return await startNode(invocation, print, printError);
     case "stop":
       return await stopNodes(invocation.store, print);
     case "dashboard":
@@ -312,7 +312,8 @@ function wholeNumber(text: string | undefined, option: string, max: number): num
   return value;
 }
 
-/** `--heartbeat-ms`: how often a node says it is alive; it is seen dead after three missed. */
+/** `--heartbeat-ms`: how often a node says it is alive; silent after three missed, declared
+ * dead if still silent an interval later. */
 function heartbeatOption(text: string | undefined): number | undefined {
   const value = wholeNumber(text, "--heartbeat-ms", 60_000);
   if (value !== undefined && value < 50) throw new UsageError(`--heartbeat-ms must be at least 50, got ${value}`);
@@ -343,7 +344,7 @@ function resourcesOption(text: string): Record<string, number> {
 }
 
 /** `objstore start`: runs a node until SIGINT, SIGTERM or `objstore stop`. */
-async function startNode(invocation: Invocation, print: (line: string) => void): Promise<number> {
+async function startNode(invocation: Invocation, print: (line: string) => void, printError: (line: string) => void): Promise<number> {
   const values = invocation.values;
   const token = values.token ?? process.env.OBJSTORE_CLUSTER_TOKEN;
   if (token === undefined || token === "") {
@@ -370,10 +371,13 @@ async function startNode(invocation: Invocation, print: (line: string) => void):
   const f = node.file;
   const quic = f.quicPort === undefined ? "" : ` and QUIC (udp ${f.quicPort})`;
   print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}${quic}, directory ${f.address}`);
-  await leaving;
+  const declaredDead = await Promise.race([leaving.then(() => false), node.declaredDead.then(() => true)]);
+  if (declaredDead) {
+    printError(`objstore: node ${f.nodeId} (number ${f.nodeNumber}) was declared dead by the cluster: its heartbeat was silent for more than three beats and again an interval later (a stopped process, or a machine stalled for seconds). The other nodes have let go of what its processes held, so it leaves now; start it again to rejoin, with a longer --heartbeat-ms if this machine stalls.`);
+  }
   await node.stop();
   print(`node ${f.nodeId} stopped`);
-  return 0;
+  return declaredDead ? 1 : 0;
 }
 
 async function stopNodes(storeName: string | undefined, print: (line: string) => void): Promise<number> {
@@ -397,7 +401,7 @@ async function clusterStatus(address: string, json: boolean, print: (line: strin
     for (const n of nodes) {
       print(`${String(n.nodeNumber).padEnd(6)}  ${`${n.host}:${n.transferPort}`.padEnd(21)}  ${n.storeName.padEnd(24)}  ` +
         `${(n.load ? bytes(n.load.usedBytes) : "-").padStart(10)}  ${bytes(n.capacityBytes).padStart(10)}  ` +
-        `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.alive ? "alive" : "dead"}${n.quic ? `, QUIC on udp ${n.quic.port}` : ""}`);
+        `${String(n.load?.objectCount ?? "-").padStart(8)}  ${n.silent ? "silent (missed its heartbeats)" : n.alive ? "alive" : "dead"}${n.quic ? `, QUIC on udp ${n.quic.port}` : ""}`);
     }
     return 0;
   } finally {

@@ -40,8 +40,8 @@ export interface NodeOptions {
   /** Custom resources tasks may ask for (`resources: { name: amount }`), e.g. `{ GPU: 2 }`. */
   resources?: Record<string, number>;
   storeName?: string;
-  /** How often the node says it is alive (default 1000 ms); it is dead after three beats
-   * missed, which is how soon the others see it dead (`objstore start --heartbeat-ms`). */
+  /** How often the node says it is alive (default 1000 ms). Three beats missed, it is silent;
+   * still silent an interval later, the others declare it dead (`objstore start --heartbeat-ms`). */
   heartbeatMs?: number;
   /** "quic": also serve transfers over QUIC, and pull over it from nodes that serve it
    * (Deno with `--unstable-net` only). Default "tcp", which every node serves. */
@@ -58,6 +58,13 @@ export class ClusterNode {
   readonly #server: TransferServer;
   readonly #gateway: QuicGateway | undefined;
   readonly #beat: ReturnType<typeof setInterval>;
+  /**
+   * Settles if the cluster declares this node dead (it was silent too long: a stop of the
+   * process, a machine stalled for seconds). The others have then let go of what its processes
+   * held and run its tasks elsewhere, so it must leave (`objstore start` does).
+   */
+  readonly declaredDead: Promise<void>;
+  #onDeclaredDead!: () => void;
   /** Keeps this node's objects for the holders on other nodes (lib/cluster/holds.ts). */
   readonly #keeper: HoldKeeper;
   readonly #executor: NodeExecutor;
@@ -76,6 +83,7 @@ export class ClusterNode {
     this.#keeper.start();
     // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
     // seen dead by the others only if it stays silent for three beats.
+    this.declaredDead = new Promise((resolve) => (this.#onDeclaredDead = resolve));
     this.#beat = setInterval(() => void this.#heartbeat(heartbeatMs).catch(() => {}), heartbeatMs);
   }
 
@@ -116,6 +124,7 @@ export class ClusterNode {
         capacityBytes: stats.capacityBytes,
         numWorkers,
         resources: options.resources ?? {},
+        heartbeatIntervalMs: heartbeatMs,
       }, { usedBytes: stats.usedBytes, objectCount: stats.objectCount, workers: numWorkers, heartbeatMs: Date.now() }, 3 * heartbeatMs);
       const file: NodeFile = {
         storeName, nodeId, nodeNumber, pid: process.pid, address: redactedUrl(options.address), host, transferPort: server.address.port, token: options.token,
@@ -137,7 +146,7 @@ export class ClusterNode {
 
   async #heartbeat(heartbeatMs: number): Promise<void> {
     const stats = memoryStats();
-    await this.#directory.heartbeat(this.file.nodeNumber, {
+    const taken = await this.#directory.heartbeat(this.file.nodeNumber, {
       usedBytes: stats.usedBytes,
       objectCount: stats.objectCount,
       pinnedBytes: stats.pinnedBytes,
@@ -149,6 +158,9 @@ export class ClusterNode {
       ...(this.#gateway === undefined ? {} : { quicStreams: this.#gateway.streamsServed }),
       heartbeatMs: Date.now(),
     }, 3 * heartbeatMs);
+    if (taken) return;
+    clearInterval(this.#beat);
+    this.#onDeclaredDead();
   }
 
   /** Leaves the cluster: deregisters, stops serving, removes its store. Idempotent. */

@@ -150,3 +150,58 @@ test(`cluster nodes: a node started by SIGTERM's rules leaves; wrong command lin
   assert.equal(badPort.code, 2);
   assert.match(badPort.err, /--port must be a whole number up to 65535, got "99999"/);
 }, { timeoutMs: 60_000 });
+
+test(`cluster nodes: a node stopped (SIGSTOP) past its heartbeats is silent, then declared dead; woken, it leaves with exit 1 saying why; nodes stalled all together are not declared dead (${currentRuntime})`, async () => {
+  const names = ["fenced", "stall-a", "stall-b"].map((n) => uniqueStoreName(`node-${n}`));
+  const nodes: RunningNode[] = [];
+  const directory = await Directory.connect(redisUrl());
+  const stateOf = async (name: string) => {
+    const node = (await directory.nodes()).find((n) => n.storeName === name);
+    return node === undefined ? "gone" : node.silent ? "silent" : node.alive ? "alive" : "dead";
+  };
+  try {
+    // One node stopped: the test's readings see it silent, then dead; it leaves once woken.
+    const fenced = await startNode(names[0], ["--heartbeat-ms", "100"]);
+    nodes.push(fenced);
+    process.kill(fenced.child.pid, "SIGSTOP");
+    const seen: string[] = [];
+    const deadline = Date.now() + 10_000;
+    for (let state = await stateOf(names[0]); state !== "dead"; state = await stateOf(names[0])) {
+      assert.ok(Date.now() < deadline, `the stopped node is declared dead within 10 s; states seen: ${seen}`);
+      if (seen.at(-1) !== state) seen.push(state);
+      await new Promise((resolve) => setTimeout(resolve, 40));
+    }
+    assert.deepEqual(seen.filter((s) => s !== "alive"), ["silent"], `states seen: ${seen}`);
+    process.kill(fenced.child.pid, "SIGCONT");
+    const ended = await fenced.child.exited;
+    assert.equal(ended.code, 1, ended.stderr);
+    assert.match(ended.stderr, /was declared dead by the cluster: its heartbeat was silent .* so it leaves now; start it again to rejoin/);
+    await eventually(() => !existsSync(`/dev/shm/objstore-${names[0]}`), 5000, "the fenced node's store removed");
+    assert.equal(await stateOf(names[0]), "gone", "it left the directory");
+
+    // Two nodes (each the other's reader) stopped and woken together, as a stalled machine
+    // wakes: their keys have expired, but each beats again before a second reading.
+    const pair = [await startNode(names[1], ["--heartbeat-ms", "500"]), await startNode(names[2], ["--heartbeat-ms", "500"])];
+    nodes.push(...pair);
+    for (const node of pair) process.kill(node.child.pid, "SIGSTOP");
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    for (const node of pair) process.kill(node.child.pid, "SIGCONT");
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    for (const node of pair) {
+      assert.equal(await stateOf(node.storeName), "alive", `${node.storeName} after the stall`);
+      assert.ok(existsSync(`/dev/shm/objstore-${node.storeName}`), `${node.storeName} runs on`);
+    }
+    for (const node of pair) process.kill(node.child.pid, "SIGTERM");
+    for (const node of pair) assert.equal((await node.child.exited).code, 0);
+  } finally {
+    for (const node of nodes) {
+      try {
+        process.kill(node.child.pid, "SIGCONT");
+      } catch { /* gone */ }
+      node.child.kill();
+    }
+    await Promise.all(nodes.map((node) => node.child.exited));
+    await directory.close();
+    for (const name of names) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+  }
+}, { timeoutMs: 90_000 });

@@ -1,6 +1,6 @@
 /**
  * The cluster directory against a real Redis (scripts/redis_server.sh, started by
- * scripts/test.sh; the address in OBJSTORE_TEST_REDIS): nodes join, beat, expire and leave;
+ * scripts/test.sh; the address in OBJSTORE_TEST_REDIS): nodes join, beat, fall silent, are declared dead (or forgiven) and leave;
  * copies are recorded; seal notices arrive; an unreachable Redis or a wrong password is a
  * clear DirectoryUnavailableError within the timeout.
  */
@@ -20,28 +20,57 @@ function record(port: number) {
   };
 }
 
-test("directory: nodes join with distinct numbers, are alive while they beat, dead once the beat expires, gone once they leave", async () => {
+test("directory: nodes join with distinct numbers, are alive while they beat, silent once the beat expires, dead when still silent an interval later, refused a beat then, gone once they leave", async () => {
   const prefix = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const directory = await Directory.connect(redisUrl(), { prefix, timeoutMs: 2000 });
   try {
     const a = await directory.registerNode(record(7000), load, 60_000);
-    const b = await directory.registerNode(record(7100), load, 300);
+    const b = await directory.registerNode({ ...record(7100), heartbeatIntervalMs: 100 }, load, 300);
     assert.notEqual(a, b);
     let nodes = await directory.nodes();
-    assert.deepEqual(nodes.map((n) => [n.nodeNumber, n.port, n.alive]), [[a, 7000, true], [b, 7100, true]]);
+    assert.deepEqual(nodes.map((n) => [n.nodeNumber, n.port, n.alive, n.silent]), [[a, 7000, true, false], [b, 7100, true, false]]);
     assert.equal(nodes[0].load?.workers, 3);
+    // Expired: first silent (still alive), then dead at a reading an interval later.
+    const states: string[] = [];
     const deadline = Date.now() + 3000;
-    while ((await directory.nodes())[1].alive) {
-      assert.ok(Date.now() < deadline, "node b's heartbeat expires");
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    while ((nodes = await directory.nodes())[1].alive) {
+      assert.ok(Date.now() < deadline, "node b is declared dead within 3 s");
+      const state = nodes[1].silent ? "silent" : "beating";
+      if (states.at(-1) !== state) states.push(state);
+      await new Promise((resolve) => setTimeout(resolve, 30));
     }
-    await directory.heartbeat(b, { ...load, workers: 9 }, 60_000);
-    nodes = await directory.nodes();
-    assert.equal(nodes[1].alive, true);
-    assert.equal(nodes[1].load?.workers, 9);
+    assert.deepEqual(states, ["beating", "silent"]);
+    assert.equal(nodes[1].load, undefined);
+    // Declared dead is final: its next beat is refused, and it stays dead.
+    assert.equal(await directory.heartbeat(b, { ...load, workers: 9 }, 60_000), false);
+    assert.equal((await directory.nodes())[1].alive, false);
+    assert.equal(await directory.heartbeat(a, { ...load, workers: 9 }, 60_000), true);
+    assert.equal((await directory.nodes())[0].load?.workers, 9);
     await directory.deregisterNode(a);
     await directory.deregisterNode(b);
     assert.deepEqual(await directory.nodes(), []);
+  } finally {
+    await directory.close();
+  }
+});
+
+test("directory: a node whose beat lapsed but who beats again within an interval (a machine that stalled) is not declared dead, however often it is read meanwhile", async () => {
+  const prefix = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const directory = await Directory.connect(redisUrl(), { prefix, timeoutMs: 2000 });
+  try {
+    const node = await directory.registerNode({ ...record(7200), heartbeatIntervalMs: 400 }, load, 100);
+    for (let lapse = 0; lapse < 3; lapse++) {
+      await new Promise((resolve) => setTimeout(resolve, 150)); // the key expires
+      for (let read = 0; read < 3; read++) {
+        const [status] = await directory.nodes();
+        assert.deepEqual([status.alive, status.silent], [true, true], `lapse ${lapse}, reading ${read}`);
+      }
+      // Beats well within the interval of the first silent reading: the lapse is forgiven.
+      assert.equal(await directory.heartbeat(node, load, 100), true, `lapse ${lapse}: the beat is taken`);
+      const [status] = await directory.nodes();
+      assert.deepEqual([status.alive, status.silent], [true, false]);
+    }
+    await directory.deregisterNode(node);
   } finally {
     await directory.close();
   }

@@ -194,7 +194,7 @@ async function refreshProcesses() {
 async function refreshNodes() {
   const n = await api("api/nodes");
   fill(document.querySelector("#nodes tbody"), n.nodes.map((r) => n.mode === "cluster" ? [
-    cell(r.nodeNumber + " " + r.host + ":" + r.transferPort), cell(r.storeName), cell(r.alive ? "alive" : "dead", r.alive ? "alive" : "dead"),
+    cell(r.nodeNumber + " " + r.host + ":" + r.transferPort), cell(r.storeName), cell(r.silent ? "silent" : r.alive ? "alive" : "dead", r.alive && !r.silent ? "alive" : "dead"),
     cell(bytes(r.load ? r.load.usedBytes : null), "num"), cell(bytes(r.load ? r.load.pinnedBytes : null), "num"),
     cell(bytes(r.load ? r.load.spilledBytes : null), "num"), cell(bytes(r.capacityBytes), "num"), cell(r.load ? String(r.load.objectCount) : "–", "num"),
   ] : [

@@ -7,8 +7,13 @@
  * Keys (all under one prefix, `objstore` by default; clusters may share a Redis by prefix):
  * - `<p>:node-seq`        the last node number handed out (INCR; numbers are never reused)
  * - `<p>:nodes`           hash: node number → the node's record (JSON, `NodeRecord`)
- * - `<p>:alive:<n>`       the node's load (JSON, `NodeLoad`), expiring unless refreshed: a node
- *                         whose key has expired is dead
+ * - `<p>:alive:<n>`       the node's load (JSON, `NodeLoad`), expiring unless refreshed (three
+ *                         heartbeats): a node whose key has expired is silent
+ * - `<p>:silent`          hash: node number → Redis time (ms) a reader first found it silent;
+ *                         its next heartbeat clears it
+ * - `<p>:dead`            hash: node number → Redis time (ms) it was declared dead: silent when
+ *                         read again a heartbeat interval later. Final: the node's next heartbeat
+ *                         is refused and it leaves (`NODES_SCRIPT`)
  * - `<p>:copies:<hex>`    set: numbers of the nodes holding a copy of the object
  * - `<p>:copies-of:<n>`   set: the hexes node n holds copies of (so it can unlist the gone ones)
  * - `<p>:holds:<n>`       list: requests to node n's hold keeper, in the order they were sent
@@ -57,6 +62,59 @@ for i, key in ipairs(KEYS) do redis.call('HSET', key, ARGV[3 * i - 2], ARGV[3 * 
 return 1
 `;
 
+/**
+ * A heartbeat (`Directory.heartbeat`). KEYS: the node's alive key, the silent hash, the dead
+ * hash; ARGV: node number, load (JSON), TTL (ms). 0 if the node was declared dead.
+ */
+const HEARTBEAT_SCRIPT = `
+if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+`;
+
+/**
+ * Reads the nodes' liveness (`Directory.nodes`). KEYS: the silent hash, the dead hash, then
+ * each node's alive key; ARGV: per node its number and heartbeat interval (ms). Per node: its
+ * load (alive), "silent", or "dead".
+ *
+ * Why two readings: an expired key alone is not death. A machine that stalled (a paused VM,
+ * every core busy) wakes with every key expired before any node's overdue beat ran. So a
+ * silent node is declared dead only when a reader finds it silent again at least one heartbeat
+ * interval after the first finding, with no beat between: by then a living node has beaten.
+ */
+const NODES_SCRIPT = `
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local out = {}
+for i = 3, #KEYS do
+  local n = ARGV[2 * (i - 2) - 1]
+  local interval = tonumber(ARGV[2 * (i - 2)])
+  local state = 'dead'
+  if redis.call('HEXISTS', KEYS[2], n) == 0 then
+    state = redis.call('GET', KEYS[i])
+    if not state then
+      local since = redis.call('HGET', KEYS[1], n)
+      if not since then
+        redis.call('HSET', KEYS[1], n, now)
+        state = 'silent'
+      elseif now - tonumber(since) < interval then
+        state = 'silent'
+      else
+        redis.call('HSET', KEYS[2], n, now)
+        redis.call('HDEL', KEYS[1], n)
+        state = 'dead'
+      end
+    end
+  end
+  out[#out + 1] = state
+end
+return out
+`;
+
+/** The heartbeat interval of a node whose record predates `heartbeatIntervalMs`. */
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+
 /** How long a killed process is remembered as killed (`recordDeath`). */
 const DEATHS_KEPT_MS = 60 * 60 * 1000;
 
@@ -80,6 +138,8 @@ export interface NodeRecord {
   capacityBytes: number;
   numWorkers: number;
   resources: Record<string, number>;
+  /** How often it beats (`objstore start --heartbeat-ms`); its key expires after three. */
+  heartbeatIntervalMs?: number;
 }
 
 /** What a node reports with each heartbeat. */
@@ -101,8 +161,11 @@ export interface NodeLoad {
 
 /** A node as the directory sees it now. */
 export interface NodeStatus extends NodeRecord {
+  /** Not declared dead: beating, or silent for less than a confirmed lapse. */
   alive: boolean;
-  /** The last heartbeat's load, while the node is alive. */
+  /** Its heartbeat lapsed; it is declared dead if it stays silent (see `NODES_SCRIPT`). */
+  silent: boolean;
+  /** The last heartbeat's load, while the node beats. */
   load: NodeLoad | undefined;
 }
 
@@ -130,10 +193,8 @@ interface RedisClient {
   hGet(key: string, field: string): Promise<string | null>;
   eval(script: string, options: { keys: string[]; arguments: string[] }): Promise<unknown>;
   hGetAll(key: string): Promise<Record<string, string>>;
-  set(key: string, value: string, options: { expiration: { type: "PX"; value: number } }): Promise<unknown>;
   del(key: string | string[]): Promise<number>;
   unref(): void;
-  mGet(keys: string[]): Promise<(string | null)[]>;
   sAdd(key: string, member: string): Promise<number>;
   sRem(key: string, member: string): Promise<number>;
   sMembers(key: string): Promise<string[]>;
@@ -250,16 +311,21 @@ export class Directory {
     return nodeNumber;
   }
 
-  /** Says the node is alive for `ttlMs` more, with its current load. */
-  async heartbeat(nodeNumber: number, load: NodeLoad, ttlMs: number): Promise<void> {
-    await this.#bounded("SET", () =>
-      this.#client.set(this.#key("alive", nodeNumber), JSON.stringify(load), { expiration: { type: "PX", value: ttlMs } }));
+  /**
+   * Says the node is alive for `ttlMs` more, with its current load. False if the cluster has
+   * declared it dead: the others have let go of what its processes held, so it must leave.
+   */
+  async heartbeat(nodeNumber: number, load: NodeLoad, ttlMs: number): Promise<boolean> {
+    const keys = [this.#key("alive", nodeNumber), this.#key("silent"), this.#key("dead")];
+    const args = [String(nodeNumber), JSON.stringify(load), String(Math.round(ttlMs))];
+    return await this.#bounded("EVAL", () => this.#client.eval(HEARTBEAT_SCRIPT, { keys, arguments: args })) === 1;
   }
 
   /** Removes a node that leaves (its objects go with it). */
   async deregisterNode(nodeNumber: number): Promise<void> {
     await this.#bounded("DEL", () => this.#client.del(this.#key("alive", nodeNumber)));
     await this.#bounded("HDEL", () => this.#client.hDel(this.#key("nodes"), String(nodeNumber)));
+    for (const kind of ["silent", "dead"]) await this.#bounded("HDEL", () => this.#client.hDel(this.#key(kind), String(nodeNumber)));
     await this.forgetNode(nodeNumber);
   }
 
@@ -278,10 +344,13 @@ export class Directory {
     const parsed = Object.values(records).map((text) => JSON.parse(text) as NodeRecord)
       .sort((a, b) => a.nodeNumber - b.nodeNumber);
     if (parsed.length === 0) return [];
-    const loads = await this.#bounded("MGET", () => this.#client.mGet(parsed.map((n) => this.#key("alive", n.nodeNumber))));
+    const keys = [this.#key("silent"), this.#key("dead"), ...parsed.map((n) => this.#key("alive", n.nodeNumber))];
+    const args = parsed.flatMap((n) => [String(n.nodeNumber), String(n.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS)]);
+    const states = await this.#bounded("EVAL", () => this.#client.eval(NODES_SCRIPT, { keys, arguments: args })) as string[];
     return parsed.map((record, i) => {
-      const load = loads[i] === null ? undefined : JSON.parse(loads[i]!) as NodeLoad;
-      return { ...record, alive: load !== undefined, load };
+      const state = states[i];
+      const load = state === "dead" || state === "silent" ? undefined : JSON.parse(state) as NodeLoad;
+      return { ...record, alive: state !== "dead", silent: state === "silent", load };
     });
   }
 
