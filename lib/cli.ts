@@ -10,7 +10,7 @@ import { type ListedObject, NativeStore, type StoreStats } from "./store/native_
 import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { shown, storeNameProblem } from "./options.ts";
 import { removeAbandonedStores, storeNames } from "./abandoned.ts";
-import { ClusterNode, stopLocalNodes } from "./node.ts";
+import { ClusterNode, type NodeOptions, stopLocalNodes } from "./node.ts";
 import { Directory, redactedUrl } from "./cluster/directory.ts";
 import { listClusterObjects } from "./cluster/listing.ts";
 import { attach, describeProcess, otherPids, type StoreProcess } from "./cli/local_store.ts";
@@ -343,20 +343,19 @@ function resourcesOption(text: string): Record<string, number> {
   return parsed as Record<string, number>;
 }
 
-/** `objstore start`: runs a node until SIGINT, SIGTERM or `objstore stop`. */
+/**
+ * `objstore start`: runs a node until SIGINT, SIGTERM or `objstore stop`. A node the cluster
+ * declared dead (silent too long: a cut link, a stopped process) leaves and joins again as a
+ * new node: the others have let go of what its processes held and made again what it made, so
+ * it may not go on as the old one.
+ */
 async function startNode(invocation: Invocation, print: (line: string) => void, printError: (line: string) => void): Promise<number> {
   const values = invocation.values;
   const token = values.token ?? process.env.OBJSTORE_CLUSTER_TOKEN;
   if (token === undefined || token === "") {
     throw new UsageError("start needs the cluster token: --token T or OBJSTORE_CLUSTER_TOKEN (the same on every node)");
   }
-  // Listening before the node starts: a signal while it starts stops it once started.
-  let signaled!: () => void;
-  const leaving = new Promise<void>((resolve) => (signaled = resolve));
-  const onSignal = () => signaled();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  const node = await ClusterNode.start({
+  const options: NodeOptions = {
     address: values.address!,
     token,
     nodeIp: values.nodeIp,
@@ -367,17 +366,33 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
     heartbeatMs: heartbeatOption(values.heartbeatMs),
     storeName: invocation.store,
     transport: transportOption(values.transport),
-  });
-  const f = node.file;
-  const quic = f.quicPort === undefined ? "" : ` and QUIC (udp ${f.quicPort})`;
-  print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}${quic}, directory ${f.address}`);
-  const declaredDead = await Promise.race([leaving.then(() => false), node.declaredDead.then(() => true)]);
-  if (declaredDead) {
-    printError(`objstore: node ${f.nodeId} (number ${f.nodeNumber}) was declared dead by the cluster: its heartbeat was silent for more than three beats and again an interval later (a stopped process, or a machine stalled for seconds). The other nodes have let go of what its processes held, so it leaves now; start it again to rejoin, with a longer --heartbeat-ms if this machine stalls.`);
+  };
+  // Listening before the node starts: a signal while it starts stops it once started.
+  let signaled!: () => void;
+  const leaving = new Promise<void>((resolve) => (signaled = resolve));
+  const onSignal = () => signaled();
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  for (let rejoin = false; ; rejoin = true) {
+    let node: ClusterNode;
+    try {
+      node = await ClusterNode.start(options);
+    } catch (error) {
+      if (!rejoin) throw error;
+      printError(`objstore: the node could not join the cluster again: ${(error as Error).message}`);
+      return 1;
+    }
+    const f = node.file;
+    const quic = f.quicPort === undefined ? "" : ` and QUIC (udp ${f.quicPort})`;
+    print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}${quic}, directory ${f.address}`);
+    const declaredDead = await Promise.race([leaving.then(() => false), node.declaredDead.then(() => true)]);
+    if (declaredDead) {
+      printError(`objstore: node ${f.nodeId} (number ${f.nodeNumber}) was declared dead by the cluster: its heartbeat was silent for three beats and still an interval later (a cut link, a stopped process, a machine stalled for seconds; a longer --heartbeat-ms rides out longer stalls). The other nodes have let go of what its processes held and its objects are lost to them, so it leaves and joins again as a new node.`);
+    }
+    await node.stop();
+    print(`node ${f.nodeId} stopped`);
+    if (!declaredDead) return 0;
   }
-  await node.stop();
-  print(`node ${f.nodeId} stopped`);
-  return declaredDead ? 1 : 0;
 }
 
 async function stopNodes(storeName: string | undefined, print: (line: string) => void): Promise<number> {

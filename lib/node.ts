@@ -61,7 +61,8 @@ export class ClusterNode {
   /**
    * Settles if the cluster declares this node dead (it was silent too long: a stop of the
    * process, a machine stalled for seconds). The others have then let go of what its processes
-   * held and run its tasks elsewhere, so it must leave (`objstore start` does).
+   * held and run its tasks elsewhere, so it must leave (`objstore start` leaves and joins again
+   * as a new node).
    */
   readonly declaredDead: Promise<void>;
   #onDeclaredDead!: () => void;

@@ -151,7 +151,7 @@ test(`cluster nodes: a node started by SIGTERM's rules leaves; wrong command lin
   assert.match(badPort.err, /--port must be a whole number up to 65535, got "99999"/);
 }, { timeoutMs: 60_000 });
 
-test(`cluster nodes: a node stopped (SIGSTOP) past its heartbeats is silent, then declared dead; woken, it leaves with exit 1 saying why; nodes stalled all together are not declared dead (${currentRuntime})`, async () => {
+test(`cluster nodes: a node stopped (SIGSTOP) past its heartbeats is silent, then declared dead; woken, it leaves and joins again as a new node, saying why; nodes stalled all together are not declared dead (${currentRuntime})`, async () => {
   const names = ["fenced", "stall-a", "stall-b"].map((n) => uniqueStoreName(`node-${n}`));
   const nodes: RunningNode[] = [];
   const directory = await Directory.connect(redisUrl());
@@ -173,10 +173,19 @@ test(`cluster nodes: a node stopped (SIGSTOP) past its heartbeats is silent, the
     }
     assert.deepEqual(seen.filter((s) => s !== "alive"), ["silent"], `states seen: ${seen}`);
     process.kill(fenced.child.pid, "SIGCONT");
+    // Woken, it is refused its next beat: it leaves, and joins again as a new node.
+    assert.match(await fenced.child.line(), /^node \w+ stopped$/);
+    const rejoined = /\(number (\d+)\) started: store (\S+),/.exec(await fenced.child.line());
+    assert.ok(rejoined, "it joins again");
+    assert.notEqual(Number(rejoined[1]), fenced.nodeNumber, "under a new number");
+    assert.equal(rejoined[2], names[0], "with its store name");
+    const listed = (await directory.nodes()).filter((n) => n.storeName === names[0]);
+    assert.deepEqual(listed.map((n) => [n.nodeNumber, n.alive]), [[Number(rejoined[1]), true]], "the old node left the directory");
+    process.kill(fenced.child.pid, "SIGTERM");
     const ended = await fenced.child.exited;
-    assert.equal(ended.code, 1, ended.stderr);
-    assert.match(ended.stderr, /was declared dead by the cluster: its heartbeat was silent .* so it leaves now; start it again to rejoin/);
-    await eventually(() => !existsSync(`/dev/shm/objstore-${names[0]}`), 5000, "the fenced node's store removed");
+    assert.equal(ended.code, 0, ended.stderr);
+    assert.match(ended.stderr, /was declared dead by the cluster: its heartbeat was silent .* so it leaves and joins again as a new node/);
+    await eventually(() => !existsSync(`/dev/shm/objstore-${names[0]}`), 5000, "the node's store removed");
     assert.equal(await stateOf(names[0]), "gone", "it left the directory");
 
     // Two nodes (each the other's reader) stopped and woken together, as a stalled machine
