@@ -22,7 +22,7 @@ import { localScheduler } from "./tasks/remote.ts";
 import { ObjstoreError } from "./errors.ts";
 import { localNodes, type NodeFile, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
 import { processRuns } from "./processes.ts";
-import { QuicGateway } from "./cluster/quic/gateway.ts";
+import { dropReporter, QuicGateway } from "./cluster/quic/gateway.ts";
 import { QUIC_UNAVAILABLE } from "./ffi/quic.ts";
 
 /** What `objstore start` takes. */
@@ -108,8 +108,7 @@ export class ClusterNode {
       const host = options.nodeIp ?? "127.0.0.1";
       const server = endpoint.serve({ host, port: options.port ?? 0 }, options.token);
       if (quic !== undefined) {
-        const reportHandshake = (error: unknown) => console.error(`objstore: a QUIC peer was dropped: ${error instanceof Error ? error.message : error}`);
-        gateway = QuicGateway.start(quic, host, options.port ?? 0, server.address, reportHandshake);
+        gateway = QuicGateway.start(quic, host, options.port ?? 0, server.address, dropReporter(console.error));
       }
       const stats = memoryStats();
       const nodeNumber = await directory.registerNode({

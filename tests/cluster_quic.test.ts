@@ -14,6 +14,7 @@ import { createPrivateKey, X509Certificate } from "node:crypto";
 import { Directory } from "../lib/cluster/directory.ts";
 import { runCli } from "../lib/cli.ts";
 import { CERTIFICATE_SERVER_NAME, makeNodeCertificate } from "../lib/cluster/quic/certificate.ts";
+import { dropReporter } from "../lib/cluster/quic/gateway.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, redisUrl, root, uniqueStoreName } from "./helpers.ts";
 import { cleanUp, clusterToken, putOn, runDriver, startDriver, startNode } from "./cluster_helpers.ts";
@@ -43,6 +44,21 @@ test(`cluster QUIC: a node's certificate is a valid self-signed X.509 for the na
   assert.ok(Date.parse(certificate.validFrom) < nowMs && Date.parse(certificate.validTo) > nowMs + 3000 * 86_400_000);
   // Each node has its own key.
   assert.notEqual(makeNodeCertificate().certificatePem, makeNodeCertificate().certificatePem);
+});
+
+test(`cluster QUIC: dropped peers (a scanner of the UDP port) are reported at most once per interval, with a count of the rest (${currentRuntime})`, () => {
+  const lines: string[] = [];
+  let nowMs = 1_000;
+  const report = dropReporter((line) => lines.push(line), 10_000, () => nowMs);
+  report(new Error("bad certificate"));
+  for (let i = 0; i < 500; i++, nowMs += 10) report(new Error("handshake timed out"));
+  assert.deepEqual(lines, ["objstore: a QUIC peer was dropped: bad certificate"]);
+  nowMs = 11_000;
+  report("garbage");
+  assert.deepEqual(lines.slice(1), ["objstore: a QUIC peer was dropped: garbage (and 500 more since the last such line)"]);
+  nowMs = 30_000;
+  report(new Error("again"));
+  assert.equal(lines[2], "objstore: a QUIC peer was dropped: again");
 });
 
 test(`cluster QUIC: --transport quic where the runtime has no QUIC fails at once, naming where QUIC is; a wrong --transport is a usage error (${currentRuntime})`, async () => {

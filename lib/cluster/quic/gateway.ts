@@ -28,6 +28,29 @@ export interface QuicAddress {
   readonly certificatePem: string;
 }
 
+/** At most one line per this long about dropped QUIC peers: a scanner of the UDP port would
+ * otherwise fill the node's stderr. */
+export const QUIC_DROP_REPORT_INTERVAL_MS = 10_000;
+
+/**
+ * A reporter of dropped QUIC peers for `QuicGateway.start`'s `onError`: prints the first drop,
+ * then at most one line per `intervalMs`, counting the drops it did not print.
+ */
+export function dropReporter(print: (line: string) => void, intervalMs = QUIC_DROP_REPORT_INTERVAL_MS, now: () => number = Date.now): (error: unknown) => void {
+  let printedMs = -Infinity;
+  let unprinted = 0;
+  return (error) => {
+    if (now() - printedMs < intervalMs) {
+      unprinted++;
+      return;
+    }
+    const more = unprinted === 0 ? "" : ` (and ${unprinted} more since the last such line)`;
+    print(`objstore: a QUIC peer was dropped: ${error instanceof Error ? error.message : error}${more}`);
+    printedMs = now();
+    unprinted = 0;
+  };
+}
+
 export class QuicGateway {
   readonly address: QuicAddress;
   readonly #server: QuicServer;
