@@ -83,7 +83,7 @@ export class ClusterNode {
     this.#keeper.onTask = (request) => executor.handle(request);
     this.#keeper.start();
     // A beat that fails (Redis restarting) is retried at the next: the node stays up, and is
-    // seen dead by the others only if it stays silent for three beats.
+    // declared dead by the others only if it stays silent for three beats and one more.
     this.declaredDead = new Promise((resolve) => (this.#onDeclaredDead = resolve));
     this.#beat = setInterval(() => void this.#heartbeat(heartbeatMs).catch(() => {}), heartbeatMs);
   }

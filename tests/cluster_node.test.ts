@@ -100,7 +100,8 @@ test(`cluster nodes: two nodes join, one's object is pulled into the other's sto
     assert.ok(!existsSync(`/dev/shm/objstore-${names[0]}`), "store removed");
     assert.deepEqual((await clusterNodes()).filter((n) => names.includes(n.storeName)).map((n) => n.storeName), [names[1]]);
 
-    // SIGKILL: nothing runs, the heartbeat expires (three beats of 1 s), the node is dead.
+    // SIGKILL: nothing runs, the heartbeat expires (three beats of 1 s), the node is silent,
+    // and declared dead when still silent a beat later.
     process.kill(nodes[1].child.pid, "SIGKILL");
     await nodes[1].child.exited;
     const directory = await Directory.connect(redisUrl());

@@ -30,9 +30,10 @@ import type { FunctionRecord } from "./submitter.ts";
 const LINEAGE_MAX_BYTES = 64 * 1024 * 1024;
 /** How often the lineage of results no ref reaches any longer is let go. */
 const LINEAGE_SWEEP_MS = 2000;
-/** How long a task that lost an argument waits for the argument's node to be seen dead
- * (its heartbeat expires) before it is sent again anyway, and how often it looks. */
-const LOST_OBJECT_WAIT_MS = 6000;
+/** How long a task that lost an argument waits for the argument's node to be declared dead
+ * (by default three beats of 1 s silent, and still a beat later: 4-5 s) before it is sent
+ * again anyway, and how often it looks. */
+const LOST_OBJECT_WAIT_MS = 9000;
 const LOST_OBJECT_POLL_MS = 500;
 /** How long a task to be placed again waits for a node able to run it before it fails. */
 const PLACE_AGAIN_WAIT_MS = 15_000;
@@ -253,8 +254,8 @@ export class ClusterDispatch {
 
   /**
    * A task sent elsewhere failed on an object it could not find: an argument lost with its
-   * node. Once the view of the cluster shows that node dead (its heartbeat expires within
-   * seconds), the arguments made by tasks there are made again, and the task is sent anew.
+   * node. Once the view of the cluster shows that node dead (declared within seconds of its
+   * last beat), the arguments made by tasks there are made again, and the task is sent anew.
    */
   #remoteLostAnObject(id: number, attempt: number, why: string): void {
     trace(() => `task ${id}.${attempt} lost an object: ${why}`);
