@@ -118,10 +118,15 @@ export async function eventuallyAsync(check: () => Promise<boolean>, timeoutMs: 
   }
 }
 
-/** Kills what a test started and removes the nodes' stores and node files. */
+/**
+ * Kills what a test started and removes the nodes' stores, node files and directory records.
+ * The records go at once: a killed node stays alive in the directory until it is declared
+ * dead, seconds later, and the next test's groups and SPREAD tasks would be placed on it.
+ */
 export async function cleanUp(children: Child[], storeNames: string[]): Promise<void> {
   for (const child of children) child.kill();
   await Promise.all(children.map((child) => child.exited));
+  await forgetNodes(storeNames).catch(() => {}); // a test that stopped Redis leaves them there
   for (const name of storeNames) {
     removeNodeFile(name); // a killed node could not remove its own
     // A killed node's workers run on until their task ends (one sleeping in the task holds
@@ -132,6 +137,17 @@ export async function cleanUp(children: Child[], storeNames: string[]): Promise<
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 100));
       await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
     }
+  }
+}
+
+async function forgetNodes(storeNames: string[]): Promise<void> {
+  const directory = await Directory.connect(redisUrl(), { timeoutMs: 2000 });
+  try {
+    for (const node of await directory.nodes()) {
+      if (storeNames.includes(node.storeName)) await directory.deregisterNode(node.nodeNumber);
+    }
+  } finally {
+    await directory.close();
   }
 }
 

@@ -216,8 +216,11 @@ export class PlacementGroup {
       throw new ObjstoreError(`placement group ${JSON.stringify(this.bundles)} (${this.strategy}) can never be reserved: ${whyBundlesInfeasible(this.bundles, this.strategy, capacities)}`);
     }
     const directory = await cluster.directory();
+    // A silent node (its heartbeat lapsed) may be dead: no bundle goes there until it beats.
+    const silent = new Set(nodes.filter((node) => node.silent).map((node) => node.nodeNumber));
     const left: Capacity[] = [];
     for (const capacity of capacities) {
+      if (silent.has(capacity.nodeNumber)) continue;
       let room = capacity;
       for (const bundle of (await directory.reservations(capacity.nodeNumber)).values()) room = withoutBundle(room, bundle);
       left.push(room);
