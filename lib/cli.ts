@@ -185,13 +185,15 @@ async function destroy(name: string): Promise<void> {
   }
 }
 
-/** Pids of the processes that have `path` mapped (from /proc/<pid>/maps). */
+/** Pids of the processes that have `path` itself mapped (from /proc/<pid>/maps), not a file
+ * whose name merely starts with it. */
 export function processesMapping(path: string): number[] {
   const pids: number[] = [];
+  const maps = (line: string) => line.endsWith(` ${path}`) || line.endsWith(` ${path} (deleted)`);
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      if (readFileSync(`/proc/${entry}/maps`, "utf8").includes(path)) pids.push(Number(entry));
+      if (readFileSync(`/proc/${entry}/maps`, "utf8").split("\n").some(maps)) pids.push(Number(entry));
     } catch { /* gone, or not ours to read */ }
   }
   return pids;

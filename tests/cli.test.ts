@@ -7,6 +7,7 @@ import process from "node:process";
 import * as os from "../mod.ts";
 import { loadLibrary } from "../lib/ffi/load.ts";
 import { NativeStore } from "../lib/store/native_store.ts";
+import { processesMapping } from "../lib/cli.ts";
 import { test } from "./harness.ts";
 import { currentRuntime, root, runtimes, runToEnd, start, uniqueStoreName } from "./helpers.ts";
 
@@ -90,6 +91,19 @@ test("objstore destroy removes a store whose processes were all killed, and refu
   } finally {
     for (const name of [orphan, otherStores, fresh]) rmSync(`/dev/shm/${name}`, { force: true });
     otherStore.close();
+  }
+});
+
+test("the processes mapping a store are those mapping its segment itself, not one whose name starts with it", async () => {
+  const storeName = uniqueStoreName("mapped");
+  await os.init({ storeName, objectStoreMemory: 16 * 1024 * 1024, numWorkers: 0, prefault: false });
+  try {
+    const segment = `/dev/shm/objstore-${storeName}`;
+    assert.ok(processesMapping(segment).includes(process.pid), "this process maps its store");
+    assert.ok(!processesMapping(segment.slice(0, -1)).includes(process.pid), "a store named with a prefix of it is not mapped");
+    assert.ok(!processesMapping("/dev/shm/objstore-").includes(process.pid));
+  } finally {
+    await os.shutdown();
   }
 });
 
