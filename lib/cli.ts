@@ -371,8 +371,12 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
   };
   // Listening before the node starts: a signal while it starts stops it once started.
   let signaled!: () => void;
+  let stopAsked = false;
   const leaving = new Promise<void>((resolve) => (signaled = resolve));
-  const onSignal = () => signaled();
+  const onSignal = () => {
+    stopAsked = true;
+    signaled();
+  };
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   for (let rejoin = false; ; rejoin = true) {
@@ -381,6 +385,7 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
       node = await ClusterNode.start(options);
     } catch (error) {
       if (!rejoin) throw error;
+      // Typically its store: drivers attached to the old node keep it (they lost their node).
       printError(`objstore: the node could not join the cluster again: ${(error as Error).message}`);
       return 1;
     }
@@ -393,7 +398,7 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
     }
     await node.stop();
     print(`node ${f.nodeId} stopped`);
-    if (!declaredDead) return 0;
+    if (stopAsked) return 0; // also when the signal came while a dead node was leaving
   }
 }
 

@@ -212,6 +212,8 @@ test(`cluster across hosts: a host cut off (its link down) is declared dead and 
     c.network.setLink(cut.host, true);
     // Back: declared dead while away, it is refused its next beat, leaves and joins again as a
     // new node (the others let go of what its processes held); SPREAD reaches it again.
+    assert.match(await cut.process.line(), /^node \w+ stopped$/);
+    assert.match(await cut.process.line(), new RegExp(`\\(number \\d+\\) started: store ${cut.storeName},`));
     const deadline = Date.now() + 30_000;
     let ran: string[] = [];
     while (Date.now() < deadline) {

@@ -32,9 +32,9 @@ test("directory: nodes join with distinct numbers, are alive while they beat, si
     assert.equal(nodes[0].load?.workers, 3);
     // Expired: first silent (still alive), then dead at a reading an interval later.
     const states: string[] = [];
-    const deadline = Date.now() + 3000;
+    const deadline = Date.now() + 8000;
     while ((nodes = await directory.nodes())[1].alive) {
-      assert.ok(Date.now() < deadline, "node b is declared dead within 3 s");
+      assert.ok(Date.now() < deadline, "node b is declared dead within 8 s");
       const state = nodes[1].silent ? "silent" : "beating";
       if (states.at(-1) !== state) states.push(state);
       await new Promise((resolve) => setTimeout(resolve, 30));
@@ -60,15 +60,38 @@ test("directory: a node whose beat lapsed but who beats again within an interval
   try {
     const node = await directory.registerNode({ ...record(7200), heartbeatIntervalMs: 400 }, load, 100);
     for (let lapse = 0; lapse < 3; lapse++) {
+      if (lapse > 0) assert.equal(await directory.heartbeat(node, load, 100), true);
       await new Promise((resolve) => setTimeout(resolve, 150)); // the key expires
       for (let read = 0; read < 3; read++) {
         const [status] = await directory.nodes();
         assert.deepEqual([status.alive, status.silent], [true, true], `lapse ${lapse}, reading ${read}`);
       }
-      // Beats well within the interval of the first silent reading: the lapse is forgiven.
-      assert.equal(await directory.heartbeat(node, load, 100), true, `lapse ${lapse}: the beat is taken`);
+      // Beats within its confirmation time (2 s at least) of the first silent reading: forgiven.
+      assert.equal(await directory.heartbeat(node, load, 60_000), true, `lapse ${lapse}: the beat is taken`);
       const [status] = await directory.nodes();
       assert.deepEqual([status.alive, status.silent], [true, false]);
+    }
+    await directory.deregisterNode(node);
+  } finally {
+    await directory.close();
+  }
+});
+
+test("directory: after a gap in the readings (Redis away, the machine stalled), a silent node's confirmation time starts again", async () => {
+  const prefix = `test-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const directory = await Directory.connect(redisUrl(), { prefix, timeoutMs: 2000 });
+  try {
+    const node = await directory.registerNode({ ...record(7300), heartbeatIntervalMs: 100 }, load, 100);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    assert.equal((await directory.nodes())[0].silent, true, "first found silent");
+    // Nobody reads for longer than the confirmation time: the next reading only starts it again.
+    await new Promise((resolve) => setTimeout(resolve, 2600));
+    assert.deepEqual((await directory.nodes()).map((n) => [n.alive, n.silent]), [[true, true]], "not declared dead after a gap");
+    // Watched (read often) for its confirmation time, still silent: dead.
+    const deadline = Date.now() + 6000;
+    while ((await directory.nodes())[0].alive) {
+      assert.ok(Date.now() < deadline, "declared dead once watched for 2 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
     await directory.deregisterNode(node);
   } finally {

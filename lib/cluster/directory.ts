@@ -11,9 +11,10 @@
  *                         heartbeats): a node whose key has expired is silent
  * - `<p>:silent`          hash: node number → Redis time (ms) a reader first found it silent;
  *                         its next heartbeat clears it
- * - `<p>:dead`            hash: node number → Redis time (ms) it was declared dead: silent when
- *                         read again a heartbeat interval later. Final: the node's next heartbeat
- *                         is refused and it leaves (`NODES_SCRIPT`)
+ * - `<p>:dead`            hash: node number → Redis time (ms) it was declared dead: still silent
+ *                         when read again a heartbeat interval (at least 2 s) later. Final: the
+ *                         node's next heartbeat is refused and it leaves (`NODES_SCRIPT`)
+ * - `<p>:read-at`         Redis time (ms) of the last reading of the nodes' liveness
  * - `<p>:copies:<hex>`    set: numbers of the nodes holding a copy of the object
  * - `<p>:copies-of:<n>`   set: the hexes node n holds copies of (so it can unlist the gone ones)
  * - `<p>:holds:<n>`       list: requests to node n's hold keeper, in the order they were sent
@@ -74,35 +75,46 @@ return 1
 `;
 
 /**
- * Reads the nodes' liveness (`Directory.nodes`). KEYS: the silent hash, the dead hash, then
- * each node's alive key; ARGV: per node its number and heartbeat interval (ms). Per node: its
- * load (alive), "silent", or "dead".
+ * Reads the nodes' liveness (`Directory.nodes`). KEYS: the nodes hash, the silent hash, the
+ * dead hash, the time of the last reading, then each node's alive key; ARGV: the longest gap
+ * between readings that still counts as watching (ms), then per node its number and
+ * confirmation time (ms). Per node: its load (beating), "silent", "dead", or "gone" (it left
+ * meanwhile).
  *
- * Why two readings: an expired key alone is not death. A machine that stalled (a paused VM,
- * every core busy) wakes with every key expired before any node's overdue beat ran. So a
- * silent node is declared dead only when a reader finds it silent again at least one heartbeat
- * interval after the first finding, with no beat between: by then a living node has beaten.
+ * Why not dead at once: an expired key alone is not death. A machine that stalled (a paused
+ * VM, every core busy) or a Redis restarted from its file wakes with every key expired before
+ * any node's overdue beat ran. So a silent node is declared dead only by a reading at least
+ * its confirmation time after the first one that found it silent, with no beat between, and
+ * only while the directory was being watched: after a gap between readings longer than
+ * ARGV[1] (nobody could read, or nobody ran), every silent node's clock starts again.
  */
 const NODES_SCRIPT = `
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[4]) or '0')
+redis.call('SET', KEYS[4], now)
+local watched = now - last <= tonumber(ARGV[1])
 local out = {}
-for i = 3, #KEYS do
-  local n = ARGV[2 * (i - 2) - 1]
-  local interval = tonumber(ARGV[2 * (i - 2)])
+for i = 5, #KEYS do
+  local n = ARGV[2 * (i - 4)]
+  local confirm = tonumber(ARGV[2 * (i - 4) + 1])
   local state = 'dead'
-  if redis.call('HEXISTS', KEYS[2], n) == 0 then
+  if redis.call('HEXISTS', KEYS[1], n) == 0 then
+    state = 'gone'
+  elseif redis.call('HEXISTS', KEYS[3], n) == 0 then
     state = redis.call('GET', KEYS[i])
-    if not state then
-      local since = redis.call('HGET', KEYS[1], n)
-      if not since then
-        redis.call('HSET', KEYS[1], n, now)
+    if state then
+      redis.call('HDEL', KEYS[2], n)
+    else
+      local since = redis.call('HGET', KEYS[2], n)
+      if not since or not watched then
+        redis.call('HSET', KEYS[2], n, now)
         state = 'silent'
-      elseif now - tonumber(since) < interval then
+      elseif now - tonumber(since) < confirm then
         state = 'silent'
       else
-        redis.call('HSET', KEYS[2], n, now)
-        redis.call('HDEL', KEYS[1], n)
+        redis.call('HSET', KEYS[3], n, now)
+        redis.call('HDEL', KEYS[2], n)
         state = 'dead'
       end
     end
@@ -114,6 +126,30 @@ return out
 
 /** The heartbeat interval of a node whose record predates `heartbeatIntervalMs`. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
+
+/**
+ * The least time a silent node has to beat again before it is declared dead. Two seconds at
+ * least: a node reconnecting to a restarted Redis backs off for up to a second (`connect`).
+ */
+const CONFIRMATION_MIN_MS = 2000;
+
+/** A gap between readings of the directory longer than this means nobody was watching (or could):
+ * a silent node's confirmation starts again. Each node's keeper reads it once a second. */
+const WATCH_GAP_MAX_MS = CONFIRMATION_MIN_MS;
+
+/** How long readers see a silent node before they declare it dead (ms). */
+function confirmationMs(heartbeatIntervalMs: number): number {
+  return Math.max(heartbeatIntervalMs, CONFIRMATION_MIN_MS);
+}
+
+/**
+ * The longest a node that stopped beating (every `heartbeatIntervalMs`) stays alive to readers
+ * who read the directory about once a second: its key's three beats, the confirmation, and
+ * two readings' delay.
+ */
+export function deathDeclaredWithinMs(heartbeatIntervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS): number {
+  return 3 * heartbeatIntervalMs + confirmationMs(heartbeatIntervalMs) + 2000;
+}
 
 /** How long a killed process is remembered as killed (`recordDeath`). */
 const DEATHS_KEPT_MS = 60 * 60 * 1000;
@@ -344,13 +380,17 @@ export class Directory {
     const parsed = Object.values(records).map((text) => JSON.parse(text) as NodeRecord)
       .sort((a, b) => a.nodeNumber - b.nodeNumber);
     if (parsed.length === 0) return [];
-    const keys = [this.#key("silent"), this.#key("dead"), ...parsed.map((n) => this.#key("alive", n.nodeNumber))];
-    const args = parsed.flatMap((n) => [String(n.nodeNumber), String(n.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS)]);
+    const keys = [this.#key("nodes"), this.#key("silent"), this.#key("dead"), this.#key("read-at"), ...parsed.map((n) => this.#key("alive", n.nodeNumber))];
+    const args = [
+      String(WATCH_GAP_MAX_MS),
+      ...parsed.flatMap((n) => [String(n.nodeNumber), String(confirmationMs(n.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS))]),
+    ];
     const states = await this.#bounded("EVAL", () => this.#client.eval(NODES_SCRIPT, { keys, arguments: args })) as string[];
-    return parsed.map((record, i) => {
+    return parsed.flatMap((record, i) => {
       const state = states[i];
+      if (state === "gone") return [];
       const load = state === "dead" || state === "silent" ? undefined : JSON.parse(state) as NodeLoad;
-      return { ...record, alive: state !== "dead", silent: state === "silent", load };
+      return [{ ...record, alive: state !== "dead", silent: state === "silent", load }];
     });
   }
 

@@ -98,8 +98,11 @@ export function placeTask(task: Placing, nodes: readonly NodeStatus[], local: Lo
     }
   }
   if (able.length === 0) throw new ObjstoreError(`no node of the cluster can run this task: ${infeasible(task, alive, cpusOf)}`);
-  if (scheduling === "SPREAD") return able[turn % able.length].nodeNumber;
-  return placeByDefault(task, able, local, turn);
+  // A silent node (its heartbeat lapsed) may be dead: only when every able node is silent.
+  const beating = able.filter((n) => !n.silent);
+  const candidates = beating.length > 0 ? beating : able;
+  if (scheduling === "SPREAD") return candidates[turn % candidates.length].nodeNumber;
+  return placeByDefault(task, candidates, local, turn);
 }
 
 function placeByDefault(task: Placing, able: NodeStatus[], local: LocalNode, turn: number): number {

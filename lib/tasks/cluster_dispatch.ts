@@ -10,7 +10,7 @@ import type { Session } from "../session.ts";
 import { ObjstoreError } from "../errors.ts";
 import { Presence } from "../store/status.ts";
 import { trace } from "../cluster/debug.ts";
-import type { NodeStatus } from "../cluster/directory.ts";
+import { deathDeclaredWithinMs, type NodeStatus } from "../cluster/directory.ts";
 import { nodeNumberOf } from "../cluster/node_number.ts";
 import { holderNode } from "../cluster/holds.ts";
 import { missing, type Placing, placeTask } from "../cluster/placement.ts";
@@ -30,10 +30,8 @@ import type { FunctionRecord } from "./submitter.ts";
 const LINEAGE_MAX_BYTES = 64 * 1024 * 1024;
 /** How often the lineage of results no ref reaches any longer is let go. */
 const LINEAGE_SWEEP_MS = 2000;
-/** How long a task that lost an argument waits for the argument's node to be declared dead
- * (by default three beats of 1 s silent, and still a beat later: 4-5 s) before it is sent
- * again anyway, and how often it looks. */
-const LOST_OBJECT_WAIT_MS = 9000;
+/** How often a task that lost an argument looks whether the argument's node was declared dead
+ * (it waits as long as that takes, `deathDeclaredWithinMs`, then is sent again anyway). */
 const LOST_OBJECT_POLL_MS = 500;
 /** How long a task to be placed again waits for a node able to run it before it fails. */
 const PLACE_AGAIN_WAIT_MS = 15_000;
@@ -266,7 +264,8 @@ export class ClusterDispatch {
       return;
     }
     task.attempt += 1;
-    void this.#retryAfterLoss(task, Date.now() + LOST_OBJECT_WAIT_MS);
+    const slowestBeatMs = Math.max(0, ...this.#host.session.cluster!.nodesView().map((node) => node.heartbeatIntervalMs ?? 0));
+    void this.#retryAfterLoss(task, Date.now() + deathDeclaredWithinMs(slowestBeatMs || undefined));
   }
 
   async #retryAfterLoss(task: Task, giveUpWaitingMs: number): Promise<void> {
