@@ -40,7 +40,7 @@ function killRedis(dir: string): void {
 async function aliveNodes(url: string): Promise<number> {
   const directory = await Directory.connect(url, { timeoutMs: 1000 });
   try {
-    return (await directory.nodes()).filter((node) => node.alive).length;
+    return (await directory.nodes()).filter((node) => node.alive && !node.silent).length;
   } catch {
     return 0;
   } finally {
