@@ -385,11 +385,11 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
       node = await ClusterNode.start(options);
     } catch (error) {
       if (!rejoin) throw error;
-      // Typically its store: drivers attached to the old node keep it (they lost their node).
-      printError(`objstore: the node could not join the cluster again: ${(error as Error).message}`);
+      printError(`objstore: the node could not join the cluster again: ${whyNoRejoin(options.storeName!, error as Error)}`);
       return 1;
     }
     const f = node.file;
+    options.storeName = f.storeName;
     const quic = f.quicPort === undefined ? "" : ` and QUIC (udp ${f.quicPort})`;
     print(`node ${f.nodeId} (number ${f.nodeNumber}) started: store ${f.storeName}, transfers on ${f.host}:${f.transferPort}${quic}, directory ${f.address}`);
     const declaredDead = await Promise.race([leaving.then(() => false), node.declaredDead.then(() => true)]);
@@ -400,6 +400,14 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
     print(`node ${f.nodeId} stopped`);
     if (stopAsked) return 0; // also when the signal came while a dead node was leaving
   }
+}
+
+/** Why a node declared dead could not join again: usually programs still attached to its
+ * store, which lost their node with it. */
+function whyNoRejoin(storeName: string, error: Error): string {
+  const users = processesMapping(`/dev/shm/objstore-${storeName}`).filter((pid) => pid !== process.pid);
+  if (users.length === 0) return error.message;
+  return `its store ${storeName} is still used by process${users.length > 1 ? "es" : ""} ${users.join(", ")} (programs attached to the node it was, which lost their node with it); start it again once they have ended, or with another --store`;
 }
 
 async function stopNodes(storeName: string | undefined, print: (line: string) => void): Promise<number> {

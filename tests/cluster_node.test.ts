@@ -19,6 +19,7 @@ import { runCli } from "../lib/cli.ts";
 import { ClusterAuthError } from "../mod.ts";
 import { test } from "./harness.ts";
 import { type Child, currentRuntime, eventually, redisUrl, root, start, uniqueStoreName } from "./helpers.ts";
+import { eventuallyAsync, startDriver } from "./cluster_helpers.ts";
 
 const cli = path.join(root, "bin", "objstore.ts");
 const token = `node-test-${randomBytes(8).toString("hex")}`;
@@ -220,3 +221,25 @@ test(`cluster nodes: a node stopped (SIGSTOP) past its heartbeats is silent, the
     for (const name of names) await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
   }
 }, { timeoutMs: 90_000 });
+
+test(`cluster nodes: a node declared dead while a program is attached to it cannot join again with its store: it exits 1 naming the program (${currentRuntime})`, async () => {
+  const name = uniqueStoreName("node-orphans");
+  const node = await startNode(name, ["--heartbeat-ms", "100"]);
+  const driver = startDriver(name, "put", "1024");
+  const directory = await Directory.connect(redisUrl());
+  try {
+    assert.match(await driver.line(), /^ready /);
+    process.kill(node.child.pid, "SIGSTOP");
+    await eventuallyAsync(async () => (await directory.nodes()).find((n) => n.nodeNumber === node.nodeNumber)?.alive === false, 10_000, "the stopped node declared dead");
+    process.kill(node.child.pid, "SIGCONT");
+    const ended = await node.child.exited;
+    assert.equal(ended.code, 1, ended.stderr);
+    assert.match(ended.stderr, new RegExp(`could not join the cluster again: its store ${name} is still used by process(es)? [0-9, ]*\\b${driver.pid}\\b.*lost their node`));
+  } finally {
+    driver.kill();
+    node.child.kill();
+    await Promise.all([driver.exited, node.child.exited]);
+    await directory.close();
+    await runCli(["destroy", name], () => {}, () => {}).catch(() => {});
+  }
+}, { timeoutMs: 60_000 });
