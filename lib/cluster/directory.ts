@@ -12,7 +12,7 @@
  * - `<p>:silent`          hash: node number → Redis time (ms) a reader first found it silent;
  *                         its next heartbeat clears it
  * - `<p>:dead`            hash: node number → Redis time (ms) it was declared dead: still silent
- *                         when read again a heartbeat interval (at least 2 s) later. Final: the
+ *                         when read again a heartbeat interval (at least 1 s) later. Final: the
  *                         node's next heartbeat is refused and it leaves (`NODES_SCRIPT`)
  * - `<p>:read-at`         Redis time (ms) of the last reading of the nodes' liveness
  * - `<p>:copies:<hex>`    set: numbers of the nodes holding a copy of the object
@@ -127,15 +127,18 @@ return out
 /** The heartbeat interval of a node whose record predates `heartbeatIntervalMs`. */
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 1000;
 
+/** The longest a client waits between attempts to reconnect to Redis (restarted, or away). */
+const RECONNECT_BACKOFF_MAX_MS = 250;
+
 /**
- * The least time a silent node has to beat again before it is declared dead. Two seconds at
- * least: a node reconnecting to a restarted Redis backs off for up to a second (`connect`).
+ * The least time a silent node has to beat again before it is declared dead: a second, four
+ * times the longest a node reconnecting to a restarted Redis waits before it tries again.
  */
-const CONFIRMATION_MIN_MS = 2000;
+const CONFIRMATION_MIN_MS = 1000;
 
 /** A gap between readings of the directory longer than this means nobody was watching (or could):
  * a silent node's confirmation starts again. Each node's keeper reads it once a second. */
-const WATCH_GAP_MAX_MS = CONFIRMATION_MIN_MS;
+const WATCH_GAP_MAX_MS = 2000;
 
 /** How long readers see a silent node before they declare it dead (ms). */
 function confirmationMs(heartbeatIntervalMs: number): number {
@@ -286,7 +289,7 @@ export class Directory {
       url,
       // Bounded connects, and reconnects that keep trying (Redis restarted) with a backoff;
       // each call below has its own deadline.
-      socket: { connectTimeout: timeoutMs, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 1000) },
+      socket: { connectTimeout: timeoutMs, reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, RECONNECT_BACKOFF_MAX_MS) },
     }) as unknown as RedisClient;
     const directory = new Directory(client, prefix, timeoutMs, where, options.keepAlive ?? true);
     try {
