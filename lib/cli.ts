@@ -11,7 +11,7 @@ import { removeOrphanedChannels } from "./tasks/channel.ts";
 import { shown, storeNameProblem } from "./options.ts";
 import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 import { ClusterNode, type NodeOptions, stopLocalNodes } from "./node.ts";
-import { Directory, redactedUrl } from "./cluster/directory.ts";
+import { confirmationMs, Directory, type NodeStatus, redactedUrl } from "./cluster/directory.ts";
 import { listClusterObjects } from "./cluster/listing.ts";
 import { attach, describeProcess, otherPids, type StoreProcess } from "./cli/local_store.ts";
 import { Dashboard } from "./cli/dashboard.ts";
@@ -417,11 +417,30 @@ async function stopNodes(storeName: string | undefined, print: (line: string) =>
   return 0;
 }
 
+/** The longest `objstore status --address` waits for a silent node to be heard from or declared dead. */
+const STATUS_SETTLE_MAX_MS = 3000;
+
+/**
+ * The cluster's nodes, once every silent one has beaten again or been declared dead (up to
+ * `STATUS_SETTLE_MAX_MS`): a one-off look at a cluster nobody else watches (its only node was
+ * killed) would otherwise find it silent for ever, since death needs two readings.
+ */
+async function settledNodes(directory: Directory): Promise<NodeStatus[]> {
+  let nodes = await directory.nodes();
+  const waitMs = Math.max(0, ...nodes.filter((n) => n.silent).map((n) => confirmationMs(n.heartbeatIntervalMs) + 500));
+  const deadline = Date.now() + Math.min(waitMs, STATUS_SETTLE_MAX_MS);
+  while (nodes.some((n) => n.silent) && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    nodes = await directory.nodes();
+  }
+  return nodes;
+}
+
 /** `objstore status --address`: the nodes of a cluster, alive or not. */
 async function clusterStatus(address: string, json: boolean, print: (line: string) => void): Promise<number> {
   const directory = await Directory.connect(address);
   try {
-    const nodes = await directory.nodes();
+    const nodes = await settledNodes(directory);
     if (json) {
       print(JSON.stringify({ address: redactedUrl(address), nodes }));
       return 0;

@@ -141,7 +141,7 @@ const CONFIRMATION_MIN_MS = 1000;
 const WATCH_GAP_MAX_MS = 2000;
 
 /** How long readers see a silent node before they declare it dead (ms). */
-function confirmationMs(heartbeatIntervalMs: number): number {
+export function confirmationMs(heartbeatIntervalMs = DEFAULT_HEARTBEAT_INTERVAL_MS): number {
   return Math.max(heartbeatIntervalMs, CONFIRMATION_MIN_MS);
 }
 
