@@ -8,7 +8,7 @@ import process from "node:process";
 import { loadLibrary } from "./ffi/load.ts";
 import { type ListedObject, NativeStore, type StoreStats } from "./store/native_store.ts";
 import { removeOrphanedChannels } from "./tasks/channel.ts";
-import { shown, storeNameProblem } from "./options.ts";
+import { segmentPath, shown, storeNameProblem } from "./options.ts";
 import { removeAbandonedStores, storeNames } from "./abandoned.ts";
 import { ClusterNode, type NodeOptions, stopLocalNodes } from "./node.ts";
 import { confirmationMs, Directory, type NodeStatus, redactedUrl } from "./cluster/directory.ts";
@@ -178,7 +178,7 @@ async function destroy(name: string): Promise<void> {
     removeOrphanedChannels(name);
   } catch (error) {
     if (!/incompatible|not a usable objstore segment/.test((error as Error).message)) throw error;
-    const path = `/dev/shm/objstore-${name}`;
+    const path = segmentPath(name);
     const users = processesMapping(path);
     if (users.length > 0) throw new Error(`${path} is still mapped by processes ${users.join(", ")}`);
     unlinkSync(path);
@@ -405,7 +405,7 @@ async function startNode(invocation: Invocation, print: (line: string) => void, 
 /** Why a node declared dead could not join again: usually programs still attached to its
  * store, which lost their node with it. */
 function whyNoRejoin(storeName: string, error: Error): string {
-  const users = processesMapping(`/dev/shm/objstore-${storeName}`).filter((pid) => pid !== process.pid);
+  const users = processesMapping(segmentPath(storeName)).filter((pid) => pid !== process.pid);
   if (users.length === 0) return error.message;
   return `its store ${storeName} is still used by process${users.length > 1 ? "es" : ""} ${users.join(", ")} (programs attached to the node it was, which lost their node with it); start it again once they have ended, or with another --store`;
 }

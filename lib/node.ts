@@ -20,6 +20,7 @@ import { ClusterClient } from "./cluster/cluster.ts";
 import { NodeExecutor } from "./tasks/node_executor.ts";
 import { localScheduler } from "./tasks/remote.ts";
 import { ObjstoreError } from "./errors.ts";
+import { segmentPath } from "./options.ts";
 import { localNodes, type NodeFile, removeNodeFile, writeNodeFile } from "./cluster/node_files.ts";
 import { processRuns } from "./processes.ts";
 import { dropReporter, QuicGateway } from "./cluster/quic/gateway.ts";
@@ -92,7 +93,7 @@ export class ClusterNode {
   static async start(options: NodeOptions): Promise<ClusterNode> {
     const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     const storeName = options.storeName ?? `node-${hostname().replace(/[^A-Za-z0-9_.-]/g, "-")}-${process.pid}`;
-    if (existsSync(`/dev/shm/objstore-${storeName}`)) {
+    if (existsSync(segmentPath(storeName))) {
       throw new ObjstoreError(`store '${storeName}' exists already: another node (or program) uses it; give this node its own with --store NAME`);
     }
     const quic = options.transport === "quic" ? (await loadLibrary()).shim.quic : undefined;

@@ -62,6 +62,11 @@ const storeNamePattern = /^(?!ch-)[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$/;
 /** What {@link storeNameProblem} accepts, in words. */
 export const STORE_NAME_RULE = "1–200 letters, digits, '-', '_' or '.' (not first), not starting with \"ch-\"";
 
+/** The shared-memory segment of store `name`, as zig/src/shm_names.zig names it. */
+export function segmentPath(name: string): string {
+  return `/dev/shm/objstore-${name}`;
+}
+
 /** Why `name` cannot name a store (it becomes a file name in /dev/shm), or undefined if it can. */
 export function storeNameProblem(name: unknown): string | undefined {
   if (typeof name === "string" && storeNamePattern.test(name)) return undefined;

@@ -386,7 +386,7 @@ export class Directory {
     const keys = [this.#key("nodes"), this.#key("silent"), this.#key("dead"), this.#key("read-at"), ...parsed.map((n) => this.#key("alive", n.nodeNumber))];
     const args = [
       String(WATCH_GAP_MAX_MS),
-      ...parsed.flatMap((n) => [String(n.nodeNumber), String(confirmationMs(n.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS))]),
+      ...parsed.flatMap((n) => [String(n.nodeNumber), String(confirmationMs(n.heartbeatIntervalMs))]),
     ];
     const states = await this.#bounded("EVAL", () => this.#client.eval(NODES_SCRIPT, { keys, arguments: args })) as string[];
     return parsed.flatMap((record, i) => {

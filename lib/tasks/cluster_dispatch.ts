@@ -264,8 +264,9 @@ export class ClusterDispatch {
       return;
     }
     task.attempt += 1;
-    const slowestBeatMs = Math.max(0, ...this.#host.session.cluster!.nodesView().map((node) => node.heartbeatIntervalMs ?? 0));
-    void this.#retryAfterLoss(task, Date.now() + deathDeclaredWithinMs(slowestBeatMs || undefined));
+    const nodes = this.#host.session.cluster!.nodesView();
+    const waitMs = nodes.length === 0 ? deathDeclaredWithinMs() : Math.max(...nodes.map((node) => deathDeclaredWithinMs(node.heartbeatIntervalMs)));
+    void this.#retryAfterLoss(task, Date.now() + waitMs);
   }
 
   async #retryAfterLoss(task: Task, giveUpWaitingMs: number): Promise<void> {

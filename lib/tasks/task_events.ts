@@ -23,6 +23,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import process from "node:process";
+import { segmentPath } from "../options.ts";
 import { processRuns } from "../processes.ts";
 
 /** Events kept per process (the oldest are overwritten). */
@@ -376,7 +377,7 @@ function headerBytes(file: string): Uint8Array {
 export function pruneTaskEventFiles(): number {
   const ended: Array<{ store: string; path: string; mtimeMs: number; sizeBytes: number }> = [];
   for (const f of taskEventFiles(undefined)) {
-    if (processRuns(f.pid) && existsSync(`/dev/shm/objstore-${f.store}`)) continue;
+    if (processRuns(f.pid) && existsSync(segmentPath(f.store))) continue;
     try {
       const stat = statSync(f.path);
       ended.push({ store: f.store, path: f.path, mtimeMs: stat.mtimeMs, sizeBytes: stat.size });
